@@ -1,0 +1,3 @@
+export * from './paths.js';
+export * as cluster from './gen/cluster/v1/cluster.js';
+export * as agent from './gen/agent/v1/agent.js';

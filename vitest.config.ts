@@ -1,0 +1,50 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+const root = path.dirname(fileURLToPath(import.meta.url));
+
+// Workspace packages resolve to their TypeScript sources, so unit tests need no build.
+// Integration tests start the built apps (dist/) as real processes: `npm test` builds first.
+const sourceAliases = [
+  { find: /^@vmm\/proto$/, replacement: path.join(root, 'proto/src/index.ts') },
+  { find: /^@vmm\/local-cluster$/, replacement: path.join(root, 'tools/local-cluster/src/index.ts') },
+  { find: /^@vmm\/local-cluster\/(.*)$/, replacement: path.join(root, 'tools/local-cluster/src/$1.ts') },
+  ...['emulator', 'migration', 'ksm'].flatMap((lib) => [
+    { find: new RegExp(`^@vmm/${lib}$`), replacement: path.join(root, `libs/${lib}/src/index.ts`) },
+    { find: new RegExp(`^@vmm/${lib}/(.*)$`), replacement: path.join(root, `libs/${lib}/src/$1.ts`) },
+  ]),
+];
+
+export default defineConfig({
+  // Nest needs decorator metadata; swc emits it from tsconfig's emitDecoratorMetadata (STACK.md §3).
+  oxc: false,
+  esbuild: false,
+  plugins: [swc.vite({ tsconfigFile: path.join(root, 'tsconfig.base.json') })],
+  resolve: { alias: sourceAliases },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['libs/*/src/**/*.spec.ts', 'apps/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts'],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // Two cores run everything: one integration file at a time, each starting its own processes.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
