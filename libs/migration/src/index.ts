@@ -1,0 +1,3 @@
+export * from './phase.js';
+export * from './policy.js';
+export * from './errors.js';
