@@ -1,0 +1,85 @@
+import xxhash, { type XXHashAPI } from 'xxhash-wasm';
+import { HashingNotInitializedError } from './errors.js';
+import { PAGE_SIZE, type FramePool } from './frame-pool.js';
+
+/**
+ * Page hashes and the memory digest. Per page: xxh64 (seed 0) of its 4 KiB. The digest is xxh64 over
+ * the sequence of page hashes in page order (8 bytes each, little-endian lo word then hi word), so it
+ * identifies the whole memory and both ends of a migration can compare one 16-hex-char string.
+ * A zero (unbacked) page uses the precomputed hash of a zero page and is never hashed; a backed page
+ * reuses its frame's cached hash unless the frame was written since.
+ */
+
+let api: XXHashAPI | null = null;
+let initializing: Promise<void> | null = null;
+let zeroLo = 0;
+let zeroHi = 0;
+
+const CHUNK_PAGES = 8192; // page hashes fed to the combining hasher at a time (64 KiB)
+const chunkWords = new Uint32Array(CHUNK_PAGES * 2);
+const chunkBytes = new Uint8Array(chunkWords.buffer);
+const tmpHash = new Uint32Array(2);
+
+/** Loads the xxhash wasm module once; await it before digest() or pageHash(). Safe to call repeatedly. */
+export function initHashing(): Promise<void> {
+  initializing ??= xxhash().then((loaded) => {
+    api = loaded;
+    const h = loaded.h64Raw(new Uint8Array(PAGE_SIZE));
+    zeroLo = Number(h & 0xffffffffn);
+    zeroHi = Number(h >> 32n);
+  });
+  return initializing;
+}
+
+function hashing(): XXHashAPI {
+  if (api === null) throw new HashingNotInitializedError();
+  return api;
+}
+
+/** xxh64 (seed 0) of one page's bytes. */
+export function pageHash(bytes: Uint8Array): bigint {
+  return hashing().h64Raw(bytes);
+}
+
+/** xxh64 of an all-zero page. */
+export function zeroPageHash(): bigint {
+  hashing();
+  return (BigInt(zeroHi) << 32n) | BigInt(zeroLo);
+}
+
+/** 16 lowercase hex chars of a 64-bit hash. */
+export function hashToHex(h: bigint): string {
+  return h.toString(16).padStart(16, '0');
+}
+
+/** The digest of memory given by its page → frame map (-1 = zero page) over `pool`. */
+export function digestPages(pool: FramePool, map: Int32Array): string {
+  const xx = hashing();
+  const combined = xx.create64(0n);
+  let n = 0;
+  for (let page = 0; page < map.length; page++) {
+    const frame = map[page];
+    let lo = zeroLo;
+    let hi = zeroHi;
+    if (frame !== -1) {
+      if (pool.cachedHash(frame, tmpHash)) {
+        lo = tmpHash[0];
+        hi = tmpHash[1];
+      } else {
+        const off = pool.frameByteOffset(frame);
+        const h = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+        lo = Number(h & 0xffffffffn);
+        hi = Number(h >> 32n);
+        pool.storeHash(frame, lo, hi);
+      }
+    }
+    chunkWords[2 * n] = lo;
+    chunkWords[2 * n + 1] = hi;
+    if (++n === CHUNK_PAGES) {
+      combined.update(chunkBytes);
+      n = 0;
+    }
+  }
+  if (n > 0) combined.update(chunkBytes.subarray(0, 8 * n));
+  return hashToHex(combined.digest());
+}

@@ -1,0 +1,253 @@
+import { digestPages } from './digest.js';
+import { DirtyLog, type DirtyLogOwner } from './dirty-log.js';
+import { InvalidArgumentError, MemoryReleasedError, OutOfRangeError } from './errors.js';
+import { PAGE_SIZE, PAGE_WORDS, type FramePool } from './frame-pool.js';
+import { Xoshiro128 } from './prng.js';
+
+/**
+ * A VM's guest-physical memory: page → host frame, -1 for a zero page that nothing backs.
+ *
+ * Untouched pages cost nothing. A frame shared with other pages (refcount > 1, merged by KSM through
+ * mapShared) is copied before a write, so the write breaks only this page's share, as Linux does.
+ * Every write sets the page's bit in every enabled dirty log. Hot paths allocate nothing.
+ */
+export class GuestMemory implements DirtyLogOwner {
+  readonly pageCount: number;
+  private readonly map: Int32Array;
+  private resident = 0;
+  private logs: DirtyLog[] = [];
+  private logBits: Uint32Array[] = []; // the enabled logs' bitmaps, for the write path
+  private released = false;
+
+  constructor(
+    readonly pool: FramePool,
+    pageCount: number,
+  ) {
+    if (!Number.isInteger(pageCount) || pageCount < 0 || pageCount > 0x7fffffff) {
+      throw new InvalidArgumentError('pageCount', `must be an integer in 0..2^31-1, got ${pageCount}`);
+    }
+    this.pageCount = pageCount;
+    this.map = new Int32Array(pageCount).fill(-1);
+  }
+
+  /** Pages backed by a frame (a page sharing a frame counts too). */
+  get residentPages(): number {
+    return this.resident;
+  }
+
+  isZero(page: number): boolean {
+    this.checkPage(page);
+    return this.map[page] === -1;
+  }
+
+  frameOf(page: number): number {
+    this.checkPage(page);
+    return this.map[page];
+  }
+
+  /** A read-only (by convention) view of the page's frame, or null for a zero page. */
+  pageView(page: number): Uint8Array | null {
+    this.checkPage(page);
+    const frame = this.map[page];
+    return frame === -1 ? null : this.pool.view(frame);
+  }
+
+  /** Copies the page into `out` at `outOffset`; false (and zero-filled) for a zero page. */
+  readPage(page: number, out: Uint8Array, outOffset = 0): boolean {
+    this.checkPage(page);
+    this.checkSpan('out', out, outOffset);
+    const frame = this.map[page];
+    if (frame === -1) {
+      out.fill(0, outOffset, outOffset + PAGE_SIZE);
+      return false;
+    }
+    const off = this.pool.frameByteOffset(frame);
+    out.set(this.pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), outOffset);
+    return true;
+  }
+
+  /** Overwrites the whole page from `src` at `srcOffset`; all-zero content unbacks the page. */
+  writePage(page: number, src: Uint8Array, srcOffset = 0): void {
+    this.checkLive();
+    this.checkPage(page);
+    this.checkSpan('src', src, srcOffset);
+    if (isZeroSpan(src, srcOffset)) {
+      this.zeroPage(page);
+      return;
+    }
+    let frame = this.map[page];
+    if (frame === -1) {
+      frame = this.pool.allocate(false);
+      this.map[page] = frame;
+      this.resident++;
+    } else if (this.pool.refCount(frame) > 1) {
+      this.pool.decRef(frame);
+      frame = this.pool.allocate(false);
+      this.map[page] = frame;
+    }
+    const bytes = this.pool.slabBytes(frame);
+    const off = this.pool.frameByteOffset(frame);
+    if (srcOffset === 0 && src.length === PAGE_SIZE) bytes.set(src, off);
+    else bytes.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE), off);
+    this.pool.invalidateHash(frame);
+    this.markDirty(page);
+  }
+
+  /** Makes the page zero and frees its frame (or drops its share of it). */
+  zeroPage(page: number): void {
+    this.checkLive();
+    this.checkPage(page);
+    const frame = this.map[page];
+    if (frame !== -1) {
+      this.map[page] = -1;
+      this.resident--;
+      this.pool.decRef(frame);
+    }
+    this.markDirty(page);
+  }
+
+  /**
+   * An 8-byte guest store of (hi << 32 | lo) at `byteOffset` (a multiple of 8 below PAGE_SIZE), little-endian.
+   * A zero page gets a fresh frame unless the store writes zero; a shared frame is copied first (COW).
+   */
+  writeWord(page: number, byteOffset: number, lo: number, hi: number): void {
+    if (this.released) throw new MemoryReleasedError();
+    if (!(page >= 0 && page < this.pageCount) || (page | 0) !== page) {
+      throw new OutOfRangeError('page', page, this.pageCount);
+    }
+    if (!(byteOffset >= 0 && byteOffset < PAGE_SIZE) || (byteOffset & 7) !== 0) {
+      throw new OutOfRangeError('byteOffset (multiple of 8)', byteOffset, PAGE_SIZE);
+    }
+    let frame = this.map[page];
+    if (frame === -1) {
+      if ((lo | hi) === 0) {
+        this.markDirty(page);
+        return;
+      }
+      frame = this.pool.allocate(true);
+      this.map[page] = frame;
+      this.resident++;
+    } else if (this.pool.refCount(frame) > 1) {
+      const copy = this.pool.allocate(false);
+      this.pool.copyFrame(frame, copy);
+      this.pool.decRef(frame);
+      this.map[page] = frame = copy;
+    }
+    const words = this.pool.slabWords(frame);
+    const w = this.pool.frameWordOffset(frame) + (byteOffset >>> 2);
+    words[w] = lo;
+    words[w + 1] = hi;
+    this.pool.invalidateHash(frame);
+    this.markDirty(page);
+  }
+
+  /** KSM merge: the page now maps `frame` (refcount + 1); its old frame loses a reference. Not a guest write. */
+  mapShared(page: number, frame: number): void {
+    this.checkLive();
+    this.checkPage(page);
+    const old = this.map[page];
+    if (old === frame) return;
+    this.pool.incRef(frame); // throws for a frame not in use, before anything changes
+    this.map[page] = frame;
+    if (old === -1) this.resident++;
+    else this.pool.decRef(old);
+  }
+
+  /** A new dirty-memory client; it sees every write from now on. */
+  createDirtyLog(): DirtyLog {
+    this.checkLive();
+    const log = new DirtyLog(this, this.pageCount);
+    this.logs.push(log);
+    this.logBits = this.logs.map((l) => l.bits);
+    return log;
+  }
+
+  /** Called by DirtyLog.disable(). */
+  detachDirtyLog(log: DirtyLog): void {
+    this.logs = this.logs.filter((l) => l !== log);
+    this.logBits = this.logs.map((l) => l.bits);
+  }
+
+  /** 16 hex chars identifying every page's content, in page order (see digest.ts). */
+  digest(): string {
+    return digestPages(this.pool, this.map);
+  }
+
+  /** Fills pages [firstPage, firstPage + count) with non-zero pseudo-random data from `seed` (marks them dirty). */
+  fillRandom(firstPage: number, count: number, seed: number): void {
+    this.checkLive();
+    this.checkRange(firstPage, count);
+    const rng = new Xoshiro128(seed);
+    for (let page = firstPage; page < firstPage + count; page++) {
+      let frame = this.map[page];
+      if (frame === -1) {
+        frame = this.pool.allocate(false);
+        this.map[page] = frame;
+        this.resident++;
+      } else if (this.pool.refCount(frame) > 1) {
+        this.pool.decRef(frame);
+        frame = this.pool.allocate(false);
+        this.map[page] = frame;
+      }
+      const words = this.pool.slabWords(frame);
+      const w0 = this.pool.frameWordOffset(frame);
+      for (let w = w0; w < w0 + PAGE_WORDS; w++) words[w] = rng.next();
+      words[w0] |= 1; // never an all-zero page
+      this.pool.invalidateHash(frame);
+      this.markDirty(page);
+    }
+  }
+
+  /** Frees every frame and disables every dirty log; the memory is unusable afterwards. Idempotent. */
+  release(): void {
+    if (this.released) return;
+    for (let page = 0; page < this.pageCount; page++) {
+      const frame = this.map[page];
+      if (frame !== -1) this.pool.decRef(frame);
+    }
+    this.map.fill(-1);
+    this.resident = 0;
+    for (const log of [...this.logs]) log.disable();
+    this.released = true;
+  }
+
+  get isReleased(): boolean {
+    return this.released;
+  }
+
+  private markDirty(page: number): void {
+    const logs = this.logBits;
+    const w = page >>> 5;
+    const bit = 1 << (page & 31);
+    for (let i = 0; i < logs.length; i++) logs[i][w] |= bit;
+  }
+
+  private checkLive(): void {
+    if (this.released) throw new MemoryReleasedError();
+  }
+
+  private checkPage(page: number): void {
+    if (!(page >= 0 && page < this.pageCount) || (page | 0) !== page) {
+      throw new OutOfRangeError('page', page, this.pageCount);
+    }
+  }
+
+  private checkRange(firstPage: number, count: number): void {
+    if (!Number.isInteger(firstPage) || !Number.isInteger(count) || firstPage < 0 || count < 0) {
+      throw new InvalidArgumentError('page range', `${firstPage}+${count}`);
+    }
+    if (firstPage + count > this.pageCount) throw new OutOfRangeError('page range end', firstPage + count, this.pageCount);
+  }
+
+  private checkSpan(name: string, buf: Uint8Array, offset: number): void {
+    if (!Number.isInteger(offset) || offset < 0 || offset + PAGE_SIZE > buf.length) {
+      throw new OutOfRangeError(`${name} offset`, offset, buf.length - PAGE_SIZE);
+    }
+  }
+}
+
+/** True if the 4 KiB at `offset` are all zero; exits at the first non-zero byte. */
+function isZeroSpan(src: Uint8Array, offset: number): boolean {
+  for (let i = offset, end = offset + PAGE_SIZE; i < end; i++) if (src[i] !== 0) return false;
+  return true;
+}

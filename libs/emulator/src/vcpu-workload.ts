@@ -1,0 +1,138 @@
+import { InvalidArgumentError } from './errors.js';
+import { PAGE_SIZE } from './frame-pool.js';
+import type { GuestMemory } from './guest-memory.js';
+import { mix32, Xoshiro128 } from './prng.js';
+
+export type WorkloadKind = 'idle' | 'uniform' | 'hotcold' | 'sequential';
+export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['idle', 'uniform', 'hotcold', 'sequential'];
+
+/** What a VM's vCPUs do to memory: `dirtyRatePagesPerSec` 8-byte stores, each into one page of the working set. */
+export interface WorkloadConfig {
+  kind: WorkloadKind;
+  dirtyRatePagesPerSec: number;
+  /** Pages [0, workingSetPages) receive the writes; 0 = the whole memory. */
+  workingSetPages: number;
+  seed: number;
+}
+
+/** Backlog the pacer catches up after an event-loop stall, in seconds of writes. */
+export const MAX_BACKLOG_SEC = 1;
+const WORDS_PER_PAGE_8 = PAGE_SIZE / 8;
+// hotcold: page index = ws · u^HOT_EXPONENT, a Zipf-like power law: 1% of the pages take ~21% of the
+// writes, 10% take ~46%.
+const HOT_EXPONENT = 3;
+
+export function validateWorkloadConfig(c: WorkloadConfig, pageCount: number): void {
+  if (!WORKLOAD_KINDS.includes(c.kind)) throw new InvalidArgumentError('workload.kind', `unknown kind '${String(c.kind)}'`);
+  if (!Number.isFinite(c.dirtyRatePagesPerSec) || c.dirtyRatePagesPerSec < 0) {
+    throw new InvalidArgumentError('workload.dirtyRatePagesPerSec', `must be a finite number ≥ 0, got ${c.dirtyRatePagesPerSec}`);
+  }
+  if (!Number.isInteger(c.workingSetPages) || c.workingSetPages < 0 || c.workingSetPages > pageCount) {
+    throw new InvalidArgumentError('workload.workingSetPages', `must be an integer in 0..${pageCount}, got ${c.workingSetPages}`);
+  }
+  if (!Number.isSafeInteger(c.seed)) throw new InvalidArgumentError('workload.seed', `must be a safe integer, got ${c.seed}`);
+}
+
+/**
+ * A vCPU workload: a deterministic sequence of 8-byte stores (step) paced by wall-clock time (advance).
+ * Its position (RNG state, write counter, sweep position) is device state: restored over a copy of the
+ * memory, it continues the identical sequence. The value stored is unique to the VM (its salt) and to
+ * the write (its counter).
+ */
+export class VcpuWorkload {
+  readonly config: WorkloadConfig;
+  /** The resolved working set (config.workingSetPages, or the whole memory for 0). */
+  readonly workingSetPages: number;
+  readonly rng: Xoshiro128;
+  /** Stores made since the workload began (also the value counter). */
+  writes = 0;
+  /** Next page of the sequential sweep, relative to the working set. */
+  sweepPage = 0;
+  private throttle = 0;
+  private lastMs = 0;
+  private credit = 0; // writes due but not yet made (fractional)
+
+  constructor(
+    private readonly memory: GuestMemory,
+    config: WorkloadConfig,
+    /** Per-VM value salt (from the VM id and seed), so that no two VMs write the same data. */
+    readonly salt: number,
+  ) {
+    validateWorkloadConfig(config, memory.pageCount);
+    this.config = { ...config };
+    this.workingSetPages = config.workingSetPages === 0 ? memory.pageCount : config.workingSetPages;
+    this.rng = new Xoshiro128(config.seed ^ salt);
+  }
+
+  get throttlePercent(): number {
+    return this.throttle;
+  }
+
+  /** Auto-converge: the vCPU runs (100 - percent)% of the time, so it writes that share of its rate. */
+  setThrottle(percent: number): void {
+    if (!Number.isFinite(percent) || percent < 0 || percent > 99) {
+      throw new InvalidArgumentError('throttlePercent', `must be in 0..99, got ${percent}`);
+    }
+    this.throttle = percent;
+  }
+
+  /** Writes per second at the current throttle. */
+  get effectiveRatePagesPerSec(): number {
+    return this.config.kind === 'idle' ? 0 : (this.config.dirtyRatePagesPerSec * (100 - this.throttle)) / 100;
+  }
+
+  /** Makes the next `n` stores of the sequence now; returns how many were made (0 for idle or an empty working set). */
+  step(n: number): number {
+    const ws = this.workingSetPages;
+    if (this.config.kind === 'idle' || ws === 0 || n <= 0) return 0;
+    const memory = this.memory;
+    const rng = this.rng;
+    const salt = this.salt;
+    const kind = this.config.kind;
+    for (let i = 0; i < n; i++) {
+      let page: number;
+      let offset: number;
+      if (kind === 'sequential') {
+        page = this.sweepPage;
+        offset = (Math.floor(this.writes / ws) % WORDS_PER_PAGE_8) * 8;
+        if (++this.sweepPage === ws) this.sweepPage = 0;
+      } else {
+        const u = rng.nextFloat();
+        page = kind === 'uniform' ? Math.floor(u * ws) : Math.floor(ws * u ** HOT_EXPONENT);
+        offset = rng.nextBelow(WORDS_PER_PAGE_8) * 8;
+      }
+      const count = this.writes;
+      let lo = mix32((count >>> 0) ^ salt);
+      const hi = (Math.floor(count / 4294967296) ^ mix32(salt)) >>> 0;
+      if ((lo | hi) === 0) lo = 1; // a store of zero would not change a zero page
+      memory.writeWord(page, offset, lo, hi);
+      this.writes = count + 1;
+    }
+    return n;
+  }
+
+  /** Starts (or restarts after a pause) the pacing clock at `nowMs`, with no backlog. */
+  resetClock(nowMs: number): void {
+    this.lastMs = nowMs;
+    this.credit = 0;
+  }
+
+  /**
+   * Makes the writes due since the last call: elapsed time × effective rate, plus the carried fraction.
+   * After a stall, at most MAX_BACKLOG_SEC of writes are caught up. Returns the writes made.
+   */
+  advance(nowMs: number): number {
+    const dtMs = nowMs - this.lastMs;
+    this.lastMs = nowMs;
+    if (dtMs <= 0) return 0;
+    const rate = this.effectiveRatePagesPerSec;
+    if (rate === 0) {
+      this.credit = 0;
+      return 0;
+    }
+    this.credit = Math.min(this.credit + (dtMs * rate) / 1000, rate * MAX_BACKLOG_SEC + 1);
+    const n = Math.floor(this.credit);
+    this.credit -= n;
+    return this.step(n);
+  }
+}
