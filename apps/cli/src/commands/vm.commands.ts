@@ -1,0 +1,34 @@
+import type { cluster } from '@vmm/proto';
+import { colourState } from '../format/colours.js';
+import { formatMib, shortId } from '../format/units.js';
+import { renderVmDetails, renderVmsTable, vmStateName, workloadCell } from '../format/vms.js';
+import { resolveVm } from '../resolve.js';
+import { type CommandContext, printJson } from './context.js';
+
+export async function vmsCommand(ctx: CommandContext, opts: { node?: string }): Promise<void> {
+  const vms = await ctx.api.listAllVms(opts.node ?? '');
+  if (ctx.json) return printJson(ctx, { vms });
+  ctx.io.out(renderVmsTable(vms));
+}
+
+export async function vmCommand(ctx: CommandContext, ref: string): Promise<void> {
+  const vm = await resolveVm(ctx.api, ref);
+  if (ctx.json) return printJson(ctx, vm);
+  ctx.io.out(renderVmDetails(vm));
+}
+
+export async function createCommand(ctx: CommandContext, request: cluster.CreateVmRequest): Promise<void> {
+  const vm = await ctx.api.createVm(request);
+  if (ctx.json) return printJson(ctx, vm);
+  ctx.io.out(
+    `vm ${vm.name} (${shortId(vm.vmId)}) created on ${vm.nodeId}: ${colourState(vmStateName(vm))}, ` +
+      `${vm.vcpus} vCPU, ${formatMib(vm.memoryMib)}, ${vm.image}, ${workloadCell(vm)}\n`,
+  );
+}
+
+export async function deleteCommand(ctx: CommandContext, ref: string): Promise<void> {
+  const vm = await resolveVm(ctx.api, ref);
+  await ctx.api.deleteVm(vm.vmId);
+  if (ctx.json) return printJson(ctx, { deleted: vm.vmId, name: vm.name });
+  ctx.io.out(`vm ${vm.name} (${shortId(vm.vmId)}) deleted\n`);
+}

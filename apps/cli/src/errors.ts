@@ -1,0 +1,61 @@
+import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+
+/** A bad command line: a malformed value, a missing argument, conflicting options. Exit code 2. */
+export class UsageError extends Error {
+  readonly code = 'USAGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/**
+ * A followed migration ended in FAILED or CANCELLED. The summary is already printed; the process
+ * still exits non-zero so that scripts notice.
+ */
+export class MigrationNotCompletedError extends Error {
+  readonly code = 'MIGRATION_NOT_COMPLETED';
+  constructor(readonly migrationId: string, readonly phase: string) {
+    super(`migration ${migrationId} ended ${phase}`);
+    this.name = 'MigrationNotCompletedError';
+  }
+}
+
+/** Exit codes: 1 for an API (gRPC) error or a failed migration, 2 for a usage error. */
+export const EXIT_API_ERROR = 1;
+export const EXIT_USAGE = 2;
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<ServiceError>).code === 'number' &&
+    'metadata' in err
+  );
+}
+
+/** `NOT_FOUND` for 5, the name grpc uses in its docs and in API.md. */
+export function statusName(code: number): string {
+  return GrpcStatus[code] ?? `STATUS_${code}`;
+}
+
+/** One line for the user, never a stack trace: `<STATUS>: <details>` or the plain message. */
+export function describeError(err: unknown): { message: string; exitCode: number } {
+  if (isServiceError(err)) {
+    // grpc-js appends an empty "Resolution note: " to connection errors; it says nothing.
+    const details = (err.details || err.message).replace(/\s*Resolution note:\s*$/, '');
+    return { message: `${statusName(err.code)}: ${details}`, exitCode: EXIT_API_ERROR };
+  }
+  if (err instanceof UsageError) return { message: err.message, exitCode: EXIT_USAGE };
+  if (err instanceof MigrationNotCompletedError) return { message: err.message, exitCode: EXIT_API_ERROR };
+  if (err instanceof Error) return { message: err.message, exitCode: EXIT_API_ERROR };
+  return { message: String(err), exitCode: EXIT_API_ERROR };
+}
+
+/** A ServiceError made here (for lookups that fail on the client side), shaped like grpc-js's. */
+export function notFound(details: string): ServiceError {
+  return Object.assign(new Error(`${GrpcStatus.NOT_FOUND} NOT_FOUND: ${details}`), {
+    code: GrpcStatus.NOT_FOUND,
+    details,
+    metadata: new Metadata(),
+  });
+}

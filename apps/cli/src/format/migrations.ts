@@ -1,0 +1,153 @@
+import { cluster } from '@vmm/proto';
+import { colourState, cross, paint, tick } from './colours.js';
+import { renderBox, renderFields, renderTable } from './table.js';
+import {
+  formatAgo,
+  formatBytes,
+  formatCount,
+  formatDuration,
+  formatMib,
+  formatPageRate,
+  formatThroughput,
+  PAGE_SIZE_BYTES,
+  shortId,
+  stripEnumPrefix,
+} from './units.js';
+
+export const phaseName = (m: cluster.Migration): string => stripEnumPrefix(m.phase, 'MIGRATION_PHASE_');
+
+const TERMINAL = new Set<cluster.MigrationPhase>([
+  cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED,
+  cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
+  cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED,
+]);
+
+export const isTerminal = (m: cluster.Migration): boolean => TERMINAL.has(m.phase);
+
+export type DigestCheck = 'match' | 'mismatch' | 'unchecked';
+
+/** The end-to-end memory check: both ends' digests present and equal. */
+export function digestCheck(m: cluster.Migration): DigestCheck {
+  if (!m.sourceDigest || !m.targetDigest) return 'unchecked';
+  return m.sourceDigest === m.targetDigest ? 'match' : 'mismatch';
+}
+
+function digestCell(m: cluster.Migration): string {
+  const check = digestCheck(m);
+  return check === 'match' ? tick() : check === 'mismatch' ? cross() : paint.gray('—');
+}
+
+/** Share of the VM's pages sent so far, capped at 100% (later rounds resend dirty pages). */
+export function percentSent(m: cluster.Migration): number {
+  if (m.pagesTotal <= 0) return 0;
+  return Math.min(100, (m.pagesSent / m.pagesTotal) * 100);
+}
+
+/** VM label for tables: its name when the caller knows it, else its short id. */
+export type VmNames = ReadonlyMap<string, string>;
+
+export function renderMigrationsTable(migrations: readonly cluster.Migration[], names: VmNames = new Map()): string {
+  if (migrations.length === 0) return 'No migrations.\n';
+  return renderTable(
+    ['ID', 'VM', 'SOURCE', 'TARGET', 'PHASE', 'ROUND', 'SENT', 'DOWNTIME', 'TOTAL', 'DIGEST', 'REASON'],
+    migrations.map((m) => {
+      const done = isTerminal(m);
+      return [
+        shortId(m.migrationId),
+        names.get(m.vmId) ?? shortId(m.vmId),
+        m.sourceNodeId,
+        m.targetNodeId || paint.gray('—'),
+        colourState(phaseName(m)),
+        String(m.round),
+        formatBytes(m.bytesSent),
+        done && m.downtimeMs > 0 ? formatDuration(m.downtimeMs) : paint.gray('—'),
+        done ? formatDuration(m.totalTimeMs) : paint.gray('—'),
+        digestCell(m),
+        m.reason || '—',
+      ];
+    }),
+  );
+}
+
+/** One line of progress, for logs and pipes where no bar can be drawn. */
+export function progressLine(m: cluster.Migration): string {
+  const parts = [
+    `${phaseName(m).padEnd(13)}`,
+    `round ${m.round}`,
+    `sent ${percentSent(m).toFixed(0).padStart(3)}% (${formatBytes(m.bytesSent)})`,
+    `dirty ${formatCount(m.dirtyPagesRemaining)} pages`,
+    formatThroughput(m.throughputBytesPerSec),
+  ];
+  if (m.throttlePercent > 0) parts.push(`throttle ${Math.round(m.throttlePercent)}%`);
+  return parts.join('  ');
+}
+
+function policyText(p: cluster.MigrationPolicy | undefined): string {
+  if (!p) return '—';
+  const parts = [
+    `downtime ≤ ${formatDuration(p.downtimeLimitMs)}`,
+    p.maxBandwidthMibPerSec > 0 ? `bandwidth ≤ ${formatMib(p.maxBandwidthMibPerSec)}/s` : 'bandwidth unlimited',
+  ];
+  if (p.maxRounds > 0) parts.push(`max ${p.maxRounds} rounds`);
+  if (p.autoConverge) parts.push('auto-converge');
+  if (p.xbzrle) parts.push('xbzrle');
+  if (p.completionTimeoutMs > 0) parts.push(`timeout ${formatDuration(p.completionTimeoutMs)}`);
+  return parts.join(', ');
+}
+
+export function renderMigrationDetails(m: cluster.Migration, vmName?: string, nowMs = Date.now()): string {
+  return renderFields([
+    ['Migration', m.migrationId],
+    ['VM', vmName ? `${vmName} (${m.vmId})` : m.vmId],
+    ['Route', `${m.sourceNodeId} → ${m.targetNodeId || '?'}`],
+    ['Phase', colourState(phaseName(m))],
+    ['Reason', m.reason || '—'],
+    ['Round', String(m.round)],
+    ['Pages', `${formatCount(m.pagesSent)} sent of ${formatCount(m.pagesTotal)} (${percentSent(m).toFixed(0)}%)`],
+    ['Data sent', formatBytes(m.bytesSent)],
+    ['Dirty left', `${formatCount(m.dirtyPagesRemaining)} pages`],
+    ['Dirty rate', formatPageRate(m.dirtyRatePagesPerSec)],
+    ['Throughput', formatThroughput(m.throughputBytesPerSec)],
+    ['Expected downtime', formatDuration(m.expectedDowntimeMs)],
+    ['Throttle', `${Math.round(m.throttlePercent)}%`],
+    ['Policy', policyText(m.policy)],
+    ['Started', m.createdAtMs ? formatAgo(m.createdAtMs, nowMs) : '—'],
+    ...(m.error ? ([['Error', paint.red(m.error)]] as [string, string][]) : []),
+  ]);
+}
+
+export interface SummaryContext {
+  vmName?: string;
+  /** The VM's memory, for "sent / VM size"; without it the migration's page count stands in. */
+  vmMemoryMib?: number;
+}
+
+/** The boxed outcome of a finished migration: what an operator checks after `migrate --follow`. */
+export function renderSummary(m: cluster.Migration, ctx: SummaryContext = {}): string {
+  const phase = phaseName(m);
+  const check = digestCheck(m);
+  const vmBytes = ctx.vmMemoryMib ? ctx.vmMemoryMib * 1024 * 1024 : m.pagesTotal * PAGE_SIZE_BYTES;
+  const ratio = vmBytes > 0 ? ` = ${(m.bytesSent / vmBytes).toFixed(2)} × VM size (${formatBytes(vmBytes)})` : '';
+  const outcome =
+    phase === 'COMPLETED' && check === 'match'
+      ? `${colourState(phase)} ${tick()}`
+      : phase === 'COMPLETED'
+        ? `${colourState(phase)} ${cross()} digest not verified`
+        : `${colourState(phase)} ${cross()}${m.error ? `  ${m.error}` : ''}`;
+  const digest =
+    check === 'unchecked'
+      ? paint.gray('not checked (the migration did not reach switch-over)')
+      : `source ${m.sourceDigest} ${check === 'match' ? '==' : '!='} target ${m.targetDigest} ${check === 'match' ? tick() : cross()}`;
+  const fields: [string, string][] = [
+    ['Outcome', outcome],
+    ['Route', `${m.sourceNodeId} → ${m.targetNodeId || '?'}`],
+    ['Downtime', `${formatDuration(m.downtimeMs)}${m.policy?.downtimeLimitMs ? `  (limit ${formatDuration(m.policy.downtimeLimitMs)})` : ''}`],
+    ['Total time', formatDuration(m.totalTimeMs)],
+    ['Rounds', String(m.round)],
+    ['Data sent', `${formatBytes(m.bytesSent)}${ratio}`],
+    ['Digest', digest],
+  ];
+  if (m.throttlePercent > 0) fields.splice(5, 0, ['Throttle', `${Math.round(m.throttlePercent)}% at the end`]);
+  const who = ctx.vmName ?? shortId(m.vmId);
+  return renderBox(`Migration ${shortId(m.migrationId)} of ${who}`, fields);
+}

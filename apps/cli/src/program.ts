@@ -1,0 +1,152 @@
+import { status } from '@grpc/grpc-js';
+import { Command, CommanderError, Option } from 'commander';
+import { parseDurationMs, requireName } from './args.js';
+import { ClusterApi, parseServerAddress } from './client.js';
+import type { CommandContext } from './commands/context.js';
+import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand } from './commands/migration.commands.js';
+import { cordonCommand, ksmCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
+import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
+import { describeError, EXIT_USAGE, isServiceError } from './errors.js';
+import { FollowInterruptedError } from './follow.js';
+import { paint, setColour } from './format/colours.js';
+import type { Io } from './io.js';
+import { buildCreateRequest, buildKsmKnobs, buildPolicy, type CreateOptions, type KsmOptions, type PolicyOptions } from './requests.js';
+import { WORKLOAD_KINDS } from './workload.js';
+
+const DEFAULT_SERVER = '127.0.0.1:50051';
+const EXIT_INTERRUPTED = 130;
+
+interface GlobalOptions {
+  server: string;
+  token?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+type Action = (ctx: CommandContext, ...args: any[]) => Promise<void>;
+
+/** Builds the `vmctl` command tree; `run` executes one command with a fresh client and closes it. */
+export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: unknown[]) => Promise<void>): Command {
+  const program = new Command('vmctl')
+    .description('Operate a cluster of emulated VMs: nodes, VMs, live migration, KSM.')
+    .addOption(new Option('--server <host:port>', 'controller address (env VMCTL_SERVER)').default(io.env.VMCTL_SERVER || DEFAULT_SERVER))
+    .addOption(new Option('--token <token>', 'API bearer token (env VMCTL_TOKEN)').default(io.env.VMCTL_TOKEN || undefined))
+    .option('--json', 'machine-readable JSON output')
+    .option('--timeout <duration>', 'deadline of each call: 10s, 500ms, 2m', '10s')
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      outputError: (s, write) => write(paint.red(s)),
+    });
+  const on = (action: Action) =>
+    async function (this: Command, ...args: unknown[]): Promise<void> {
+      await run(this, action, args.slice(0, -1));
+    };
+
+  program.command('nodes').description('list nodes with capacity, overcommit, real use and KSM sharing').action(on(nodesCommand));
+  program.command('node <node>').description('show a node, its KSM counters and its VMs').action(on(nodeCommand));
+  program
+    .command('vms')
+    .description('list VMs with their workloads and measured dirty rates')
+    .option('--node <node>', 'only the VMs of this node')
+    .action(on((ctx, opts) => vmsCommand(ctx, opts)));
+  program.command('vm <vm>').description('show a VM (by id, short id or name)').action(on(vmCommand));
+  program
+    .command('create <name>')
+    .description('create and start a VM')
+    .option('--vcpus <n>', 'virtual CPUs', '1')
+    .option('--memory <MiB>', 'guest memory in MiB (or 512M, 2G)', '512')
+    .option('--image <image>', 'disk image: debian-12, ubuntu-24.04, alpine-3.20, empty', 'debian-12')
+    .option('--workload <spec>', `kind[:rate[:wss_mib[:seed]]], kind one of ${WORKLOAD_KINDS.join('|')}; rate in pages/s (2000, 8k)`, 'idle')
+    .option('--node <node>', 'place exactly on this node (else the scheduler picks)')
+    .option('--anti-affinity <group>', 'never share a node with another VM of this group')
+    .option('--label <key=value>', 'a label (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .action(on((ctx, name: string, opts: CreateOptions) => createCommand(ctx, buildCreateRequest(name, opts))));
+  program.command('delete <vm>').description('stop and delete a VM').action(on(deleteCommand));
+  program.command('cordon <node>').description('mark a node unschedulable').action(on(cordonCommand));
+  program.command('uncordon <node>').description('mark a node schedulable again').action(on(uncordonCommand));
+  program
+    .command('migrate <vm>')
+    .description('live-migrate a VM (pre-copy); the scheduler picks the target unless --to')
+    .option('--to <node>', 'target node')
+    .option('-f, --follow', 'show live progress and the outcome summary')
+    .option('--downtime-ms <ms>', 'downtime limit for the switch-over')
+    .option('--bandwidth-mib <MiB/s>', 'bandwidth limit (0 = unlimited)')
+    .option('--max-rounds <n>', 'pre-copy rounds before giving up (or forcing convergence)')
+    .option('--auto-converge', 'throttle the vCPU step by step when the VM dirties faster than the link')
+    .option('--xbzrle', 'send XOR deltas of re-dirtied pages')
+    .option('--xbzrle-cache-mib <MiB>', 'XBZRLE page cache size')
+    .option('--completion-timeout-ms <ms>', 'give up (roll back) after this long')
+    .action(
+      on((ctx, vm: string, opts: PolicyOptions & { to?: string; follow?: boolean }) =>
+        migrateCommand(ctx, vm, { to: opts.to, follow: opts.follow, policy: buildPolicy(opts) }),
+      ),
+    );
+  program
+    .command('migrations')
+    .description('list migrations')
+    .option('--vm <vm>', 'only the migrations of this VM')
+    .action(on((ctx, opts) => migrationsCommand(ctx, opts)));
+  program
+    .command('migration <id>')
+    .description('show a migration (by id or short id)')
+    .option('-f, --follow', 'follow it to the end')
+    .action(on((ctx, id: string, opts) => migrationCommand(ctx, id, opts)));
+  program.command('cancel <id>').description('cancel a migration; the VM keeps running on its source').action(on(cancelCommand));
+  program
+    .command('drain <node>')
+    .description('cordon a node and migrate every VM off it')
+    .option('-f, --follow', 'follow the migrations to the end')
+    .action(on((ctx, node: string, opts) => drainCommand(ctx, node, opts)));
+  program
+    .command('ksm <node>')
+    .description("show a node's KSM knobs and counters; with options, set the knobs")
+    .option('--run <0|1|2>', '0 stop, 1 run, 2 unmerge everything')
+    .option('--pages-to-scan <n>', 'pages scanned per wake-up')
+    .option('--sleep-ms <ms>', 'sleep between wake-ups (sleep_millisecs)')
+    .option('--max-page-sharing <n>', 'most pages sharing one KSM page')
+    .option('--use-zero-pages <bool>', 'merge empty pages with the zero page')
+    .action(on((ctx, node: string, opts: KsmOptions) => ksmCommand(ctx, node, buildKsmKnobs(opts))));
+  return program;
+}
+
+/** Parses argv (without node and script), runs the command, and returns the exit code. */
+export async function execute(argv: readonly string[], io: Io): Promise<number> {
+  setColour(io.colour && !argv.includes('--json'));
+  let code = 0;
+  const run = async (cmd: Command, action: Action, args: unknown[]): Promise<void> => {
+    const globals = cmd.optsWithGlobals<GlobalOptions>();
+    const api = new ClusterApi({
+      server: parseServerAddress(globals.server),
+      token: globals.token,
+      timeoutMs: parseDurationMs(globals.timeout, '--timeout'),
+    });
+    try {
+      for (const arg of args) if (typeof arg === 'string') requireName(arg, cmd.name());
+      await action({ api, io, json: globals.json === true }, ...args);
+    } finally {
+      api.close();
+    }
+  };
+  try {
+    await buildProgram(io, run).parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has printed the message (or the help) already.
+      code = err.exitCode === 0 ? 0 : EXIT_USAGE;
+    } else if (err instanceof FollowInterruptedError) {
+      io.err(`\n${err.message}\n`);
+      code = EXIT_INTERRUPTED;
+    } else {
+      const { message, exitCode } = describeError(err);
+      io.err(`${paint.red(`error: ${message}`)}\n`);
+      if (isServiceError(err) && err.code === status.UNAVAILABLE) {
+        io.err('hint: is the controller running there? Set --server or VMCTL_SERVER (npm run cluster starts one).\n');
+      }
+      code = exitCode;
+    }
+  }
+  return code;
+}

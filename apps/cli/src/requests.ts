@@ -1,0 +1,82 @@
+// Turns parsed command-line options into request messages, validating what the CLI can check
+// itself (the controller checks the rest and answers INVALID_ARGUMENT naming the field).
+import type { cluster } from '@vmm/proto';
+import { collectLabel, parseBool, parseInteger, parseMemoryMib, parseNumber, requireName } from './args.js';
+import { parseWorkload } from './workload.js';
+
+export interface CreateOptions {
+  vcpus: string;
+  memory: string;
+  image: string;
+  workload: string;
+  node?: string;
+  antiAffinity?: string;
+  label?: string[];
+}
+
+export function buildCreateRequest(name: string, opts: CreateOptions): cluster.CreateVmRequest {
+  let labels: Record<string, string> = {};
+  for (const label of opts.label ?? []) labels = collectLabel(label, labels);
+  return {
+    name: requireName(name, 'NAME'),
+    vcpus: parseInteger(opts.vcpus, '--vcpus', 1, 1024),
+    memoryMib: parseMemoryMib(opts.memory),
+    image: requireName(opts.image, '--image'),
+    workload: parseWorkload(opts.workload),
+    nodeId: opts.node?.trim() ?? '',
+    antiAffinityGroup: opts.antiAffinity?.trim() ?? '',
+    labels,
+  };
+}
+
+export interface PolicyOptions {
+  downtimeMs?: string;
+  bandwidthMib?: string;
+  maxRounds?: string;
+  autoConverge?: boolean;
+  xbzrle?: boolean;
+  completionTimeoutMs?: string;
+  xbzrleCacheMib?: string;
+}
+
+/** Undefined when no policy option is given: the controller applies its defaults. 0 means "default" too. */
+export function buildPolicy(opts: PolicyOptions): cluster.MigrationPolicy | undefined {
+  const given =
+    opts.downtimeMs !== undefined ||
+    opts.bandwidthMib !== undefined ||
+    opts.maxRounds !== undefined ||
+    opts.completionTimeoutMs !== undefined ||
+    opts.xbzrleCacheMib !== undefined ||
+    opts.autoConverge === true ||
+    opts.xbzrle === true;
+  if (!given) return undefined;
+  return {
+    downtimeLimitMs: opts.downtimeMs === undefined ? 0 : parseInteger(opts.downtimeMs, '--downtime-ms', 1),
+    maxBandwidthMibPerSec: opts.bandwidthMib === undefined ? 0 : parseNumber(opts.bandwidthMib, '--bandwidth-mib'),
+    maxRounds: opts.maxRounds === undefined ? 0 : parseInteger(opts.maxRounds, '--max-rounds', 1, 1_000_000),
+    autoConverge: opts.autoConverge === true,
+    xbzrle: opts.xbzrle === true,
+    completionTimeoutMs:
+      opts.completionTimeoutMs === undefined ? 0 : parseInteger(opts.completionTimeoutMs, '--completion-timeout-ms', 1),
+    xbzrleCacheMib: opts.xbzrleCacheMib === undefined ? 0 : parseInteger(opts.xbzrleCacheMib, '--xbzrle-cache-mib', 1),
+  };
+}
+
+export interface KsmOptions {
+  run?: string;
+  pagesToScan?: string;
+  sleepMs?: string;
+  maxPageSharing?: string;
+  useZeroPages?: string;
+}
+
+/** Undefined when no knob is given (show only); otherwise only the given knobs are set. */
+export function buildKsmKnobs(opts: KsmOptions): cluster.KsmKnobs | undefined {
+  const knobs: cluster.KsmKnobs = {};
+  if (opts.run !== undefined) knobs.run = parseInteger(opts.run, '--run', 0, 2);
+  if (opts.pagesToScan !== undefined) knobs.pagesToScan = parseInteger(opts.pagesToScan, '--pages-to-scan', 1, 2 ** 31 - 1);
+  if (opts.sleepMs !== undefined) knobs.sleepMillisecs = parseInteger(opts.sleepMs, '--sleep-ms', 0, 2 ** 31 - 1);
+  if (opts.maxPageSharing !== undefined) knobs.maxPageSharing = parseInteger(opts.maxPageSharing, '--max-page-sharing', 2, 2 ** 31 - 1);
+  if (opts.useZeroPages !== undefined) knobs.useZeroPages = parseBool(opts.useZeroPages, '--use-zero-pages');
+  return Object.keys(knobs).length > 0 ? knobs : undefined;
+}
