@@ -1,0 +1,108 @@
+import os from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { agentEnv, loadAgentConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+describe('loadAgentConfig', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    const config = loadAgentConfig({});
+    expect(config).toEqual({
+      nodeId: os.hostname(),
+      host: '127.0.0.1',
+      port: 50052,
+      advertiseAddress: '127.0.0.1:50052',
+      controllerAddress: '127.0.0.1:50051',
+      vcpus: 8,
+      memoryMib: 8192,
+      cpuAllocationRatio: 4,
+      ramAllocationRatio: 1.5,
+      reportIntervalMs: 1000,
+      ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20 },
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadAgentConfig({
+      NODE_ID: 'node-a',
+      AGENT_HOST: '0.0.0.0',
+      AGENT_PORT: '6000',
+      AGENT_ADVERTISE_ADDRESS: 'agent-a:6000',
+      CONTROLLER_ADDRESS: 'controller:50051',
+      NODE_VCPUS: '16',
+      NODE_MEMORY_MIB: '4096',
+      CPU_ALLOCATION_RATIO: '2',
+      RAM_ALLOCATION_RATIO: '1.0',
+      REPORT_INTERVAL_MS: '250',
+      KSM_RUN: '0',
+      KSM_PAGES_TO_SCAN: '500',
+      KSM_SLEEP_MILLISECS: '5',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({
+      nodeId: 'node-a',
+      host: '0.0.0.0',
+      port: 6000,
+      advertiseAddress: 'agent-a:6000',
+      controllerAddress: 'controller:50051',
+      vcpus: 16,
+      memoryMib: 4096,
+      cpuAllocationRatio: 2,
+      ramAllocationRatio: 1,
+      reportIntervalMs: 250,
+      ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5 },
+      logLevel: 'debug',
+    });
+  });
+
+  it('derives the advertised address from host and port', () => {
+    expect(loadAgentConfig({ AGENT_HOST: '10.0.0.7', AGENT_PORT: '7000' }).advertiseAddress).toBe('10.0.0.7:7000');
+  });
+
+  it.each([
+    ['AGENT_PORT', '0'],
+    ['AGENT_PORT', '70000'],
+    ['AGENT_PORT', 'http'],
+    ['AGENT_PORT', '50.5'],
+    ['NODE_VCPUS', '-1'],
+    ['NODE_MEMORY_MIB', '0'],
+    ['CPU_ALLOCATION_RATIO', '0'],
+    ['RAM_ALLOCATION_RATIO', 'lots'],
+    ['REPORT_INTERVAL_MS', '1'],
+    ['KSM_RUN', '3'],
+    ['KSM_PAGES_TO_SCAN', '-5'],
+    ['LOG_LEVEL', 'loud'],
+    ['CONTROLLER_ADDRESS', 'controller'],
+    ['CONTROLLER_ADDRESS', 'controller:0'],
+    ['AGENT_ADVERTISE_ADDRESS', 'no port'],
+    ['NODE_ID', 'bad id with spaces'],
+  ])('rejects %s=%s naming the variable', (name, value) => {
+    let error: unknown;
+    try {
+      loadAgentConfig({ [name]: value });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).code).toBe('INVALID_CONFIG');
+    expect((error as ConfigError).problems).toHaveLength(1);
+    expect((error as ConfigError).message).toContain(`${name}=${JSON.stringify(value)}`);
+  });
+
+  it('lists every problem at once', () => {
+    expect(() => loadAgentConfig({ AGENT_PORT: 'x', KSM_RUN: '9' })).toThrow(/AGENT_PORT[\s\S]*KSM_RUN/);
+  });
+
+  it('documents every variable it reads', () => {
+    const config = loadAgentConfig({});
+    expect(Object.keys(agentEnv).sort()).toEqual(
+      [
+        'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
+        'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
+        'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'LOG_LEVEL',
+      ].sort(),
+    );
+    for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);
+    expect(config.port).toBe(Number(agentEnv.AGENT_PORT.default));
+  });
+});

@@ -1,0 +1,112 @@
+import os from 'node:os';
+import { ConfigError } from './errors.js';
+
+/**
+ * Every environment variable the agent reads: name → default (as documented) and meaning. The single
+ * source for docs/internals.md, the README and docker-compose.yml (a test compares them).
+ * Two defaults are derived rather than literal: NODE_ID (the hostname) and AGENT_ADVERTISE_ADDRESS.
+ */
+export const agentEnv = {
+  NODE_ID: { default: 'hostname', doc: "the node's id" },
+  AGENT_HOST: { default: '127.0.0.1', doc: "address the agent's gRPC server (and migration data listeners) bind" },
+  AGENT_PORT: { default: '50052', doc: 'its gRPC port' },
+  AGENT_ADVERTISE_ADDRESS: { default: 'AGENT_HOST:AGENT_PORT', doc: '`host:port` others use to reach it' },
+  CONTROLLER_ADDRESS: { default: '127.0.0.1:50051', doc: "the controller's gRPC address" },
+  NODE_VCPUS: { default: '8', doc: 'capacity' },
+  NODE_MEMORY_MIB: { default: '8192', doc: 'capacity (physical)' },
+  CPU_ALLOCATION_RATIO: { default: '4.0', doc: 'vCPU overcommit' },
+  RAM_ALLOCATION_RATIO: { default: '1.5', doc: 'memory overcommit' },
+  REPORT_INTERVAL_MS: { default: '1000', doc: 'until the controller says otherwise at registration' },
+  KSM_RUN: { default: '1', doc: 'ksmd knob: 0 stop, 1 run, 2 unmerge all' },
+  KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up' },
+  KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans' },
+  LOG_LEVEL: { default: 'info', doc: 'pino level' },
+} as const satisfies Record<string, { default: string; doc: string }>;
+
+export type AgentEnvName = keyof typeof agentEnv;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface AgentConfig {
+  nodeId: string;
+  host: string;
+  port: number;
+  advertiseAddress: string;
+  controllerAddress: string;
+  vcpus: number;
+  memoryMib: number;
+  cpuAllocationRatio: number;
+  ramAllocationRatio: number;
+  reportIntervalMs: number;
+  ksm: { run: number; pagesToScan: number; sleepMillisecs: number };
+  logLevel: LogLevel;
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/;
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/**
+ * Reads and validates the agent's configuration. Collects every problem before failing, so that an
+ * operator fixes them in one go.
+ * @throws ConfigError naming each bad variable, its value and what it should be.
+ */
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const problems: string[] = [];
+  const raw = (name: AgentEnvName): string => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? agentEnv[name].default : value;
+  };
+  const bad = (name: AgentEnvName, expected: string): void => {
+    problems.push(`${name}=${JSON.stringify(env[name])}: expected ${expected}`);
+  };
+  const int = (name: AgentEnvName, min: number, max: number): number => {
+    const text = raw(name);
+    const value = Number(text);
+    if (!/^-?\d+$/.test(text) || value < min || value > max) bad(name, `an integer in [${min}, ${max}]`);
+    return value;
+  };
+  const positive = (name: AgentEnvName): number => {
+    const value = Number(raw(name));
+    if (!Number.isFinite(value) || value <= 0) bad(name, 'a positive number');
+    return value;
+  };
+  const hostPort = (name: AgentEnvName, value: string): string => {
+    const match = HOST_PORT.exec(value);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535) bad(name, 'host:port with a port in [1, 65535]');
+    return value;
+  };
+
+  const nodeId = env.NODE_ID?.trim() || os.hostname();
+  if (!NODE_ID.test(nodeId)) bad('NODE_ID', 'letters, digits, ".", "_" or "-", at most 63 characters');
+  const host = raw('AGENT_HOST');
+  const port = int('AGENT_PORT', 1, 65535);
+  // Derived from AGENT_HOST:AGENT_PORT unless set; only a value given explicitly is checked here.
+  const advertiseAddress = env.AGENT_ADVERTISE_ADDRESS?.trim()
+    ? hostPort('AGENT_ADVERTISE_ADDRESS', env.AGENT_ADVERTISE_ADDRESS.trim())
+    : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const logLevel = raw('LOG_LEVEL') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`);
+
+  const config: AgentConfig = {
+    nodeId,
+    host,
+    port,
+    advertiseAddress,
+    controllerAddress: hostPort('CONTROLLER_ADDRESS', raw('CONTROLLER_ADDRESS')),
+    vcpus: int('NODE_VCPUS', 1, 65536),
+    memoryMib: int('NODE_MEMORY_MIB', 1, 16 * 1024 * 1024),
+    cpuAllocationRatio: positive('CPU_ALLOCATION_RATIO'),
+    ramAllocationRatio: positive('RAM_ALLOCATION_RATIO'),
+    reportIntervalMs: int('REPORT_INTERVAL_MS', 10, 3_600_000),
+    ksm: {
+      run: int('KSM_RUN', 0, 2),
+      pagesToScan: int('KSM_PAGES_TO_SCAN', 0, 1_000_000),
+      sleepMillisecs: int('KSM_SLEEP_MILLISECS', 0, 3_600_000),
+    },
+    logLevel,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

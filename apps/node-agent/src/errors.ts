@@ -1,0 +1,102 @@
+/**
+ * Errors of the node agent. Each has a stable `code`; the exception filter
+ * (grpc/agent-exception.filter.ts) maps codes (these, and the libs' codes) to gRPC statuses.
+ * Branch on `code`, never on `message`.
+ */
+
+/** The environment holds a bad configuration value; the agent refuses to start. */
+export class ConfigError extends Error {
+  readonly code = 'INVALID_CONFIG';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid node agent configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A VmSpec from the controller has a malformed or out-of-range field (names the field). */
+export class InvalidVmSpecError extends Error {
+  readonly code = 'INVALID_VM_SPEC';
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super(`invalid ${field}: ${detail}`);
+    this.name = 'InvalidVmSpecError';
+  }
+}
+
+/** A request names a VM this agent does not run. */
+export class VmNotFoundError extends Error {
+  readonly code = 'VM_NOT_FOUND';
+  constructor(readonly vmId: string) {
+    super(`VM ${vmId} is not on this node`);
+    this.name = 'VmNotFoundError';
+  }
+}
+
+/**
+ * A request would run a VM id under an epoch older than one it was fenced at (the VM migrated away
+ * and committed elsewhere), or older than the epoch the running copy already holds.
+ */
+export class VmFencedError extends Error {
+  readonly code = 'VM_FENCED';
+  constructor(
+    readonly vmId: string,
+    readonly requestedEpoch: number,
+    readonly fencedEpoch: number,
+  ) {
+    super(`VM ${vmId} is fenced at epoch ${fencedEpoch}; refusing epoch ${requestedEpoch}`);
+    this.name = 'VmFencedError';
+  }
+}
+
+/** A VM exists but is in a state the operation does not allow (e.g. it is migrating). */
+export class VmBusyError extends Error {
+  readonly code = 'VM_BUSY';
+  constructor(
+    readonly vmId: string,
+    readonly reason: string,
+  ) {
+    super(`VM ${vmId} is busy: ${reason}`);
+    this.name = 'VmBusyError';
+  }
+}
+
+/** A migration request names a migration this agent does not hold (never prepared, or finished). */
+export class MigrationNotFoundError extends Error {
+  readonly code = 'MIGRATION_NOT_FOUND';
+  constructor(readonly migrationId: string) {
+    super(`migration ${migrationId} is not known on this node`);
+    this.name = 'MigrationNotFoundError';
+  }
+}
+
+/** A migration request does not fit the migration's current step (e.g. commit before transfer). */
+export class MigrationStateError extends Error {
+  readonly code = 'MIGRATION_STATE';
+  constructor(
+    readonly migrationId: string,
+    detail: string,
+  ) {
+    super(`migration ${migrationId}: ${detail}`);
+    this.name = 'MigrationStateError';
+  }
+}
+
+/** An RPC this version of the agent does not implement yet. */
+export class NotImplementedError extends Error {
+  readonly code = 'NOT_IMPLEMENTED';
+  constructor(readonly method: string) {
+    super(`${method} is not implemented by this agent`);
+    this.name = 'NotImplementedError';
+  }
+}
+
+/** The agent is shutting down and takes no new work. */
+export class ShuttingDownError extends Error {
+  readonly code = 'SHUTTING_DOWN';
+  constructor() {
+    super('the node agent is shutting down');
+    this.name = 'ShuttingDownError';
+  }
+}

@@ -1,0 +1,37 @@
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import type { Server } from '@grpc/grpc-js';
+import { Transport, type GrpcOptions } from '@nestjs/microservices';
+import { AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+
+export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Health statuses served: the whole server ('') and the agent service. */
+export function createHealth(): HealthImplementation {
+  return new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'SERVING' });
+}
+
+/**
+ * Nest gRPC transport options for the agent: agent.v1 on `url`, plus grpc.health.v1.Health and server
+ * reflection on the same server (reflection lists agent.v1 and health, as API.md asks of every server).
+ */
+export function agentGrpcOptions(url: string, health: HealthImplementation): GrpcOptions {
+  return {
+    transport: Transport.GRPC,
+    options: {
+      package: 'agent.v1',
+      protoPath: AGENT_PROTO,
+      url,
+      loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
+      maxReceiveMessageLength: MAX_MESSAGE_BYTES,
+      maxSendMessageLength: MAX_MESSAGE_BYTES,
+      onLoadPackageDefinition: (pkg: protoLoader.PackageDefinition, server: Server) => {
+        health.addToServer(server);
+        const healthDefinition = protoLoader.loadSync(healthProtoPath);
+        new ReflectionService({ ...pkg, ...healthDefinition }).addToServer(server);
+      },
+    },
+  };
+}

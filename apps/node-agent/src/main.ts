@@ -1,0 +1,39 @@
+import 'reflect-metadata';
+import { startAgent } from './agent.js';
+import { loadAgentConfig, type AgentConfig } from './config.js';
+import { createLogger } from './logger.js';
+
+/** Exit codes: 1 bad configuration, 2 failed to start (e.g. port in use). */
+async function main(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig();
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  const log = createLogger(config.logLevel, config.nodeId);
+  let agent: Awaited<ReturnType<typeof startAgent>>;
+  try {
+    agent = await startAgent(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'node agent failed to start');
+    process.exit(2);
+  }
+  const shutdown = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'shutting down');
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  // A bug below a handler must not take the node's VMs down with it.
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
+}
+
+void main();

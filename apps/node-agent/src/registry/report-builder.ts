@@ -1,0 +1,72 @@
+import { encodeBitmapRle } from '@vmm/emulator';
+import { agent, cluster } from '@vmm/proto';
+import type { AgentConfig } from '../config.js';
+import { toVmState, type ManagedVm, type VmManager } from '../vm/vm-manager.js';
+
+/** Zero counters until the KSM lib is wired in. */
+const NO_KSM_STATS: cluster.KsmStats = {
+  pagesShared: 0,
+  pagesSharing: 0,
+  pagesUnshared: 0,
+  pagesVolatile: 0,
+  fullScans: 0,
+  generalProfitBytes: 0,
+};
+
+/** A no-copy Buffer over the encoded bytes: ts-proto's codec wants a Buffer for bytes (env=node). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Builds the NodeReport sent every interval. Sampling a VM syncs (and clears) its report dirty log,
+ * so each report carries exactly the pages written since the previous one.
+ */
+export class ReportBuilder {
+  constructor(
+    private readonly vms: VmManager,
+    private readonly config: Pick<AgentConfig, 'nodeId' | 'ksm'>,
+    private readonly nowMs: () => number = () => performance.now(),
+    private readonly rssBytes: () => number = () => process.memoryUsage.rss(),
+  ) {}
+
+  build(): agent.NodeReport {
+    const now = this.nowMs();
+    const vms: agent.VmReport[] = [];
+    // Migration targets are not the controller's VMs until committed; they are not reported.
+    for (const entry of this.vms.all()) if (entry.role !== 'incoming') vms.push(this.vmReport(entry, now));
+    return {
+      nodeId: this.config.nodeId,
+      sentAtMs: Date.now(),
+      vms,
+      memoryUsedBytes: this.vms.pool.bytesInUse,
+      ksm: NO_KSM_STATS,
+      ksmKnobs: {
+        run: this.config.ksm.run,
+        pagesToScan: this.config.ksm.pagesToScan,
+        sleepMillisecs: this.config.ksm.sleepMillisecs,
+      },
+      hostKsm: { sysfs: {}, process: {} },
+      rssBytes: this.rssBytes(),
+    };
+  }
+
+  private vmReport(entry: ManagedVm, now: number): agent.VmReport {
+    const { vm } = entry;
+    const pagesTotal = vm.memory.pageCount;
+    const sample = entry.tracker.sample(now);
+    return {
+      vmId: vm.id,
+      state: toVmState(entry),
+      pagesTotal,
+      dirtyBitmap: asBuffer(encodeBitmapRle(sample.bitmap, pagesTotal)),
+      dirtyBitmapEncoding: agent.BitmapEncoding.BITMAP_ENCODING_RLE,
+      dirtyPages: sample.dirtyPages,
+      dirtyRatePagesPerSec: sample.dirtyRatePagesPerSec,
+      workingSetPages: sample.workingSetPages,
+      residentPages: vm.state === 'stopped' ? 0 : vm.memory.residentPages,
+      fencingEpoch: entry.fencingEpoch,
+      writesTotal: vm.writesTotal,
+    };
+  }
+}

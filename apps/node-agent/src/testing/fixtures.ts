@@ -1,0 +1,28 @@
+import { agent, cluster } from '@vmm/proto';
+import { pino } from 'pino';
+
+/** A VmSpec as the controller sends it, small enough for tests. */
+export function vmSpec(overrides: Partial<agent.VmSpec> = {}): agent.VmSpec {
+  return {
+    vmId: 'vm-1',
+    name: 'test-vm',
+    vcpus: 1,
+    memoryMib: 32,
+    image: 'alpine-3.20',
+    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 1 },
+    labels: {},
+    fencingEpoch: 0,
+    ...overrides,
+  };
+}
+
+export const silentLogger = pino({ level: 'silent' });
+
+/** Polls `condition` every 10 ms until it holds; fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -1,0 +1,152 @@
+import { VirtualMachine, type FramePool } from '@vmm/emulator';
+import { agent, cluster } from '@vmm/proto';
+import type { Logger } from 'pino';
+import { VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
+import { DirtyTracker } from './dirty-tracker.js';
+import { FenceRegistry } from './fence-registry.js';
+import { validateVmSpec, type VmLimits } from './vm-spec.js';
+
+/**
+ * What a VM on this node is doing besides running:
+ * - `none`: a plain VM;
+ * - `incoming`: a paused migration target being filled (not runnable until committed);
+ * - `outgoing`: the source of a migration in flight (reported MIGRATING).
+ */
+export type VmRole = 'none' | 'incoming' | 'outgoing';
+
+export interface ManagedVm {
+  readonly vm: VirtualMachine;
+  spec: agent.VmSpec;
+  fencingEpoch: number;
+  role: VmRole;
+  readonly tracker: DirtyTracker;
+  readonly createdAtMs: number;
+}
+
+/** Emulator state → cluster state; a migration in flight shows as MIGRATING on the source. */
+export function toVmState(entry: Pick<ManagedVm, 'vm' | 'role'>): cluster.VmState {
+  if (entry.vm.state === 'stopped') return cluster.VmState.VM_STATE_STOPPED;
+  if (entry.role !== 'none') return cluster.VmState.VM_STATE_MIGRATING;
+  return entry.vm.state === 'running' ? cluster.VmState.VM_STATE_RUNNING : cluster.VmState.VM_STATE_PAUSED;
+}
+
+/**
+ * The VMs of this node, all in one FramePool. Create is idempotent per vm_id (the controller
+ * retries), delete of an absent VM succeeds, and no VM id runs under an epoch it was fenced past.
+ */
+export class VmManager {
+  private readonly vms = new Map<string, ManagedVm>();
+  readonly fences = new FenceRegistry();
+
+  constructor(
+    readonly pool: FramePool,
+    private readonly limits: VmLimits,
+    private readonly log: Logger,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  /**
+   * Creates and starts a VM, or returns the one already running under this id.
+   * @throws InvalidVmSpecError (and the emulator's argument errors) for a bad spec
+   * @throws VmFencedError when the epoch is older than the id's fence or its running copy
+   * @throws VmBusyError when the id is a migration target not yet committed
+   */
+  create(spec: agent.VmSpec | undefined, options: { incoming?: boolean } = {}): ManagedVm {
+    const valid = validateVmSpec(spec, this.limits);
+    const { vmId, fencingEpoch } = valid.spec;
+    this.fences.check(vmId, fencingEpoch);
+    const existing = this.vms.get(vmId);
+    if (existing) {
+      if (fencingEpoch < existing.fencingEpoch) throw new VmFencedError(vmId, fencingEpoch, existing.fencingEpoch);
+      if (existing.role === 'incoming' && !options.incoming) throw new VmBusyError(vmId, 'it is an incoming migration');
+      if (existing.role !== 'incoming' && options.incoming) throw new VmBusyError(vmId, 'it already runs on this node');
+      return existing;
+    }
+    const vm = new VirtualMachine({
+      id: vmId,
+      pool: this.pool,
+      memoryMib: valid.memoryMib,
+      vcpus: valid.vcpus,
+      image: valid.image,
+      workload: valid.workload,
+      incoming: options.incoming === true,
+    });
+    const entry: ManagedVm = {
+      vm,
+      spec: valid.spec,
+      fencingEpoch,
+      role: options.incoming ? 'incoming' : 'none',
+      tracker: new DirtyTracker(vm.memory.createDirtyLog(), vm.memory.pageCount, this.nowMs()),
+      createdAtMs: Date.now(),
+    };
+    this.vms.set(vmId, entry);
+    if (!options.incoming) vm.start();
+    this.log.info(
+      { vmId, image: valid.image, memoryMib: valid.memoryMib, fencingEpoch, incoming: options.incoming === true },
+      'vm created',
+    );
+    return entry;
+  }
+
+  /** Stops a VM and frees its memory. Absent VMs are fine: the controller retries deletes. */
+  delete(vmId: string): boolean {
+    const entry = this.vms.get(vmId);
+    if (!entry) return false;
+    this.vms.delete(vmId);
+    entry.tracker.dispose();
+    if (entry.vm.state !== 'stopped') entry.vm.stop();
+    this.log.info({ vmId }, 'vm deleted');
+    return true;
+  }
+
+  /**
+   * Destroys this node's copy and fences the id at `epoch`: from now on nothing here runs it under
+   * an older epoch (the VM lives on elsewhere after a committed migration).
+   */
+  fenceAndDestroy(vmId: string, epoch: number): void {
+    this.fences.fence(vmId, epoch);
+    this.delete(vmId);
+  }
+
+  get(vmId: string): ManagedVm | undefined {
+    return this.vms.get(vmId);
+  }
+
+  /** @throws VmNotFoundError */
+  require(vmId: string): ManagedVm {
+    const entry = this.vms.get(vmId);
+    if (!entry) throw new VmNotFoundError(vmId);
+    return entry;
+  }
+
+  all(): IterableIterator<ManagedVm> {
+    return this.vms.values();
+  }
+
+  get size(): number {
+    return this.vms.size;
+  }
+
+  status(entry: ManagedVm): agent.VmStatus {
+    return {
+      vmId: entry.vm.id,
+      state: toVmState(entry),
+      pagesTotal: entry.vm.memory.pageCount,
+      residentPages: entry.vm.state === 'stopped' ? 0 : entry.vm.memory.residentPages,
+      fencingEpoch: entry.fencingEpoch,
+      spec: { ...entry.spec, fencingEpoch: entry.fencingEpoch },
+    };
+  }
+
+  /** Every VM except migration targets not yet committed (they are not the controller's VMs yet). */
+  list(): agent.VmStatus[] {
+    const out: agent.VmStatus[] = [];
+    for (const entry of this.vms.values()) if (entry.role !== 'incoming') out.push(this.status(entry));
+    return out;
+  }
+
+  /** Shutdown: stops every VM. */
+  stopAll(): void {
+    for (const vmId of [...this.vms.keys()]) this.delete(vmId);
+  }
+}
