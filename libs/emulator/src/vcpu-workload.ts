@@ -48,6 +48,7 @@ export class VcpuWorkload {
   writes = 0;
   /** Next page of the sequential sweep, relative to the working set. */
   sweepPage = 0;
+  private readonly valueKey: number; // mixes salt and seed into every stored value
   private throttle = 0;
   private lastMs = 0;
   private credit = 0; // writes due but not yet made (fractional)
@@ -62,6 +63,7 @@ export class VcpuWorkload {
     this.config = { ...config };
     this.workingSetPages = config.workingSetPages === 0 ? memory.pageCount : config.workingSetPages;
     this.rng = new Xoshiro128(config.seed ^ salt);
+    this.valueKey = mix32((salt ^ mix32(config.seed >>> 0)) >>> 0);
   }
 
   get throttlePercent(): number {
@@ -87,7 +89,7 @@ export class VcpuWorkload {
     if (this.config.kind === 'idle' || ws === 0 || n <= 0) return 0;
     const memory = this.memory;
     const rng = this.rng;
-    const salt = this.salt;
+    const key = this.valueKey;
     const kind = this.config.kind;
     for (let i = 0; i < n; i++) {
       let page: number;
@@ -102,8 +104,8 @@ export class VcpuWorkload {
         offset = rng.nextBelow(WORDS_PER_PAGE_8) * 8;
       }
       const count = this.writes;
-      let lo = mix32((count >>> 0) ^ salt);
-      const hi = (Math.floor(count / 4294967296) ^ mix32(salt)) >>> 0;
+      let lo = mix32((count >>> 0) ^ key);
+      const hi = (Math.floor(count / 4294967296) ^ mix32(key)) >>> 0;
       if ((lo | hi) === 0) lo = 1; // a store of zero would not change a zero page
       memory.writeWord(page, offset, lo, hi);
       this.writes = count + 1;

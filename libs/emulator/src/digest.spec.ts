@@ -1,0 +1,83 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hashToHex, initHashing, pageHash, zeroPageHash } from './digest.js';
+import { FramePool, PAGE_SIZE } from './frame-pool.js';
+import { GuestMemory } from './guest-memory.js';
+
+beforeAll(async () => {
+  await initHashing();
+});
+
+describe('digest', () => {
+  it('pageHash is xxh64 of the bytes; the zero page hash is precomputed', () => {
+    const page = new Uint8Array(PAGE_SIZE);
+    expect(zeroPageHash()).toBe(pageHash(page));
+    page[100] = 1;
+    expect(pageHash(page)).not.toBe(zeroPageHash());
+    expect(hashToHex(0xabcn)).toBe('0000000000000abc');
+  });
+
+  it('is 16 hex chars and equal for equal content, however it is backed', () => {
+    const pool = new FramePool({ slabFrames: 8 });
+    const a = new GuestMemory(pool, 1000);
+    const b = new GuestMemory(pool, 1000);
+    expect(a.digest()).toMatch(/^[0-9a-f]{16}$/);
+    expect(a.digest()).toBe(b.digest());
+
+    a.fillRandom(10, 5, 1);
+    b.fillRandom(10, 5, 1);
+    expect(a.digest()).toBe(b.digest());
+    for (let p = 10; p < 15; p++) b.mapShared(p, a.frameOf(p)); // KSM sharing does not change content
+    expect(b.digest()).toBe(a.digest());
+
+    // A backed page that holds zeros hashes like an unbacked one.
+    a.writeWord(500, 0, 1, 0);
+    a.writeWord(500, 0, 0, 0);
+    expect(a.frameOf(500)).not.toBe(-1);
+    expect(a.digest()).toBe(b.digest());
+  });
+
+  it('changes with any write, including to a page whose hash was cached, and depends on page order', () => {
+    const pool = new FramePool();
+    const a = new GuestMemory(pool, 100);
+    a.fillRandom(0, 10, 5);
+    const before = a.digest();
+    a.writeWord(3, 8, 1, 2);
+    const after = a.digest();
+    expect(after).not.toBe(before);
+    expect(a.digest()).toBe(after);
+
+    const x = new GuestMemory(pool, 4);
+    const y = new GuestMemory(pool, 4);
+    x.writeWord(0, 0, 1, 0);
+    y.writeWord(1, 0, 1, 0);
+    expect(x.digest()).not.toBe(y.digest());
+  });
+
+  it('a COW copy of a shared page gets its own hash', () => {
+    const pool = new FramePool();
+    const a = new GuestMemory(pool, 4);
+    const b = new GuestMemory(pool, 4);
+    a.fillRandom(0, 1, 9);
+    b.mapShared(0, a.frameOf(0));
+    const shared = a.digest();
+    expect(b.digest()).toBe(shared);
+    b.writeWord(0, 0, 5, 5);
+    expect(b.digest()).not.toBe(shared);
+    expect(a.digest()).toBe(shared);
+  });
+
+  it('digests a 1 GiB mostly-zero memory', () => {
+    const pool = new FramePool();
+    const mem = new GuestMemory(pool, 1 << 18);
+    const empty = mem.digest();
+    mem.fillRandom(1000, 256, 1);
+    const t0 = performance.now();
+    const d1 = mem.digest();
+    const t1 = performance.now();
+    const d2 = mem.digest(); // hashes cached now
+    const t2 = performance.now();
+    expect(d1).toBe(d2);
+    expect(d1).not.toBe(empty);
+    console.info(`digest of 1 GiB (1 MiB resident): first ${(t1 - t0).toFixed(1)} ms, cached ${(t2 - t1).toFixed(1)} ms`);
+  });
+});

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError, InvalidFrameError, MemoryReleasedError, OutOfRangeError } from './errors.js';
+import { FramePool, PAGE_SIZE } from './frame-pool.js';
+import { GuestMemory } from './guest-memory.js';
+
+function setup(pageCount = 64) {
+  const pool = new FramePool({ slabFrames: 16 });
+  return { pool, mem: new GuestMemory(pool, pageCount) };
+}
+
+function word(mem: GuestMemory, page: number, byteOffset: number): [number, number] {
+  const v = mem.pageView(page);
+  if (!v) return [0, 0];
+  const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  return [dv.getUint32(byteOffset, true), dv.getUint32(byteOffset + 4, true)];
+}
+
+describe('GuestMemory', () => {
+  it('starts all zero and costs no frames', () => {
+    const { pool, mem } = setup(1 << 18);
+    expect(mem.residentPages).toBe(0);
+    expect(pool.framesInUse).toBe(0);
+    expect(mem.isZero(12345)).toBe(true);
+    expect(mem.frameOf(12345)).toBe(-1);
+    expect(mem.pageView(12345)).toBeNull();
+    const out = new Uint8Array(PAGE_SIZE).fill(1);
+    expect(mem.readPage(12345, out)).toBe(false);
+    expect(out.every((x) => x === 0)).toBe(true);
+  });
+
+  it('writeWord backs a page with a frame and stores little-endian', () => {
+    const { pool, mem } = setup();
+    mem.writeWord(3, 16, 0xdeadbeef, 0x01020304);
+    expect(mem.residentPages).toBe(1);
+    expect(pool.framesInUse).toBe(1);
+    expect(word(mem, 3, 16)).toEqual([0xdeadbeef, 0x01020304]);
+    expect(word(mem, 3, 8)).toEqual([0, 0]);
+    mem.writeWord(3, 24, 1, 0);
+    expect(pool.framesInUse).toBe(1);
+  });
+
+  it('a zero store into a zero page allocates nothing', () => {
+    const { pool, mem } = setup();
+    mem.writeWord(5, 0, 0, 0);
+    expect(pool.framesInUse).toBe(0);
+  });
+
+  it('writePage and readPage round-trip, with offsets', () => {
+    const { mem } = setup();
+    const src = new Uint8Array(PAGE_SIZE + 100);
+    for (let i = 0; i < src.length; i++) src[i] = (i * 7) & 0xff;
+    mem.writePage(9, src, 100);
+    const out = new Uint8Array(PAGE_SIZE + 10);
+    expect(mem.readPage(9, out, 10)).toBe(true);
+    expect(out.subarray(10)).toEqual(src.subarray(100));
+  });
+
+  it('writing all-zero content unbacks the page', () => {
+    const { pool, mem } = setup();
+    mem.writeWord(1, 0, 1, 1);
+    mem.writePage(1, new Uint8Array(PAGE_SIZE));
+    expect(mem.isZero(1)).toBe(true);
+    expect(pool.framesInUse).toBe(0);
+    mem.writeWord(2, 0, 1, 1);
+    mem.zeroPage(2);
+    expect(mem.isZero(2)).toBe(true);
+    expect(mem.residentPages).toBe(0);
+  });
+
+  it('mapShared shares a frame and frees the page’s old one; a write breaks only that page’s share (COW)', () => {
+    const pool = new FramePool({ slabFrames: 16 });
+    const a = new GuestMemory(pool, 8);
+    const b = new GuestMemory(pool, 8);
+    a.writeWord(0, 0, 42, 0);
+    b.writeWord(0, 0, 42, 0);
+    b.writeWord(1, 0, 42, 0);
+    expect(pool.framesInUse).toBe(3);
+    const shared = a.frameOf(0);
+    b.mapShared(0, shared);
+    b.mapShared(1, shared);
+    expect(pool.framesInUse).toBe(1);
+    expect(pool.refCount(shared)).toBe(3);
+
+    b.writeWord(1, 8, 7, 0);
+    expect(b.frameOf(1)).not.toBe(shared);
+    expect(pool.refCount(shared)).toBe(2);
+    expect(pool.framesInUse).toBe(2);
+    expect(word(b, 1, 0)).toEqual([42, 0]); // content was copied before the write
+    expect(word(b, 1, 8)).toEqual([7, 0]);
+    expect(word(a, 0, 8)).toEqual([0, 0]); // the other sharers do not see it
+    expect(word(b, 0, 8)).toEqual([0, 0]);
+
+    b.writePage(0, new Uint8Array(PAGE_SIZE).fill(3));
+    expect(a.pageView(0)?.[0]).toBe(42);
+    expect(pool.refCount(shared)).toBe(1);
+  });
+
+  it('mapShared onto a zero page makes it resident; onto a free frame throws and changes nothing', () => {
+    const { pool, mem } = setup();
+    mem.writeWord(0, 0, 1, 0);
+    mem.mapShared(5, mem.frameOf(0));
+    expect(mem.residentPages).toBe(2);
+    expect(pool.framesInUse).toBe(1);
+    expect(() => mem.mapShared(6, 999)).toThrow(InvalidFrameError);
+    expect(mem.isZero(6)).toBe(true);
+  });
+
+  it('zeroPage drops one share only', () => {
+    const { pool, mem } = setup();
+    mem.writeWord(0, 0, 1, 0);
+    const f = mem.frameOf(0);
+    mem.mapShared(1, f);
+    mem.zeroPage(1);
+    expect(pool.refCount(f)).toBe(1);
+    expect(mem.frameOf(0)).toBe(f);
+  });
+
+  it('fillRandom writes non-zero, seed-determined pages', () => {
+    const { mem } = setup();
+    const other = setup().mem;
+    mem.fillRandom(4, 10, 99);
+    other.fillRandom(4, 10, 99);
+    expect(mem.residentPages).toBe(10);
+    expect(mem.isZero(3)).toBe(true);
+    expect(mem.isZero(14)).toBe(true);
+    for (let p = 4; p < 14; p++) expect(mem.pageView(p)).toEqual(other.pageView(p));
+    expect(mem.pageView(4)).not.toEqual(mem.pageView(5));
+  });
+
+  it('release frees every frame and refuses later writes', () => {
+    const { pool, mem } = setup();
+    mem.fillRandom(0, 20, 1);
+    const log = mem.createDirtyLog();
+    mem.release();
+    expect(pool.framesInUse).toBe(0);
+    expect(pool.slabsLive).toBe(0);
+    expect(log.enabled).toBe(false);
+    expect(() => mem.writeWord(0, 0, 1, 1)).toThrow(MemoryReleasedError);
+    mem.release();
+  });
+
+  it.each([
+    ['page -1', (m: GuestMemory) => m.writeWord(-1, 0, 1, 1), OutOfRangeError],
+    ['page = pageCount', (m: GuestMemory) => m.writeWord(64, 0, 1, 1), OutOfRangeError],
+    ['fractional page', (m: GuestMemory) => m.isZero(1.5), OutOfRangeError],
+    ['unaligned offset', (m: GuestMemory) => m.writeWord(0, 4, 1, 1), OutOfRangeError],
+    ['offset past the page', (m: GuestMemory) => m.writeWord(0, PAGE_SIZE, 1, 1), OutOfRangeError],
+    ['short source', (m: GuestMemory) => m.writePage(0, new Uint8Array(100)), OutOfRangeError],
+    ['short output', (m: GuestMemory) => m.readPage(0, new Uint8Array(PAGE_SIZE), 1), OutOfRangeError],
+    ['fill past the end', (m: GuestMemory) => m.fillRandom(60, 5, 1), OutOfRangeError],
+    ['negative fill count', (m: GuestMemory) => m.fillRandom(0, -1, 1), InvalidArgumentError],
+  ])('rejects %s', (_name, op, error) => {
+    const { pool, mem } = setup();
+    expect(() => op(mem)).toThrow(error);
+    expect(pool.framesInUse).toBe(0);
+  });
+
+  it('rejects a bad page count', () => {
+    expect(() => new GuestMemory(new FramePool(), -1)).toThrow(InvalidArgumentError);
+  });
+});
