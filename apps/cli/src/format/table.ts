@@ -29,13 +29,21 @@ export function renderFields(fields: readonly (readonly [string, string])[], ind
   return fields.map(([k, v]) => `${indent}${paint.bold(k.padEnd(width))}  ${v}\n`).join('');
 }
 
-/** A boxed two-column table, for the summary of a finished migration. */
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** Width on screen: ANSI colour codes take none (the symbols used here are all one column wide). */
+export function visibleWidth(text: string): number {
+  return [...text.replace(ANSI, '')].length;
+}
+
+/** A box with the title in its top border and "key  value" lines: the summary of a migration. */
 export function renderBox(title: string, fields: readonly (readonly [string, string])[]): string {
-  const table = new Table({
-    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
-    style: { head: [], border: [], 'padding-left': 1, 'padding-right': 1 },
-  });
-  table.push([{ colSpan: 2, content: paint.bold(title) }]);
-  for (const [k, v] of fields) table.push([paint.bold(k), v]);
-  return `${table.toString()}\n`;
+  const keyWidth = Math.max(...fields.map(([k]) => k.length));
+  const lines = fields.map(([k, v]) => `${paint.bold(k.padEnd(keyWidth))}  ${v}`);
+  const inner = Math.max(visibleWidth(title) + 3, ...lines.map(visibleWidth));
+  const top = `┌─ ${paint.bold(title)} ${'─'.repeat(inner - visibleWidth(title) - 1)}┐`;
+  const body = lines.map((line) => `│ ${line}${' '.repeat(inner - visibleWidth(line))} │`);
+  const bottom = `└${'─'.repeat(inner + 2)}┘`;
+  return `${[top, ...body, bottom].join('\n')}\n`;
 }

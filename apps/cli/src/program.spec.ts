@@ -1,0 +1,250 @@
+// Runs vmctl's command tree against an in-process fake ClusterService on a real loopback socket.
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
+import { cluster } from '@vmm/proto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { migration } from './format/migration.fixture.js';
+import type { Io } from './io.js';
+import { execute } from './program.js';
+
+const TOKEN = 's3cret';
+
+function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.Node {
+  return {
+    nodeId,
+    address: `127.0.0.1:6000${nodeId.slice(-1)}`,
+    state: cluster.NodeState.NODE_STATE_READY,
+    vcpus: 8,
+    memoryMib: 8192,
+    cpuAllocationRatio: 4,
+    ramAllocationRatio: 1.5,
+    vcpusAllocated: 6,
+    memoryMibAllocated: 3072,
+    memoryMibUsed: 1536,
+    ksm: { pagesShared: 1000, pagesSharing: 12800, pagesUnshared: 5, pagesVolatile: 2, fullScans: 3, generalProfitBytes: 50 << 20 },
+    vmCount: 3,
+    ksmKnobs: { run: 1, pagesToScan: 100, sleepMillisecs: 20 },
+    lastReportMs: Date.now(),
+    cordoned: false,
+    ...overrides,
+  };
+}
+
+function vm(i: number): cluster.Vm {
+  return {
+    vmId: `vm-${i}000000-aaaa-bbbb-cccc-dddddddddddd`,
+    name: `web-${i}`,
+    nodeId: 'node-1',
+    state: cluster.VmState.VM_STATE_RUNNING,
+    vcpus: 2,
+    memoryMib: 1024,
+    image: 'debian-12',
+    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 2000, workingSetMib: 0, seed: i },
+    dirtyRatePagesPerSec: 1987.6,
+    workingSetPages: 25600,
+    residentPages: 51200,
+    labels: {},
+    antiAffinityGroup: '',
+    createdAtMs: Date.now(),
+    fencingEpoch: 0,
+  };
+}
+
+/** What the fake saw, so tests can assert which calls the CLI made. */
+const seen = { listVmsPages: 0, createVm: [] as cluster.CreateVmRequest[], migrateVm: [] as cluster.MigrateVmRequest[] };
+const vms = [1, 2, 3, 4, 5].map(vm);
+const nodes = [node('node-1'), node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined })];
+
+function authorized(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>): boolean {
+  return call.metadata.get('authorization')[0] === `Bearer ${TOKEN}`;
+}
+
+function unary<Req, Res>(handler: (req: Req) => Res) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    if (!authorized(call)) return callback({ code: status.UNAUTHENTICATED, details: 'missing or wrong bearer token' });
+    try {
+      callback(null, handler(call.request));
+    } catch (err) {
+      callback(err as { code: number; details: string });
+    }
+  };
+}
+
+const notFound = (details: string) => Object.assign(new Error(details), { code: status.NOT_FOUND, details });
+
+const fake: Partial<cluster.ClusterServiceServer> = {
+  listNodes: unary(() => ({ nodes })),
+  getNode: unary((req: cluster.GetNodeRequest) => {
+    const found = nodes.find((n) => n.nodeId === req.nodeId);
+    if (!found) throw notFound(`node "${req.nodeId}" not found`);
+    return found;
+  }),
+  // Pages of at most 2, whatever the client asks: the CLI must follow next_page_token.
+  listVms: unary((req: cluster.ListVmsRequest) => {
+    seen.listVmsPages += 1;
+    const start = Number(req.pageToken || '0');
+    const end = start + Math.min(2, req.pageSize || 2);
+    return { vms: vms.slice(start, end), nextPageToken: end < vms.length ? String(end) : '' };
+  }),
+  getVm: unary((req: cluster.GetVmRequest) => {
+    const found = vms.find((v) => v.vmId === req.vmId);
+    if (!found) throw notFound(`vm "${req.vmId}" not found`);
+    return found;
+  }),
+  createVm: unary((req: cluster.CreateVmRequest) => {
+    seen.createVm.push(req);
+    return { ...vm(9), name: req.name, vcpus: req.vcpus, memoryMib: req.memoryMib, image: req.image, nodeId: 'node-2', workload: req.workload };
+  }),
+  migrateVm: unary((req: cluster.MigrateVmRequest) => {
+    seen.migrateVm.push(req);
+    return migration({ vmId: req.vmId, phase: cluster.MigrationPhase.MIGRATION_PHASE_PENDING, round: 0, pagesSent: 0, bytesSent: 0, sourceDigest: '', targetDigest: '' });
+  }),
+  watchMigration: (call: ServerWritableStream<cluster.WatchMigrationRequest, cluster.Migration>) => {
+    if (!authorized(call)) return call.destroy(Object.assign(new Error('no token'), { code: status.UNAUTHENTICATED }));
+    const P = cluster.MigrationPhase;
+    call.write(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 0, pagesSent: 100000, bytesSent: 409600000, sourceDigest: '', targetDigest: '' }));
+    call.write(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 1, pagesSent: 262144, dirtyPagesRemaining: 4000, sourceDigest: '', targetDigest: '' }));
+    call.write(migration({ phase: P.MIGRATION_PHASE_COMPLETED }));
+    call.end();
+  },
+};
+
+let server: Server;
+let address = '';
+
+beforeAll(async () => {
+  server = new Server();
+  server.addService(cluster.ClusterServiceService, fake as cluster.ClusterServiceServer);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  address = `127.0.0.1:${port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+});
+
+beforeEach(() => {
+  seen.listVmsPages = 0;
+  seen.createVm.length = 0;
+  seen.migrateVm.length = 0;
+});
+
+async function vmctl(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = {
+    out: (t) => void (out += t),
+    err: (t) => void (err += t),
+    progressStream: undefined,
+    colour: false,
+    env: { VMCTL_SERVER: address, VMCTL_TOKEN: TOKEN },
+    onInterrupt: () => () => {},
+  };
+  const code = await execute(args, io);
+  return { code, out, err };
+}
+
+describe('vmctl against a fake ClusterService', () => {
+  it('renders the nodes table', async () => {
+    const { code, out, err } = await vmctl('nodes');
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    const lines = out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NODE\s+STATE\s+ADDRESS\s+VCPUS\s+MEMORY\s+USED\s+KSM SHARING\s+VMS$/);
+    expect(lines[1]).toMatch(/^node-1\s+READY\s+127\.0\.0\.1:60001\s+6\/8×4\s+3 GiB\/8 GiB×1\.5\s+1\.5 GiB \(19%\)\s+50 MiB \(12\.8k pg\)\s+3$/);
+    expect(lines[2]).toMatch(/^node-2\s+CORDONED\s+\S+\s+6\/8×4\s+.*\s+0\s+2$/);
+    expect(lines).toHaveLength(3);
+  });
+
+  it('follows pagination and renders every VM with its measured dirty rate', async () => {
+    const { code, out } = await vmctl('vms');
+    expect(code).toBe(0);
+    expect(seen.listVmsPages).toBe(3);
+    const lines = out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+ID\s+NODE\s+STATE\s+VCPUS\s+MEMORY\s+IMAGE\s+WORKLOAD\s+DIRTY RATE\s+WSS\s+RESIDENT$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['web-1', 'web-2', 'web-3', 'web-4', 'web-5']);
+    expect(lines[1]).toMatch(/^web-1\s+vm-10000\s+node-1\s+RUNNING\s+2\s+1 GiB\s+debian-12\s+uniform@2k\/s\s+2k pages\/s\s+100 MiB\s+200 MiB$/);
+  });
+
+  it('prints every VM as JSON with --json', async () => {
+    const { code, out } = await vmctl('--json', 'vms');
+    expect(code).toBe(0);
+    const parsed = JSON.parse(out) as { vms: cluster.Vm[] };
+    expect(parsed.vms.map((v) => v.name)).toEqual(['web-1', 'web-2', 'web-3', 'web-4', 'web-5']);
+    expect(parsed.vms[0]!.state).toBe('VM_STATE_RUNNING');
+  });
+
+  it('finds a VM by name when it is not an id', async () => {
+    const { code, out } = await vmctl('vm', 'web-3');
+    expect(code).toBe(0);
+    expect(out).toMatch(/^Name\s+web-3$/m);
+    expect(out).toMatch(/^Dirty rate\s+2k pages\/s \(measured\)$/m);
+  });
+
+  it('prints gRPC errors as "error: STATUS: details" and exits 1, without a stack trace', async () => {
+    const missingVm = await vmctl('vm', 'nope');
+    expect(missingVm.code).toBe(1);
+    expect(missingVm.out).toBe('');
+    expect(missingVm.err).toBe('error: NOT_FOUND: no VM with id or name "nope"\n');
+
+    const missingNode = await vmctl('node', 'node-9');
+    expect(missingNode.code).toBe(1);
+    expect(missingNode.err).toBe('error: NOT_FOUND: node "node-9" not found\n');
+
+    const noToken = await vmctl('--token', 'wrong', 'nodes');
+    expect(noToken.code).toBe(1);
+    expect(noToken.err).toBe('error: UNAUTHENTICATED: missing or wrong bearer token\n');
+
+    const unimplemented = await vmctl('cordon', 'node-1');
+    expect(unimplemented.code).toBe(1);
+    expect(unimplemented.err).toMatch(/^error: UNIMPLEMENTED: .+\n$/);
+    expect(unimplemented.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('rejects bad arguments with exit 2 before calling the API', async () => {
+    const bad = await vmctl('create', 'db-9', '--workload', 'warp:9000');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toBe('error: unknown workload kind "warp" (one of idle, uniform, hotcold, sequential)\n');
+    expect(seen.createVm).toHaveLength(0);
+    expect((await vmctl('nodes', '--unknown')).code).toBe(2);
+    expect((await vmctl('--server', 'nope', 'nodes')).err).toMatch(/--server must be host:port/);
+  });
+
+  it('creates a VM from the options', async () => {
+    const { code, out } = await vmctl('create', 'db-9', '--vcpus', '2', '--memory', '2G', '--image', 'ubuntu-24.04', '--workload', 'hotcold:8k:256', '--label', 'tier=db');
+    expect(code).toBe(0);
+    expect(seen.createVm).toEqual([
+      {
+        name: 'db-9',
+        vcpus: 2,
+        memoryMib: 2048,
+        image: 'ubuntu-24.04',
+        workload: { kind: 'WORKLOAD_KIND_HOTCOLD', dirtyRatePagesPerSec: 8000, workingSetMib: 256, seed: 0 },
+        nodeId: '',
+        antiAffinityGroup: '',
+        labels: { tier: 'db' },
+      },
+    ]);
+    expect(out).toMatch(/^vm db-9 \(vm-90000\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);
+  });
+
+  it('migrates with --follow: progress from the stream, then the outcome summary', async () => {
+    const { code, out, err } = await vmctl('migrate', 'web-1', '--to', 'node-2', '--follow', '--downtime-ms', '300');
+    expect(code).toBe(0);
+    expect(seen.migrateVm).toHaveLength(1);
+    expect(seen.migrateVm[0]).toMatchObject({ vmId: vms[0]!.vmId, targetNodeId: 'node-2', policy: { downtimeLimitMs: 300 } });
+    expect(err).toMatch(/^web-1 {2}PRECOPY\s+round 0 {2}sent {2}38%/m);
+    expect(err).toMatch(/^web-1 {2}COMPLETED/m);
+    expect(out).toContain('Migration 7c1f0e2a of web-1');
+    expect(out).toMatch(/Outcome {5}COMPLETED ✓/);
+    expect(out).toContain('source 9f3c5a7e11d2b4c0 == target 9f3c5a7e11d2b4c0 ✓');
+  });
+});
