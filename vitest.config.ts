@@ -29,6 +29,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['libs/*/src/**/*.spec.ts', 'apps/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts'],
           testTimeout: 30_000,
         },
@@ -41,8 +42,11 @@ export default defineConfig({
           globalSetup: ['test/support/global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          // Two cores run everything: one integration file at a time, each starting its own processes.
+          // Two cores run everything: one integration file at a time, each starting its own processes,
+          // and only after the unit project has finished (groups run in order), so that timing-sensitive
+          // checks (NOT_READY within 3 intervals) do not compete with unit tests for the CPU.
           fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

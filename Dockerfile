@@ -1,0 +1,27 @@
+# One image for the controller and the node agent (and the CLI): the compose file picks the command.
+#   docker build -t vmm .
+#   docker run --rm vmm                                     # the controller (CMD below)
+#   docker run --rm vmm node apps/node-agent/dist/main.js   # a node agent
+FROM node:20-bookworm-slim
+WORKDIR /app
+# Manifests first, so that `npm ci` stays cached across source-only changes.
+COPY package.json package-lock.json ./
+COPY proto/package.json proto/
+COPY libs/emulator/package.json libs/emulator/
+COPY libs/migration/package.json libs/migration/
+COPY libs/ksm/package.json libs/ksm/
+COPY apps/controller/package.json apps/controller/
+COPY apps/node-agent/package.json apps/node-agent/
+COPY apps/cli/package.json apps/cli/
+COPY tools/local-cluster/package.json tools/local-cluster/
+RUN npm ci --no-audit --no-fund
+COPY . .
+# buf generate (proto/src/gen is not committed) + tsc -b of every workspace. Dev dependencies stay:
+# pruning a workspace install is not worth an image that might miss a runtime import.
+RUN npm run build
+ENV NODE_ENV=production
+# Servers bind 0.0.0.0 inside a container (the defaults are loopback, for local runs).
+ENV CONTROLLER_HOST=0.0.0.0 AGENT_HOST=0.0.0.0
+EXPOSE 50051 50052
+USER node
+CMD ["node", "apps/controller/dist/main.js"]

@@ -1,0 +1,124 @@
+// No Docker engine runs here, so docker-compose.yml and the Dockerfile are kept correct by
+// construction: every variable they set is one the apps read, every path they run exists after a
+// build, and the services find each other by name.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { REPO_ROOT } from '@vmm/local-cluster/cluster';
+import { controllerEnv } from '../apps/controller/src/config.js';
+import { agentEnv } from '../apps/node-agent/src/config.js';
+
+interface Service {
+  build?: string | { context: string; dockerfile?: string };
+  image?: string;
+  command?: string[] | string;
+  environment?: Record<string, string | number> | string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }> | string[];
+}
+
+const compose = parse(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+  services: Record<string, Service>;
+};
+const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
+const services = compose.services;
+const AGENTS = ['agent-1', 'agent-2', 'agent-3'];
+
+function envOf(s: Service): Record<string, string> {
+  const env = s.environment ?? {};
+  if (Array.isArray(env)) return Object.fromEntries(env.map((kv) => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]));
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)]));
+}
+
+function commandOf(s: Service): string[] {
+  return typeof s.command === 'string' ? s.command.split(/\s+/) : (s.command ?? []);
+}
+
+/** `["node", "x.js"]` from CMD/ENTRYPOINT lines of the Dockerfile (exec form). */
+function dockerfileInstruction(name: 'CMD' | 'ENTRYPOINT'): string[] | undefined {
+  const line = dockerfile.split('\n').filter((l) => l.startsWith(`${name} `)).at(-1);
+  return line ? (JSON.parse(line.slice(name.length + 1)) as string[]) : undefined;
+}
+
+function buildContext(s: Service): string | undefined {
+  if (typeof s.build === 'string') return s.build;
+  return s.build?.context;
+}
+
+describe('docker-compose.yml', () => {
+  it('has redis, a controller and agents 1..3', () => {
+    expect(Object.keys(services).sort()).toEqual(['agent-1', 'agent-2', 'agent-3', 'controller', 'redis']);
+    expect(services.redis!.image).toMatch(/^redis:7/);
+  });
+
+  it('builds the controller and the agents from the repository Dockerfile, with the right commands', () => {
+    for (const name of ['controller', ...AGENTS]) {
+      const s = services[name]!;
+      expect(buildContext(s), `${name} build context`).toBe('.');
+      if (typeof s.build === 'object' && s.build.dockerfile) expect(s.build.dockerfile).toBe('Dockerfile');
+    }
+    expect(commandOf(services.controller!)).toEqual(['node', 'apps/controller/dist/main.js']);
+    for (const name of AGENTS) expect(commandOf(services[name]!)).toEqual(['node', 'apps/node-agent/dist/main.js']);
+  });
+
+  it('sets only variables the apps read (controllerEnv / agentEnv)', () => {
+    for (const key of Object.keys(envOf(services.controller!))) expect(controllerEnv, `controller sets ${key}`).toHaveProperty(key);
+    for (const name of AGENTS) {
+      for (const key of Object.keys(envOf(services[name]!))) expect(agentEnv, `${name} sets ${key}`).toHaveProperty(key);
+    }
+  });
+
+  it('wires the controller to redis and the agents to the controller by service name', () => {
+    const controller = envOf(services.controller!);
+    expect(controller.REDIS_URL).toBe('redis://redis:6379');
+    expect(controller.CONTROLLER_HOST).toBe('0.0.0.0');
+    const port = controller.CONTROLLER_PORT ?? String(controllerEnv.CONTROLLER_PORT!.default);
+    for (const name of AGENTS) expect(envOf(services[name]!).CONTROLLER_ADDRESS).toBe(`controller:${port}`);
+  });
+
+  it('gives each agent a unique NODE_ID and an advertised address that resolves to its own service', () => {
+    const nodeIds = AGENTS.map((name) => envOf(services[name]!).NODE_ID);
+    expect(new Set(nodeIds).size).toBe(AGENTS.length);
+    for (const id of nodeIds) expect(id).toMatch(/^\S+$/);
+    for (const name of AGENTS) {
+      const env = envOf(services[name]!);
+      // Inside the container the agent listens on every interface; peers reach it by service name.
+      expect(env.AGENT_HOST).toBe('0.0.0.0');
+      const agentPort = env.AGENT_PORT ?? String(agentEnv.AGENT_PORT!.default);
+      expect(env.AGENT_ADVERTISE_ADDRESS).toBe(`${name}:${agentPort}`);
+    }
+  });
+
+  it('starts in dependency order and health-checks with files that exist after a build', () => {
+    expect(Object.keys(services.controller!.depends_on ?? {})).toContain('redis');
+    for (const name of AGENTS) expect(Object.keys(services[name]!.depends_on ?? {})).toContain('controller');
+    for (const name of ['controller', ...AGENTS]) {
+      const test = services[name]!.healthcheck?.test ?? [];
+      const script = test.find((arg) => arg.endsWith('.js'));
+      if (script) expect(existsSync(path.join(REPO_ROOT, script)), script).toBe(true);
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  it('builds on node:20-bookworm-slim with npm ci and npm run build', () => {
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
+    expect(dockerfile).toMatch(/^RUN npm ci\b/m);
+    expect(dockerfile).toMatch(/^RUN npm run build\b/m);
+  });
+
+  it('copies the manifest of every workspace before npm ci', () => {
+    const root = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { workspaces: string[] };
+    for (const ws of root.workspaces) expect(dockerfile).toContain(`COPY ${ws}/package.json ${ws}/`);
+  });
+
+  it('runs the controller by default, from a path that exists after a build', () => {
+    const command = [...(dockerfileInstruction('ENTRYPOINT') ?? []), ...(dockerfileInstruction('CMD') ?? [])];
+    expect(command).toEqual(['node', 'apps/controller/dist/main.js']);
+    for (const arg of command.filter((a) => a.endsWith('.js'))) expect(existsSync(path.join(REPO_ROOT, arg)), arg).toBe(true);
+    for (const s of Object.values(services)) {
+      for (const arg of commandOf(s).filter((a) => a.endsWith('.js'))) expect(existsSync(path.join(REPO_ROOT, arg)), arg).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,48 @@
+import { inject } from 'vitest';
+import { startCluster, type ClusterOptions, type LocalCluster } from '@vmm/local-cluster/cluster';
+import { removePrefix, uniquePrefix } from './redis-prefix.js';
+
+export type TestCluster = LocalCluster & {
+  /** Every child's recent output, for a failure message. */
+  output(): string;
+};
+
+/**
+ * A real cluster (controller + agents as processes) on the run's shared Redis, under a fresh key
+ * prefix that stop() removes. Children log at `warn` unless TEST_LOG_LEVEL says otherwise; set
+ * TEST_VERBOSE=1 to echo their lines.
+ */
+export async function startTestCluster(options: Omit<ClusterOptions, 'redisUrl' | 'prefix'> = {}): Promise<TestCluster> {
+  const redisUrl = inject('redisUrl');
+  const prefix = uniquePrefix();
+  const verbose = process.env.TEST_VERBOSE === '1';
+  let started: LocalCluster;
+  try {
+    started = await startCluster({
+      agents: 1,
+      logLevel: process.env.TEST_LOG_LEVEL ?? 'warn',
+      onLine: verbose ? (name, line) => process.stderr.write(`[${name}] ${line}\n`) : undefined,
+      ...options,
+      redisUrl,
+      prefix,
+      removeKeysOnStop: true,
+    });
+  } catch (err) {
+    await removePrefix(redisUrl, prefix).catch(() => {});
+    throw err;
+  }
+  const stop = started.stop;
+  return Object.assign(started, {
+    output: () =>
+      [started.controller, ...started.agents.map((a) => a.process)]
+        .map((p) => `--- ${p.name} (pid ${p.pid}) ---\n${p.output()}`)
+        .join('\n'),
+    stop: async () => {
+      try {
+        await stop();
+      } finally {
+        await removePrefix(redisUrl, prefix).catch(() => {});
+      }
+    },
+  });
+}
