@@ -1,0 +1,61 @@
+/** Wires the controller: config, logger and Redis as values, repositories, services, gRPC controllers. */
+import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { AgentClientPool } from './agent/agent-client.pool.js';
+import { AgentGateway } from './agent/agent.gateway.js';
+import { LOGGER, type Logger } from './common/logger.js';
+import { CONFIG, type ControllerConfig } from './config.js';
+import { ApiTokenGuard } from './grpc/api-token.guard.js';
+import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
+import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
+import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
+import { NodeService } from './node/node.service.js';
+import { NodeRepository } from './redis/node.repository.js';
+import { PlacementRepository } from './redis/placement.repository.js';
+import { createKeys, REDIS, REDIS_KEYS } from './redis/redis.provider.js';
+import { VmRepository } from './redis/vm.repository.js';
+import { RegistryService } from './registry/registry.service.js';
+import { VmService } from './vm/vm.service.js';
+
+export interface AppDeps {
+  config: ControllerConfig;
+  logger: Logger;
+  redis: Redis;
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(deps: AppDeps): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [ClusterGrpcController, RegistryGrpcController],
+      providers: [
+        { provide: CONFIG, useValue: deps.config },
+        { provide: LOGGER, useValue: deps.logger },
+        { provide: REDIS, useValue: deps.redis },
+        { provide: REDIS_KEYS, useValue: createKeys(deps.config) },
+        { provide: RedisCloser, useFactory: () => new RedisCloser(deps.redis) },
+        NodeRepository,
+        VmRepository,
+        PlacementRepository,
+        AgentClientPool,
+        AgentGateway,
+        NodeService,
+        VmService,
+        RegistryService,
+        NodeReadinessSweeper,
+        ApiTokenGuard,
+      ],
+    };
+  }
+}
+
+/** Closes the shared Redis connection after everything else has stopped. */
+export class RedisCloser implements OnApplicationShutdown {
+  constructor(private readonly redis: Redis) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.redis.status === 'end') return;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

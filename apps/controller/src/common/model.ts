@@ -1,0 +1,63 @@
+/**
+ * The controller's own records of nodes and VMs, as kept in Redis (see redis/redis-keys.ts).
+ * Wire shapes (cluster.Node, cluster.Vm) are built from these by the services.
+ */
+import type { cluster } from '@vmm/proto';
+
+export interface NodeRecord {
+  nodeId: string;
+  /** host:port of the agent's AgentService. */
+  address: string;
+  vcpus: number;
+  memoryMib: number;
+  cpuAllocationRatio: number;
+  ramAllocationRatio: number;
+  vcpusAllocated: number;
+  memoryMibAllocated: number;
+  vmCount: number;
+  cordoned: boolean;
+  draining: boolean;
+  /** Controller clock (ms since epoch) of the last registration or report. */
+  lastReportMs: number;
+  registeredAtMs: number;
+  /** Readiness as last recorded by the sweep or a report (the computed state is what counts). */
+  readyRecorded: boolean;
+  /** Host frames the agent's emulator holds for guest memory: real use after KSM. */
+  memoryUsedBytes: number;
+  ksm: cluster.KsmStats | undefined;
+  ksmKnobs: cluster.KsmKnobs | undefined;
+  agentVersion: string;
+}
+
+export interface VmRecord {
+  vmId: string;
+  name: string;
+  nodeId: string;
+  state: cluster.VmState;
+  vcpus: number;
+  memoryMib: number;
+  image: string;
+  workload: cluster.Workload;
+  labels: Record<string, string>;
+  antiAffinityGroup: string;
+  createdAtMs: number;
+  fencingEpoch: number;
+  dirtyRatePagesPerSec: number;
+  workingSetPages: number;
+  residentPages: number;
+}
+
+/** What the scheduler needs to know about a VM being placed. */
+export interface PlacementRequest {
+  vcpus: number;
+  memoryMib: number;
+  antiAffinityGroup: string;
+}
+
+/**
+ * Admission limit of one resource: whole units within capacity × ratio. The small epsilon keeps
+ * 8 × 1.5 from landing on 11.999…; the reservation Lua script computes the same expression.
+ */
+export function allocationLimit(capacity: number, ratio: number): number {
+  return Math.floor(capacity * ratio + 1e-6);
+}

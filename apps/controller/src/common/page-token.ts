@@ -1,0 +1,45 @@
+/**
+ * Pagination: page sizes and opaque page tokens. A token is base64url JSON of the last id returned
+ * and the filter it was issued for, so a token cannot silently be reused with another filter.
+ */
+import { InvalidArgumentError } from '../errors.js';
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+interface TokenBody {
+  v: 1;
+  /** The last id of the previous page; the next page starts after it. */
+  after: string;
+  /** The filter the token belongs to ('' = none). */
+  filter: string;
+}
+
+/** 0 → the default; above the maximum → the maximum (AIP-158); negative → INVALID_ARGUMENT. */
+export function normalizePageSize(pageSize: number | undefined): number {
+  const n = Number(pageSize ?? 0);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('page_size', 'must be a whole number ≥ 0');
+  if (n === 0) return DEFAULT_PAGE_SIZE;
+  return Math.min(n, MAX_PAGE_SIZE);
+}
+
+export function encodePageToken(after: string, filter: string): string {
+  const body: TokenBody = { v: 1, after, filter };
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64url');
+}
+
+/** The id to start after ('' for the first page). */
+export function decodePageToken(token: string | undefined, filter: string): string {
+  if (!token) return '';
+  let body: Partial<TokenBody>;
+  try {
+    body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Partial<TokenBody>;
+  } catch {
+    throw new InvalidArgumentError('page_token', 'malformed');
+  }
+  if (body?.v !== 1 || typeof body.after !== 'string' || body.after === '' || typeof body.filter !== 'string') {
+    throw new InvalidArgumentError('page_token', 'malformed');
+  }
+  if (body.filter !== filter) throw new InvalidArgumentError('page_token', 'was issued for another filter');
+  return body.after;
+}

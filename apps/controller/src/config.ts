@@ -1,0 +1,106 @@
+/**
+ * The controller's configuration: every environment variable it reads, with its default and meaning.
+ * `controllerEnv` is the single source that docker-compose.yml, the README and docs/internals.md are
+ * checked against; `loadControllerConfig` parses and validates it.
+ */
+
+export interface EnvVarSpec {
+  readonly default: string;
+  readonly doc: string;
+}
+
+export const controllerEnv = {
+  CONTROLLER_HOST: { default: '127.0.0.1', doc: 'address the gRPC server binds' },
+  CONTROLLER_PORT: { default: '50051', doc: 'its port' },
+  REDIS_URL: { default: 'redis://127.0.0.1:6379', doc: 'Redis holding all state' },
+  REDIS_PREFIX: { default: 'vmm', doc: 'prefix of every key and BullMQ queue (tests use a unique one each)' },
+  API_TOKENS: { default: '', doc: 'comma-separated bearer tokens; empty disables auth' },
+  REPORT_INTERVAL_MS: {
+    default: '1000',
+    doc: 'report interval told to agents; a node is NOT_READY after 3 missed intervals',
+  },
+  MAX_MIGRATIONS_CLUSTER: { default: '5', doc: 'migrations in flight in the cluster' },
+  MAX_MIGRATIONS_OUTBOUND_PER_NODE: { default: '2', doc: 'per source node' },
+  MAX_MIGRATIONS_INBOUND_PER_NODE: { default: '2', doc: 'per target node' },
+  LOG_LEVEL: { default: 'info', doc: 'pino level' },
+} as const satisfies Record<string, EnvVarSpec>;
+
+export type ControllerEnvName = keyof typeof controllerEnv;
+
+export interface ControllerConfig {
+  host: string;
+  port: number;
+  redisUrl: string;
+  redisPrefix: string;
+  /** Empty: authentication disabled. */
+  apiTokens: readonly string[];
+  reportIntervalMs: number;
+  /** A node is NOT_READY when its last report is older than this (3 report intervals). */
+  nodeStaleAfterMs: number;
+  maxMigrationsCluster: number;
+  maxMigrationsOutboundPerNode: number;
+  maxMigrationsInboundPerNode: number;
+  logLevel: string;
+}
+
+/** Thrown for an environment variable whose value cannot be used; main() prints it and exits 1. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(
+    readonly variable: ControllerEnvName,
+    readonly value: string,
+    reason: string,
+  ) {
+    super(`invalid ${variable}=${JSON.stringify(value)}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const NOT_READY_AFTER_INTERVALS = 3;
+
+export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): ControllerConfig {
+  const raw = (name: ControllerEnvName): string => {
+    const value = env[name];
+    return value === undefined || value === '' ? controllerEnv[name].default : value.trim();
+  };
+  const int = (name: ControllerEnvName, min: number, max: number): number => {
+    const value = raw(name);
+    if (!/^\d+$/.test(value)) throw new ConfigError(name, value, 'expected a whole number');
+    const n = Number(value);
+    if (n < min || n > max) throw new ConfigError(name, value, `expected ${min}..${max}`);
+    return n;
+  };
+
+  const host = raw('CONTROLLER_HOST');
+  const redisUrl = raw('REDIS_URL');
+  if (!/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', redisUrl, 'expected redis://host:port[/db]');
+  const redisPrefix = raw('REDIS_PREFIX');
+  if (!/^[A-Za-z0-9_.\-{}]+$/.test(redisPrefix)) {
+    throw new ConfigError('REDIS_PREFIX', redisPrefix, 'use letters, digits, _ . - { } only');
+  }
+  const apiTokens = raw('API_TOKENS')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+  const logLevel = raw('LOG_LEVEL');
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
+  const reportIntervalMs = int('REPORT_INTERVAL_MS', 10, 3_600_000);
+
+  return {
+    host,
+    port: int('CONTROLLER_PORT', 0, 65535),
+    redisUrl,
+    redisPrefix,
+    apiTokens,
+    reportIntervalMs,
+    nodeStaleAfterMs: reportIntervalMs * NOT_READY_AFTER_INTERVALS,
+    maxMigrationsCluster: int('MAX_MIGRATIONS_CLUSTER', 1, 10_000),
+    maxMigrationsOutboundPerNode: int('MAX_MIGRATIONS_OUTBOUND_PER_NODE', 1, 10_000),
+    maxMigrationsInboundPerNode: int('MAX_MIGRATIONS_INBOUND_PER_NODE', 1, 10_000),
+    logLevel,
+  };
+}
+
+/** Injection token of the loaded ControllerConfig. */
+export const CONFIG = Symbol('CONFIG');

@@ -1,0 +1,184 @@
+/**
+ * Domain errors of the controller. Each carries a stable `code`; `grpcStatusOf` maps codes to gRPC
+ * statuses in one place, and the one exception filter (grpc/grpc-exception.filter.ts) uses it.
+ * Branch on `code`, never on `message`.
+ */
+import { status } from '@grpc/grpc-js';
+
+export type ControllerErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'VM_NOT_FOUND'
+  | 'NODE_NOT_FOUND'
+  | 'MIGRATION_NOT_FOUND'
+  | 'VM_NAME_TAKEN'
+  | 'NODE_NOT_SCHEDULABLE'
+  | 'NO_CAPACITY'
+  | 'VM_BUSY'
+  | 'UNAUTHENTICATED'
+  | 'AGENT_UNAVAILABLE'
+  | 'AGENT_REJECTED'
+  | 'NOT_IMPLEMENTED'
+  | 'INTERNAL';
+
+export abstract class ControllerError extends Error {
+  abstract readonly code: ControllerErrorCode;
+  constructor(message: string) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+/** A request field is malformed or out of range; `field` is its proto name. */
+export class InvalidArgumentError extends ControllerError {
+  readonly code = 'INVALID_ARGUMENT';
+  constructor(
+    readonly field: string,
+    reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/** No VM has this id. */
+export class VmNotFoundError extends ControllerError {
+  readonly code = 'VM_NOT_FOUND';
+  constructor(readonly vmId: string) {
+    super(`vm ${JSON.stringify(vmId)} not found`);
+  }
+}
+
+/** No registered node has this id. */
+export class NodeNotFoundError extends ControllerError {
+  readonly code = 'NODE_NOT_FOUND';
+  constructor(readonly nodeId: string) {
+    super(`node ${JSON.stringify(nodeId)} not found`);
+  }
+}
+
+/** No migration has this id. */
+export class MigrationNotFoundError extends ControllerError {
+  readonly code = 'MIGRATION_NOT_FOUND';
+  constructor(readonly migrationId: string) {
+    super(`migration ${JSON.stringify(migrationId)} not found`);
+  }
+}
+
+/** CreateVm with a name another VM already has. */
+export class VmNameTakenError extends ControllerError {
+  readonly code = 'VM_NAME_TAKEN';
+  constructor(readonly vmName: string) {
+    super(`a vm named ${JSON.stringify(vmName)} already exists`);
+  }
+}
+
+/** The node a request names explicitly is cordoned or not ready, so nothing may be placed there. */
+export class NodeNotSchedulableError extends ControllerError {
+  readonly code = 'NODE_NOT_SCHEDULABLE';
+  constructor(
+    readonly nodeId: string,
+    readonly reason: 'cordoned' | 'not ready' | 'draining',
+  ) {
+    super(`node ${JSON.stringify(nodeId)} is ${reason}`);
+  }
+}
+
+/** The VM would fit an empty node, but no (requested) node has room within its overcommit limits now. */
+export class NoCapacityError extends ControllerError {
+  readonly code = 'NO_CAPACITY';
+  constructor(detail: string) {
+    super(`no room for the vm: ${detail}`);
+  }
+}
+
+/** The VM is being created or migrated right now; the request must wait until that is over. */
+export class VmBusyError extends ControllerError {
+  readonly code = 'VM_BUSY';
+  constructor(
+    readonly vmId: string,
+    activity: string,
+  ) {
+    super(`vm ${JSON.stringify(vmId)} is ${activity}`);
+  }
+}
+
+/** A ClusterService call without a valid `authorization: Bearer <token>` while API_TOKENS is set. */
+export class UnauthenticatedError extends ControllerError {
+  readonly code = 'UNAUTHENTICATED';
+  constructor(reason: string) {
+    super(reason);
+  }
+}
+
+/** A node agent could not be reached (down, restarting, deadline exceeded). The request left no state. */
+export class AgentUnavailableError extends ControllerError {
+  readonly code = 'AGENT_UNAVAILABLE';
+  constructor(
+    readonly nodeId: string,
+    detail: string,
+  ) {
+    super(`node ${JSON.stringify(nodeId)} agent unavailable: ${detail}`);
+  }
+}
+
+/** A node agent refused a request for a reason the caller can act on; `grpcCode` is the agent's status. */
+export class AgentRejectedError extends ControllerError {
+  readonly code = 'AGENT_REJECTED';
+  constructor(
+    readonly nodeId: string,
+    readonly grpcCode: status,
+    detail: string,
+  ) {
+    super(`node ${JSON.stringify(nodeId)} agent refused: ${detail}`);
+  }
+}
+
+/** A method this controller does not serve (yet), or an agent lacking the method asked for. */
+export class NotImplementedError extends ControllerError {
+  readonly code = 'NOT_IMPLEMENTED';
+  constructor(what: string) {
+    super(`${what} is not implemented`);
+  }
+}
+
+/** A broken invariant or a failure of Redis itself; the last resort, logged with its cause. */
+export class InternalError extends ControllerError {
+  readonly code = 'INTERNAL';
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+/** Agent statuses passed through as they are: they describe the request, not the agent's health. */
+const PASS_THROUGH_AGENT_CODES = new Set<status>([
+  status.INVALID_ARGUMENT,
+  status.ALREADY_EXISTS,
+  status.RESOURCE_EXHAUSTED,
+  status.FAILED_PRECONDITION,
+  status.NOT_FOUND,
+  status.UNIMPLEMENTED,
+]);
+
+const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  VM_NOT_FOUND: status.NOT_FOUND,
+  NODE_NOT_FOUND: status.NOT_FOUND,
+  MIGRATION_NOT_FOUND: status.NOT_FOUND,
+  VM_NAME_TAKEN: status.ALREADY_EXISTS,
+  NODE_NOT_SCHEDULABLE: status.FAILED_PRECONDITION,
+  NO_CAPACITY: status.RESOURCE_EXHAUSTED,
+  VM_BUSY: status.FAILED_PRECONDITION,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  AGENT_UNAVAILABLE: status.UNAVAILABLE,
+  AGENT_REJECTED: status.FAILED_PRECONDITION,
+  NOT_IMPLEMENTED: status.UNIMPLEMENTED,
+  INTERNAL: status.INTERNAL,
+};
+
+export function grpcStatusOf(error: ControllerError): status {
+  if (error instanceof AgentRejectedError && PASS_THROUGH_AGENT_CODES.has(error.grpcCode)) return error.grpcCode;
+  return STATUS_BY_CODE[error.code];
+}
+
+export function isControllerError(error: unknown): error is ControllerError {
+  return error instanceof ControllerError;
+}

@@ -1,0 +1,105 @@
+/**
+ * Controller entry point: config from the environment, Redis, the Nest gRPC microservice serving
+ * cluster.v1.ClusterService, agent.v1.RegistryService, health and reflection; graceful shutdown.
+ */
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import type { Server } from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { AppModule } from './app.module.js';
+import { createLogger, NestPinoLogger, type Logger } from './common/logger.js';
+import { ConfigError, loadControllerConfig, type ControllerConfig } from './config.js';
+import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
+import { attachHealthAndReflection, createHealth, setAllNotServing } from './grpc/health-reflection.js';
+import { createRedis } from './redis/redis.provider.js';
+
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export interface RunningController {
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Starts the controller; used by main() and by in-process tests. */
+export async function startController(config: ControllerConfig, logger: Logger): Promise<RunningController> {
+  const redis = createRedis(config);
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const health = createHealth();
+  const url = `${config.host}:${config.port}`;
+  let app;
+  try {
+    app = await NestFactory.createMicroservice<MicroserviceOptions>(AppModule.forRoot({ config, logger, redis }), {
+      transport: Transport.GRPC,
+      logger: new NestPinoLogger(logger),
+      options: {
+        package: ['cluster.v1', 'agent.v1'],
+        protoPath: [CLUSTER_PROTO, AGENT_PROTO],
+        url,
+        loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
+        maxReceiveMessageLength: MAX_MESSAGE_BYTES,
+        onLoadPackageDefinition: (pkg: PackageDefinition, server: Pick<Server, 'addService'>) =>
+          attachHealthAndReflection(pkg, server as Server, health),
+      },
+    });
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
+  app.useGlobalFilters(new GrpcExceptionFilter(logger));
+  await app.listen();
+  logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
+  let closing: Promise<void> | undefined;
+  return {
+    address: url,
+    close: () => {
+      closing ??= (async () => {
+        setAllNotServing(health);
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: ControllerConfig;
+  try {
+    config = loadControllerConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`controller: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  const controller = await startController(config, logger);
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    controller.close().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+const isEntry = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isEntry) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`controller: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}

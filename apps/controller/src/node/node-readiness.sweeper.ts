@@ -1,0 +1,55 @@
+/**
+ * Periodic sweep that records readiness transitions (READY → NOT_READY when reports stop for
+ * 3 intervals, and back), so they are logged and visible in Redis. The state served to clients is
+ * computed from last_report_ms on every read and does not depend on this sweep having run.
+ */
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { LOGGER, type Logger } from '../common/logger.js';
+import { CONFIG, type ControllerConfig } from '../config.js';
+import { NodeRepository } from '../redis/node.repository.js';
+import { isNodeReady } from './node-state.js';
+
+@Injectable()
+export class NodeReadinessSweeper implements OnApplicationBootstrap, OnModuleDestroy {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: ControllerConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(NodeRepository) private readonly nodes: NodeRepository,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.timer = setInterval(() => void this.sweep(), this.config.reportIntervalMs);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass; returns the node ids whose readiness changed. */
+  async sweep(nowMs = Date.now()): Promise<string[]> {
+    if (this.running) return [];
+    this.running = true;
+    const changed: string[] = [];
+    try {
+      for (const node of await this.nodes.list()) {
+        const ready = isNodeReady(node, nowMs, this.config.nodeStaleAfterMs);
+        if (ready === node.readyRecorded) continue;
+        if (!(await this.nodes.recordReadiness(node.nodeId, ready, node.lastReportMs))) continue;
+        changed.push(node.nodeId);
+        const fields = { nodeId: node.nodeId, lastReportMs: node.lastReportMs, silentForMs: nowMs - node.lastReportMs };
+        if (ready) this.logger.info(fields, 'node ready');
+        else this.logger.warn(fields, 'node not ready: reports stopped');
+      }
+    } catch (error) {
+      this.logger.error({ err: error }, 'node readiness sweep failed');
+    } finally {
+      this.running = false;
+    }
+    return changed;
+  }
+}

@@ -1,0 +1,110 @@
+/** Node queries and operator actions (cordon, KSM knobs), and the wire shape of a node. */
+import { Inject, Injectable } from '@nestjs/common';
+import { cluster } from '@vmm/proto';
+import { AgentGateway } from '../agent/agent.gateway.js';
+import type { NodeRecord } from '../common/model.js';
+import { CONFIG, type ControllerConfig } from '../config.js';
+import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
+import { NodeRepository } from '../redis/node.repository.js';
+import type { LargestNode } from '../vm/vm-validation.js';
+import { nodeStateOf } from './node-state.js';
+
+const MIB = 1024 * 1024;
+
+@Injectable()
+export class NodeService {
+  constructor(
+    @Inject(CONFIG) private readonly config: ControllerConfig,
+    @Inject(NodeRepository) private readonly nodes: NodeRepository,
+    @Inject(AgentGateway) private readonly agents: AgentGateway,
+  ) {}
+
+  async list(): Promise<cluster.Node[]> {
+    const now = Date.now();
+    return (await this.nodes.list()).map((n) => this.toProto(n, now));
+  }
+
+  async get(nodeId: string): Promise<cluster.Node> {
+    return this.toProto(await this.require(nodeId), Date.now());
+  }
+
+  async require(nodeId: string): Promise<NodeRecord> {
+    if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
+    const node = await this.nodes.get(nodeId);
+    if (!node) throw new NodeNotFoundError(nodeId);
+    return node;
+  }
+
+  async setCordoned(nodeId: string, cordoned: boolean): Promise<cluster.Node> {
+    if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
+    if (!(await this.nodes.setCordoned(nodeId, cordoned))) throw new NodeNotFoundError(nodeId);
+    return this.get(nodeId);
+  }
+
+  /** Forwards the knobs to the node's agent (SetKsm) and records what it answers. */
+  async setKsm(nodeId: string, knobs: cluster.KsmKnobs | undefined): Promise<cluster.Node> {
+    const node = await this.require(nodeId);
+    const clean = validateKnobs(knobs ?? {});
+    const answer = await this.agents.setKsm(node, clean);
+    await this.nodes.setKsm(nodeId, answer.knobs ?? undefined, answer.stats ?? undefined);
+    return this.get(nodeId);
+  }
+
+  /** Per-resource maximum of physical capacity over all registered nodes; undefined when there are none. */
+  static largestNode(nodes: readonly NodeRecord[]): LargestNode | undefined {
+    if (nodes.length === 0) return undefined;
+    return {
+      vcpus: Math.max(...nodes.map((n) => n.vcpus)),
+      memoryMib: Math.max(...nodes.map((n) => n.memoryMib)),
+    };
+  }
+
+  toProto(n: NodeRecord, nowMs: number): cluster.Node {
+    return {
+      nodeId: n.nodeId,
+      address: n.address,
+      state: nodeStateOf(n, nowMs, this.config.nodeStaleAfterMs),
+      vcpus: n.vcpus,
+      memoryMib: n.memoryMib,
+      cpuAllocationRatio: n.cpuAllocationRatio,
+      ramAllocationRatio: n.ramAllocationRatio,
+      vcpusAllocated: n.vcpusAllocated,
+      memoryMibAllocated: n.memoryMibAllocated,
+      memoryMibUsed: n.memoryUsedBytes / MIB,
+      ksm: n.ksm ?? {
+        pagesShared: 0,
+        pagesSharing: 0,
+        pagesUnshared: 0,
+        pagesVolatile: 0,
+        fullScans: 0,
+        generalProfitBytes: 0,
+      },
+      vmCount: n.vmCount,
+      ksmKnobs: n.ksmKnobs ?? {},
+      lastReportMs: n.lastReportMs,
+      cordoned: n.cordoned,
+    };
+  }
+}
+
+/** Only the knobs that are set (proto3 optional: null/undefined = keep), each within Linux's range. */
+function validateKnobs(k: cluster.KsmKnobs): cluster.KsmKnobs {
+  const out: cluster.KsmKnobs = {};
+  const int = (field: string, value: number | null | undefined, min: number, max: number): number | undefined => {
+    if (value === null || value === undefined) return undefined;
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`knobs.${field}`, `must be a whole number in ${min}..${max}`);
+    }
+    return value;
+  };
+  const run = int('run', k.run, 0, 2);
+  const pagesToScan = int('pages_to_scan', k.pagesToScan, 0, 1_000_000);
+  const sleepMillisecs = int('sleep_millisecs', k.sleepMillisecs, 0, 3_600_000);
+  const maxPageSharing = int('max_page_sharing', k.maxPageSharing, 2, 1_000_000);
+  if (run !== undefined) out.run = run;
+  if (pagesToScan !== undefined) out.pagesToScan = pagesToScan;
+  if (sleepMillisecs !== undefined) out.sleepMillisecs = sleepMillisecs;
+  if (maxPageSharing !== undefined) out.maxPageSharing = maxPageSharing;
+  if (k.useZeroPages !== null && k.useZeroPages !== undefined) out.useZeroPages = Boolean(k.useZeroPages);
+  return out;
+}

@@ -1,0 +1,103 @@
+/**
+ * Lua scripts for placing and removing VMs: the admission check and every index change happen in one
+ * atomic step, so two concurrent requests can never both take the last room on a node.
+ */
+
+/**
+ * Reserve room for a VM on one node and record the VM (state from ARGV), all at once.
+ *
+ * Input:
+ *   KEYS[1] node hash          KEYS[2] vm-names hash     KEYS[3] anti-affinity hash (any key if no group)
+ *   KEYS[4] vm hash (new)      KEYS[5] vms zset          KEYS[6] node-vms zset
+ *   ARGV[1] vm id   ARGV[2] name   ARGV[3] vcpus   ARGV[4] memory MiB   ARGV[5] group ('' = none)
+ *   ARGV[6] node id   ARGV[7] now ms   ARGV[8] node stale after ms
+ *   ARGV[9] '1' = adopt (skip ready/cordon/capacity checks: the VM already runs there), else '0'
+ *   ARGV[10..] vm hash field/value pairs
+ * Output:
+ *   'OK' | 'NO_NODE' | 'NAME_TAKEN' | 'VM_EXISTS' | 'CORDONED' | 'DRAINING' | 'NOT_READY'
+ *   | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
+ */
+export const RESERVE_VM_LUA = `
+local nodeKey = KEYS[1]
+if redis.call('EXISTS', nodeKey) == 0 then return 'NO_NODE' end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 'NAME_TAKEN' end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 'VM_EXISTS' end
+local vcpus = tonumber(ARGV[3])
+local mem = tonumber(ARGV[4])
+local group = ARGV[5]
+local nodeId = ARGV[6]
+if ARGV[9] ~= '1' then
+  local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
+    'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
+  if f[1] == '1' then return 'CORDONED' end
+  if f[2] == '1' then return 'DRAINING' end
+  if tonumber(ARGV[7]) - tonumber(f[3] or '0') > tonumber(ARGV[8]) then return 'NOT_READY' end
+  local vcpuLimit = math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6)
+  if tonumber(f[8] or '0') + vcpus > vcpuLimit then return 'NO_VCPUS' end
+  local memLimit = math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6)
+  if tonumber(f[9] or '0') + mem > memLimit then return 'NO_MEMORY' end
+  if group ~= '' and tonumber(redis.call('HGET', KEYS[3], nodeId) or '0') > 0 then return 'ANTI_AFFINITY' end
+end
+redis.call('HINCRBY', nodeKey, 'vcpusAllocated', vcpus)
+redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', mem)
+redis.call('HINCRBY', nodeKey, 'vmCount', 1)
+if group ~= '' then redis.call('HINCRBY', KEYS[3], nodeId, 1) end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+local fields = {}
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[4], unpack(fields))
+redis.call('ZADD', KEYS[5], 0, ARGV[1])
+redis.call('ZADD', KEYS[6], 0, ARGV[1])
+return 'OK'
+`;
+
+/**
+ * Remove a VM and give back everything it held: allocation on its node, anti-affinity membership,
+ * its name, its index entries. Idempotent. Keys of the VM's node are built here from the prefix,
+ * because they depend on the VM's record (single Redis, not Redis Cluster).
+ *
+ * Input:
+ *   KEYS[1] vm hash   KEYS[2] vm-names hash   KEYS[3] vms zset
+ *   ARGV[1] vm id     ARGV[2] key prefix (with the trailing ':')
+ * Output: 1 if removed, 0 if there was no such VM
+ */
+export const RELEASE_VM_LUA = `
+local vmKey = KEYS[1]
+if redis.call('EXISTS', vmKey) == 0 then return 0 end
+local f = redis.call('HMGET', vmKey, 'nodeId', 'name', 'vcpus', 'memoryMib', 'antiAffinityGroup')
+local nodeId, name, vcpus, mem, group = f[1], f[2], tonumber(f[3] or '0'), tonumber(f[4] or '0'), f[5] or ''
+local prefix = ARGV[2]
+local nodeKey = prefix .. 'node:' .. nodeId
+if redis.call('EXISTS', nodeKey) == 1 then
+  redis.call('HINCRBY', nodeKey, 'vcpusAllocated', -vcpus)
+  redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', -mem)
+  redis.call('HINCRBY', nodeKey, 'vmCount', -1)
+end
+if group ~= '' then
+  local aaKey = prefix .. 'aa:' .. group
+  if redis.call('HINCRBY', aaKey, nodeId, -1) <= 0 then redis.call('HDEL', aaKey, nodeId) end
+end
+if name and redis.call('HGET', KEYS[2], name) == ARGV[1] then redis.call('HDEL', KEYS[2], name) end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', prefix .. 'node-vms:' .. nodeId, ARGV[1])
+redis.call('DEL', vmKey)
+return 1
+`;
+
+/**
+ * Set a VM's state only if it is in one of the expected states (compare-and-set).
+ *
+ * Input:  KEYS[1] vm hash   ARGV[1] new state   ARGV[2..] expected states
+ * Output: 1 if set, 0 if the VM is missing or in another state
+ */
+export const SET_VM_STATE_LUA = `
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return 0 end
+for i = 2, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    return 1
+  end
+end
+return 0
+`;

@@ -1,0 +1,140 @@
+/** Node records in Redis: registration, reports, cordon flags, readiness transitions. */
+import { Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { cluster } from '@vmm/proto';
+import type { NodeRecord } from '../common/model.js';
+import { LuaScript } from './lua-script.js';
+import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
+import { hashToNode } from './record-codec.js';
+import type { RedisKeys } from './redis-keys.js';
+import { REDIS, REDIS_KEYS } from './redis.provider.js';
+
+export interface NodeRegistration {
+  nodeId: string;
+  address: string;
+  vcpus: number;
+  memoryMib: number;
+  cpuAllocationRatio: number;
+  ramAllocationRatio: number;
+  agentVersion: string;
+}
+
+export interface VmMeasurement {
+  vmId: string;
+  state: cluster.VmState;
+  dirtyRatePagesPerSec: number;
+  workingSetPages: number;
+  residentPages: number;
+}
+
+export interface NodeReportUpdate {
+  memoryUsedBytes: number;
+  rssBytes: number;
+  ksm: cluster.KsmStats | undefined;
+  ksmKnobs: cluster.KsmKnobs | undefined;
+  vms: readonly VmMeasurement[];
+}
+
+const applyReport = new LuaScript('apply-report', APPLY_REPORT_LUA);
+const setIfExists = new LuaScript('set-if-exists', SET_IF_EXISTS_LUA);
+const recordReadiness = new LuaScript('record-readiness', RECORD_READINESS_LUA);
+
+@Injectable()
+export class NodeRepository {
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS_KEYS) private readonly keys: RedisKeys,
+  ) {}
+
+  /** Creates or refreshes a node; keeps its cordon flag and allocation counters. A registration counts as a report. */
+  async upsertRegistration(reg: NodeRegistration, nowMs: number): Promise<void> {
+    const key = this.keys.node(reg.nodeId);
+    await this.redis
+      .multi()
+      .hset(key, {
+        nodeId: reg.nodeId,
+        address: reg.address,
+        vcpus: String(reg.vcpus),
+        memoryMib: String(reg.memoryMib),
+        cpuAllocationRatio: String(reg.cpuAllocationRatio),
+        ramAllocationRatio: String(reg.ramAllocationRatio),
+        agentVersion: reg.agentVersion,
+        lastReportMs: String(nowMs),
+        registeredAtMs: String(nowMs),
+        readyRecorded: '1',
+      })
+      .hsetnx(key, 'vcpusAllocated', '0')
+      .hsetnx(key, 'memoryMibAllocated', '0')
+      .hsetnx(key, 'vmCount', '0')
+      .hsetnx(key, 'cordoned', '0')
+      .hsetnx(key, 'draining', '0')
+      .zadd(this.keys.nodes(), 0, reg.nodeId)
+      .exec();
+  }
+
+  async get(nodeId: string): Promise<NodeRecord | undefined> {
+    return hashToNode(await this.redis.hgetall(this.keys.node(nodeId)));
+  }
+
+  /** Every node, ordered by node id. */
+  async list(): Promise<NodeRecord[]> {
+    const ids = await this.redis.zrangebylex(this.keys.nodes(), '-', '+');
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.node(id));
+    const results = (await pipeline.exec()) ?? [];
+    const nodes: NodeRecord[] = [];
+    for (const [error, hash] of results) {
+      if (error) throw error;
+      const node = hashToNode(hash as Record<string, string>);
+      if (node) nodes.push(node);
+    }
+    return nodes;
+  }
+
+  /** Sets fields of an existing node; false if there is no such node. */
+  async setFields(nodeId: string, fields: Record<string, string>): Promise<boolean> {
+    const args = Object.entries(fields).flat();
+    return (await setIfExists.run(this.redis, [this.keys.node(nodeId)], args)) === 1;
+  }
+
+  async setCordoned(nodeId: string, cordoned: boolean): Promise<boolean> {
+    return this.setFields(nodeId, { cordoned: cordoned ? '1' : '0' });
+  }
+
+  async setKsm(nodeId: string, knobs: cluster.KsmKnobs | undefined, stats: cluster.KsmStats | undefined): Promise<boolean> {
+    const fields: Record<string, string> = {};
+    if (knobs) fields.ksmKnobs = JSON.stringify(knobs);
+    if (stats) fields.ksm = JSON.stringify(stats);
+    if (Object.keys(fields).length === 0) return (await this.redis.exists(this.keys.node(nodeId))) === 1;
+    return this.setFields(nodeId, fields);
+  }
+
+  /** Applies a report; `known: false` when the node is not registered (the agent must register again). */
+  async applyReport(
+    nodeId: string,
+    nowMs: number,
+    update: NodeReportUpdate,
+  ): Promise<{ known: boolean; wasNotReady: boolean; vmsUpdated: number }> {
+    const keys = [this.keys.node(nodeId), ...update.vms.map((vm) => this.keys.vm(vm.vmId))];
+    const args: (string | number)[] = [
+      nodeId,
+      nowMs,
+      update.memoryUsedBytes,
+      JSON.stringify(update.ksm ?? {}),
+      update.ksmKnobs ? JSON.stringify(update.ksmKnobs) : '',
+      update.rssBytes,
+    ];
+    for (const vm of update.vms) {
+      args.push(vm.state, vm.dirtyRatePagesPerSec, vm.workingSetPages, vm.residentPages);
+    }
+    const [flag, updated] = (await applyReport.run(this.redis, keys, args)) as [number, number];
+    return { known: flag !== -1, wasNotReady: flag === 1, vmsUpdated: updated };
+  }
+
+  /** Records a readiness change seen by the sweep, unless a report arrived since `seenLastReportMs`. */
+  async recordReadiness(nodeId: string, ready: boolean, seenLastReportMs: number): Promise<boolean> {
+    const result = await recordReadiness.run(this.redis, [this.keys.node(nodeId)], [ready ? '1' : '0', String(seenLastReportMs)]);
+    return result === 1;
+  }
+}

@@ -1,0 +1,69 @@
+/** Atomic placement: reserve a node's room and record a VM in one step, and release both. */
+import { Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { VmRecord } from '../common/model.js';
+import { LuaScript } from './lua-script.js';
+import { RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/placement.lua.js';
+import { vmToFields } from './record-codec.js';
+import type { RedisKeys } from './redis-keys.js';
+import { REDIS, REDIS_KEYS } from './redis.provider.js';
+
+export type ReserveOutcome =
+  | 'OK'
+  | 'NO_NODE'
+  | 'NAME_TAKEN'
+  | 'VM_EXISTS'
+  | 'CORDONED'
+  | 'DRAINING'
+  | 'NOT_READY'
+  | 'NO_VCPUS'
+  | 'NO_MEMORY'
+  | 'ANTI_AFFINITY';
+
+const reserveVm = new LuaScript('reserve-vm', RESERVE_VM_LUA);
+const releaseVm = new LuaScript('release-vm', RELEASE_VM_LUA);
+
+@Injectable()
+export class PlacementRepository {
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS_KEYS) private readonly keys: RedisKeys,
+  ) {}
+
+  /**
+   * Checks the node (ready, schedulable, room within its ratios, anti-affinity) and the name, then
+   * records the VM on `vm.nodeId` with its allocation, indexes and name, all atomically.
+   * `adopt` skips the node checks: for a VM an agent already runs (reconcile at registration).
+   */
+  async reserve(vm: VmRecord, nowMs: number, staleAfterMs: number, adopt = false): Promise<ReserveOutcome> {
+    const k = this.keys;
+    const keys = [
+      k.node(vm.nodeId),
+      k.vmNames(),
+      vm.antiAffinityGroup ? k.antiAffinity(vm.antiAffinityGroup) : k.vmNames(),
+      k.vm(vm.vmId),
+      k.vms(),
+      k.nodeVms(vm.nodeId),
+    ];
+    const args = [
+      vm.vmId,
+      vm.name,
+      vm.vcpus,
+      vm.memoryMib,
+      vm.antiAffinityGroup,
+      vm.nodeId,
+      nowMs,
+      staleAfterMs,
+      adopt ? '1' : '0',
+      ...vmToFields(vm),
+    ];
+    return (await reserveVm.run(this.redis, keys, args)) as ReserveOutcome;
+  }
+
+  /** Removes the VM and gives back its allocation, group membership, name and index entries. Idempotent. */
+  async release(vmId: string): Promise<boolean> {
+    const k = this.keys;
+    const result = await releaseVm.run(this.redis, [k.vm(vmId), k.vmNames(), k.vms()], [vmId, k.prefix]);
+    return result === 1;
+  }
+}

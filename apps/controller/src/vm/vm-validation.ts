@@ -1,0 +1,102 @@
+/**
+ * CreateVm request validation (API.md status table): every malformed field is INVALID_ARGUMENT
+ * naming the proto field. Pure: the largest node's capacity is passed in.
+ */
+import { cluster } from '@vmm/proto';
+import { InvalidArgumentError } from '../errors.js';
+
+/**
+ * The emulator's image catalog (libs/emulator IMAGES). A copy, because the controller must not import
+ * the emulator; an agent refusing an image anyway is mapped to INVALID_ARGUMENT too.
+ */
+export const KNOWN_IMAGES: readonly string[] = ['empty', 'alpine-3.20', 'debian-12', 'ubuntu-24.04'];
+export const DEFAULT_IMAGE = 'empty';
+
+const WORKLOAD_KINDS = new Set<string>([
+  cluster.WorkloadKind.WORKLOAD_KIND_IDLE,
+  cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM,
+  cluster.WorkloadKind.WORKLOAD_KIND_HOTCOLD,
+  cluster.WorkloadKind.WORKLOAD_KIND_SEQUENTIAL,
+]);
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const MAX_LABELS = 64;
+const MAX_LABEL_LENGTH = 253;
+
+/** Physical capacity of the largest node, per resource (each maximum over all registered nodes). */
+export interface LargestNode {
+  vcpus: number;
+  memoryMib: number;
+}
+
+export interface CreateVmSpec {
+  name: string;
+  vcpus: number;
+  memoryMib: number;
+  image: string;
+  workload: cluster.Workload;
+  nodeId: string;
+  antiAffinityGroup: string;
+  labels: Record<string, string>;
+}
+
+function wholeNumber(field: string, value: unknown, min: number): number {
+  const n = typeof value === 'number' ? value : Number(value ?? 0);
+  if (!Number.isFinite(n) || !Number.isInteger(n)) throw new InvalidArgumentError(field, 'must be a whole number');
+  if (n < min) throw new InvalidArgumentError(field, min === 1 ? 'must be greater than 0' : `must be at least ${min}`);
+  return n;
+}
+
+/** `largest` is undefined when no node is registered: then the size check is left to placement. */
+export function validateCreateVm(req: Partial<cluster.CreateVmRequest>, largest: LargestNode | undefined): CreateVmSpec {
+  const name = (req.name ?? '').trim();
+  if (name === '') throw new InvalidArgumentError('name', 'must not be empty');
+  if (!NAME_PATTERN.test(name)) {
+    throw new InvalidArgumentError('name', 'use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  }
+  const vcpus = wholeNumber('vcpus', req.vcpus, 1);
+  const memoryMib = wholeNumber('memory_mib', req.memoryMib, 1);
+  if (largest && vcpus > largest.vcpus) {
+    throw new InvalidArgumentError('vcpus', `${vcpus} is larger than the largest node (${largest.vcpus} vCPUs)`);
+  }
+  if (largest && memoryMib > largest.memoryMib) {
+    throw new InvalidArgumentError('memory_mib', `${memoryMib} is larger than the largest node (${largest.memoryMib} MiB)`);
+  }
+  const image = (req.image ?? '').trim() || DEFAULT_IMAGE;
+  if (!KNOWN_IMAGES.includes(image)) {
+    throw new InvalidArgumentError('image', `unknown image ${JSON.stringify(image)} (known: ${KNOWN_IMAGES.join(', ')})`);
+  }
+  const workload = validateWorkload(req.workload ?? undefined, memoryMib);
+  const antiAffinityGroup = (req.antiAffinityGroup ?? '').trim();
+  if (antiAffinityGroup.length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('anti_affinity_group', 'too long');
+  const labels = validateLabels(req.labels ?? {});
+  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels };
+}
+
+function validateWorkload(w: cluster.Workload | undefined, memoryMib: number): cluster.Workload {
+  const kind = w?.kind ?? cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED;
+  if (!WORKLOAD_KINDS.has(kind)) {
+    throw new InvalidArgumentError('workload.kind', `must be one of idle, uniform, hotcold, sequential (got ${String(kind)})`);
+  }
+  const rate = Number(w?.dirtyRatePagesPerSec ?? 0);
+  if (!Number.isFinite(rate) || rate < 0) {
+    throw new InvalidArgumentError('workload.dirty_rate_pages_per_sec', 'must be a finite number ≥ 0');
+  }
+  const workingSetMib = wholeNumber('workload.working_set_mib', w?.workingSetMib ?? 0, 0);
+  if (workingSetMib > memoryMib) {
+    throw new InvalidArgumentError('workload.working_set_mib', `${workingSetMib} is larger than memory_mib (${memoryMib})`);
+  }
+  const seed = Number(w?.seed ?? 0);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError('workload.seed', 'must be a whole number ≥ 0');
+  return { kind, dirtyRatePagesPerSec: rate, workingSetMib, seed };
+}
+
+function validateLabels(labels: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > MAX_LABELS) throw new InvalidArgumentError('labels', `at most ${MAX_LABELS} labels`);
+  for (const [key, value] of entries) {
+    if (key === '' || key.length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('labels', `bad key ${JSON.stringify(key)}`);
+    if (String(value).length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('labels', `value of ${JSON.stringify(key)} too long`);
+  }
+  return Object.fromEntries(entries.map(([k, v]) => [k, String(v)]));
+}
