@@ -1,3 +1,10 @@
 export * from './phase.js';
 export * from './policy.js';
 export * from './errors.js';
+export * from './progress.js';
+export * from './convergence.js';
+export { TokenBucket, BandwidthEstimator } from './bandwidth.js';
+export { MigrationSender, type SenderOptions, type OutgoingResult } from './sender.js';
+export { MigrationReceiver, tokenMatches, type ReceiverOptions, type IncomingResult } from './receiver.js';
+export { listenForIncoming, connectOutgoing, parseAddress, type ListenOptions, type IncomingListener, type AcceptedConnection } from './transport.js';
+export { PROTOCOL_VERSION, FrameType, type HelloPayload } from './wire/frame.js';

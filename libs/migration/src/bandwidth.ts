@@ -1,0 +1,68 @@
+/**
+ * Pacing (a token bucket for max_bandwidth) and the bandwidth estimate that predicts downtime.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Token bucket in bytes. `take()` resolves once the bytes may be sent; rate Infinity never waits. */
+export class TokenBucket {
+  private tokens: number;
+  private lastNs = process.hrtime.bigint();
+
+  /**
+   * @param rateBytesPerSec refill rate; Infinity = unlimited
+   * @param burstBytes bucket size: the most that can leave at once after an idle spell
+   */
+  constructor(
+    private readonly rateBytesPerSec: number,
+    private readonly burstBytes: number = 1024 * 1024,
+  ) {
+    this.tokens = burstBytes;
+  }
+
+  get unlimited(): boolean {
+    return !Number.isFinite(this.rateBytesPerSec);
+  }
+
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (this.unlimited) return;
+    this.refill();
+    this.tokens -= bytes;
+    if (this.tokens >= 0) return;
+    const waitMs = (-this.tokens / this.rateBytesPerSec) * 1000;
+    await sleep(Math.ceil(waitMs), undefined, { signal });
+    this.refill();
+  }
+
+  private refill(): void {
+    const now = process.hrtime.bigint();
+    const elapsedSec = Number(now - this.lastNs) / 1e9;
+    this.lastNs = now;
+    this.tokens = Math.min(this.burstBytes, this.tokens + elapsedSec * this.rateBytesPerSec);
+  }
+}
+
+/** Below this many bytes a round is too short to measure the link; the previous estimate stands. */
+const MIN_SAMPLE_BYTES = 512 * 1024;
+
+/**
+ * Throughput of the data connection, measured per round (bytes handed to the socket / round time), as
+ * QEMU's migration_update_counters does per iteration. Capped by the policy's bandwidth limit.
+ */
+export class BandwidthEstimator {
+  private estimateBytesPerSec = 0;
+
+  constructor(private readonly capBytesPerSec: number) {}
+
+  /** Records one round. */
+  sample(bytes: number, elapsedMs: number): void {
+    if (bytes < MIN_SAMPLE_BYTES && this.estimateBytesPerSec > 0) return;
+    if (elapsedMs <= 0) return;
+    this.estimateBytesPerSec = Math.min(this.capBytesPerSec, (bytes / elapsedMs) * 1000);
+  }
+
+  /** Bytes per second; before any sample: the cap, or 1 GB/s when unlimited (a loopback-ish guess). */
+  get bytesPerSec(): number {
+    if (this.estimateBytesPerSec > 0) return this.estimateBytesPerSec;
+    return Number.isFinite(this.capBytesPerSec) ? this.capBytesPerSec : 1e9;
+  }
+}

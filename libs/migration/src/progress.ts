@@ -1,0 +1,50 @@
+/**
+ * What the engine reports. Field names mirror cluster.v1 Migration (camelCase) so the agent can copy them.
+ */
+import type { MigrationPhase } from './phase.js';
+
+/** Emitted after every pre-copy round and at each phase change. */
+export interface MigrationProgress {
+  migrationId: string;
+  phase: MigrationPhase;
+  round: number;
+  pagesTotal: number;
+  /** Page records sent so far (raw, XBZRLE and zero pages, every round). */
+  pagesSent: number;
+  bytesSent: number;
+  dirtyPagesRemaining: number;
+  dirtyRatePagesPerSec: number;
+  throughputBytesPerSec: number;
+  expectedDowntimeMs: number;
+  throttlePercent: number;
+}
+
+export interface SenderStats {
+  /** Pre-copy rounds plus the stop-and-copy pass (QEMU's dirty sync count). */
+  rounds: number;
+  pagesTotal: number;
+  pagesSent: number;
+  pagesRaw: number;
+  pagesZero: number;
+  pagesXbzrle: number;
+  pagesUnchanged: number;
+  xbzrleCacheHits: number;
+  xbzrleCacheMisses: number;
+  xbzrleOverflows: number;
+  bytesSent: number;
+  throttlePercentMax: number;
+  /** Pages sent while the source was paused. */
+  stopAndCopyPages: number;
+  /** Source paused → target digest received (what the pause costs before commit). */
+  stopAndCopyMs: number;
+  /** Largest number of bytes queued in the connection's writable buffer. */
+  maxBufferedBytes: number;
+}
+
+export interface ReceiverStats {
+  rounds: number;
+  pagesRaw: number;
+  pagesZero: number;
+  pagesXbzrle: number;
+  bytesReceived: number;
+}

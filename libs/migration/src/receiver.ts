@@ -1,0 +1,207 @@
+/**
+ * The target end of a pre-copy migration. Knows nothing of gRPC: give it a Duplex from the sender and
+ * the incoming (paused, empty) VM. It checks the token before anything else, applies pages as they
+ * arrive (no buffering beyond one frame), loads the device state, and answers COMPLETE with its own
+ * digest. It never resumes the VM itself: the result's commit() does, after the cluster committed.
+ * Any failure or cancel before that discards the incoming VM (stop() frees its memory).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { initHashing, type VirtualMachine } from '@vmm/emulator';
+import { forEachZeroRange } from './encoding/zero-runs.js';
+import { xbzrleDecode } from './encoding/xbzrle.js';
+import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchError } from './errors.js';
+import type { ReceiverStats } from './progress.js';
+import { PeerSession } from './session.js';
+import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, readU32 } from './wire/codec.js';
+import { FrameType, PAGE_SIZE, PROTOCOL_VERSION, XBZRLE_RECORD_HEADER_BYTES, type HelloPayload } from './wire/frame.js';
+
+export interface ReceiverOptions {
+  /** The incoming VM (created with `incoming: true`): paused, same page count as the source. */
+  vm: VirtualMachine;
+  migrationId: string;
+  /** The one-time token the sender must present in HELLO. */
+  token: string;
+  signal?: AbortSignal;
+  /** Gives up when the migration has not completed by then; 0 = no limit. */
+  timeoutMs?: number;
+}
+
+export interface IncomingResult {
+  migrationId: string;
+  hello: HelloPayload;
+  sourceDigest: string;
+  targetDigest: string;
+  stats: ReceiverStats;
+  /** After the cluster committed: resumes the target VM; returns the resume time (epoch ms). */
+  commit(): { resumedAtMs: number };
+  /** Before commit: discards the incoming VM. */
+  abort(): void;
+}
+
+const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
+
+/** Constant-time token comparison. */
+export function tokenMatches(expected: string, presented: unknown): boolean {
+  if (typeof presented !== 'string') return false;
+  const a = Buffer.from(expected, 'utf8');
+  const b = Buffer.from(presented, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export class MigrationReceiver {
+  private readonly scratch = new Uint8Array(PAGE_SIZE);
+  private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
+
+  constructor(private readonly opts: ReceiverOptions) {}
+
+  /**
+   * Receives one migration on `connection`.
+   * @param hello a HELLO already read and token-checked (listenForIncoming does that); otherwise the
+   *   first frame must be a HELLO with the right token.
+   */
+  async run(connection: Duplex, hello?: HelloPayload): Promise<IncomingResult> {
+    const { vm, migrationId } = this.opts;
+    await initHashing();
+    const memory = vm.memory;
+    const accepted = new Set<number>(hello ? SENDER_TYPES : [FrameType.HELLO]);
+    let deviceState: Uint8Array | null = null;
+    let announced: HelloPayload | null = null;
+    let finish!: (r: { sourceDigest: string; targetDigest: string }) => void;
+    const completed = new Promise<{ sourceDigest: string; targetDigest: string }>((resolve) => (finish = resolve));
+
+    const acceptHello = (h: HelloPayload): void => {
+      if (!tokenMatches(this.opts.token, h.token)) throw new TokenMismatchError(migrationId);
+      if (h.version !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`);
+      if (h.migrationId !== migrationId) throw new ProtocolError(`HELLO for migration ${h.migrationId}, expected ${migrationId}`);
+      if (h.pageCount !== memory.pageCount) {
+        throw new MigrationStateError(`migration ${migrationId}: source has ${h.pageCount} pages, incoming VM ${memory.pageCount}`);
+      }
+      if (vm.state !== 'paused') throw new MigrationStateError(`migration ${migrationId}: incoming VM is ${vm.state}, not paused`);
+      announced = h;
+      accepted.delete(FrameType.HELLO);
+      for (const t of SENDER_TYPES) accepted.add(t);
+    };
+
+    const session = new PeerSession(
+      connection,
+      migrationId,
+      this.opts.signal,
+      this.opts.timeoutMs ?? 0,
+      {
+        onPage: (page, src, offset) => {
+          memory.writePage(page, src, offset);
+          this.stats.pagesRaw++;
+        },
+        onFrame: (type, payload) => {
+          switch (type) {
+            case FrameType.HELLO:
+              acceptHello(decodeJson<HelloPayload>(payload, 'HELLO'));
+              session.reply(encodeFrame(FrameType.HELLO_ACK));
+              return;
+            case FrameType.ZERO:
+              forEachZeroRange(payload, (first, count) => {
+                for (let p = first; p < first + count; p++) memory.zeroPage(p);
+                this.stats.pagesZero += count;
+              });
+              return;
+            case FrameType.XBZRLE:
+              this.applyXbzrle(payload);
+              return;
+            case FrameType.ROUND:
+              this.stats.rounds++;
+              // Hash what arrived so far now, while the source still runs: the digest under pause
+              // then only hashes the pages written since.
+              if (readU32(payload, 0) > 0) memory.digest();
+              return;
+            case FrameType.DEVICE_STATE:
+              deviceState = payload.slice();
+              return;
+            case FrameType.COMPLETE: {
+              if (deviceState === null) throw new ProtocolError('COMPLETE before DEVICE_STATE');
+              const sourceDigest = decodeDigest(payload);
+              vm.loadDeviceState(deviceState);
+              const targetDigest = memory.digest();
+              session.reply(encodeDigestFrame(FrameType.VERIFIED, targetDigest));
+              if (targetDigest !== sourceDigest) throw new DigestMismatchError(migrationId, sourceDigest, targetDigest);
+              this.stats.bytesReceived = session.bytesReceived;
+              session.finish();
+              finish({ sourceDigest, targetDigest });
+              return;
+            }
+            default:
+              throw new ProtocolError(`unexpected frame 0x${type.toString(16)}`);
+          }
+        },
+      },
+      accepted,
+      FrameType.COMPLETE,
+    );
+    if (hello) {
+      try {
+        acceptHello(hello);
+      } catch (err) {
+        session.fail(err as Error);
+        if (vm.state !== 'stopped') vm.stop();
+        throw err;
+      }
+      session.reply(encodeFrame(FrameType.HELLO_ACK));
+    }
+
+    try {
+      const aborted = new Promise<never>((_, reject) => {
+        const s = session.signal;
+        if (s.aborted) reject(s.reason);
+        else s.addEventListener('abort', () => reject(s.reason), { once: true });
+      });
+      const { sourceDigest, targetDigest } = await Promise.race([completed, aborted]);
+      return this.readyResult(announced!, sourceDigest, targetDigest);
+    } catch (err) {
+      const error = session.failure(err);
+      session.fail(error);
+      if (vm.state !== 'stopped') vm.stop();
+      throw error;
+    }
+  }
+
+  private applyXbzrle(payload: Uint8Array): void {
+    const memory = this.opts.vm.memory;
+    let off = 0;
+    while (off < payload.length) {
+      if (off + XBZRLE_RECORD_HEADER_BYTES > payload.length) throw new ProtocolError('truncated XBZRLE record');
+      const page = readU32(payload, off);
+      const bytes = payload[off + 4]! | (payload[off + 5]! << 8);
+      off += XBZRLE_RECORD_HEADER_BYTES;
+      if (off + bytes > payload.length) throw new ProtocolError('truncated XBZRLE record');
+      memory.readPage(page, this.scratch, 0);
+      if (!xbzrleDecode(payload, off, bytes, this.scratch, 0)) throw new ProtocolError(`malformed XBZRLE delta for page ${page}`);
+      memory.writePage(page, this.scratch, 0);
+      off += bytes;
+      this.stats.pagesXbzrle++;
+    }
+  }
+
+  private readyResult(hello: HelloPayload, sourceDigest: string, targetDigest: string): IncomingResult {
+    const { vm, migrationId, signal } = this.opts;
+    let settled: 'ready' | 'committed' | 'aborted' = 'ready';
+    const abort = () => {
+      if (settled === 'aborted') return;
+      if (settled === 'committed') throw new MigrationStateError(`migration ${migrationId}: cannot abort after commit`);
+      settled = 'aborted';
+      signal?.removeEventListener('abort', abort);
+      if (vm.state !== 'stopped') vm.stop();
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    return {
+      migrationId, hello, sourceDigest, targetDigest, stats: { ...this.stats },
+      commit: () => {
+        if (settled === 'aborted') throw new MigrationStateError(`migration ${migrationId}: cannot commit after abort`);
+        settled = 'committed';
+        signal?.removeEventListener('abort', abort);
+        vm.resume();
+        return { resumedAtMs: Date.now() };
+      },
+      abort,
+    };
+  }
+}

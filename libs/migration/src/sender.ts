@@ -1,0 +1,236 @@
+/**
+ * The source end of a pre-copy migration. Knows nothing of gRPC: give it a Duplex to the receiver.
+ *
+ * PREPARING (HELLO, wait for HELLO_ACK) → PRECOPY (round 0: every page; round n: pages dirtied during
+ * round n-1) → STOP_AND_COPY (pause, last dirty pages, device state, COMPLETE, wait for VERIFIED) →
+ * ready to commit. Any failure before commit rolls back: the source resumes (if it was running).
+ */
+import type { Duplex } from 'node:stream';
+import { initHashing, type VirtualMachine } from '@vmm/emulator';
+import { AutoConverge, countDirty, decideAfterRound, expectedDowntimeMs } from './convergence.js';
+import { BandwidthEstimator, TokenBucket } from './bandwidth.js';
+import { XbzrleCache } from './encoding/xbzrle-cache.js';
+import { ConvergenceError, DigestMismatchError, MigrationStateError } from './errors.js';
+import { assertTransition, type MigrationPhase } from './phase.js';
+import { bandwidthBytesPerSec, resolvePolicy, type MigrationPolicy, type PartialMigrationPolicy } from './policy.js';
+import type { MigrationProgress, SenderStats } from './progress.js';
+import { encodeDigestFrame, encodeFrame, encodeHello, encodeRound } from './wire/codec.js';
+import { FrameType, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
+import { FrameWriter } from './wire/frame-writer.js';
+import { PageBatcher } from './wire/page-batch.js';
+import { PeerSession } from './session.js';
+
+export interface SenderOptions {
+  vm: VirtualMachine;
+  migrationId: string;
+  token: string;
+  policy?: PartialMigrationPolicy;
+  /** Cancels the migration in any phase before commit. */
+  signal?: AbortSignal;
+  onProgress?: (progress: MigrationProgress) => void;
+}
+
+/** Ready to commit: the target holds a verified copy; the source is paused, not destroyed. */
+export interface OutgoingResult {
+  migrationId: string;
+  sourceDigest: string;
+  targetDigest: string;
+  /** Epoch ms when the source paused: downtime runs from here to the target's resume. */
+  pausedAtMs: number;
+  /** Start → ready to commit. */
+  totalTimeMs: number;
+  policy: MigrationPolicy;
+  stats: SenderStats;
+  /** After the cluster committed: the source VM is destroyed; it can never run again. */
+  commit(): void;
+  /** Before commit: the source VM resumes where it paused. */
+  abort(): void;
+}
+
+export class MigrationSender {
+  readonly policy: MigrationPolicy;
+  private phase: MigrationPhase = 'PREPARING';
+  private round = 0;
+  private lastProgress: MigrationProgress | null = null;
+
+  constructor(private readonly opts: SenderOptions) {
+    this.policy = resolvePolicy(opts.policy, opts.vm.memory.pageCount * PAGE_SIZE);
+  }
+
+  get currentPhase(): MigrationPhase {
+    return this.phase;
+  }
+
+  async run(connection: Duplex): Promise<OutgoingResult> {
+    const { vm, migrationId, policy } = { ...this.opts, policy: this.policy };
+    const memory = vm.memory;
+    const pageCount = memory.pageCount;
+    const startMs = performance.now();
+    const wasRunning = vm.state === 'running';
+    if (vm.state === 'stopped') throw new MigrationStateError(`migration ${migrationId}: source VM ${vm.id} is stopped`);
+    await initHashing();
+    const session = new PeerSession(connection, migrationId, this.opts.signal, policy.completionTimeoutMs);
+    const writer = new FrameWriter(connection, new TokenBucket(bandwidthBytesPerSec(policy)), session.signal);
+    const cache = policy.xbzrle ? new XbzrleCache(pageCount, policy.xbzrleCacheMib * 1024 * 1024) : null;
+    const batcher = new PageBatcher(memory, writer, cache);
+    const bandwidth = new BandwidthEstimator(bandwidthBytesPerSec(policy));
+    const converge = new AutoConverge(policy.autoConverge);
+    const dirtyLog = memory.createDirtyLog();
+    const bitmap = new Uint32Array(Math.ceil(pageCount / 32));
+    let pagesSent = 0;
+    let pausedAtMs = 0;
+    let pausedAtPerf = 0;
+    let stopAndCopyPages = 0;
+    const sentPages = () => batcher.counters.pagesRaw + batcher.counters.pagesZero + batcher.counters.pagesXbzrle;
+
+    const sendRound = async (round: number, all: boolean): Promise<number> => {
+      await writer.sendFrame(encodeRound(round));
+      const before = sentPages();
+      if (all) {
+        for (let page = 0; page < pageCount; page++) {
+          if (batcher.full) await batcher.flushFull();
+          batcher.add(page, false);
+        }
+      } else {
+        const useDelta = cache !== null;
+        for (let w = 0; w < bitmap.length; w++) {
+          let v = bitmap[w]!;
+          while (v !== 0) {
+            const low = v & -v;
+            v ^= low;
+            if (batcher.full) await batcher.flushFull();
+            batcher.add(w * 32 + 31 - Math.clz32(low), useDelta);
+          }
+        }
+      }
+      await batcher.flushAll();
+      return sentPages() - before;
+    };
+
+    try {
+      this.setPhase('PREPARING');
+      await writer.sendFrame(
+        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus }),
+      );
+      await session.expect(FrameType.HELLO_ACK);
+
+      this.setPhase('PRECOPY');
+      let lastSyncMs = performance.now();
+      let roundsDone = 0;
+      for (;;) {
+        const roundStart = performance.now();
+        const bytesBefore = writer.bytesWritten;
+        pagesSent += await sendRound(this.round, this.round === 0);
+        roundsDone++;
+        const roundBytes = writer.bytesWritten - bytesBefore;
+        bandwidth.sample(roundBytes, performance.now() - roundStart);
+        // Warm the per-frame hash cache so the digest under pause only hashes pages dirtied since.
+        memory.digest();
+        dirtyLog.sync(bitmap);
+        const now = performance.now();
+        const dirty = countDirty(bitmap);
+        const expectedMs = expectedDowntimeMs(dirty, bandwidth.bytesPerSec);
+        const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
+        if (throttle >= 0) vm.setThrottle(throttle);
+        this.emit({
+          round: this.round,
+          pagesTotal: pageCount,
+          pagesSent,
+          bytesSent: writer.bytesWritten,
+          dirtyPagesRemaining: dirty,
+          dirtyRatePagesPerSec: (dirty * 1000) / Math.max(1, now - lastSyncMs),
+          throughputBytesPerSec: bandwidth.bytesPerSec,
+          expectedDowntimeMs: expectedMs,
+          throttlePercent: converge.throttlePercent,
+        });
+        lastSyncMs = now;
+        const decision = decideAfterRound(expectedMs, policy.downtimeLimitMs, roundsDone, policy.maxRounds);
+        if (decision === 'switch-over') break;
+        if (decision === 'give-up') throw new ConvergenceError(migrationId, roundsDone, dirty, expectedMs);
+        this.round++;
+      }
+
+      this.setPhase('STOP_AND_COPY');
+      vm.pause();
+      pausedAtMs = Date.now();
+      pausedAtPerf = performance.now();
+      // Throttling was a migration aid: neither the target nor a rolled-back source keeps it.
+      vm.setThrottle(0);
+      dirtyLog.sync(bitmap);
+      this.round++;
+      stopAndCopyPages = await sendRound(this.round, false);
+      pagesSent += stopAndCopyPages;
+      await writer.sendFrame(encodeFrame(FrameType.DEVICE_STATE, vm.saveDeviceState()));
+      const sourceDigest = memory.digest();
+      await writer.sendFrame(encodeDigestFrame(FrameType.COMPLETE, sourceDigest));
+      const targetDigest = await session.expectDigest(FrameType.VERIFIED);
+      if (targetDigest !== sourceDigest) throw new DigestMismatchError(migrationId, sourceDigest, targetDigest);
+      await writer.flushed();
+      dirtyLog.disable();
+      session.finish();
+      const stats: SenderStats = {
+        rounds: this.round + 1,
+        pagesTotal: pageCount,
+        pagesSent,
+        ...batcher.counters,
+        xbzrleCacheHits: cache?.hits ?? 0,
+        xbzrleCacheMisses: cache?.misses ?? 0,
+        bytesSent: writer.bytesWritten,
+        throttlePercentMax: converge.maxPercent,
+        stopAndCopyPages,
+        stopAndCopyMs: performance.now() - pausedAtPerf,
+        maxBufferedBytes: writer.maxBufferedBytes,
+      };
+      this.emit({ ...this.lastProgress!, round: this.round, pagesSent, bytesSent: writer.bytesWritten, dirtyPagesRemaining: 0, expectedDowntimeMs: 0, throttlePercent: 0 });
+      return this.readyResult(sourceDigest, targetDigest, pausedAtMs, performance.now() - startMs, stats, wasRunning);
+    } catch (err) {
+      dirtyLog.disable();
+      const state: string = vm.state;
+      if (state !== 'stopped') {
+        vm.setThrottle(0);
+        if (wasRunning && state === 'paused') vm.resume();
+      }
+      const error = session.failure(err);
+      session.fail(error);
+      this.phase = (error as { code?: string }).code === 'CANCELLED' ? 'CANCELLED' : 'FAILED';
+      throw error;
+    }
+  }
+
+  private readyResult(
+    sourceDigest: string, targetDigest: string, pausedAtMs: number, totalTimeMs: number, stats: SenderStats, wasRunning: boolean,
+  ): OutgoingResult {
+    const vm = this.opts.vm;
+    const migrationId = this.opts.migrationId;
+    let settled: 'ready' | 'committed' | 'aborted' = 'ready';
+    const abort = () => {
+      if (settled === 'aborted') return;
+      if (settled === 'committed') throw new MigrationStateError(`migration ${migrationId}: cannot abort after commit`);
+      settled = 'aborted';
+      this.opts.signal?.removeEventListener('abort', abort);
+      if (wasRunning && vm.state === 'paused') vm.resume();
+    };
+    this.opts.signal?.addEventListener('abort', abort, { once: true });
+    return {
+      migrationId, sourceDigest, targetDigest, pausedAtMs, totalTimeMs, policy: this.policy, stats,
+      commit: () => {
+        if (settled === 'committed') return;
+        if (settled === 'aborted') throw new MigrationStateError(`migration ${migrationId}: cannot commit after abort`);
+        settled = 'committed';
+        this.opts.signal?.removeEventListener('abort', abort);
+        if (vm.state !== 'stopped') vm.stop();
+      },
+      abort,
+    };
+  }
+
+  private setPhase(next: MigrationPhase): void {
+    if (this.phase !== next) this.phase = assertTransition(this.phase, next);
+  }
+
+  private emit(fields: Omit<MigrationProgress, 'migrationId' | 'phase'>): void {
+    const progress: MigrationProgress = { migrationId: this.opts.migrationId, phase: this.phase, ...fields };
+    this.lastProgress = progress;
+    this.opts.onProgress?.(progress);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * Encoding of control frames and an incremental parser for every frame type.
+ * The parser never holds more than one frame's payload (bounded by MAX_PAYLOAD_BYTES), and hands
+ * PAGES records to the caller as (chunk, offset) without copying whenever a record lies in one chunk.
+ */
+import { ProtocolError } from '../errors.js';
+import {
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_PAYLOAD_BYTES,
+  PAGE_RECORD_BYTES,
+  frameTypeName,
+  type ErrorPayload,
+  type HelloPayload,
+} from './frame.js';
+
+export function writeFrameHeader(buf: Uint8Array, offset: number, type: number, payloadBytes: number): void {
+  buf[offset] = payloadBytes & 0xff;
+  buf[offset + 1] = (payloadBytes >>> 8) & 0xff;
+  buf[offset + 2] = (payloadBytes >>> 16) & 0xff;
+  buf[offset + 3] = (payloadBytes >>> 24) & 0xff;
+  buf[offset + 4] = type;
+}
+
+export function readU32(buf: Uint8Array, offset: number): number {
+  return (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16) | (buf[offset + 3]! << 24)) >>> 0;
+}
+
+export function writeU32(buf: Uint8Array, offset: number, value: number): void {
+  buf[offset] = value & 0xff;
+  buf[offset + 1] = (value >>> 8) & 0xff;
+  buf[offset + 2] = (value >>> 16) & 0xff;
+  buf[offset + 3] = (value >>> 24) & 0xff;
+}
+
+/** A whole frame in a fresh buffer: for rare, small frames only (never pages). */
+export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const max = MAX_PAYLOAD_BYTES[type];
+  if (max === undefined || payload.length > max) {
+    throw new ProtocolError(`${frameTypeName(type)} payload of ${payload.length} bytes exceeds ${max ?? 0}`);
+  }
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  writeFrameHeader(buf, 0, type, payload.length);
+  buf.set(payload, FRAME_HEADER_BYTES);
+  return buf;
+}
+
+export const encodeJsonFrame = (type: number, value: unknown): Buffer =>
+  encodeFrame(type, Buffer.from(JSON.stringify(value), 'utf8'));
+export const encodeHello = (hello: HelloPayload): Buffer => encodeJsonFrame(FrameType.HELLO, hello);
+export const encodeError = (error: ErrorPayload): Buffer => encodeJsonFrame(FrameType.ERROR, error);
+export const encodeDigestFrame = (type: number, digest: string): Buffer =>
+  encodeFrame(type, Buffer.from(digest.padEnd(16, ' ').slice(0, 16), 'ascii'));
+
+export function encodeRound(round: number): Buffer {
+  const payload = Buffer.allocUnsafe(4);
+  writeU32(payload, 0, round);
+  return encodeFrame(FrameType.ROUND, payload);
+}
+
+export function decodeJson<T>(payload: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8')) as T;
+  } catch {
+    throw new ProtocolError(`${what}: payload is not valid JSON`);
+  }
+}
+
+export const decodeDigest = (payload: Uint8Array): string =>
+  Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('ascii').trim();
+
+export interface FrameHandlers {
+  /** One PAGES record: page index and its 4096 bytes at src[srcOffset…]. The view is valid during the call only. */
+  onPage(page: number, src: Uint8Array, srcOffset: number): void;
+  /** Any other frame; `payload` is valid during the call only. */
+  onFrame(type: number, payload: Uint8Array): void;
+}
+
+/** Incremental frame parser. Feed it chunks in order; it calls the handlers synchronously. */
+export class FrameParser {
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  private type = -1;
+  private remaining = 0;
+  private payloadBytes = 0;
+  private body = new Uint8Array(64 * 1024);
+  private bodyFill = 0;
+  private readonly record = new Uint8Array(PAGE_RECORD_BYTES);
+  private recordFill = 0;
+  /** Bytes consumed so far, for stats. */
+  bytesParsed = 0;
+
+  constructor(
+    private readonly handlers: FrameHandlers,
+    private readonly acceptedTypes: ReadonlySet<number>,
+  ) {}
+
+  /** True when no frame is partially received. */
+  get idle(): boolean {
+    return this.type < 0 && this.headerFill === 0;
+  }
+
+  push(chunk: Uint8Array): void {
+    const len = chunk.length;
+    let off = 0;
+    this.bytesParsed += len;
+    while (off < len) {
+      if (this.type < 0) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, len - off);
+        this.header.set(chunk.subarray(off, off + take), this.headerFill);
+        this.headerFill += take;
+        off += take;
+        if (this.headerFill === FRAME_HEADER_BYTES) this.startFrame();
+        continue;
+      }
+      if (this.type === FrameType.PAGES) off = this.pushPages(chunk, off);
+      else off = this.pushBody(chunk, off);
+    }
+  }
+
+  private startFrame(): void {
+    this.headerFill = 0;
+    const bytes = readU32(this.header, 0);
+    const type = this.header[4]!;
+    const max = MAX_PAYLOAD_BYTES[type];
+    if (max === undefined || !this.acceptedTypes.has(type)) {
+      throw new ProtocolError(`unexpected frame type ${frameTypeName(type)}`);
+    }
+    if (bytes > max) throw new ProtocolError(`${frameTypeName(type)} frame of ${bytes} bytes exceeds ${max}`);
+    if (type === FrameType.PAGES && bytes % PAGE_RECORD_BYTES !== 0) {
+      throw new ProtocolError(`PAGES frame of ${bytes} bytes is not a whole number of records`);
+    }
+    this.type = type;
+    this.remaining = bytes;
+    this.payloadBytes = bytes;
+    this.bodyFill = 0;
+    this.recordFill = 0;
+    if (type !== FrameType.PAGES && this.body.length < bytes) this.body = new Uint8Array(bytes);
+    if (bytes === 0) this.endFrame();
+  }
+
+  private endFrame(): void {
+    const type = this.type;
+    this.type = -1;
+    if (type !== FrameType.PAGES) this.handlers.onFrame(type, this.body.subarray(0, this.payloadBytes));
+  }
+
+  private pushPages(chunk: Uint8Array, start: number): number {
+    let off = start;
+    const len = chunk.length;
+    if (this.recordFill > 0) {
+      const take = Math.min(PAGE_RECORD_BYTES - this.recordFill, len - off);
+      this.record.set(chunk.subarray(off, off + take), this.recordFill);
+      this.recordFill += take;
+      off += take;
+      this.remaining -= take;
+      if (this.recordFill < PAGE_RECORD_BYTES) return off;
+      this.recordFill = 0;
+      this.handlers.onPage(readU32(this.record, 0), this.record, 4);
+    }
+    while (this.remaining > 0 && len - off >= PAGE_RECORD_BYTES) {
+      this.handlers.onPage(readU32(chunk, off), chunk, off + 4);
+      off += PAGE_RECORD_BYTES;
+      this.remaining -= PAGE_RECORD_BYTES;
+    }
+    if (this.remaining > 0 && off < len) {
+      const take = len - off; // less than one record
+      this.record.set(chunk.subarray(off, len), 0);
+      this.recordFill = take;
+      this.remaining -= take;
+      off = len;
+    }
+    if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
+    return off;
+  }
+
+  private pushBody(chunk: Uint8Array, start: number): number {
+    const take = Math.min(this.remaining, chunk.length - start);
+    this.body.set(chunk.subarray(start, start + take), this.bodyFill);
+    this.bodyFill += take;
+    this.remaining -= take;
+    if (this.remaining === 0) this.endFrame();
+    return start + take;
+  }
+}

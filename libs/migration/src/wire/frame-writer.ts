@@ -1,0 +1,97 @@
+/**
+ * Writes frames to a Duplex with flow control: honours write() backpressure ('drain'), paces with a
+ * token bucket, and builds page batches in a small ring of reusable buffers. A ring buffer is reused
+ * only after the stream reported its previous write done, so bytes queued in the sender stay bounded
+ * by (ring size × batch size + the stream's highWaterMark).
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { TokenBucket } from '../bandwidth.js';
+import { BATCH_PAYLOAD_BYTES, FRAME_HEADER_BYTES } from './frame.js';
+import { writeFrameHeader } from './codec.js';
+
+/** Longest stretch the sender computes without letting timers (the guest's vCPU workload) run. */
+const MAX_BUSY_MS = 8;
+
+export class FrameWriter {
+  private readonly ring: Buffer[];
+  private readonly pending: (Promise<void> | null)[];
+  /** Slots handed out by acquire() and not yet sent: never handed out twice. */
+  private readonly acquired: boolean[];
+  private next = 0;
+  private lastYieldMs = performance.now();
+  private writeOk = true;
+  /** Bytes handed to the stream (frame headers included). */
+  bytesWritten = 0;
+  /** Largest writableLength seen right after a write: what flow control bounds. */
+  maxBufferedBytes = 0;
+
+  constructor(
+    private readonly stream: Writable,
+    private readonly bucket: TokenBucket,
+    private readonly signal: AbortSignal,
+    ringSize = 6,
+  ) {
+    this.ring = Array.from({ length: ringSize }, () => Buffer.allocUnsafe(FRAME_HEADER_BYTES + BATCH_PAYLOAD_BYTES));
+    this.pending = new Array<Promise<void> | null>(ringSize).fill(null);
+    this.acquired = new Array<boolean>(ringSize).fill(false);
+  }
+
+  /** A ring buffer free for a new batch; its payload starts at FRAME_HEADER_BYTES. */
+  async acquire(): Promise<Buffer> {
+    let slot = this.next;
+    while (this.acquired[slot]) slot = (slot + 1) % this.ring.length;
+    this.next = (slot + 1) % this.ring.length;
+    this.acquired[slot] = true;
+    const waiting = this.pending[slot];
+    if (waiting) {
+      await waiting;
+      this.pending[slot] = null;
+    }
+    this.signal.throwIfAborted();
+    return this.ring[slot]!;
+  }
+
+  /** Sends the batch built in the buffer returned by the last acquire(). */
+  async sendBatch(buf: Buffer, type: number, payloadBytes: number): Promise<void> {
+    const slot = this.ring.indexOf(buf);
+    if (slot < 0 || !this.acquired[slot]) throw new Error('sendBatch: buffer was not acquired');
+    writeFrameHeader(buf, 0, type, payloadBytes);
+    await this.bucket.take(FRAME_HEADER_BYTES + payloadBytes, this.signal);
+    this.acquired[slot] = false;
+    this.pending[slot] = this.write(buf.subarray(0, FRAME_HEADER_BYTES + payloadBytes));
+    await this.afterWrite();
+  }
+
+  /** Sends a complete frame built elsewhere (control frames, zero ranges). */
+  async sendFrame(frame: Uint8Array): Promise<void> {
+    await this.bucket.take(frame.length, this.signal);
+    void this.write(frame);
+    await this.afterWrite();
+  }
+
+  /** Resolves once every write was taken by the stream. */
+  async flushed(): Promise<void> {
+    await Promise.all(this.pending.filter((p) => p !== null));
+    this.pending.fill(null);
+  }
+
+  private write(bytes: Uint8Array): Promise<void> {
+    this.bytesWritten += bytes.length;
+    return new Promise<void>((resolve) => {
+      // A failed write surfaces through the stream's 'error'/'close', which aborts the migration.
+      this.writeOk = this.stream.write(bytes, () => resolve());
+      if (this.stream.writableLength > this.maxBufferedBytes) this.maxBufferedBytes = this.stream.writableLength;
+    });
+  }
+
+  private async afterWrite(): Promise<void> {
+    if (!this.writeOk && this.stream.writableLength > 0) await once(this.stream, 'drain', { signal: this.signal });
+    const now = performance.now();
+    if (now - this.lastYieldMs > MAX_BUSY_MS) {
+      this.lastYieldMs = now;
+      await yieldToLoop(undefined, { signal: this.signal });
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Frame layout of the migration data connection (see proto/migration/v1/STREAM.md).
+ *
+ *   u32 LE payload length | u8 type | payload
+ *
+ * Pure constants: the codec and the docs must agree with this file.
+ */
+export const PROTOCOL_VERSION = 1;
+export const PAGE_SIZE = 4096;
+export const FRAME_HEADER_BYTES = 5;
+
+/** Frame types. 0x0_ flow sender → receiver, 0x8_ receiver → sender, 0x7F either way. */
+export const FrameType = {
+  /** JSON: version, migration id, token, VM spec. Must be the first frame. */
+  HELLO: 0x01,
+  /** Records of u32 page index + 4096 raw bytes. */
+  PAGES: 0x02,
+  /** Pairs of u32 first page + u32 page count; the pages are zero. */
+  ZERO: 0x03,
+  /** Records of u32 page index + u16 encoded length + XBZRLE delta against the last sent version. */
+  XBZRLE: 0x04,
+  /** u32 round number: every page frame until the next ROUND belongs to this round. */
+  ROUND: 0x05,
+  /** Opaque device state bytes (vCPU registers, workload position). */
+  DEVICE_STATE: 0x06,
+  /** 16 ASCII hex chars: the source digest after the last page; nothing follows. */
+  COMPLETE: 0x07,
+  /** Receiver accepted the HELLO. Empty payload. */
+  HELLO_ACK: 0x81,
+  /** 16 ASCII hex chars: the target digest after applying everything. */
+  VERIFIED: 0x82,
+  /** JSON {code, message}: the peer gives up; the connection closes after it. */
+  ERROR: 0x7f,
+} as const;
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+export const PAGE_RECORD_BYTES = 4 + PAGE_SIZE;
+export const ZERO_RECORD_BYTES = 8;
+export const XBZRLE_RECORD_HEADER_BYTES = 6;
+
+/** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, STACK.md §8). */
+export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
+
+/** Largest payload accepted per type; anything bigger is a protocol error, so the parser never buffers unbounded data. */
+export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
+  [FrameType.HELLO]: 64 * 1024,
+  [FrameType.PAGES]: BATCH_PAYLOAD_BYTES,
+  [FrameType.ZERO]: BATCH_PAYLOAD_BYTES,
+  [FrameType.XBZRLE]: BATCH_PAYLOAD_BYTES,
+  [FrameType.ROUND]: 4,
+  [FrameType.DEVICE_STATE]: 16 * 1024 * 1024,
+  [FrameType.COMPLETE]: 16,
+  [FrameType.HELLO_ACK]: 0,
+  [FrameType.VERIFIED]: 16,
+  [FrameType.ERROR]: 64 * 1024,
+};
+
+/** The VM as announced in HELLO; the receiver checks it against its incoming VM. */
+export interface HelloPayload {
+  version: number;
+  migrationId: string;
+  token: string;
+  pageCount: number;
+  memoryMib: number;
+  image: string;
+  vcpus: number;
+}
+
+export interface ErrorPayload {
+  code: string;
+  message: string;
+}
+
+export function frameTypeName(type: number): string {
+  for (const [name, code] of Object.entries(FrameType)) if (code === type) return name;
+  return `0x${type.toString(16)}`;
+}
