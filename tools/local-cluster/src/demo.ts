@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// `npm run demo`: a local cluster (Redis, a controller, 3 agents) and the real `vmctl` at work on it:
+// nodes, VMs of two images with different workloads, their measured dirty rates, a live migration
+// of the busiest VM with its progress and digest check, then a clean stop of every process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { cluster } from '@vmm/proto';
+import { REPO_ROOT, startCluster, type LocalCluster } from './cluster.js';
+import { delay } from './ports.js';
+import { onTerminationSignal, stopAll } from './processes.js';
+
+const VMCTL_MAIN = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
+
+const tty = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
+const ansi = (code: string) => (text: string) => (tty ? `\x1b[${code}m${text}\x1b[0m` : text);
+const bold = ansi('1');
+const dim = ansi('2');
+const cyan = ansi('36');
+const yellow = ansi('33');
+
+/** The VMs the demo creates: two images, four workload kinds. */
+const DEMO_VMS: readonly string[][] = [
+  ['web-1', '--image', 'debian-12', '--vcpus', '2', '--memory', '512', '--workload', 'uniform:2000', '--label', 'tier=web'],
+  ['web-2', '--image', 'debian-12', '--vcpus', '2', '--memory', '512', '--workload', 'uniform:2000', '--label', 'tier=web'],
+  ['db-1', '--image', 'ubuntu-24.04', '--vcpus', '4', '--memory', '1024', '--workload', 'hotcold:8000:256', '--label', 'tier=db'],
+  ['cache-1', '--image', 'alpine-3.20', '--vcpus', '1', '--memory', '512', '--workload', 'sequential:20000', '--label', 'tier=cache'],
+  ['idle-1', '--image', 'alpine-3.20', '--vcpus', '1', '--memory', '256', '--workload', 'idle'],
+];
+
+const RATES_TIMEOUT_MS = 30_000;
+const WARN = 40; // pino level
+
+let current: ChildProcess | undefined;
+let step = 0;
+
+function heading(title: string): void {
+  step += 1;
+  process.stdout.write(`\n${bold(cyan(`── ${step}. ${title} `))}${cyan('─'.repeat(Math.max(3, 60 - title.length)))}\n`);
+}
+
+function note(text: string): void {
+  process.stdout.write(`${dim(text)}\n`);
+}
+
+/** Runs the real CLI as a child on this terminal, after printing the command line like a shell. */
+function vmctl(server: string, ...args: string[]): Promise<number> {
+  process.stdout.write(`\n${bold('$ vmctl')} ${args.join(' ')}\n`);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [VMCTL_MAIN, ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, VMCTL_SERVER: server },
+    });
+    current = child;
+    child.once('exit', (code, signal) => {
+      current = undefined;
+      resolve(code ?? (signal ? 128 : 1));
+    });
+    child.once('error', (err) => {
+      current = undefined;
+      process.stderr.write(`cannot run vmctl: ${err.message}\n`);
+      resolve(1);
+    });
+  });
+}
+
+/** Children log pino JSON; the demo shows only their warnings and errors (all with --verbose). */
+function echoChildLine(verbose: boolean) {
+  return (name: string, line: string, stream: 'stdout' | 'stderr'): void => {
+    if (!verbose) {
+      if (name === 'redis') return;
+      try {
+        const level = (JSON.parse(line) as { level?: number }).level;
+        if (typeof level === 'number' && level < WARN) return;
+      } catch {
+        if (stream === 'stdout') return;
+      }
+    }
+    process.stderr.write(dim(`[${name}] ${line}`) + '\n');
+  };
+}
+
+async function listVms(api: ReturnType<LocalCluster['api']>): Promise<cluster.Vm[]> {
+  const vms: cluster.Vm[] = [];
+  let pageToken = '';
+  do {
+    const page = await api.listVms({ nodeId: '', pageSize: 100, pageToken });
+    vms.push(...page.vms);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return vms;
+}
+
+/** Polls ListVms until every busy VM reports a measured dirty rate; resolves with the last list. */
+async function waitForDirtyRates(api: ReturnType<LocalCluster['api']>): Promise<{ vms: cluster.Vm[]; ok: boolean }> {
+  const deadline = Date.now() + RATES_TIMEOUT_MS;
+  for (;;) {
+    const vms = await listVms(api);
+    const busy = vms.filter((vm) => vm.workload && vm.workload.kind !== cluster.WorkloadKind.WORKLOAD_KIND_IDLE);
+    if (busy.length > 0 && busy.every((vm) => vm.dirtyRatePagesPerSec > 0)) return { vms, ok: true };
+    if (Date.now() > deadline) return { vms, ok: false };
+    await delay(250);
+  }
+}
+
+/** MigrateVm for a VM that does not exist: NOT_FOUND when implemented, UNIMPLEMENTED when not yet. */
+async function migrationImplemented(api: ReturnType<LocalCluster['api']>): Promise<boolean> {
+  try {
+    await api.migrateVm({ vmId: 'demo-probe-no-such-vm', targetNodeId: '', policy: undefined });
+    return true;
+  } catch (err) {
+    return (err as ServiceError).code !== GrpcStatus.UNIMPLEMENTED;
+  }
+}
+
+async function runDemo(c: LocalCluster): Promise<void> {
+  const server = c.controllerAddress;
+  const api = c.api();
+  try {
+    heading('The nodes: capacity, overcommit ratios, real use after KSM');
+    await vmctl(server, 'nodes');
+
+    heading('Create VMs from two images with different workloads');
+    for (const spec of DEMO_VMS) {
+      const code = await vmctl(server, 'create', ...spec);
+      if (code !== 0) throw new Error(`vmctl create ${spec[0]} failed (exit ${code})`);
+    }
+
+    heading('Wait for the agents to measure the dirty rates');
+    const started = Date.now();
+    note('polling ListVms until every busy VM reports a measured dirty rate (from the dirty log)…');
+    const { vms, ok } = await waitForDirtyRates(api);
+    note(ok ? `measured after ${((Date.now() - started) / 1000).toFixed(1)} s` : `no measured rate yet after ${RATES_TIMEOUT_MS / 1000} s: showing what is reported`);
+    await vmctl(server, 'nodes');
+    await vmctl(server, 'vms');
+
+    heading('Live-migrate the busiest VM (pre-copy)');
+    const busiest = [...vms].sort((a, b) => b.dirtyRatePagesPerSec - a.dirtyRatePagesPerSec)[0];
+    if (!busiest) {
+      note('no VM to migrate');
+    } else if (!(await migrationImplemented(api))) {
+      process.stdout.write(yellow(`MigrateVm answers UNIMPLEMENTED on this build: skipping the migration of ${busiest.name}.\n`));
+    } else {
+      note(`${busiest.name} dirties the most pages (${Math.round(busiest.dirtyRatePagesPerSec)} pages/s measured); the scheduler picks its target`);
+      const code = await vmctl(server, 'migrate', busiest.name, '--follow');
+      if (code !== 0) note(`vmctl migrate exited ${code}: the VM keeps running on its source (every failure rolls back)`);
+      await vmctl(server, 'vms');
+      await vmctl(server, 'migrations');
+    }
+  } finally {
+    api.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { agents: { type: 'string' }, keep: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' } },
+  });
+  const agents = Number(values.agents ?? 3);
+  if (!Number.isInteger(agents) || agents < 2 || agents > 16) throw new Error('--agents must be an integer in [2, 16]');
+  if (!existsSync(VMCTL_MAIN)) throw new Error(`${VMCTL_MAIN} is missing: build first (npm run build)`);
+
+  let c: LocalCluster | undefined;
+  let stopping = false;
+  const stopCluster = async (): Promise<void> => {
+    current?.kill('SIGTERM');
+    if (c) await c.stop();
+    await stopAll();
+  };
+  onTerminationSignal(async (signal) => {
+    stopping = true;
+    process.stderr.write(`\n${signal}: stopping the cluster…\n`);
+    try {
+      await stopCluster();
+      process.stderr.write('every process stopped.\n');
+    } finally {
+      process.exit(130);
+    }
+  });
+
+  heading(`Start a local cluster: Redis, a controller and ${agents} node agents`);
+  const t0 = Date.now();
+  c = await startCluster({ agents, logLevel: values.verbose ? 'info' : 'warn', onLine: echoChildLine(values.verbose ?? false) });
+  if (stopping) return;
+  note(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: controller ${c.controllerAddress}, agents ${c.agents.map((a) => `${a.nodeId}@${a.address}`).join(', ')}`);
+
+  try {
+    await runDemo(c);
+    if (values.keep && !stopping) {
+      heading('The cluster keeps running (--keep)');
+      process.stdout.write(`try: ${bold(`VMCTL_SERVER=${c.controllerAddress} npm run --silent vmctl -- vms`)}\nCtrl-C stops it.\n`);
+      await new Promise(() => {});
+    }
+  } finally {
+    if (!stopping) {
+      heading('Stop the cluster');
+      const processes = c.agents.length + 1;
+      await stopCluster();
+      process.stdout.write(
+        `${bold('Done.')} Stopped the controller and ${processes - 1} agents; the cluster's Redis state is gone.\n` +
+          `Your own cluster: npm run cluster (then, in another terminal, npm run vmctl -- nodes).\n`,
+      );
+    }
+  }
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  current?.kill('SIGTERM');
+  await stopAll();
+  process.exit(1);
+});
