@@ -110,6 +110,20 @@ export class KsmScanner {
    * pages scanned; 0 unless run=1.
    */
   scanBatch(pages = this.current.pages_to_scan): number {
+    return this.scan(pages, false);
+  }
+
+  /** Runs batches until `count` more full scans completed (for tests and benchmarks). Returns pages scanned. */
+  scanFull(count = 1): number {
+    if (this.current.run !== 1 || this.regions.size === 0) return 0;
+    const target = this.fullScans + count;
+    let total = 0;
+    while (this.fullScans < target) total += this.scan(this.current.pages_to_scan, true);
+    return total;
+  }
+
+  /** Visits pages from the cursor; `stopAtWrap` ends the batch with the full scan (scanFull counts exactly). */
+  private scan(pages: number, stopAtWrap: boolean): number {
     if (this.current.run !== 1) return 0;
     const order = this.regions.order;
     let scanned = 0;
@@ -117,7 +131,7 @@ export class KsmScanner {
       if (this.cursor >= order.length) {
         const empty = this.sinceWrap === 0;
         this.wrap();
-        if (empty) break; // nothing present anywhere: do not spin
+        if (empty || stopAtWrap) break; // empty: nothing present anywhere, do not spin
         continue;
       }
       const r = order[this.cursor];
@@ -133,15 +147,6 @@ export class KsmScanner {
     }
     this.scanned += scanned;
     return scanned;
-  }
-
-  /** Runs batches until `count` more full scans completed (for tests and benchmarks). Returns pages scanned. */
-  scanFull(count = 1): number {
-    if (this.current.run !== 1 || this.regions.size === 0) return 0;
-    const target = this.fullScans + count;
-    let total = 0;
-    while (this.fullScans < target) total += this.scanBatch();
-    return total;
   }
 
   stats(): KsmStats {
