@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# Makes a fresh checkout runnable: npm packages, redis-server (unless REDIS_URL is set), a build.
+# Makes a fresh checkout runnable: Node check, npm packages, redis-server (unless REDIS_URL is set), a build.
 # Sourced by demo.sh, test.sh and cluster.sh, so each quick-start command installs what it needs.
+# SKIP_BUILD=1 skips the build (when dist/ is known to be fresh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '\033[2m[setup]\033[0m %s\n' "$*" >&2; }
+fail() { printf '\033[31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+command -v node >/dev/null 2>&1 || fail "node is missing: install Node.js 20.19 or newer (https://nodejs.org)."
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+  || fail "Node $(node --version) is too old: this project needs Node 20.19 or newer."
+
+# npm ci when node_modules is missing, or older than the lock file (a pull changed dependencies).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
-if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+find_redis() {
+  [ -n "${REDIS_SERVER_BIN:-}" ] && [ -x "${REDIS_SERVER_BIN}" ] && return 0
+  command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]
+}
+if [ -z "${REDIS_URL:-}" ] && ! find_redis; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     log "installing redis-server from Debian's packages"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
+    # The package may start a system service on 6379; the project starts its own on free ports.
   else
-    echo "redis-server is missing. Install it (sudo apt-get install redis-server) or set REDIS_URL to a Redis server." >&2
-    exit 1
+    fail "redis-server is missing. Install it (sudo apt-get install redis-server), set REDIS_SERVER_BIN to its path, or set REDIS_URL to a Redis server."
   fi
 fi
 
 if [ "${SKIP_BUILD:-}" != "1" ]; then
   log "building (proto generation + tsc -b)"
-  npm run --silent build >&2
+  npm run --silent build >&2 || fail "the build failed (see above)"
 fi
