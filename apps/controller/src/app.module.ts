@@ -8,6 +8,7 @@ import { CONFIG, type ControllerConfig } from './config.js';
 import { ApiTokenGuard } from './grpc/api-token.guard.js';
 import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
 import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
+import { MigrationService } from './migration/migration.service.js';
 import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
 import { NodeService } from './node/node.service.js';
 import { NodeRepository } from './redis/node.repository.js';
@@ -43,6 +44,7 @@ export class AppModule {
         NodeService,
         VmService,
         RegistryService,
+        MigrationService,
         NodeReadinessSweeper,
         ApiTokenGuard,
       ],

@@ -6,6 +6,7 @@ import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { GrpcMethod } from '@nestjs/microservices';
 import type { cluster } from '@vmm/proto';
 import { NotImplementedError } from '../errors.js';
+import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
 import { ApiTokenGuard } from './api-token.guard.js';
@@ -18,6 +19,7 @@ export class ClusterGrpcController {
   constructor(
     @Inject(VmService) private readonly vms: VmService,
     @Inject(NodeService) private readonly nodes: NodeService,
+    @Inject(MigrationService) private readonly migrations: MigrationService,
   ) {}
 
   @GrpcMethod(SERVICE, 'CreateVm')
@@ -67,8 +69,8 @@ export class ClusterGrpcController {
   }
 
   @GrpcMethod(SERVICE, 'MigrateVm')
-  migrateVm(): never {
-    throw new NotImplementedError('MigrateVm');
+  migrateVm(req: cluster.MigrateVmRequest): Promise<cluster.Migration> {
+    return this.migrations.migrate(req);
   }
 
   @GrpcMethod(SERVICE, 'GetMigration')
@@ -92,7 +94,7 @@ export class ClusterGrpcController {
   }
 
   @GrpcMethod(SERVICE, 'DrainNode')
-  drainNode(): never {
-    throw new NotImplementedError('DrainNode');
+  drainNode(req: cluster.DrainNodeRequest): Promise<cluster.DrainNodeResponse> {
+    return this.migrations.drain(req.nodeId);
   }
 }

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, controllerEnv, loadControllerConfig } from './config.js';
+
+describe('loadControllerConfig', () => {
+  it('uses the documented defaults', () => {
+    const c = loadControllerConfig({});
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 50051,
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisPrefix: 'vmm',
+      apiTokens: [],
+      reportIntervalMs: 1000,
+      nodeStaleAfterMs: 3000,
+      maxMigrationsCluster: 5,
+      maxMigrationsOutboundPerNode: 2,
+      maxMigrationsInboundPerNode: 2,
+      logLevel: 'info',
+    });
+  });
+
+  it('every variable has a default and a doc', () => {
+    for (const [name, spec] of Object.entries(controllerEnv)) {
+      expect(typeof spec.default, name).toBe('string');
+      expect(spec.doc.length, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('splits API_TOKENS on commas and drops blanks', () => {
+    expect(loadControllerConfig({ API_TOKENS: ' a, b ,,c' }).apiTokens).toEqual(['a', 'b', 'c']);
+  });
+
+  it.each([
+    ['CONTROLLER_PORT', 'abc'],
+    ['CONTROLLER_PORT', '70000'],
+    ['REPORT_INTERVAL_MS', '-5'],
+    ['REPORT_INTERVAL_MS', '1.5'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['REDIS_PREFIX', 'has space'],
+    ['LOG_LEVEL', 'loud'],
+    ['MAX_MIGRATIONS_CLUSTER', '0'],
+  ])('rejects %s=%s naming the variable', (name, value) => {
+    expect(() => loadControllerConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadControllerConfig({ [name]: value })).toThrow(name);
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { cluster } from '@vmm/proto';
+import type { NodeRecord, PlacementRequest } from '../common/model.js';
+import { nodeStateOf } from '../node/node-state.js';
+import { antiAffinityFilter, cordonFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
+import { describeRejections, rankNodes } from './scheduler.js';
+import { freeMemoryWeigher } from './weighers.js';
+
+const NOW = 1_000_000;
+const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
+  nodeId: id,
+  address: `${id}:1`,
+  vcpus: 8,
+  memoryMib: 1000,
+  cpuAllocationRatio: 4,
+  ramAllocationRatio: 1.5,
+  vcpusAllocated: 0,
+  memoryMibAllocated: 0,
+  vmCount: 0,
+  cordoned: false,
+  draining: false,
+  lastReportMs: NOW,
+  registeredAtMs: 0,
+  readyRecorded: true,
+  memoryUsedBytes: 0,
+  ksm: undefined,
+  ksmKnobs: undefined,
+  agentVersion: '',
+  ...over,
+});
+const req = (over: Partial<PlacementRequest> = {}): PlacementRequest => ({ vcpus: 1, memoryMib: 150, antiAffinityGroup: '', ...over });
+const ctx = (over: Partial<FilterContext> = {}): FilterContext => ({
+  nowMs: NOW,
+  staleAfterMs: 3000,
+  antiAffinityNodeIds: new Set(),
+  ...over,
+});
+
+describe('filters', () => {
+  it('ready: reports within 3 intervals', () => {
+    expect(readyFilter.passes(node('a', { lastReportMs: NOW - 3000 }), req(), ctx())).toBe(true);
+    expect(readyFilter.passes(node('a', { lastReportMs: NOW - 3001 }), req(), ctx())).toBe(false);
+  });
+
+  it('cordoned nodes are filtered', () => {
+    expect(cordonFilter.passes(node('a', { cordoned: true }), req(), ctx())).toBe(false);
+  });
+
+  it('vcpus within capacity × ratio', () => {
+    expect(vcpuFilter.passes(node('a', { vcpusAllocated: 31 }), req(), ctx())).toBe(true);
+    expect(vcpuFilter.passes(node('a', { vcpusAllocated: 32 }), req(), ctx())).toBe(false);
+  });
+
+  it('memory within capacity × ratio (1000 × 1.5 = 1500: ten VMs of 150)', () => {
+    expect(memoryFilter.passes(node('a', { memoryMibAllocated: 1350 }), req(), ctx())).toBe(true);
+    expect(memoryFilter.passes(node('a', { memoryMibAllocated: 1500 }), req(), ctx())).toBe(false);
+    expect(memoryFilter.passes(node('a', { memoryMibAllocated: 1351 }), req(), ctx())).toBe(false);
+  });
+
+  it('ratio products do not lose a unit to floating point (8 × 1.1 = 8.8 → 8, 10 × 0.7 = 7)', () => {
+    expect(vcpuFilter.passes(node('a', { vcpus: 10, cpuAllocationRatio: 0.7, vcpusAllocated: 6 }), req(), ctx())).toBe(true);
+    expect(vcpuFilter.passes(node('a', { vcpus: 8, cpuAllocationRatio: 1.1, vcpusAllocated: 8 }), req(), ctx())).toBe(false);
+  });
+
+  it('anti-affinity: one VM of a group per node', () => {
+    const c = ctx({ antiAffinityNodeIds: new Set(['a']) });
+    expect(antiAffinityFilter.passes(node('a'), req({ antiAffinityGroup: 'g' }), c)).toBe(false);
+    expect(antiAffinityFilter.passes(node('b'), req({ antiAffinityGroup: 'g' }), c)).toBe(true);
+    expect(antiAffinityFilter.passes(node('a'), req(), c)).toBe(true);
+  });
+});
+
+describe('weigher and ranking', () => {
+  it('free memory after placement', () => {
+    expect(freeMemoryWeigher.weigh(node('a', { memoryMibAllocated: 500 }), req())).toBe(1500 - 500 - 150);
+  });
+
+  it('ranks by most free memory, ties by node id, and reports rejections', () => {
+    const nodes = [
+      node('c', { memoryMibAllocated: 100 }),
+      node('b'),
+      node('a'),
+      node('d', { cordoned: true }),
+      node('e', { lastReportMs: 0 }),
+      node('f', { memoryMibAllocated: 1400 }),
+    ];
+    const { candidates, rejected } = rankNodes(nodes, req(), ctx());
+    expect(candidates.map((n) => n.nodeId)).toEqual(['a', 'b', 'c']);
+    expect(Object.fromEntries(rejected)).toEqual({ d: 'cordoned', e: 'not ready', f: 'memory' });
+    expect(describeRejections(rejected)).toBe('d: cordoned, e: not ready, f: memory');
+  });
+
+  it('no nodes: no candidates', () => {
+    expect(rankNodes([], req(), ctx()).candidates).toEqual([]);
+  });
+});
+
+describe('node state', () => {
+  it.each([
+    [{}, cluster.NodeState.NODE_STATE_READY],
+    [{ cordoned: true }, cluster.NodeState.NODE_STATE_CORDONED],
+    [{ draining: true, cordoned: true }, cluster.NodeState.NODE_STATE_DRAINING],
+    [{ cordoned: true, lastReportMs: NOW - 5000 }, cluster.NodeState.NODE_STATE_NOT_READY],
+  ] as const)('%o → %s', (over, state) => {
+    expect(nodeStateOf(node('a', over), NOW, 3000)).toBe(state);
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * A fake node agent for controller specs: a real grpc-js server implementing agent.v1.AgentService
+ * over loopback, holding VMs in a map, plus a registry client that registers and streams reports
+ * like the real agent. Behaviour can be switched (fail CreateVm, lack SetKsm).
+ */
+import { Server, ServerCredentials, credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { agent, cluster } from '@vmm/proto';
+
+export interface FakeAgentOptions {
+  nodeId: string;
+  vcpus?: number;
+  memoryMib?: number;
+  cpuAllocationRatio?: number;
+  ramAllocationRatio?: number;
+}
+
+export class FakeAgent {
+  readonly vms = new Map<string, agent.VmStatus>();
+  failCreate: { code: status; details: string } | undefined;
+  createDelayMs = 0;
+  setKsmImplemented = true;
+  knobs: cluster.KsmKnobs = { run: 1, pagesToScan: 100, sleepMillisecs: 20 };
+  address = '';
+  private server = new Server();
+  private reportStream: ReturnType<agent.RegistryServiceClient['streamReports']> | undefined;
+  private registry: agent.RegistryServiceClient | undefined;
+
+  constructor(readonly options: FakeAgentOptions) {}
+
+  async start(): Promise<void> {
+    const impl: agent.AgentServiceServer = {
+      createVm: (call, cb) => {
+        const reply = () => {
+          if (this.failCreate) return cb(err(this.failCreate.code, this.failCreate.details));
+          const spec = call.request.spec!;
+          const vm: agent.VmStatus = {
+            vmId: spec.vmId,
+            state: cluster.VmState.VM_STATE_RUNNING,
+            pagesTotal: spec.memoryMib * 256,
+            residentPages: 3,
+            fencingEpoch: spec.fencingEpoch,
+            spec,
+          };
+          this.vms.set(spec.vmId, vm);
+          cb(null, vm);
+        };
+        if (this.createDelayMs > 0) setTimeout(reply, this.createDelayMs);
+        else reply();
+      },
+      deleteVm: (call, cb) => {
+        if (!this.vms.delete(call.request.vmId)) return cb(err(status.NOT_FOUND, `no vm ${call.request.vmId}`));
+        cb(null, {});
+      },
+      listVms: (_call, cb) => cb(null, { vms: [...this.vms.values()] }),
+      setKsm: (call, cb) => {
+        if (!this.setKsmImplemented) return cb(err(status.UNIMPLEMENTED, 'SetKsm'));
+        this.knobs = { ...this.knobs, ...stripUnset(call.request.knobs ?? {}) };
+        cb(null, { knobs: this.knobs, stats: { pagesShared: 5, pagesSharing: 9, pagesUnshared: 1, pagesVolatile: 0, fullScans: 2, generalProfitBytes: 4096 } });
+      },
+      prepareIncoming: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
+      startOutgoing: (call) => call.destroy(err(status.UNIMPLEMENTED, 'fake')),
+      commitIncoming: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
+      releaseOutgoing: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
+      abortMigration: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
+    };
+    this.server.addService(agent.AgentServiceService, impl);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  registerRequest(): agent.RegisterRequest {
+    const o = this.options;
+    return agent.RegisterRequest.fromPartial({
+      nodeId: o.nodeId,
+      address: this.address,
+      vcpus: o.vcpus ?? 8,
+      memoryMib: o.memoryMib ?? 8192,
+      cpuAllocationRatio: o.cpuAllocationRatio ?? 4,
+      ramAllocationRatio: o.ramAllocationRatio ?? 1.5,
+      agentVersion: 'fake',
+      reportIntervalMs: 1000,
+      vms: [...this.vms.values()],
+    });
+  }
+
+  /** Registers with the controller and opens the report stream. */
+  async register(controllerAddress: string): Promise<agent.RegisterResponse> {
+    this.registry?.close();
+    this.registry = new agent.RegistryServiceClient(controllerAddress, credentials.createInsecure());
+    const registry = this.registry;
+    const res = await new Promise<agent.RegisterResponse>((resolve, reject) =>
+      registry.register(this.registerRequest(), (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    this.reportStream = registry.streamReports(() => undefined);
+    return res;
+  }
+
+  /** Sends one report with the current VMs; resolves once written. */
+  report(extra: Partial<agent.NodeReport> = {}): Promise<void> {
+    const stream = this.reportStream;
+    if (!stream) throw new Error('not registered');
+    const report = agent.NodeReport.fromPartial({
+      nodeId: this.options.nodeId,
+      sentAtMs: Date.now(),
+      memoryUsedBytes: 64 * 1024 * 1024,
+      ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 3, pagesVolatile: 4, fullScans: 5, generalProfitBytes: 8192 },
+      ksmKnobs: this.knobs,
+      vms: [...this.vms.values()].map((vm) => ({
+        vmId: vm.vmId,
+        state: vm.state,
+        pagesTotal: vm.pagesTotal,
+        dirtyRatePagesPerSec: 12.5,
+        workingSetPages: 40,
+        residentPages: 77,
+        fencingEpoch: vm.fencingEpoch,
+      })),
+      ...extra,
+    });
+    return new Promise((resolve) => stream.write({ report }, () => resolve()));
+  }
+
+  stopReporting(): void {
+    this.reportStream?.end();
+    this.reportStream = undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopReporting();
+    this.registry?.close();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+  }
+}
+
+function err(code: status, details: string): ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: undefined as never });
+}
+
+function stripUnset(k: cluster.KsmKnobs): cluster.KsmKnobs {
+  return Object.fromEntries(Object.entries(k).filter(([, v]) => v !== undefined && v !== null)) as cluster.KsmKnobs;
+}
