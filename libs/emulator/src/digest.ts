@@ -19,6 +19,7 @@ const CHUNK_PAGES = 8192; // page hashes fed to the combining hasher at a time (
 const chunkWords = new Uint32Array(CHUNK_PAGES * 2);
 const chunkBytes = new Uint8Array(chunkWords.buffer);
 const tmpHash = new Uint32Array(2);
+const zeroChunk = new Uint32Array(CHUNK_PAGES * 2); // the zero page's hash, repeated
 
 /** Loads the xxhash wasm module once; await it before digest() or pageHash(). Safe to call repeatedly. */
 export function initHashing(): Promise<void> {
@@ -27,6 +28,10 @@ export function initHashing(): Promise<void> {
     const h = loaded.h64Raw(new Uint8Array(PAGE_SIZE));
     zeroLo = Number(h & 0xffffffffn);
     zeroHi = Number(h >> 32n);
+    for (let i = 0; i < CHUNK_PAGES; i++) {
+      zeroChunk[2 * i] = zeroLo;
+      zeroChunk[2 * i + 1] = zeroHi;
+    }
   });
   return initializing;
 }
@@ -56,30 +61,30 @@ export function hashToHex(h: bigint): string {
 export function digestPages(pool: FramePool, map: Int32Array): string {
   const xx = hashing();
   const combined = xx.create64(0n);
-  let n = 0;
-  for (let page = 0; page < map.length; page++) {
-    const frame = map[page];
-    let lo = zeroLo;
-    let hi = zeroHi;
-    if (frame !== -1) {
-      if (pool.cachedHash(frame, tmpHash)) {
-        lo = tmpHash[0];
-        hi = tmpHash[1];
-      } else {
-        const off = pool.frameByteOffset(frame);
-        const h = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
-        lo = Number(h & 0xffffffffn);
-        hi = Number(h >> 32n);
-        pool.storeHash(frame, lo, hi);
-      }
+  for (let base = 0; base < map.length; base += CHUNK_PAGES) {
+    const end = Math.min(map.length, base + CHUNK_PAGES);
+    chunkWords.set(zeroChunk); // every page zero until proven otherwise: a zero page costs one map read
+    for (let page = base; page < end; page++) {
+      const frame = map[page];
+      if (frame !== -1) frameHashInto(xx, pool, frame, 2 * (page - base));
     }
-    chunkWords[2 * n] = lo;
-    chunkWords[2 * n + 1] = hi;
-    if (++n === CHUNK_PAGES) {
-      combined.update(chunkBytes);
-      n = 0;
-    }
+    combined.update(end - base === CHUNK_PAGES ? chunkBytes : chunkBytes.subarray(0, 8 * (end - base)));
   }
-  if (n > 0) combined.update(chunkBytes.subarray(0, 8 * n));
   return hashToHex(combined.digest());
+}
+
+/** Puts the frame's hash (cached, or computed and cached) at chunkWords[at], chunkWords[at + 1]. */
+function frameHashInto(xx: XXHashAPI, pool: FramePool, frame: number, at: number): void {
+  if (pool.cachedHash(frame, tmpHash)) {
+    chunkWords[at] = tmpHash[0];
+    chunkWords[at + 1] = tmpHash[1];
+    return;
+  }
+  const off = pool.frameByteOffset(frame);
+  const h = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+  const lo = Number(h & 0xffffffffn);
+  const hi = Number(h >> 32n);
+  pool.storeHash(frame, lo, hi);
+  chunkWords[at] = lo;
+  chunkWords[at + 1] = hi;
 }

@@ -13,15 +13,23 @@ describe('DirtyLog', () => {
     ['writeWord', (m: GuestMemory) => m.writeWord(7, 0, 1, 0)],
     ['a zero writeWord into a zero page', (m: GuestMemory) => m.writeWord(7, 0, 0, 0)],
     ['writePage', (m: GuestMemory) => m.writePage(7, new Uint8Array(PAGE_SIZE).fill(1))],
-    ['zeroPage', (m: GuestMemory) => m.zeroPage(7)],
+    ['zeroPage of a backed page', (m: GuestMemory) => m.zeroPage(7)],
     ['fillRandom', (m: GuestMemory) => m.fillRandom(7, 1, 3)],
   ])('%s marks the page dirty', (_name, write) => {
     const mem = setup();
+    mem.writeWord(7, 0, 1, 0);
     const log = mem.createDirtyLog();
     write(mem);
     const bits = log.sync();
     expect(popcount(bits)).toBe(1);
     expect(testBit(bits, 7)).toBe(true);
+  });
+
+  it('zeroing a zero page is not a write', () => {
+    const mem = setup();
+    const log = mem.createDirtyLog();
+    mem.zeroPage(3);
+    expect(log.dirtyCount()).toBe(0);
   });
 
   it('mapShared is not a guest write', () => {

@@ -93,16 +93,19 @@ export class GuestMemory implements DirtyLogOwner {
     this.markDirty(page);
   }
 
-  /** Makes the page zero and frees its frame (or drops its share of it). */
+  /**
+   * Makes the page zero and frees its frame (or drops its share of it). Marks the page dirty only if it
+   * was backed: zeroing a zero page changes nothing (and KSM's use_zero_pages merging is not a guest write
+   * worth resending, though a backed page is conservatively treated as changed).
+   */
   zeroPage(page: number): void {
     this.checkLive();
     this.checkPage(page);
     const frame = this.map[page];
-    if (frame !== -1) {
-      this.map[page] = -1;
-      this.resident--;
-      this.pool.decRef(frame);
-    }
+    if (frame === -1) return;
+    this.map[page] = -1;
+    this.resident--;
+    this.pool.decRef(frame);
     this.markDirty(page);
   }
 

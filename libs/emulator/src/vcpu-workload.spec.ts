@@ -4,7 +4,7 @@ import { initHashing } from './digest.js';
 import { InvalidArgumentError } from './errors.js';
 import { FramePool } from './frame-pool.js';
 import { GuestMemory } from './guest-memory.js';
-import { MAX_BACKLOG_SEC, VcpuWorkload, type WorkloadConfig, type WorkloadKind } from './vcpu-workload.js';
+import { MAX_ADVANCE_SEC, MAX_BACKLOG_SEC, VcpuWorkload, type WorkloadConfig, type WorkloadKind } from './vcpu-workload.js';
 
 beforeAll(async () => {
   await initHashing();
@@ -104,10 +104,11 @@ describe('VcpuWorkload.step', () => {
 
 describe('VcpuWorkload.advance (pacing, with a given clock)', () => {
   it.each([
-    { rate: 1000, steps: [1000], writes: 1000 },
+    { rate: 1000, steps: Array(10).fill(100), writes: 1000 },
     { rate: 15, steps: Array(10).fill(100), writes: 15 }, // fractions carry over
     { rate: 100_000, steps: Array(100).fill(10), writes: 100_000 },
-    { rate: 1000, steps: [5000], writes: 1000 * MAX_BACKLOG_SEC + 1 }, // a stall catches up at most ~1 s
+    { rate: 1000, steps: [5000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], writes: 1000 * MAX_BACKLOG_SEC + 1 }, // ≤ ~1 s caught up
+    { rate: 1000, steps: [5000], writes: 1000 * MAX_ADVANCE_SEC }, // over several advances
     { rate: 1000, steps: [0, -5], writes: 0 },
   ])('rate $rate over $steps ms makes $writes writes', ({ rate, steps, writes }) => {
     const { w } = workload({ dirtyRatePagesPerSec: rate });
@@ -122,7 +123,7 @@ describe('VcpuWorkload.advance (pacing, with a given clock)', () => {
     w.setThrottle(40);
     expect(w.effectiveRatePagesPerSec).toBe(600);
     w.resetClock(0);
-    w.advance(1000);
+    for (let t = 100; t <= 1000; t += 100) w.advance(t);
     expect(w.writes).toBe(600);
     expect(workload({ kind: 'idle' }).w.effectiveRatePagesPerSec).toBe(0);
   });

@@ -17,6 +17,11 @@ export interface WorkloadConfig {
 
 /** Backlog the pacer catches up after an event-loop stall, in seconds of writes. */
 export const MAX_BACKLOG_SEC = 1;
+/**
+ * Writes one advance() makes at most, in seconds of writes: a backlog is caught up over several timer
+ * ticks (at up to 20× the rate with 5 ms ticks), so the event loop keeps serving I/O in between.
+ */
+export const MAX_ADVANCE_SEC = 0.1;
 const WORDS_PER_PAGE_8 = PAGE_SIZE / 8;
 // hotcold: page index = ws · u^HOT_EXPONENT, a Zipf-like power law: 1% of the pages take ~21% of the
 // writes, 10% take ~46%.
@@ -121,19 +126,19 @@ export class VcpuWorkload {
 
   /**
    * Makes the writes due since the last call: elapsed time × effective rate, plus the carried fraction.
-   * After a stall, at most MAX_BACKLOG_SEC of writes are caught up. Returns the writes made.
+   * After a stall, at most MAX_BACKLOG_SEC of writes are caught up, at most MAX_ADVANCE_SEC of them per
+   * call. Returns the writes made.
    */
   advance(nowMs: number): number {
-    const dtMs = nowMs - this.lastMs;
-    this.lastMs = nowMs;
-    if (dtMs <= 0) return 0;
+    const dtMs = Math.max(0, nowMs - this.lastMs);
+    this.lastMs = Math.max(this.lastMs, nowMs);
     const rate = this.effectiveRatePagesPerSec;
     if (rate === 0) {
       this.credit = 0;
       return 0;
     }
     this.credit = Math.min(this.credit + (dtMs * rate) / 1000, rate * MAX_BACKLOG_SEC + 1);
-    const n = Math.floor(this.credit);
+    const n = Math.min(Math.floor(this.credit), Math.ceil(rate * MAX_ADVANCE_SEC));
     this.credit -= n;
     return this.step(n);
   }
