@@ -1,6 +1,5 @@
 import cliProgress from 'cli-progress';
 import type { cluster } from '@vmm/proto';
-import { paint } from './format/colours.js';
 import { percentSent, phaseName, progressLine } from './format/migrations.js';
 import { formatBytes, formatCount, formatThroughput } from './format/units.js';
 import type { Io } from './io.js';
@@ -12,32 +11,42 @@ export interface ProgressView {
   stop(): void;
 }
 
-/** Live bars on a terminal: phase, bar of pages sent, round, data, dirty pages left, throughput, throttle. */
+interface BarPayload {
+  label: string;
+  /** Figures after the bar, most important first: dropped from the end when the line is too long. */
+  parts: string[];
+}
+
+/** Round, dirty pages left, throttle, data sent, throughput. */
+function barParts(m: cluster.Migration): string[] {
+  const parts = [`round ${m.round}`, `${formatCount(m.dirtyPagesRemaining)} dirty`];
+  if (m.throttlePercent > 0) parts.push(`throttle ${Math.round(m.throttlePercent)}%`);
+  parts.push(`${formatBytes(m.bytesSent)} sent`, formatThroughput(m.throughputBytesPerSec));
+  return parts;
+}
+
+/**
+ * Live bars on a terminal. cli-progress cuts lines at the terminal's width, so the figures that do
+ * not fit are left out rather than cut in the middle; the bar keeps one width for the whole run.
+ */
 function barView(stream: NodeJS.WriteStream): ProgressView {
-  const multi = new cliProgress.MultiBar(
-    {
-      stream,
-      format: `{label} {phase} ${paint.cyan('{bar}')} {percentage}% | round {round} | {sent} | dirty {dirty} | {throughput}{throttle}`,
-      barsize: 24,
-      hideCursor: true,
-      clearOnComplete: false,
-      fps: 10,
-      autopadding: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const columns = stream.columns || 80;
+  const barWidth = columns >= 120 ? 24 : columns >= 100 ? 16 : 10;
+  const format: cliProgress.GenericFormatter = (options, params, payload: BarPayload) => {
+    const percent = `${Math.round(params.progress * 100)}%`.padStart(4);
+    const done = Math.round(params.progress * barWidth);
+    // No colours on this line: cli-progress cuts lines by string length, escape codes included.
+    const head = `${payload.label} ${'█'.repeat(done)}${'░'.repeat(barWidth - done)} ${percent}`;
+    const room = columns - 1;
+    const parts = [...payload.parts];
+    while (parts.length > 1 && `${head}  ${parts.join(' · ')}`.length > room) parts.pop();
+    return `${head}  ${parts.join(' · ')}`;
+  };
+  const multi = new cliProgress.MultiBar({ stream, format, hideCursor: true, clearOnComplete: false, fps: 10 });
   const bars = new Map<string, cliProgress.SingleBar>();
   return {
     update(label, m) {
-      const payload = {
-        label: paint.bold(label),
-        phase: phaseName(m).padEnd(13),
-        round: m.round,
-        sent: formatBytes(m.bytesSent).padStart(9),
-        dirty: `${formatCount(m.dirtyPagesRemaining)} pages`.padStart(11),
-        throughput: formatThroughput(m.throughputBytesPerSec).padStart(11),
-        throttle: m.throttlePercent > 0 ? paint.yellow(` | throttle ${Math.round(m.throttlePercent)}%`) : '',
-      };
+      const payload: BarPayload = { label: `${label} ${phaseName(m).padEnd(13)}`, parts: barParts(m) };
       const value = Math.round(percentSent(m));
       const bar = bars.get(label);
       if (bar) bar.update(value, payload);
