@@ -24,6 +24,7 @@ export class FakeAgent {
   private server = new Server();
   private reportStream: ReturnType<agent.RegistryServiceClient['streamReports']> | undefined;
   private registry: agent.RegistryServiceClient | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: FakeAgentOptions) {}
 
@@ -85,7 +86,7 @@ export class FakeAgent {
     });
   }
 
-  /** Registers with the controller and opens the report stream. */
+  /** Registers with the controller, opens the report stream and reports at the interval it was told. */
   async register(controllerAddress: string): Promise<agent.RegisterResponse> {
     this.registry?.close();
     this.registry = new agent.RegistryServiceClient(controllerAddress, credentials.createInsecure());
@@ -93,14 +94,16 @@ export class FakeAgent {
     const res = await new Promise<agent.RegisterResponse>((resolve, reject) =>
       registry.register(this.registerRequest(), (e, r) => (e ? reject(e) : resolve(r))),
     );
+    this.stopReporting();
     this.reportStream = registry.streamReports(() => undefined);
+    this.reportTimer = setInterval(() => void this.report().catch(() => undefined), Number(res.reportIntervalMs));
     return res;
   }
 
   /** Sends one report with the current VMs; resolves once written. */
   report(extra: Partial<agent.NodeReport> = {}): Promise<void> {
     const stream = this.reportStream;
-    if (!stream) throw new Error('not registered');
+    if (!stream) return Promise.reject(new Error('not registered'));
     const report = agent.NodeReport.fromPartial({
       nodeId: this.options.nodeId,
       sentAtMs: Date.now(),
@@ -122,6 +125,8 @@ export class FakeAgent {
   }
 
   stopReporting(): void {
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.reportTimer = undefined;
     this.reportStream?.end();
     this.reportStream = undefined;
   }

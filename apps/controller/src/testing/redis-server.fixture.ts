@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import type { Redis } from 'ioredis';
 
 export interface TestRedis {
   url: string;
@@ -73,4 +74,14 @@ export async function startTestRedis(): Promise<TestRedis> {
       await exit;
     },
   };
+}
+
+/** Deletes every key under `${prefix}:` (for runs against a shared REDIS_URL). */
+export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    if (found.length > 0) await redis.del(...found);
+    cursor = next;
+  } while (cursor !== '0');
 }

@@ -1,0 +1,188 @@
+// The reservation Lua script against a real redis-server: admission rules, atomicity under 50
+// concurrent reservations, and release giving everything back.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cluster } from '@vmm/proto';
+import type { VmRecord } from '../common/model.js';
+import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
+import { NodeRepository } from './node.repository.js';
+import { PlacementRepository } from './placement.repository.js';
+import { redisKeys, type RedisKeys } from './redis-keys.js';
+import { VmRepository } from './vm.repository.js';
+
+const STALE_MS = 3000;
+let server: TestRedis;
+let redis: Redis;
+let keys: RedisKeys;
+let nodes: NodeRepository;
+let vms: VmRepository;
+let placement: PlacementRepository;
+const prefixes: string[] = [];
+
+beforeAll(async () => {
+  server = await startTestRedis();
+  redis = new Redis(server.url);
+});
+
+afterAll(async () => {
+  for (const prefix of prefixes) await deletePrefix(redis, prefix);
+  await redis?.quit();
+  await server?.stop();
+});
+
+beforeEach(async () => {
+  const prefix = `test-${randomUUID()}`;
+  prefixes.push(prefix);
+  keys = redisKeys(prefix);
+  nodes = new NodeRepository(redis, keys);
+  vms = new VmRepository(redis, keys);
+  placement = new PlacementRepository(redis, keys);
+  await nodes.upsertRegistration(
+    { nodeId: 'n1', address: '127.0.0.1:1', vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, agentVersion: '' },
+    Date.now(),
+  );
+});
+
+let seq = 0;
+const vm = (over: Partial<VmRecord> = {}): VmRecord => ({
+  vmId: `vm-${String(++seq).padStart(6, '0')}`,
+  name: `name-${seq}`,
+  nodeId: 'n1',
+  state: cluster.VmState.VM_STATE_PENDING,
+  vcpus: 1,
+  memoryMib: 150,
+  image: 'empty',
+  workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
+  labels: { a: 'b' },
+  antiAffinityGroup: '',
+  createdAtMs: Date.now(),
+  fencingEpoch: 1,
+  dirtyRatePagesPerSec: 0,
+  workingSetPages: 0,
+  residentPages: 0,
+  ...over,
+});
+const reserve = (v: VmRecord) => placement.reserve(v, Date.now(), STALE_MS);
+
+describe('reserve', () => {
+  it('records the VM, its name, indexes and the node allocation at once', async () => {
+    const v = vm({ antiAffinityGroup: 'g' });
+    expect(await reserve(v)).toBe('OK');
+    expect(await vms.get(v.vmId)).toEqual(v);
+    expect(await vms.idByName(v.name)).toBe(v.vmId);
+    expect((await vms.listPage('', 10, '')).vms.map((x) => x.vmId)).toEqual([v.vmId]);
+    expect(await vms.idsOnNode('n1')).toEqual([v.vmId]);
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['n1']));
+    expect(await nodes.get('n1')).toMatchObject({ vcpusAllocated: 1, memoryMibAllocated: 150, vmCount: 1 });
+  });
+
+  it.each([
+    ['an unknown node', { nodeId: 'nope' }, 'NO_NODE'],
+    ['too much memory for the ratio', { memoryMib: 1501 }, 'NO_MEMORY'],
+    ['too many vcpus for the ratio', { vcpus: 33 }, 'NO_VCPUS'],
+  ] as const)('refuses %s and changes nothing', async (_case, over, outcome) => {
+    expect(await reserve(vm(over))).toBe(outcome);
+    expect(await nodes.get('n1')).toMatchObject({ vcpusAllocated: 0, memoryMibAllocated: 0, vmCount: 0 });
+    expect((await vms.listPage('', 10, '')).vms).toEqual([]);
+  });
+
+  it('refuses a name in use, a cordoned node, a silent node and a second VM of a group', async () => {
+    const first = vm({ antiAffinityGroup: 'g' });
+    expect(await reserve(first)).toBe('OK');
+    expect(await reserve(vm({ name: first.name }))).toBe('NAME_TAKEN');
+    expect(await reserve(vm({ antiAffinityGroup: 'g' }))).toBe('ANTI_AFFINITY');
+    await nodes.setCordoned('n1', true);
+    expect(await reserve(vm())).toBe('CORDONED');
+    await nodes.setCordoned('n1', false);
+    expect(await placement.reserve(vm(), Date.now() + STALE_MS + 1, STALE_MS)).toBe('NOT_READY');
+    expect(await nodes.get('n1')).toMatchObject({ vcpusAllocated: 1, memoryMibAllocated: 150, vmCount: 1 });
+  });
+
+  it('adopt skips the node checks (a VM that already runs there)', async () => {
+    await nodes.setCordoned('n1', true);
+    expect(await placement.reserve(vm({ memoryMib: 5000 }), Date.now(), STALE_MS, true)).toBe('OK');
+    expect((await nodes.get('n1'))!.memoryMibAllocated).toBe(5000);
+  });
+
+  it('50 concurrent reservations on a node with room for 10: exactly 10 succeed', async () => {
+    const outcomes = await Promise.all(Array.from({ length: 50 }, () => reserve(vm())));
+    expect(outcomes.filter((o) => o === 'OK')).toHaveLength(10);
+    expect(outcomes.filter((o) => o === 'NO_MEMORY')).toHaveLength(40);
+    expect(await nodes.get('n1')).toMatchObject({ memoryMibAllocated: 1500, vcpusAllocated: 10, vmCount: 10 });
+    expect((await vms.listPage('', 100, '')).vms).toHaveLength(10);
+  });
+
+  it('50 concurrent reservations of one name: exactly one succeeds', async () => {
+    const outcomes = await Promise.all(Array.from({ length: 50 }, () => reserve(vm({ name: 'same', memoryMib: 1 }))));
+    expect(outcomes.filter((o) => o === 'OK')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'NAME_TAKEN')).toHaveLength(49);
+  });
+});
+
+describe('release', () => {
+  it('gives back allocation, group, name and index entries, and is idempotent', async () => {
+    const v = vm({ antiAffinityGroup: 'g' });
+    await reserve(v);
+    expect(await placement.release(v.vmId)).toBe(true);
+    expect(await placement.release(v.vmId)).toBe(false);
+    expect(await vms.get(v.vmId)).toBeUndefined();
+    expect(await vms.idByName(v.name)).toBeUndefined();
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set());
+    expect(await vms.idsOnNode('n1')).toEqual([]);
+    expect(await nodes.get('n1')).toMatchObject({ vcpusAllocated: 0, memoryMibAllocated: 0, vmCount: 0 });
+    expect(await reserve(vm({ name: v.name, antiAffinityGroup: 'g' }))).toBe('OK');
+  });
+});
+
+describe('pagination index', () => {
+  it('pages in id order, optionally per node', async () => {
+    await nodes.upsertRegistration(
+      { nodeId: 'n2', address: '127.0.0.1:2', vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, agentVersion: '' },
+      Date.now(),
+    );
+    const made = [vm({ memoryMib: 1 }), vm({ memoryMib: 1, nodeId: 'n2' }), vm({ memoryMib: 1 }), vm({ memoryMib: 1 })];
+    for (const v of made) expect(await reserve(v)).toBe('OK');
+    const p1 = await vms.listPage('', 2, '');
+    expect(p1.more).toBe(true);
+    const p2 = await vms.listPage(p1.vms[1]!.vmId, 2, '');
+    expect(p2.more).toBe(false);
+    expect([...p1.vms, ...p2.vms].map((v) => v.vmId)).toEqual(made.map((v) => v.vmId));
+    expect((await vms.listPage('', 10, 'n2')).vms.map((v) => v.vmId)).toEqual([made[1]!.vmId]);
+  });
+});
+
+describe('reports', () => {
+  it('update the node and its VMs; skip VMs placed elsewhere; unknown node is reported', async () => {
+    const v = vm();
+    await reserve(v);
+    await vms.setState(v.vmId, cluster.VmState.VM_STATE_RUNNING, [cluster.VmState.VM_STATE_PENDING]);
+    const r = await nodes.applyReport('n1', 42, {
+      memoryUsedBytes: 3 * 1024 * 1024,
+      rssBytes: 1,
+      ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 0, pagesVolatile: 0, fullScans: 3, generalProfitBytes: 4096 },
+      ksmKnobs: { run: 1 },
+      vms: [
+        { vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12 },
+        { vmId: 'vm-unknown', state: cluster.VmState.VM_STATE_RUNNING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1 },
+      ],
+    });
+    expect(r).toEqual({ known: true, wasNotReady: false, vmsUpdated: 1 });
+    expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12 });
+    expect(await vms.get('vm-unknown')).toBeUndefined();
+    expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 } });
+    const gone = await nodes.applyReport('ghost', 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
+    expect(gone.known).toBe(false);
+    expect(await redis.exists(keys.node('ghost'))).toBe(0);
+  });
+
+  it('readiness transitions are recorded once, and a newer report wins', async () => {
+    const node = (await nodes.get('n1'))!;
+    expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(true);
+    expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(false);
+    expect((await nodes.get('n1'))!.readyRecorded).toBe(false);
+    const r = await nodes.applyReport('n1', node.lastReportMs + 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
+    expect(r.wasNotReady).toBe(true);
+    expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(false);
+  });
+});

@@ -1,0 +1,50 @@
+/** A promisified ClusterService client for specs, with an optional bearer token. */
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { cluster } from '@vmm/proto';
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r: Res) => void) => unknown;
+
+export class TestClusterClient {
+  readonly client: cluster.ClusterServiceClient;
+
+  constructor(
+    address: string,
+    private readonly token: string | null,
+  ) {
+    this.client = new cluster.ClusterServiceClient(address, credentials.createInsecure());
+  }
+
+  private call<Req, Res>(method: keyof cluster.ClusterServiceClient, req: Req): Promise<Res> {
+    const md = new Metadata();
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    const fn = (this.client[method] as unknown as Unary<Req, Res>).bind(this.client);
+    return new Promise((resolve, reject) => fn(req, md, { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r))));
+  }
+
+  createVm = (r: Partial<cluster.CreateVmRequest>) => this.call<cluster.CreateVmRequest, cluster.Vm>('createVm', cluster.CreateVmRequest.fromPartial(r));
+  getVm = (vmId: string) => this.call<cluster.GetVmRequest, cluster.Vm>('getVm', { vmId });
+  listVms = (r: Partial<cluster.ListVmsRequest> = {}) => this.call<cluster.ListVmsRequest, cluster.ListVmsResponse>('listVms', cluster.ListVmsRequest.fromPartial(r));
+  deleteVm = (vmId: string) => this.call<cluster.DeleteVmRequest, cluster.DeleteVmResponse>('deleteVm', { vmId });
+  listNodes = () => this.call<cluster.ListNodesRequest, cluster.ListNodesResponse>('listNodes', {});
+  getNode = (nodeId: string) => this.call<cluster.GetNodeRequest, cluster.Node>('getNode', { nodeId });
+  cordonNode = (nodeId: string) => this.call<cluster.CordonNodeRequest, cluster.Node>('cordonNode', { nodeId });
+  uncordonNode = (nodeId: string) => this.call<cluster.UncordonNodeRequest, cluster.Node>('uncordonNode', { nodeId });
+  setNodeKsm = (nodeId: string, knobs: cluster.KsmKnobs) => this.call<cluster.SetNodeKsmRequest, cluster.Node>('setNodeKsm', { nodeId, knobs });
+  migrateVm = (r: Partial<cluster.MigrateVmRequest>) => this.call<cluster.MigrateVmRequest, cluster.Migration>('migrateVm', cluster.MigrateVmRequest.fromPartial(r));
+  getMigration = (migrationId: string) => this.call<cluster.GetMigrationRequest, cluster.Migration>('getMigration', { migrationId });
+  drainNode = (nodeId: string) => this.call<cluster.DrainNodeRequest, cluster.DrainNodeResponse>('drainNode', { nodeId });
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Polls `check` every 20 ms until it returns true, or fails after `timeoutMs` naming `what`. */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
