@@ -19,6 +19,9 @@ const CHUNK_PAGES = 8192; // page hashes fed to the combining hasher at a time (
 const chunkWords = new Uint32Array(CHUNK_PAGES * 2);
 const chunkBytes = new Uint8Array(chunkWords.buffer);
 const tmpHash = new Uint32Array(2);
+// Splits a 64-bit hash into lo/hi words without BigInt arithmetic (little-endian host, as x86 and arm64).
+const hashSplit = new BigUint64Array(1);
+const hashWords = new Uint32Array(hashSplit.buffer);
 const zeroChunk = new Uint32Array(CHUNK_PAGES * 2); // the zero page's hash, repeated
 
 /** Loads the xxhash wasm module once; await it before digest() or pageHash(). Safe to call repeatedly. */
@@ -81,9 +84,9 @@ function frameHashInto(xx: XXHashAPI, pool: FramePool, frame: number, at: number
     return;
   }
   const off = pool.frameByteOffset(frame);
-  const h = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
-  const lo = Number(h & 0xffffffffn);
-  const hi = Number(h >> 32n);
+  hashSplit[0] = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+  const lo = hashWords[0];
+  const hi = hashWords[1];
   pool.storeHash(frame, lo, hi);
   chunkWords[at] = lo;
   chunkWords[at + 1] = hi;

@@ -55,6 +55,21 @@ describe('GuestMemory', () => {
     expect(out.subarray(10)).toEqual(src.subarray(100));
   });
 
+  it.each([0, 1, 4, 100])('recognizes a zero or non-zero page at source byte offset %i', (offset) => {
+    const { mem } = setup();
+    const backing = new ArrayBuffer(3 * PAGE_SIZE);
+    const src = new Uint8Array(backing, 4, 2 * PAGE_SIZE); // a view that does not start its buffer
+    mem.writePage(0, src, offset);
+    expect(mem.isZero(0)).toBe(true);
+    src[offset + PAGE_SIZE - 1] = 1; // only the last byte of the page
+    mem.writePage(0, src, offset);
+    expect(mem.isZero(0)).toBe(false);
+    src[offset + PAGE_SIZE] = 5; // just past the page: not part of it
+    src[offset + PAGE_SIZE - 1] = 0;
+    mem.writePage(0, src, offset);
+    expect(mem.isZero(0)).toBe(true);
+  });
+
   it('writing all-zero content unbacks the page', () => {
     const { pool, mem } = setup();
     mem.writeWord(1, 0, 1, 1);

@@ -70,7 +70,7 @@ function generate(spec: ImageSpec): ImageTemplate {
       duplicatePages++;
     } else {
       const w0 = slots * PAGE_WORDS;
-      for (let w = w0; w < w0 + PAGE_WORDS; w++) words[w] = rng.next();
+      rng.fill(words, w0, w0 + PAGE_WORDS);
       words[w0] |= 1; // a unique page is never all zero
       slotOf[page] = slots++;
     }

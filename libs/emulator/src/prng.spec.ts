@@ -27,6 +27,17 @@ describe('Xoshiro128', () => {
     expect(Array.from({ length: 16 }, () => b.next())).toEqual(Array.from({ length: 16 }, () => a.next()));
   });
 
+  it('fill produces exactly the next() sequence and leaves the same state', () => {
+    const a = new Xoshiro128(99);
+    const b = new Xoshiro128(99);
+    const words = new Uint32Array(1000);
+    a.fill(words, 10, 990);
+    expect([...words.subarray(10, 990)]).toEqual(Array.from({ length: 980 }, () => b.next()));
+    expect(words[9]).toBe(0);
+    expect(words[990]).toBe(0);
+    expect(a.state).toEqual(b.state);
+  });
+
   it('nextBelow stays in range and covers it evenly', () => {
     const rng = new Xoshiro128(1);
     const counts = new Uint32Array(10);

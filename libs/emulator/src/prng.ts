@@ -47,6 +47,33 @@ export class Xoshiro128 {
     return Math.floor(this.nextFloat() * n);
   }
 
+  /**
+   * Fills words[from, to) with the next outputs, exactly as repeated next() calls would, but with the
+   * state in locals: several times faster for bulk content (fillRandom, image templates).
+   */
+  fill(words: Uint32Array, from: number, to: number): void {
+    const st = this.state;
+    let s0 = st[0] | 0;
+    let s1 = st[1] | 0;
+    let s2 = st[2] | 0;
+    let s3 = st[3] | 0;
+    for (let i = from; i < to; i++) {
+      const r = Math.imul(s1, 5);
+      words[i] = Math.imul((r << 7) | (r >>> 25), 9);
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+    }
+    st[0] = s0;
+    st[1] = s1;
+    st[2] = s2;
+    st[3] = s3;
+  }
+
   save(out: Uint32Array, offset = 0): void {
     out.set(this.state, offset);
   }
