@@ -68,9 +68,16 @@ describe('FramePool', () => {
     const b = pool.allocate();
     const c = pool.allocate(); // another slab
     pool.view(a).fill(9);
+    pool.storeHash(c, 1, 2);
     pool.copyFrame(a, c);
     expect(pool.view(c).every((x) => x === 9)).toBe(true);
     expect(pool.view(b).every((x) => x === 0)).toBe(true);
+    const out = new Uint32Array(2);
+    expect(pool.cachedHash(c, out)).toBe(false); // c's old hash no longer holds
+    pool.storeHash(a, 5, 6);
+    pool.copyFrame(a, b);
+    expect(pool.cachedHash(b, out)).toBe(true); // the copy carries a's hash
+    expect([...out]).toEqual([5, 6]);
   });
 
   it.each([

@@ -125,10 +125,15 @@ export class FramePool {
     else if (slab < this.lowestFreeHint) this.lowestFreeHint = slab;
   }
 
-  /** Copies the content of frame `src` into frame `dst`. */
+  /** Copies the content of frame `src` into frame `dst` (whose cached hash becomes `src`'s, if known). */
   copyFrame(src: number, dst: number): void {
+    this.assertInUse(src);
+    this.assertInUse(dst);
     const so = (src % this.slabFrames) * PAGE_SIZE;
     this.slabBytes(dst).set(this.slabBytes(src).subarray(so, so + PAGE_SIZE), this.frameByteOffset(dst));
+    this.hashOk[dst] = this.hashOk[src];
+    this.hashLoArr[dst] = this.hashLoArr[src];
+    this.hashHiArr[dst] = this.hashHiArr[src];
   }
 
   /** Marks the frame's cached hash stale; GuestMemory calls it on every write. */
