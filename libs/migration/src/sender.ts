@@ -77,6 +77,7 @@ export class MigrationSender {
     const converge = new AutoConverge(policy.autoConverge);
     const dirtyLog = memory.createDirtyLog();
     const bitmap = new Uint32Array(Math.ceil(pageCount / 32));
+    const lateBitmap = new Uint32Array(bitmap.length);
     let pagesSent = 0;
     let pausedAtMs = 0;
     let pausedAtPerf = 0;
@@ -156,7 +157,9 @@ export class MigrationSender {
       pausedAtPerf = performance.now();
       // Throttling was a migration aid: neither the target nor a rolled-back source keeps it.
       vm.setThrottle(0);
-      dirtyLog.sync(bitmap);
+      // The pages of the last pre-copy sync were not sent yet: add what was written since.
+      dirtyLog.sync(lateBitmap);
+      for (let w = 0; w < bitmap.length; w++) bitmap[w] |= lateBitmap[w]!;
       this.round++;
       stopAndCopyPages = await sendRound(this.round, false);
       pagesSent += stopAndCopyPages;

@@ -37,7 +37,7 @@ export class PeerSession {
 
   /**
    * @param handlers the receiver's own page/frame handlers; the sender leaves it out and uses expect().
-   * @param acceptedTypes frame types allowed from the peer (ERROR is always allowed).
+   * @param acceptedTypes frame types allowed from the peer (ERROR is added); read live, so it may change.
    */
   constructor(
     private readonly connection: Duplex,
@@ -45,7 +45,7 @@ export class PeerSession {
     private readonly userSignal: AbortSignal | undefined,
     timeoutMs: number,
     handlers?: FrameHandlers,
-    acceptedTypes: ReadonlySet<number> = SENDER_ACCEPTS,
+    acceptedTypes: Set<number> = new Set(SENDER_ACCEPTS),
     private readonly finalType: number = FrameType.VERIFIED,
   ) {
     const own: FrameHandlers = handlers ?? {
@@ -65,7 +65,7 @@ export class PeerSession {
           }
         },
       },
-      new Set([...acceptedTypes, FrameType.ERROR]),
+      acceptedTypes.add(FrameType.ERROR), // the caller may widen this set later (receiver, after HELLO)
     );
     this.onUserAbort = () => this.abort(new MigrationCancelledError(migrationId, reasonText(this.userSignal?.reason)), true);
     connection.on('data', this.onData);

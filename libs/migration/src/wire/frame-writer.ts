@@ -3,8 +3,13 @@
  * token bucket, and builds page batches in a small ring of reusable buffers. A ring buffer is reused
  * only after the stream reported its previous write done, so bytes queued in the sender stay bounded
  * by (ring size × batch size + the stream's highWaterMark).
+ *
+ * Reuse is safe only where a write's callback means the bytes were copied out (a net.Socket: the kernel
+ * has them). An in-process Duplex (PassThrough and friends) may still hold the chunk by reference in
+ * its readable buffer after the callback, so on any other stream each batch gets a fresh buffer.
  */
 import { once } from 'node:events';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { TokenBucket } from '../bandwidth.js';
@@ -32,6 +37,7 @@ export class FrameWriter {
     private readonly bucket: TokenBucket,
     private readonly signal: AbortSignal,
     ringSize = 6,
+    private readonly reuseBuffers = stream instanceof Socket,
   ) {
     this.ring = Array.from({ length: ringSize }, () => Buffer.allocUnsafe(FRAME_HEADER_BYTES + BATCH_PAYLOAD_BYTES));
     this.pending = new Array<Promise<void> | null>(ringSize).fill(null);
@@ -50,6 +56,7 @@ export class FrameWriter {
       this.pending[slot] = null;
     }
     this.signal.throwIfAborted();
+    if (!this.reuseBuffers) this.ring[slot] = Buffer.allocUnsafe(this.ring[slot]!.length);
     return this.ring[slot]!;
   }
 

@@ -1,0 +1,165 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FramePool, initHashing, type VirtualMachine, type WorkloadKind } from '@vmm/emulator';
+import { ConvergenceError, MigrationCancelledError, TokenMismatchError } from './errors.js';
+import type { MigrationProgress } from './progress.js';
+import { MigrationReceiver } from './receiver.js';
+import { MigrationSender } from './sender.js';
+import type { PartialMigrationPolicy } from './policy.js';
+import { duplexPair } from './testing/duplex-pair.js';
+import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
+
+const vms: VirtualMachine[] = [];
+afterEach(() => {
+  for (const vm of vms.splice(0)) if (vm.state !== 'stopped') vm.stop();
+});
+
+function setup(kind: WorkloadKind, rate: number, memoryMib = 32, workingSetMib = 8) {
+  const pool = new FramePool();
+  const source = makeSourceVm(pool, 'vm-1', { memoryMib, workingSetMib, kind, dirtyRatePagesPerSec: rate });
+  const target = makeIncomingVm(new FramePool(), 'vm-1', memoryMib);
+  vms.push(source, target);
+  source.start();
+  return { source, target };
+}
+
+async function migrate(
+  source: VirtualMachine,
+  target: VirtualMachine,
+  policy: PartialMigrationPolicy = {},
+  extra: { senderSignal?: AbortSignal; receiverSignal?: AbortSignal; token?: string; delayMs?: number } = {},
+) {
+  const [a, b] = duplexPair({ delayMs: extra.delayMs });
+  const progress: MigrationProgress[] = [];
+  const sender = new MigrationSender({
+    vm: source, migrationId: 'mig-1', token: extra.token ?? 'secret', policy, signal: extra.senderSignal, onProgress: (p) => progress.push(p),
+  });
+  const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret', signal: extra.receiverSignal });
+  const [out, inc] = await Promise.allSettled([sender.run(a), receiver.run(b)]);
+  return { out, inc, progress, sender };
+}
+
+describe('in-process migration', () => {
+  it.each([
+    ['idle', 0],
+    ['uniform', 20_000],
+    ['hotcold', 50_000],
+  ] as [WorkloadKind, number][])('migrates a running VM (%s, %d pages/s) with equal digests', async (kind, rate) => {
+    await initHashing();
+    const { source, target } = setup(kind, rate);
+    const { out, inc, progress } = await migrate(source, target);
+    if (out.status === 'rejected') throw out.reason;
+    if (inc.status === 'rejected') throw inc.reason;
+    const o = out.value;
+    expect(o.sourceDigest).toBe(o.targetDigest);
+    expect(inc.value.targetDigest).toBe(o.sourceDigest);
+    // The engine leaves both VMs paused: commit decides.
+    expect(source.state).toBe('paused');
+    expect(target.state).toBe('paused');
+    expect(target.memory.digest()).toBe(source.memory.digest());
+    expect(o.stats.rounds).toBeGreaterThanOrEqual(2);
+    expect(o.pausedAtMs).toBeGreaterThan(0);
+    expect(progress[0]).toMatchObject({ phase: 'PRECOPY', round: 0, pagesTotal: 32 * 256 });
+    // Zero pages went as ranges: round 0 sent far fewer bytes than the VM size.
+    expect(o.stats.bytesSent).toBeLessThan(32 * 1024 * 1024);
+    expect(o.stats.pagesZero).toBeGreaterThanOrEqual(24 * 256);
+
+    // The workload continues on the target exactly where it paused on the source.
+    expect(target.writesTotal).toBe(source.writesTotal);
+    expect(Buffer.compare(target.saveDeviceState(), source.saveDeviceState())).toBe(0);
+    source.workload.step(5000);
+    target.workload.step(5000);
+    expect(target.memory.digest()).toBe(source.memory.digest());
+
+    o.commit();
+    const { resumedAtMs } = inc.value.commit();
+    expect(resumedAtMs).toBeGreaterThanOrEqual(o.pausedAtMs);
+    expect(source.state).toBe('stopped');
+    expect(target.state).toBe('running');
+  });
+
+  it('migrates with XBZRLE and sends deltas', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 50_000, 32, 4);
+    const { out, inc } = await migrate(source, target, { xbzrle: true, downtimeLimitMs: 5, maxBandwidthMibPerSec: 64 });
+    if (out.status === 'rejected') throw out.reason;
+    expect(inc.status).toBe('fulfilled');
+    expect(out.value.sourceDigest).toBe(out.value.targetDigest);
+    expect(out.value.stats.pagesXbzrle).toBeGreaterThan(0);
+  });
+
+  it('rejects a wrong token before anything else and leaves the source running', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 5000);
+    const before = source.memory.residentPages;
+    const { out, inc } = await migrate(source, target, {}, { token: 'wrong' });
+    expect(inc.status === 'rejected' && inc.reason).toBeInstanceOf(TokenMismatchError);
+    expect(out.status === 'rejected' && (out.reason as { code: string }).code).toBe('PEER_ERROR');
+    expect(source.state).toBe('running');
+    expect(source.memory.residentPages).toBe(before);
+    expect(target.state).toBe('stopped'); // discarded
+  });
+
+  it('cancel mid-precopy: source keeps running, receiver discards', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 150_000, 32, 16);
+    const ctl = new AbortController();
+    const writesBefore = source.writesTotal;
+    const run = migrate(source, target, { maxBandwidthMibPerSec: 16, downtimeLimitMs: 1 }, { senderSignal: ctl.signal });
+    // Cancel once the first round is reported, i.e. truly mid-precopy.
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (source.throttlePercent >= 0 && Date.now() && target.memory.residentPages > 256) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 5);
+    });
+    ctl.abort('operator said stop');
+    const { out, inc, sender } = await run;
+    expect(out.status === 'rejected' && out.reason).toBeInstanceOf(MigrationCancelledError);
+    expect(inc.status).toBe('rejected');
+    expect(sender.currentPhase).toBe('CANCELLED');
+    expect(source.state).toBe('running');
+    expect(source.throttlePercent).toBe(0);
+    expect(target.state).toBe('stopped');
+    // Still running: the workload keeps writing after the cancel.
+    const after = source.writesTotal;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(source.writesTotal).toBeGreaterThan(after);
+    expect(after).toBeGreaterThan(writesBefore);
+  });
+
+  it('fails after max_rounds without auto-converge, rolls back', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 50_000, 32, 16);
+    const { out, inc, progress } = await migrate(source, target, { maxBandwidthMibPerSec: 32, maxRounds: 4, downtimeLimitMs: 20 });
+    expect(out.status === 'rejected' && out.reason).toBeInstanceOf(ConvergenceError);
+    expect((out as PromiseRejectedResult).reason.code).toBe('NOT_CONVERGED');
+    expect(progress.length).toBe(4);
+    expect(inc.status).toBe('rejected');
+    expect(source.state).toBe('running');
+  });
+
+  it('converges with auto-converge under the same bandwidth cap', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 50_000, 32, 16);
+    const { out, inc, progress } = await migrate(source, target, { maxBandwidthMibPerSec: 32, maxRounds: 30, downtimeLimitMs: 20, autoConverge: true });
+    if (out.status === 'rejected') throw out.reason;
+    expect(inc.status).toBe('fulfilled');
+    expect(out.value.sourceDigest).toBe(out.value.targetDigest);
+    expect(out.value.stats.throttlePercentMax).toBeGreaterThanOrEqual(20);
+    expect(Math.max(...progress.map((p) => p.throttlePercent))).toBeGreaterThanOrEqual(20);
+    // The target does not inherit the throttle.
+    expect(target.throttlePercent).toBe(0);
+  });
+
+  it('bounds the bytes queued in the sender when the receiver is slow', async () => {
+    await initHashing();
+    const { source, target } = setup('idle', 0, 32, 24);
+    const { out } = await migrate(source, target, {}, { delayMs: 2 });
+    if (out.status === 'rejected') throw out.reason;
+    expect(out.value.stats.bytesSent).toBeGreaterThan(24 * 1024 * 1024);
+    // Ring of 6 batches of ~1 MiB at most, never the 24 MiB of the VM.
+    expect(out.value.stats.maxBufferedBytes).toBeLessThanOrEqual(7 * 1024 * 1024);
+  });
+});

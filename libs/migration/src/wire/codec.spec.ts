@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { ProtocolError } from '../errors.js';
+import { FrameParser, decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32, writeFrameHeader, writeU32 } from './codec.js';
+import { FRAME_HEADER_BYTES, FrameType, PAGE_RECORD_BYTES, PAGE_SIZE, type HelloPayload } from './frame.js';
+
+const ALL = new Set(Object.values(FrameType) as number[]);
+
+function pagesFrame(pages: number[]): Buffer {
+  const buf = Buffer.alloc(FRAME_HEADER_BYTES + pages.length * PAGE_RECORD_BYTES);
+  writeFrameHeader(buf, 0, FrameType.PAGES, pages.length * PAGE_RECORD_BYTES);
+  pages.forEach((p, i) => {
+    const at = FRAME_HEADER_BYTES + i * PAGE_RECORD_BYTES;
+    writeU32(buf, at, p);
+    buf.fill((p % 250) + 1, at + 4, at + 4 + PAGE_SIZE);
+  });
+  return buf;
+}
+
+function collect(bytes: Buffer, chunkSize: number) {
+  const frames: { type: number; payload: Buffer }[] = [];
+  const pages: { page: number; first: number; last: number }[] = [];
+  const parser = new FrameParser(
+    {
+      onPage: (page, src, off) => pages.push({ page, first: src[off]!, last: src[off + PAGE_SIZE - 1]! }),
+      onFrame: (type, payload) => frames.push({ type, payload: Buffer.from(payload) }),
+    },
+    ALL,
+  );
+  for (let off = 0; off < bytes.length; off += chunkSize) parser.push(bytes.subarray(off, off + chunkSize));
+  return { frames, pages, idle: parser.idle };
+}
+
+describe('frame codec', () => {
+  const hello: HelloPayload = { version: 1, migrationId: 'm1', token: 't', pageCount: 256, memoryMib: 1, image: 'empty', vcpus: 2 };
+  const stream = Buffer.concat([
+    encodeHello(hello),
+    encodeRound(7),
+    pagesFrame([3, 9, 300]),
+    encodeFrame(FrameType.DEVICE_STATE, Buffer.from([1, 2, 3])),
+    encodeDigestFrame(FrameType.COMPLETE, '0123456789abcdef'),
+    encodeFrame(FrameType.HELLO_ACK),
+  ]);
+
+  it.each([1, 5, 7, 100, 4099, 4100, 4101, 65536, stream.length])('round-trips every frame in chunks of %d bytes', (chunk) => {
+    const { frames, pages, idle } = collect(stream, chunk);
+    expect(idle).toBe(true);
+    expect(frames.map((f) => f.type)).toEqual([FrameType.HELLO, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE, FrameType.HELLO_ACK]);
+    expect(decodeJson<HelloPayload>(frames[0]!.payload, 'HELLO')).toEqual(hello);
+    expect(readU32(frames[1]!.payload, 0)).toBe(7);
+    expect([...frames[2]!.payload]).toEqual([1, 2, 3]);
+    expect(decodeDigest(frames[3]!.payload)).toBe('0123456789abcdef');
+    expect(frames[4]!.payload.length).toBe(0);
+    expect(pages).toEqual([3, 9, 300].map((p) => ({ page: p, first: (p % 250) + 1, last: (p % 250) + 1 })));
+  });
+
+  it('rejects a frame type the end does not accept', () => {
+    const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, new Set([FrameType.HELLO]));
+    expect(() => parser.push(encodeRound(1))).toThrow(ProtocolError);
+  });
+
+  it('rejects oversized frames before buffering them', () => {
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, FrameType.HELLO, 10 * 1024 * 1024);
+    const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, ALL);
+    expect(() => parser.push(header)).toThrow(/exceeds/);
+  });
+
+  it('rejects a PAGES frame that is not whole records', () => {
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, FrameType.PAGES, PAGE_RECORD_BYTES + 1);
+    const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, ALL);
+    expect(() => parser.push(header)).toThrow(/whole number/);
+  });
+
+  it('refuses to encode a payload over the type limit', () => {
+    expect(() => encodeFrame(FrameType.COMPLETE, new Uint8Array(17))).toThrow(ProtocolError);
+  });
+});
