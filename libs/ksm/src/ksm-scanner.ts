@@ -285,9 +285,14 @@ export class KsmScanner {
       this.unstable.removeAt(s);
       or.flags[op] &= ~UNSTABLE;
       this.unshared--;
-      // As try_to_merge_two_pages: the page being scanned becomes the KSM page, the tree page maps it.
-      const n = this.stable.create(sum, frame);
-      or.memory.mapShared(op, frame);
+      // try_to_merge_two_pages keeps the scanned page's frame; which frame survives is invisible to the
+      // guests, so we keep the lower-numbered one: the pool allocates from its lowest slabs, so survivors
+      // gather there and the high slabs empty out and are returned (1 MiB each) instead of staying
+      // pinned by a few KSM pages.
+      const kframe = of < frame ? of : frame;
+      const n = this.stable.create(sum, kframe);
+      if (kframe === frame) or.memory.mapShared(op, frame);
+      else r.memory.mapShared(p, of);
       or.checksum[op] = sum;
       this.attach(or, op, n);
       this.attach(r, p, n);
