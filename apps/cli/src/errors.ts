@@ -21,9 +21,13 @@ export class MigrationNotCompletedError extends Error {
   }
 }
 
-/** Exit codes: 1 for an API (gRPC) error or a failed migration, 2 for a usage error. */
+/**
+ * Exit codes: 1 for an API (gRPC) error or a failed migration, 2 for a usage error, 3 when the server
+ * does not implement the method (UNIMPLEMENTED: an older or partial build), so scripts can skip a step.
+ */
 export const EXIT_API_ERROR = 1;
 export const EXIT_USAGE = 2;
+export const EXIT_UNIMPLEMENTED = 3;
 
 export function isServiceError(err: unknown): err is ServiceError {
   return (
@@ -43,7 +47,8 @@ export function describeError(err: unknown): { message: string; exitCode: number
   if (isServiceError(err)) {
     // grpc-js appends an empty "Resolution note: " to connection errors; it says nothing.
     const details = (err.details || err.message).replace(/\s*Resolution note:\s*$/, '');
-    return { message: `${statusName(err.code)}: ${details}`, exitCode: EXIT_API_ERROR };
+    const exitCode = err.code === GrpcStatus.UNIMPLEMENTED ? EXIT_UNIMPLEMENTED : EXIT_API_ERROR;
+    return { message: `${statusName(err.code)}: ${details}`, exitCode };
   }
   if (err instanceof UsageError) return { message: err.message, exitCode: EXIT_USAGE };
   if (err instanceof MigrationNotCompletedError) return { message: err.message, exitCode: EXIT_API_ERROR };

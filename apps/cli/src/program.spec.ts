@@ -38,7 +38,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
 
 function vm(i: number): cluster.Vm {
   return {
-    vmId: `vm-${i}000000-aaaa-bbbb-cccc-dddddddddddd`,
+    vmId: `vm-0mwpvq1x${i}-${i}a2b3c4d5e`,
     name: `web-${i}`,
     nodeId: 'node-1',
     state: cluster.VmState.VM_STATE_RUNNING,
@@ -171,7 +171,7 @@ describe('vmctl against a fake ClusterService', () => {
     const lines = out.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^NAME\s+ID\s+NODE\s+STATE\s+VCPUS\s+MEMORY\s+IMAGE\s+WORKLOAD\s+DIRTY RATE\s+WSS\s+RESIDENT$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['web-1', 'web-2', 'web-3', 'web-4', 'web-5']);
-    expect(lines[1]).toMatch(/^web-1\s+vm-10000\s+node-1\s+RUNNING\s+2\s+1 GiB\s+debian-12\s+uniform@2k\/s\s+2k pages\/s\s+100 MiB\s+200 MiB$/);
+    expect(lines[1]).toMatch(/^web-1\s+1a2b3c4d5e\s+node-1\s+RUNNING\s+2\s+1 GiB\s+debian-12\s+uniform@2k\/s\s+2k pages\/s\s+100 MiB\s+200 MiB$/);
   });
 
   it('prints every VM as JSON with --json', async () => {
@@ -204,7 +204,7 @@ describe('vmctl against a fake ClusterService', () => {
     expect(noToken.err).toBe('error: UNAUTHENTICATED: missing or wrong bearer token\n');
 
     const unimplemented = await vmctl('cordon', 'node-1');
-    expect(unimplemented.code).toBe(1);
+    expect(unimplemented.code).toBe(3);
     expect(unimplemented.err).toMatch(/^error: UNIMPLEMENTED: .+\n$/);
     expect(unimplemented.err).not.toMatch(/\n\s+at /);
   });
@@ -233,7 +233,7 @@ describe('vmctl against a fake ClusterService', () => {
         labels: { tier: 'db' },
       },
     ]);
-    expect(out).toMatch(/^vm db-9 \(vm-90000\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);
+    expect(out).toMatch(/^vm db-9 \(9a2b3c4d5e\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);
   });
 
   it('migrates with --follow: progress from the stream, then the outcome summary', async () => {

@@ -13,14 +13,14 @@ function lookupMissed(err: unknown): boolean {
 
 function byPrefix<T>(items: readonly T[], idOf: (t: T) => string, ref: string, what: string): T | undefined {
   if (ref.length < MIN_PREFIX) return undefined;
-  const hits = items.filter((t) => idOf(t).startsWith(ref));
+  const hits = items.filter((t) => idOf(t).startsWith(ref) || shortId(idOf(t)).startsWith(ref));
   if (hits.length > 1) {
     throw new UsageError(`"${ref}" matches ${hits.length} ${what}s (${hits.map((t) => shortId(idOf(t))).join(', ')}): give more of the id`);
   }
   return hits[0];
 }
 
-/** A VM by id, then by exact name, then by a unique id prefix. */
+/** A VM by id, then by exact name, then by a unique prefix of its id or of its short id. */
 export async function resolveVm(api: ClusterApi, ref: string): Promise<cluster.Vm> {
   try {
     return await api.getVm(ref);
@@ -35,7 +35,7 @@ export async function resolveVm(api: ClusterApi, ref: string): Promise<cluster.V
   throw notFound(`no VM with id or name "${ref}"`);
 }
 
-/** A migration by id, then by a unique id prefix. */
+/** A migration by id, then by a unique prefix of its id or of its short id. */
 export async function resolveMigration(api: ClusterApi, ref: string): Promise<cluster.Migration> {
   try {
     return await api.getMigration(ref);

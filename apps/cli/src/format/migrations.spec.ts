@@ -66,7 +66,7 @@ describe('progress', () => {
 describe('renderMigrationsTable', () => {
   it('names VMs when known and marks the digest check', () => {
     const names = new Map([['a1b2c3d4-0000-0000-0000-000000000000', 'db-1']]);
-    const text = renderMigrationsTable([migration(), migration({ migrationId: 'ffffffff-0', phase: P.MIGRATION_PHASE_PRECOPY, targetDigest: '' })], names);
+    const text = renderMigrationsTable([migration(), migration({ migrationId: 'ffffffff-0000-4000-8000-000000000000', phase: P.MIGRATION_PHASE_PRECOPY, targetDigest: '' })], names);
     const [head, first, second] = text.split('\n');
     expect(head).toMatch(/^ID\s+VM\s+SOURCE\s+TARGET\s+PHASE\s+ROUND\s+SENT\s+DOWNTIME\s+TOTAL\s+DIGEST\s+REASON$/);
     expect(first).toMatch(/^7c1f0e2a\s+db-1\s+node-1\s+node-2\s+COMPLETED\s+4\s+600 MiB\s+23 ms\s+1\.84 s\s+✓\s+user$/);

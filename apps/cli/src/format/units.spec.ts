@@ -63,7 +63,12 @@ describe('durations', () => {
 });
 
 describe('ids and enums', () => {
-  it('shortens ids to 8 characters', () => expect(shortId('0f1e2d3c-aaaa-bbbb')).toBe('0f1e2d3c'));
+  it.each([
+    ['0f1e2d3c-aaaa-4bbb-8ccc-123456789abc', '0f1e2d3c'],
+    ['vm-0mwpvq1x2-1a2b3c4d5e', '1a2b3c4d5e'],
+    ['node-1', 'node-1'],
+    ['abcdefghijklmnopqrstuvwxyz', 'stuvwxyz'],
+  ])('shortId(%s) = %s', (id, short) => expect(shortId(id)).toBe(short));
   it('strips enum prefixes for display', () => {
     expect(stripEnumPrefix('VM_STATE_RUNNING', 'VM_STATE_')).toBe('RUNNING');
     expect(stripEnumPrefix('UNRECOGNIZED', 'VM_STATE_')).toBe('UNRECOGNIZED');

@@ -79,9 +79,17 @@ export function formatAgo(epochMs: number, nowMs = Date.now()): string {
   return `${formatDuration(Math.max(0, nowMs - epochMs))} ago`;
 }
 
-/** First 8 characters of an id, enough to tell VMs and migrations apart in a table. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-/i;
+
+/**
+ * The part of an id that tells objects apart in a table: a UUID's first 8 hex digits (as git and
+ * docker show them); for ids built as `<kind>-<time>-<random>` (the controller's), the random tail.
+ */
 export function shortId(id: string): string {
-  return id.length > 8 ? id.slice(0, 8) : id;
+  if (UUID.test(id)) return id.slice(0, 8);
+  const tail = id.slice(id.lastIndexOf('-') + 1);
+  if (tail.length >= 6 && tail.length < id.length) return tail;
+  return id.length > 12 ? id.slice(-8) : id;
 }
 
 /** `VM_STATE_RUNNING` → `RUNNING`: the enum's prefix stripped for display, as API.md writes it. */
