@@ -1,9 +1,9 @@
 import 'reflect-metadata';
-import { startAgent } from './agent.js';
+import { startAgent, type RunningAgent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { createLogger } from './logger.js';
 
-/** Exit codes: 1 bad configuration, 2 failed to start (e.g. port in use). */
+/** Exit codes: 0 clean shutdown, 1 bad configuration or failed shutdown, 2 failed to start (e.g. port in use). */
 async function main(): Promise<void> {
   let config: AgentConfig;
   try {
@@ -13,16 +13,13 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const log = createLogger(config.logLevel, config.nodeId);
-  let agent: Awaited<ReturnType<typeof startAgent>>;
-  try {
-    agent = await startAgent(config, log);
-  } catch (err) {
-    log.fatal({ err }, 'node agent failed to start');
-    process.exit(2);
-  }
+  let agent: RunningAgent | undefined;
+  let stopRequested = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'shutting down');
-    agent.stop().then(
+    stopRequested = true;
+    // Still starting: nothing runs yet that needs a clean stop; the start path exits when done.
+    agent?.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
@@ -30,10 +27,21 @@ async function main(): Promise<void> {
       },
     );
   };
+  // Handlers first, so that a signal during start-up is not lost.
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
   // A bug below a handler must not take the node's VMs down with it.
   process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
+  try {
+    agent = await startAgent(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'node agent failed to start');
+    process.exit(2);
+  }
+  if (stopRequested) {
+    await agent.stop();
+    process.exit(0);
+  }
 }
 
 void main();

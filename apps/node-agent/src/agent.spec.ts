@@ -1,0 +1,165 @@
+import 'reflect-metadata';
+import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { decodeBitmapRle, popcount } from '@vmm/emulator';
+import { agent, cluster } from '@vmm/proto';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from './agent.js';
+import { loadAgentConfig } from './config.js';
+import { FakeRegistry } from './testing/fake-registry.js';
+import { freePort, silentLogger, vmSpec, waitFor } from './testing/fixtures.js';
+
+// Boots the real agent (Nest gRPC server, VM manager, controller link) against a fake controller.
+let registry: FakeRegistry;
+let running: RunningAgent;
+let client: agent.AgentServiceClient;
+
+function unary<Req, Res>(method: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req) {
+  return new Promise<Res>((resolve, reject) => method.call(client, req, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
+}
+
+async function statusOf(promise: Promise<unknown>): Promise<status> {
+  try {
+    await promise;
+    return status.OK;
+  } catch (err) {
+    return (err as ServiceError).code;
+  }
+}
+
+beforeAll(async () => {
+  registry = new FakeRegistry(await freePort());
+  await registry.start();
+  const config = loadAgentConfig({
+    NODE_ID: 'node-under-test',
+    AGENT_PORT: String(await freePort()),
+    CONTROLLER_ADDRESS: registry.address,
+    NODE_VCPUS: '6',
+    NODE_MEMORY_MIB: '2048',
+    CPU_ALLOCATION_RATIO: '3',
+    RAM_ALLOCATION_RATIO: '1.25',
+    LOG_LEVEL: 'silent',
+  });
+  running = await startAgent(config, silentLogger);
+  client = new agent.AgentServiceClient(running.address, credentials.createInsecure());
+});
+
+afterAll(async () => {
+  client?.close();
+  await running?.stop();
+  registry?.kill();
+});
+
+describe('node agent', () => {
+  it('registers with its capacity and ratios', async () => {
+    await waitFor('a registration', () => registry.registrations.length > 0);
+    expect(registry.registrations[0]).toMatchObject({
+      nodeId: 'node-under-test',
+      address: running.address,
+      vcpus: 6,
+      memoryMib: 2048,
+      cpuAllocationRatio: 3,
+      ramAllocationRatio: 1.25,
+      reportIntervalMs: 1000,
+      vms: [],
+    });
+    await waitFor('the report stream', () => running.link.state === 'reporting');
+    expect(running.link.intervalMs).toBe(50);
+  });
+
+  it('creates a VM over gRPC and streams its dirty pages in reports', async () => {
+    const spec = vmSpec({
+      vmId: 'vm-e2e',
+      image: 'empty',
+      workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 2_000, workingSetMib: 2, seed: 5 },
+    });
+    const created = await unary<agent.CreateVmRequest, agent.VmStatus>(client.createVm, { spec });
+    expect(created).toMatchObject({ vmId: 'vm-e2e', state: cluster.VmState.VM_STATE_RUNNING, pagesTotal: 32 * 256 });
+    expect(created.spec?.workload?.kind).toBe(cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM);
+
+    const again = await unary<agent.CreateVmRequest, agent.VmStatus>(client.createVm, { spec });
+    expect(again.vmId).toBe('vm-e2e');
+
+    const reportWithDirt = () => registry.reports.flatMap((r) => r.vms).find((v) => v.vmId === 'vm-e2e' && v.dirtyPages > 0);
+    await waitFor('a report with the VM dirtying pages', () => reportWithDirt() !== undefined);
+    const vmReport = reportWithDirt()!;
+    expect(vmReport.dirtyBitmapEncoding).toBe(agent.BitmapEncoding.BITMAP_ENCODING_RLE);
+    expect(popcount(decodeBitmapRle(vmReport.dirtyBitmap, vmReport.pagesTotal))).toBe(vmReport.dirtyPages);
+    expect(vmReport.dirtyPages).toBeLessThanOrEqual(2 * 256);
+    expect(vmReport.dirtyRatePagesPerSec).toBeGreaterThan(0);
+    expect(vmReport.writesTotal).toBeGreaterThan(0);
+    const nodeReport = registry.reports.at(-1)!;
+    expect(nodeReport.nodeId).toBe('node-under-test');
+    expect(nodeReport.memoryUsedBytes).toBeGreaterThan(0);
+    expect(nodeReport.rssBytes).toBeGreaterThan(0);
+
+    const listed = await unary<agent.ListVmsRequest, agent.ListVmsResponse>(client.listVms, {});
+    expect(listed.vms.map((v) => v.vmId)).toEqual(['vm-e2e']);
+  });
+
+  it('answers bad requests with the right status and keeps serving', async () => {
+    const create = (spec: agent.VmSpec | undefined) => unary<agent.CreateVmRequest, agent.VmStatus>(client.createVm, { spec });
+    expect(await statusOf(create(vmSpec({ vmId: 'bad', image: 'nope' })))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(create(undefined))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(create(vmSpec({ vmId: 'bad', workload: undefined, memoryMib: -1 })))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(unary(client.setKsm, { knobs: { run: 1 } }))).toBe(status.UNIMPLEMENTED);
+    expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't' }))).toBe(status.UNIMPLEMENTED);
+    expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);
+    expect(running.vms.get('bad')).toBeUndefined();
+  });
+
+  it('serves health and reflection', async () => {
+    const healthPkg = loadPackageDefinition(protoLoader.loadSync(healthProtoPath, { enums: String })) as any;
+    const health = new healthPkg.grpc.health.v1.Health(running.address, credentials.createInsecure()) as Client & {
+      check(req: object, cb: (e: ServiceError | null, r: { status: string }) => void): void;
+    };
+    const answer = await new Promise<{ status: string }>((resolve, reject) =>
+      health.check({ service: 'agent.v1.AgentService' }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    expect(answer.status).toBe('SERVING');
+    health.close();
+
+    const reflectionProto = path.join(
+      path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection')),
+      '../proto/grpc/reflection/v1/reflection.proto',
+    );
+    const reflectionPkg = loadPackageDefinition(protoLoader.loadSync(reflectionProto)) as any;
+    const reflection = new reflectionPkg.grpc.reflection.v1.ServerReflection(running.address, credentials.createInsecure());
+    const services = await new Promise<string[]>((resolve, reject) => {
+      const call = reflection.ServerReflectionInfo();
+      call.on('data', (msg: { listServicesResponse?: { service: { name: string }[] } }) => {
+        resolve(msg.listServicesResponse?.service.map((s) => s.name) ?? []);
+        call.end();
+      });
+      call.on('error', reject);
+      call.write({ listServices: '' });
+    });
+    reflection.close();
+    expect(services).toEqual(expect.arrayContaining(['agent.v1.AgentService', 'grpc.health.v1.Health']));
+  });
+
+  it('re-registers with its VMs and resumes reporting after the controller restarts', async () => {
+    const before = running.link.registrations;
+    registry.kill();
+    await waitFor('the link to notice', () => running.link.state === 'backoff' || running.link.state === 'registering');
+    const restarted = new FakeRegistry(registry.port);
+    await restarted.start();
+    registry = restarted;
+    await waitFor('a re-registration', () => running.link.registrations > before, 10_000);
+    expect(restarted.registrations.length).toBeGreaterThan(0);
+    expect(restarted.registrations[0].vms.map((v) => v.vmId)).toEqual(['vm-e2e']);
+    expect(restarted.registrations[0].vms[0].spec?.vmId).toBe('vm-e2e');
+    await waitFor('reports on the new stream', () => restarted.reports.some((r) => r.vms.some((v) => v.vmId === 'vm-e2e')));
+  });
+
+  it('deletes the VM and frees its memory', async () => {
+    await unary(client.deleteVm, { vmId: 'vm-e2e' });
+    expect(running.vms.size).toBe(0);
+    expect(running.vms.pool.bytesInUse).toBe(0);
+    const seen = registry.reports.length;
+    await waitFor('a report without the VM', () => registry.reports.slice(seen).some((r) => r.vms.length === 0));
+  });
+});

@@ -1,0 +1,71 @@
+import { status } from '@grpc/grpc-js';
+import { FramePool } from '@vmm/emulator';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadAgentConfig } from '../config.js';
+import { FakeRegistry } from '../testing/fake-registry.js';
+import { freePort, silentLogger, vmSpec, waitFor } from '../testing/fixtures.js';
+import { VmManager } from '../vm/vm-manager.js';
+import { ControllerLink } from './controller-link.js';
+import { ReportBuilder } from './report-builder.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function link(controllerPort: number): { link: ControllerLink; vms: VmManager } {
+  const config = loadAgentConfig({ NODE_ID: 'n1', CONTROLLER_ADDRESS: `127.0.0.1:${controllerPort}`, REPORT_INTERVAL_MS: '20' });
+  const vms = new VmManager(new FramePool(), { maxVcpus: 8, maxMemoryMib: 256 }, silentLogger);
+  const controllerLink = new ControllerLink({
+    config,
+    vms,
+    reports: new ReportBuilder(vms, config),
+    log: silentLogger,
+    backoff: { baseMs: 10, capMs: 40 },
+  });
+  cleanups.push(() => vms.stopAll(), () => controllerLink.stop());
+  return { link: controllerLink, vms };
+}
+
+describe('ControllerLink', () => {
+  it('keeps retrying while no controller listens, and stops promptly', async () => {
+    const { link: l } = link(await freePort());
+    l.start();
+    await waitFor('a retry cycle', () => l.state === 'backoff');
+    await waitFor('another attempt', () => l.state === 'registering');
+    const started = Date.now();
+    await l.stop();
+    expect(l.state).toBe('stopped');
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('retries a refusing controller until it accepts, then reports', async () => {
+    const registry = new FakeRegistry(await freePort(), 20, status.INTERNAL);
+    await registry.start();
+    cleanups.push(() => registry.kill());
+    const { link: l, vms } = link(registry.port);
+    vms.create(vmSpec({ vmId: 'a', image: 'empty' }));
+    l.start();
+    await waitFor('two refused attempts', () => l.state === 'backoff');
+    expect(l.registrations).toBe(0);
+    registry.failRegisterWith = undefined;
+    await waitFor('registration', () => l.registrations === 1);
+    expect(registry.registrations[0].vms.map((v) => v.vmId)).toEqual(['a']);
+    await waitFor('three reports', () => registry.reports.length >= 3);
+    expect(registry.reports.every((r) => r.vms[0]?.vmId === 'a')).toBe(true);
+  });
+
+  it('half-closes the report stream on stop', async () => {
+    const registry = new FakeRegistry(await freePort(), 20);
+    await registry.start();
+    cleanups.push(() => registry.kill());
+    const { link: l } = link(registry.port);
+    l.start();
+    await waitFor('reporting', () => l.state === 'reporting' && registry.reports.length > 0);
+    await l.stop();
+    await waitFor('the stream to end at the controller', () => registry.streamsEnded === 1);
+    const count = registry.reports.length;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(registry.reports.length).toBe(count);
+  });
+});
