@@ -1,0 +1,177 @@
+/**
+ * bench:stream — the engine's data connection against a raw loopback TCP socket, between two processes.
+ * Sender process: a paused 1 GiB VM whose every page is random. Receiver process: an incoming VM.
+ * Measured at the receiver: first byte → the last page of round 0 applied (engine), first → last byte
+ * (raw socket moving the same number of bytes). Interleaved, median of --reps (3).
+ * One JSON line per case on stdout (BENCH.md), logs on stderr.
+ */
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { FramePool, type VirtualMachine } from '@vmm/emulator';
+import { MigrationReceiver, MigrationSender, connectOutgoing, listenForIncoming, type OutgoingResult } from '@vmm/migration';
+import { makeIncomingVm, makeSourceVm } from '@vmm/migration/testing/vm-fixture';
+import { Worker, arg, emit, log, median, round3, serve } from './bench-util.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const PAGE_RECORD = 4100;
+const BATCH_PAGES = 256;
+
+function round0WireBytes(pages: number): number {
+  return pages * PAGE_RECORD + Math.ceil(pages / BATCH_PAGES) * 5 + 9; // records, PAGES headers, ROUND frame
+}
+
+async function receiverRole(): Promise<void> {
+  const pool = new FramePool();
+  let pending: Promise<unknown> | null = null;
+  serve(async (msg) => {
+    if (msg.cmd === 'listen-engine') {
+      const memoryMib = msg.memoryMib as number;
+      const vm = makeIncomingVm(pool, 'bench-vm', memoryMib);
+      const listener = await listenForIncoming({ token: 'tok', migrationId: String(msg.id) });
+      const expected = round0WireBytes(memoryMib * 256);
+      pending = (async () => {
+        const { connection, hello } = await listener.accept;
+        const run = new MigrationReceiver({ vm, migrationId: String(msg.id), token: 'tok' }).run(connection, hello);
+        await new Promise((r) => setImmediate(r));
+        let seen = 0;
+        let first = 0n;
+        let last = 0n;
+        const observe = (chunk: Buffer) => {
+          if (seen === 0) first = process.hrtime.bigint();
+          seen += chunk.length;
+          if (last === 0n && seen >= expected) last = process.hrtime.bigint();
+        };
+        connection.on('data', observe);
+        const result = await run;
+        connection.off('data', observe);
+        result.abort();
+        return { seconds: Number(last - first) / 1e9, bytes: expected, digestOk: result.sourceDigest === result.targetDigest };
+      })();
+      return { port: listener.port };
+    }
+    if (msg.cmd === 'listen-raw') {
+      const bytes = msg.bytes as number;
+      const server = net.createServer();
+      server.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      pending = new Promise((resolve) => {
+        server.once('connection', (socket) => {
+          let seen = 0;
+          let first = 0n;
+          socket.on('data', (c: Buffer) => {
+            if (seen === 0) first = process.hrtime.bigint();
+            seen += c.length;
+            if (seen >= bytes) {
+              const seconds = Number(process.hrtime.bigint() - first) / 1e9;
+              socket.end();
+              server.close();
+              resolve({ seconds, bytes });
+            }
+          });
+        });
+      });
+      return { port: (server.address() as net.AddressInfo).port };
+    }
+    if (msg.cmd === 'result') return pending;
+    throw new Error(`unknown command ${String(msg.cmd)}`);
+  });
+}
+
+async function senderRole(): Promise<void> {
+  let vm: VirtualMachine | null = null;
+  const chunks = Array.from({ length: 8 }, () => randomBytes(BATCH_PAGES * PAGE_RECORD + 5));
+  serve(async (msg) => {
+    if (msg.cmd === 'prepare') {
+      const memoryMib = msg.memoryMib as number;
+      vm = makeSourceVm(new FramePool(), 'bench-vm', { memoryMib, workingSetMib: memoryMib, kind: 'idle', dirtyRatePagesPerSec: 0 });
+      return {};
+    }
+    if (msg.cmd === 'send-engine') {
+      const connection = await connectOutgoing(`127.0.0.1:${msg.port as number}`);
+      const result: OutgoingResult = await new MigrationSender({ vm: vm!, migrationId: String(msg.id), token: 'tok' }).run(connection);
+      result.abort(); // keep the source for the next repetition
+      return { bytesSent: result.stats.bytesSent, maxBufferedBytes: result.stats.maxBufferedBytes };
+    }
+    if (msg.cmd === 'send-raw') {
+      const bytes = msg.bytes as number;
+      const socket = net.connect({ host: '127.0.0.1', port: msg.port as number, noDelay: true });
+      await new Promise((r) => socket.once('connect', r));
+      let sent = 0;
+      let i = 0;
+      while (sent < bytes) {
+        const c = chunks[i++ % chunks.length]!;
+        const n = Math.min(c.length, bytes - sent);
+        sent += n;
+        if (!socket.write(n === c.length ? c : c.subarray(0, n))) await new Promise((r) => socket.once('drain', r));
+      }
+      await new Promise<void>((r) => socket.end(() => r()));
+      return {};
+    }
+    throw new Error(`unknown command ${String(msg.cmd)}`);
+  });
+}
+
+async function main(): Promise<void> {
+  const memoryMib = Number(arg('mib') ?? (arg('quick') !== undefined ? 256 : 1024));
+  const reps = Number(arg('reps') ?? 3);
+  const receiver = new Worker(SELF, 'receiver');
+  const sender = new Worker(SELF, 'sender');
+  try {
+    log(`stream bench: ${memoryMib} MiB of random pages, ${reps} interleaved repetitions`);
+    await sender.request({ cmd: 'prepare', memoryMib });
+    const engine: number[] = [];
+    const raw: number[] = [];
+    let bytes = 0;
+    let digestOk = true;
+    for (let rep = 0; rep < reps; rep++) {
+      const id = `bench-${rep}`;
+      const { port } = await receiver.request<{ port: number }>({ cmd: 'listen-engine', memoryMib, id });
+      const [res, sent] = await Promise.all([
+        receiver.request<{ seconds: number; bytes: number; digestOk: boolean }>({ cmd: 'result' }),
+        sender.request<{ bytesSent: number; maxBufferedBytes: number }>({ cmd: 'send-engine', port, id }),
+      ]);
+      bytes = res.bytes;
+      digestOk &&= res.digestOk;
+      engine.push(res.seconds);
+      log(`rep ${rep} engine: ${round3(res.bytes / res.seconds / 1e9)} GB/s, max buffered ${sent.maxBufferedBytes} B`);
+      const rawPort = (await receiver.request<{ port: number }>({ cmd: 'listen-raw', bytes })).port;
+      const [rawRes] = await Promise.all([
+        receiver.request<{ seconds: number }>({ cmd: 'result' }),
+        sender.request({ cmd: 'send-raw', port: rawPort, bytes }),
+      ]);
+      raw.push(rawRes.seconds);
+      log(`rep ${rep} raw tcp: ${round3(bytes / rawRes.seconds / 1e9)} GB/s`);
+    }
+    const seconds = median(engine);
+    const rawSeconds = median(raw);
+    const gbps = bytes / seconds / 1e9;
+    const rawGbps = bytes / rawSeconds / 1e9;
+    const rates = engine.map((s) => bytes / s / 1e9);
+    emit({
+      bench: 'stream',
+      case: `${memoryMib}mib-random`,
+      bytes,
+      seconds: round3(seconds),
+      gbps: round3(gbps),
+      raw_tcp_gbps: round3(rawGbps),
+      ratio: round3(gbps / rawGbps),
+      reps,
+      min: round3(Math.min(...rates)),
+      max: round3(Math.max(...rates)),
+      digest_ok: digestOk,
+    });
+  } finally {
+    receiver.stop();
+    sender.stop();
+  }
+}
+
+const role = arg('role');
+if (role === 'receiver') void receiverRole();
+else if (role === 'sender') void senderRole();
+else
+  main().catch((err) => {
+    log(err instanceof Error ? err.stack : String(err));
+    process.exitCode = 1;
+  });
