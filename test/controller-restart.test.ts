@@ -59,12 +59,12 @@ it('a restarted controller serves the same VMs and nodes, and agents reconnect',
 
   api = c.api();
   try {
-    // node-2 stays cordoned; node-1 must come back READY once its agent reconnects.
+    // Once both agents report to the new controller: node-1 READY, node-2 still CORDONED.
     await waitFor(async () => {
       const nodes = (await api.listNodes({})).nodes;
       return (
         nodes.find((n) => n.nodeId === 'node-1')?.state === cluster.NodeState.NODE_STATE_READY &&
-        nodes.find((n) => n.nodeId === 'node-2')?.cordoned === true
+        nodes.find((n) => n.nodeId === 'node-2')?.state === cluster.NodeState.NODE_STATE_CORDONED
       );
     }, 15_000, 'agents reconnected');
     expect(await snapshot(api)).toEqual(before);
