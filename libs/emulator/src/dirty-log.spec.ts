@@ -25,11 +25,22 @@ describe('DirtyLog', () => {
     expect(testBit(bits, 7)).toBe(true);
   });
 
-  it('zeroing a zero page is not a write', () => {
+  it('zeroPage of a zero page, or of a backed page holding zeros (KSM use_zero_pages), is not a write', () => {
     const mem = setup();
+    mem.writeWord(4, 0, 1, 0);
+    mem.writeWord(4, 0, 0, 0); // backed, all zero
     const log = mem.createDirtyLog();
     mem.zeroPage(3);
+    mem.zeroPage(4);
+    expect(mem.isZero(4)).toBe(true);
     expect(log.dirtyCount()).toBe(0);
+  });
+
+  it('writePage of zeros is a write even over a zero page (as KVM marks any write)', () => {
+    const mem = setup();
+    const log = mem.createDirtyLog();
+    mem.writePage(3, new Uint8Array(PAGE_SIZE));
+    expect(log.dirtyCount()).toBe(1);
   });
 
   it('mapShared is not a guest write', () => {

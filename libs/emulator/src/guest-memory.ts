@@ -72,7 +72,8 @@ export class GuestMemory implements DirtyLogOwner {
     this.checkPage(page);
     this.checkSpan('src', src, srcOffset);
     if (isZeroSpan(src, srcOffset)) {
-      this.zeroPage(page);
+      this.unback(page);
+      this.markDirty(page);
       return;
     }
     let frame = this.map[page];
@@ -94,19 +95,17 @@ export class GuestMemory implements DirtyLogOwner {
   }
 
   /**
-   * Makes the page zero and frees its frame (or drops its share of it). Marks the page dirty only if it
-   * was backed: zeroing a zero page changes nothing (and KSM's use_zero_pages merging is not a guest write
-   * worth resending, though a backed page is conservatively treated as changed).
+   * Makes the page zero and frees its frame (or drops its share of it). The page is marked dirty only if
+   * its content changes: KSM's use_zero_pages merging of a page that already holds zeros is not a write.
    */
   zeroPage(page: number): void {
     this.checkLive();
     this.checkPage(page);
     const frame = this.map[page];
     if (frame === -1) return;
-    this.map[page] = -1;
-    this.resident--;
-    this.pool.decRef(frame);
-    this.markDirty(page);
+    const changed = !this.frameIsZero(frame);
+    this.unback(page);
+    if (changed) this.markDirty(page);
   }
 
   /**
@@ -216,6 +215,20 @@ export class GuestMemory implements DirtyLogOwner {
 
   get isReleased(): boolean {
     return this.released;
+  }
+
+  private unback(page: number): void {
+    const frame = this.map[page];
+    if (frame === -1) return;
+    this.map[page] = -1;
+    this.resident--;
+    this.pool.decRef(frame);
+  }
+
+  private frameIsZero(frame: number): boolean {
+    const words = this.pool.slabWords(frame);
+    for (let w = this.pool.frameWordOffset(frame), end = w + PAGE_WORDS; w < end; w++) if (words[w] !== 0) return false;
+    return true;
   }
 
   private markDirty(page: number): void {
