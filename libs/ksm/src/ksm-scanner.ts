@@ -33,7 +33,7 @@ export class KsmScanner {
   private current: KsmKnobs;
   private readonly pool: KsmFramePool;
   private readonly checksum: FrameChecksum;
-  private readonly zeroSum: number | null;
+  private zeroSum: number | null | undefined; // undefined: not computed yet (needs initHashing)
   private readonly regions = new RegionRegistry();
   private readonly stable = new StableTree();
   private readonly unstable = new ItemTable(14);
@@ -50,7 +50,7 @@ export class KsmScanner {
     this.pool = opts.pool;
     this.current = mergeKnobs(DEFAULT_KNOBS, opts.knobs ?? {});
     this.checksum = opts.checksum ?? xxhChecksum;
-    this.zeroSum = opts.zeroChecksum ?? (opts.checksum === undefined ? zeroChecksum() : null);
+    this.zeroSum = opts.zeroChecksum ?? (opts.checksum === undefined ? undefined : null);
   }
 
   get knobs(): Readonly<KsmKnobs> {
@@ -229,7 +229,7 @@ export class KsmScanner {
       return true;
     }
     r.flags[p] = fl;
-    if (this.current.use_zero_pages === 1 && (this.zeroSum === null || sum === this.zeroSum) && frameIsZero(pool, frame)) {
+    if (this.current.use_zero_pages === 1 && this.mayBeZero(sum) && frameIsZero(pool, frame)) {
       mem.zeroPage(p);
       r.flags[p] = ZERO;
       r.rmapItems--;
@@ -250,6 +250,12 @@ export class KsmScanner {
       this.unshared++;
     }
     return true;
+  }
+
+  /** False only if `sum` proves the page is not all zero. */
+  private mayBeZero(sum: number): boolean {
+    if (this.zeroSum === undefined) this.zeroSum = zeroChecksum();
+    return this.zeroSum === null || sum === this.zeroSum;
   }
 
   /** An identical KSM page with room for one more mapper, or -1. Dead nodes (frame freed) are retired. */
