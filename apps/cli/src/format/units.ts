@@ -27,7 +27,7 @@ export function formatBytes(bytes: number): string {
 }
 
 export function formatMib(mib: number): string {
-  return formatBytes(mib * 1024 * 1024);
+  return mib === 0 ? '0 MiB' : formatBytes(mib * 1024 * 1024);
 }
 
 export function formatPages(pages: number): string {
