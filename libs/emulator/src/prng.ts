@@ -25,8 +25,16 @@ export class Xoshiro128 {
 
   /** The next uint32. */
   next(): number {
+    return this.nextInt32() >>> 0;
+  }
+
+  /**
+   * The next output as a signed int32 (same bits as next()). Hot loops use it: an int32 stays a small
+   * integer in V8, where a uint32 above 2^31 returned from a call may be boxed on the heap.
+   */
+  nextInt32(): number {
     const s = this.state;
-    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9);
     const t = s[1] << 9;
     s[2] ^= s[0];
     s[3] ^= s[1];
