@@ -16,16 +16,20 @@
  * `seconds` and the CPU figures include that confirming scan). Wall-clock rates suffer when other work
  * shares the two cores; pages_per_cpu_second does not.
  * - debian-12-x8: eight 256 MiB VMs booted from debian-12; RSS and pool bytes before and after merging.
+ * - debian-12-x8-busy: the same while each guest makes 20 hot/cold stores per 1000 pages scanned:
+ *   pages written between two visits stay volatile; found_over_truth is against the duplicates left.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { FramePool, GuestMemory, PAGE_SIZE, initHashing, loadImage, pageHash } from '@vmm/emulator';
+import { FramePool, GuestMemory, PAGE_SIZE, VcpuWorkload, initHashing, loadImage, pageHash } from '@vmm/emulator';
 import { KsmScanner, Ksmd, xxhChecksum, type FrameChecksum, type KsmFramePool } from '@vmm/ksm';
 
 interface CaseSpec {
   vms: number;
   vmMib: number;
   build: (mem: GuestMemory, index: number) => void;
+  /** Guest stores made by each VM after every batch of 1000 scanned pages (a busy guest). */
+  storesPerBatch?: number;
   cached: boolean;
   timer: boolean;
   reps: number;
@@ -37,7 +41,9 @@ const CASES: Record<string, CaseSpec> = {
   'linux-2x1g-ws256-nocache': { vms: 2, vmMib: 1024, build: workingSet(256), cached: false, timer: false, reps: 3 },
   'linux-2x1g-ws256-ksmd': { vms: 2, vmMib: 1024, build: workingSet(256), cached: true, timer: true, reps: 1 },
   'debian-12-x8': { vms: 8, vmMib: 256, build: (m) => loadImage(m, 'debian-12'), cached: true, timer: false, reps: 3 },
+  'debian-12-x8-busy': { vms: 8, vmMib: 256, build: (m) => loadImage(m, 'debian-12'), storesPerBatch: 20, cached: true, timer: false, reps: 1 },
 };
+const BUSY_WORKING_SET_PAGES = 4096; // hot/cold over the first 16 MiB of the image
 const MAX_FULL_SCANS = 10;
 /** ANCHORS.md: Linux ksmd scans about 200k pages per CPU-second. */
 const LINUX_PAGES_PER_CPU_SECOND = 200_000;
@@ -85,7 +91,10 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
     spec.build(m, i);
     return m;
   });
-  const { present, truth } = duplicateTruth(mems);
+  const workloads = spec.storesPerBatch
+    ? mems.map((m, i) => new VcpuWorkload(m, { kind: 'hotcold', dirtyRatePagesPerSec: 0, workingSetPages: BUSY_WORKING_SET_PAGES, seed: i }, 0x9e37 + i))
+    : [];
+  const { present } = duplicateTruth(mems);
   const framesBefore = pool.framesInUse;
   const reservedBefore = pool.bytesReserved;
   const rssBefore = await settle();
@@ -125,7 +134,13 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
     ksmd.stop();
   } else {
     for (let scan = 1; scan <= MAX_FULL_SCANS; scan++) {
-      ksm.scanFull(1);
+      if (workloads.length === 0) ksm.scanFull(1);
+      else {
+        while (ksm.stats().full_scans < scan) {
+          ksm.scanBatch(1000);
+          for (const w of workloads) w.step(spec.storesPerBatch ?? 0);
+        }
+      }
       const sharing = ksm.stats().pages_sharing;
       if (sharing === last && last > 0) break;
       if (sharing !== last) {
@@ -139,6 +154,7 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const s = ksm.stats();
+  const { truth } = duplicateTruth(mems); // the duplicates present now (a busy guest made some unique)
   const framesFreed = framesBefore - pool.framesInUse;
   const rssAfter = await settle();
   const savedBytes = s.pages_sharing * PAGE_SIZE;
@@ -162,6 +178,9 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
     truth,
     pages_shared: s.pages_shared,
     pages_sharing: s.pages_sharing,
+    pages_unshared: s.pages_unshared,
+    pages_volatile: s.pages_volatile,
+    guest_stores: workloads.reduce((a, w) => a + w.writes, 0),
     general_profit_mib: mib(s.general_profit),
     checksum_cache: spec.cached,
     pool_mib_before: mib(framesBefore * PAGE_SIZE),

@@ -1,4 +1,4 @@
-import { FramePool, GuestMemory, PAGE_SIZE, initHashing, loadImage, pageHash } from '@vmm/emulator';
+import { FramePool, GuestMemory, PAGE_SIZE, VirtualMachine, initHashing, loadImage, pageHash } from '@vmm/emulator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidKnobError, KnobBusyError, PoolMismatchError, RegionExistsError, UnknownRegionError } from './errors.js';
 import { KsmScanner } from './ksm-scanner.js';
@@ -236,6 +236,26 @@ describe('KsmScanner regions', () => {
     empty.writeWord(5, 0, 1, 1);
     expect(ksm.scanFull(1)).toBe(1);
     expect(ksm.stats()).toMatchObject({ full_scans: 2, pages_scanned: 1, rmap_items: 1, pages_volatile: 1 });
+  });
+
+  it('survives VMs that write while merged and a VM stopped while still registered', () => {
+    const pool = new FramePool();
+    const workload = (seed: number) => ({ kind: 'uniform' as const, dirtyRatePagesPerSec: 0, workingSetPages: 2048, seed });
+    const vms = [0, 1, 2].map((i) => new VirtualMachine({ id: `vm${i}`, pool, memoryMib: 32, vcpus: 1, image: 'alpine-3.20', workload: workload(i) }));
+    const ksm = new KsmScanner({ pool, knobs: { run: 1, pages_to_scan: 500 } });
+    for (const vm of vms) ksm.addRegion(vm.id, vm.memory);
+    for (let i = 0; i < 40; i++) {
+      ksm.scanBatch();
+      for (const vm of vms) vm.workload.step(50);
+    }
+    expect(ksm.stats().pages_sharing).toBeGreaterThan(1000);
+    vms[2].stop(); // releases its memory; its rmap items go away as ksmd passes
+    ksm.scanFull(2);
+    expect(ksm.regionStats('vm2')).toEqual({ ksm_rmap_items: 0, ksm_merging_pages: 0, ksm_zero_pages: 0, ksm_process_profit: 0 });
+    const digests = vms.slice(0, 2).map((vm) => vm.memory.digest());
+    ksm.configure({ run: 2 });
+    expect(vms.slice(0, 2).map((vm) => vm.memory.digest())).toEqual(digests);
+    ksm.removeRegion('vm2');
   });
 
   it('rejects duplicate ids, unknown ids, another pool and bad knobs, changing nothing', () => {
