@@ -91,6 +91,24 @@ describe('KsmScanner merging', () => {
     expect(pool.refCount(frame)).toBe(3);
   });
 
+  it('a KSM page whose last mapper wrote it in place (refcount 1, no COW) is dissolved', () => {
+    const pool = new FramePool();
+    const m = new GuestMemory(pool, 3);
+    for (let p = 0; p < 3; p++) m.writePage(p, pageOf(9));
+    const ksm = scannerFor(pool, [m]);
+    ksm.scanFull(2);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 1, pages_sharing: 2 });
+    m.writeWord(1, 0, 1, 0); // COW
+    m.writeWord(2, 0, 2, 0); // COW
+    m.writeWord(0, 0, 3, 0); // refcount 1 now: written in place
+    ksm.scanFull(1);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 0, pages_sharing: 0, pages_volatile: 3 });
+    m.writePage(1, pageOf(9)); // the old content again: must not join the dissolved KSM page
+    ksm.scanFull(2);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 0, pages_sharing: 0 });
+    expect(new Set([0, 1, 2].map((p) => m.frameOf(p))).size).toBe(3);
+  });
+
   it('run=2 unmerges everything: each page gets its own frame again and the counters drop to zero', () => {
     const pool = new FramePool();
     const vms = imageVms(pool, 3);

@@ -201,7 +201,8 @@ export class KsmScanner {
       if (this.stable.frame[n] === frame && !this.stable.isRetired(n)) {
         // Still mapping its KSM page. A sole mapper is special: the emulator writes a frame nobody else
         // maps in place (Linux never reuses a KSM page), so its content is checked against the node's.
-        if (this.stable.sharers[n] > 1 || pool.refCount(frame) > 1) {
+        // (Other mappers may have left without ksmd noticing yet: the refcount is the truth here.)
+        if (pool.refCount(frame) > 1) {
           r.flags[p] = fl;
           return true;
         }
