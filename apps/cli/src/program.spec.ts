@@ -57,7 +57,8 @@ function vm(i: number): cluster.Vm {
 }
 
 /** What the fake saw, so tests can assert which calls the CLI made. */
-const seen = { listVmsPages: 0, createVm: [] as cluster.CreateVmRequest[], migrateVm: [] as cluster.MigrateVmRequest[] };
+const fakeOptions = { watchUnimplemented: false, failMigration: false };
+const seen = { getMigration: 0, listVmsPages: 0, createVm: [] as cluster.CreateVmRequest[], migrateVm: [] as cluster.MigrateVmRequest[] };
 const vms = [1, 2, 3, 4, 5].map(vm);
 const nodes = [node('node-1'), node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined })];
 
@@ -105,8 +106,20 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     seen.migrateVm.push(req);
     return migration({ vmId: req.vmId, phase: cluster.MigrationPhase.MIGRATION_PHASE_PENDING, round: 0, pagesSent: 0, bytesSent: 0, sourceDigest: '', targetDigest: '' });
   }),
+  // Two polls in PRECOPY, then COMPLETED: what a client sees when it has to poll.
+  getMigration: unary((req: cluster.GetMigrationRequest) => {
+    if (!req.migrationId.startsWith('7c1f0e2a')) throw notFound(`migration "${req.migrationId}" not found`);
+    seen.getMigration += 1;
+    if (fakeOptions.failMigration) {
+      return migration({ phase: cluster.MigrationPhase.MIGRATION_PHASE_FAILED, error: 'did not converge after 30 rounds', sourceDigest: '', targetDigest: '' });
+    }
+    return seen.getMigration < 3 ? migration({ phase: cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY, targetDigest: '' }) : migration();
+  }),
   watchMigration: (call: ServerWritableStream<cluster.WatchMigrationRequest, cluster.Migration>) => {
-    if (!authorized(call)) return call.destroy(Object.assign(new Error('no token'), { code: status.UNAUTHENTICATED }));
+    if (!authorized(call)) return void call.emit('error', { code: status.UNAUTHENTICATED, details: 'no token' });
+    if (fakeOptions.watchUnimplemented) {
+      return void call.emit('error', { code: status.UNIMPLEMENTED, details: 'WatchMigration is not implemented' });
+    }
     const P = cluster.MigrationPhase;
     call.write(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 0, pagesSent: 100000, bytesSent: 409600000, sourceDigest: '', targetDigest: '' }));
     call.write(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 1, pagesSent: 262144, dirtyPagesRemaining: 4000, sourceDigest: '', targetDigest: '' }));
@@ -133,6 +146,9 @@ afterAll(async () => {
 
 beforeEach(() => {
   seen.listVmsPages = 0;
+  seen.getMigration = 0;
+  fakeOptions.watchUnimplemented = false;
+  fakeOptions.failMigration = false;
   seen.createVm.length = 0;
   seen.migrateVm.length = 0;
 });
@@ -246,5 +262,24 @@ describe('vmctl against a fake ClusterService', () => {
     expect(out).toContain('Migration 7c1f0e2a of web-1');
     expect(out).toMatch(/Outcome {5}COMPLETED ✓/);
     expect(out).toContain('source 9f3c5a7e11d2b4c0 == target 9f3c5a7e11d2b4c0 ✓');
+  });
+
+  it('follows by polling GetMigration when the server has no WatchMigration stream', async () => {
+    fakeOptions.watchUnimplemented = true;
+    const { code, out, err } = await vmctl('migration', '7c1f0e2a-1111-2222-3333-444455556666', '--follow');
+    expect(code).toBe(0);
+    expect(seen.getMigration).toBe(3); // the lookup, then polls until COMPLETED
+    expect(err).toMatch(/PRECOPY/);
+    expect(out).toMatch(/^Phase\s+COMPLETED$/m);
+    expect(out).toContain('== target 9f3c5a7e11d2b4c0 ✓');
+  });
+
+  it('exits 1 with the summary when a followed migration fails', async () => {
+    fakeOptions.watchUnimplemented = true;
+    fakeOptions.failMigration = true;
+    const { code, out, err } = await vmctl('migration', '7c1f0e2a', '--follow');
+    expect(code).toBe(1);
+    expect(out).toContain('FAILED ✗  did not converge after 30 rounds');
+    expect(err).toMatch(/error: migration 7c1f0e2a-1111-2222-3333-444455556666 ended FAILED\n$/);
   });
 });

@@ -1,7 +1,7 @@
 import { cluster } from '@vmm/proto';
 import { MigrationNotCompletedError } from '../errors.js';
 import { followMigration } from '../follow.js';
-import { digestCheck, renderMigrationDetails, renderMigrationsTable, renderSummary } from '../format/migrations.js';
+import { digestCheck, isTerminal, phaseName, renderMigrationDetails, renderMigrationsTable, renderSummary } from '../format/migrations.js';
 import { nodeStateLabel } from '../format/nodes.js';
 import { shortId } from '../format/units.js';
 import { createProgressView } from '../progress.js';
@@ -51,7 +51,7 @@ export async function migrateCommand(ctx: CommandContext, ref: string, opts: Mig
   }
   const [final] = await followAll(ctx, [{ migration: started, label: vm.name }]);
   if (!ctx.json) ctx.io.out(renderSummary(final!, { vmName: vm.name, vmMemoryMib: vm.memoryMib }));
-  if (!succeeded(final!)) throw new MigrationNotCompletedError(final!.migrationId, final!.phase.replace('MIGRATION_PHASE_', ''));
+  if (!succeeded(final!)) throw new MigrationNotCompletedError(final!.migrationId, phaseName(final!));
 }
 
 export async function migrationsCommand(ctx: CommandContext, opts: { vm?: string }): Promise<void> {
@@ -66,17 +66,19 @@ export async function migrationCommand(ctx: CommandContext, ref: string, opts: {
   const names = await vmNames(ctx.api);
   const name = names.get(m.vmId);
   if (opts.follow) [m] = (await followAll(ctx, [{ migration: m, label: name ?? shortId(m.vmId) }])) as [cluster.Migration];
-  if (ctx.json) return opts.follow ? undefined : printJson(ctx, m);
-  ctx.io.out(renderMigrationDetails(m, name));
-  if (m.phase === cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED || m.phase === cluster.MigrationPhase.MIGRATION_PHASE_FAILED || m.phase === cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED) {
-    ctx.io.out(renderSummary(m, { vmName: name }));
+  if (ctx.json && !opts.follow) printJson(ctx, m);
+  if (!ctx.json) {
+    ctx.io.out(renderMigrationDetails(m, name));
+    if (isTerminal(m)) ctx.io.out(renderSummary(m, { vmName: name }));
   }
+  // Following is waiting for an outcome: a failed one is a failure, as for `migrate --follow`.
+  if (opts.follow && !succeeded(m)) throw new MigrationNotCompletedError(m.migrationId, phaseName(m));
 }
 
 export async function cancelCommand(ctx: CommandContext, ref: string): Promise<void> {
   const m = await ctx.api.cancelMigration((await resolveMigration(ctx.api, ref)).migrationId);
   if (ctx.json) return printJson(ctx, m);
-  ctx.io.out(`migration ${m.migrationId}: ${m.phase.replace('MIGRATION_PHASE_', '')}${m.error ? ` (${m.error})` : ''}\n`);
+  ctx.io.out(`migration ${m.migrationId}: ${phaseName(m)}${m.error ? ` (${m.error})` : ''}\n`);
 }
 
 /** Cordons the node and migrates every VM off it; with follow, waits for all of them. */
@@ -95,5 +97,5 @@ export async function drainCommand(ctx: CommandContext, nodeId: string, opts: { 
   );
   if (!ctx.json) ctx.io.out(renderMigrationsTable(finals, names));
   const failed = finals.find((m) => !succeeded(m));
-  if (failed) throw new MigrationNotCompletedError(failed.migrationId, failed.phase.replace('MIGRATION_PHASE_', ''));
+  if (failed) throw new MigrationNotCompletedError(failed.migrationId, phaseName(failed));
 }
