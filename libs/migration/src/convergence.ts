@@ -16,6 +16,12 @@ export function expectedDowntimeMs(dirtyPages: number, bytesPerSec: number, fixe
   return (dirtyPages * PAGE_SIZE * 1000) / bytesPerSec + fixedCostMs;
 }
 
+/** Time to get through `dirtyPages` at `pagesPerSec` (the measured pace of the last rounds), in ms. */
+export function expectedDowntimeFromPageRateMs(dirtyPages: number, pagesPerSec: number, fixedCostMs = 0): number {
+  if (dirtyPages === 0) return fixedCostMs;
+  return (dirtyPages * 1000) / pagesPerSec + fixedCostMs;
+}
+
 export type RoundDecision = 'switch-over' | 'continue' | 'give-up';
 
 /**

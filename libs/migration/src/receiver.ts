@@ -199,7 +199,7 @@ export class MigrationReceiver {
         settled = 'committed';
         signal?.removeEventListener('abort', abort);
         vm.resume();
-        return { resumedAtMs: Date.now() };
+        return { resumedAtMs: performance.timeOrigin + performance.now() };
       },
       abort,
     };

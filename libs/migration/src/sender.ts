@@ -7,7 +7,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { initHashing, type VirtualMachine } from '@vmm/emulator';
-import { AutoConverge, countDirty, decideAfterRound, expectedDowntimeMs } from './convergence.js';
+import { AutoConverge, countDirty, decideAfterRound, expectedDowntimeFromPageRateMs } from './convergence.js';
 import { BandwidthEstimator, TokenBucket } from './bandwidth.js';
 import { XbzrleCache } from './encoding/xbzrle-cache.js';
 import { ConvergenceError, DigestMismatchError, MigrationStateError } from './errors.js';
@@ -19,6 +19,11 @@ import { FrameType, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
 import { FrameWriter } from './wire/frame-writer.js';
 import { PageBatcher } from './wire/page-batch.js';
 import { PeerSession } from './session.js';
+
+/** Device state, COMPLETE/VERIFIED round trip and the target's resume, in ms. */
+const SWITCH_OVER_OVERHEAD_MS = 5;
+/** The dirty set grows a little between the last sync and the pause; the estimate allows 10%. */
+const DIRTY_MARGIN = 1.1;
 
 export interface SenderOptions {
   vm: VirtualMachine;
@@ -84,8 +89,14 @@ export class MigrationSender {
     let stopAndCopyPages = 0;
     const sentPages = () => batcher.counters.pagesRaw + batcher.counters.pagesZero + batcher.counters.pagesXbzrle;
 
-    const sendRound = async (round: number, all: boolean): Promise<number> => {
-      await writer.sendFrame(encodeRound(round));
+    const nonZeroPages = () => batcher.counters.pagesRaw + batcher.counters.pagesXbzrle + batcher.counters.pagesUnchanged;
+
+    /**
+     * Sends one round, then announces the next with a ROUND frame, so that the receiver can digest what
+     * it has while the source still runs (the final round needs no announcement of its own).
+     */
+    const sendRound = async (round: number, all: boolean, last: boolean): Promise<number> => {
+      if (round === 0) await writer.sendFrame(encodeRound(0));
       const before = sentPages();
       if (all) {
         for (let page = 0; page < pageCount; page++) {
@@ -105,6 +116,7 @@ export class MigrationSender {
         }
       }
       await batcher.flushAll();
+      if (!last) await writer.sendFrame(encodeRound(round + 1));
       return sentPages() - before;
     };
 
@@ -121,16 +133,22 @@ export class MigrationSender {
       for (;;) {
         const roundStart = performance.now();
         const bytesBefore = writer.bytesWritten;
-        pagesSent += await sendRound(this.round, this.round === 0);
+        const nonZeroBefore = nonZeroPages();
+        pagesSent += await sendRound(this.round, this.round === 0, false);
         roundsDone++;
         const roundBytes = writer.bytesWritten - bytesBefore;
-        bandwidth.sample(roundBytes, performance.now() - roundStart);
+        bandwidth.sample(roundBytes, nonZeroPages() - nonZeroBefore, performance.now() - roundStart);
         // Warm the per-frame hash cache so the digest under pause only hashes pages dirtied since.
+        const digestStart = performance.now();
         memory.digest();
+        const digestMs = performance.now() - digestStart;
         dirtyLog.sync(bitmap);
         const now = performance.now();
         const dirty = countDirty(bitmap);
-        const expectedMs = expectedDowntimeMs(dirty, bandwidth.bytesPerSec);
+        // Under pause both ends also digest about the pages of one round (the other frames' hashes are
+        // cached): count that, plus a margin for the pages written between this sync and the pause.
+        const fixedCostMs = 2 * digestMs + SWITCH_OVER_OVERHEAD_MS;
+        const expectedMs = expectedDowntimeFromPageRateMs(dirty * DIRTY_MARGIN, bandwidth.pagesPerSec, fixedCostMs);
         const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
         if (throttle >= 0) vm.setThrottle(throttle);
         this.emit({
@@ -153,7 +171,7 @@ export class MigrationSender {
 
       this.setPhase('STOP_AND_COPY');
       vm.pause();
-      pausedAtMs = Date.now();
+      pausedAtMs = performance.timeOrigin + performance.now(); // epoch ms, sub-ms precision
       pausedAtPerf = performance.now();
       // Throttling was a migration aid: neither the target nor a rolled-back source keeps it.
       vm.setThrottle(0);
@@ -161,7 +179,7 @@ export class MigrationSender {
       dirtyLog.sync(lateBitmap);
       for (let w = 0; w < bitmap.length; w++) bitmap[w] |= lateBitmap[w]!;
       this.round++;
-      stopAndCopyPages = await sendRound(this.round, false);
+      stopAndCopyPages = await sendRound(this.round, false, true);
       pagesSent += stopAndCopyPages;
       await writer.sendFrame(encodeFrame(FrameType.DEVICE_STATE, vm.saveDeviceState()));
       const sourceDigest = memory.digest();
