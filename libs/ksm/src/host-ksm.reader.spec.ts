@@ -44,15 +44,15 @@ describe('host KSM reader', () => {
     await mkdir(path.join(hostKsmPaths.procDir, '123'), { recursive: true });
     await writeFile(
       path.join(hostKsmPaths.procDir, '123', 'ksm_stat'),
-      'ksm_rmap_items 10\nksm_zero_pages 0\nksm_merging_pages 7\nksm_process_profit 28032\nksm_merge_any: no\nksm_mergeable: yes\n',
+      'ksm_rmap_items 10\nksm_zero_pages 0\nksm_merging_pages 7\nksm_process_profit 28032\nksm_merge_any: no\nksm_mergeable: yes\nfuture_key: [a] b\n',
     );
     expect(await readProcessKsmStat(123)).toEqual({
       ksm_rmap_items: 10,
       ksm_zero_pages: 0,
       ksm_merging_pages: 7,
       ksm_process_profit: 28032,
-      ksm_merge_any: 'no',
-      ksm_mergeable: 'yes',
+      ksm_merge_any: 0,
+      ksm_mergeable: 1,
     });
   });
 

@@ -42,10 +42,11 @@ export async function readHostKsm(dir = hostKsmPaths.sysfsDir): Promise<Record<s
 }
 
 /**
- * A process's /proc/<pid>/ksm_stat (Linux ≥ 6.1): `key value` lines; numeric values as numbers, others
- * (`ksm_merge_any: no`) as strings, a trailing ':' dropped from the key. {} if the file does not exist.
+ * A process's /proc/<pid>/ksm_stat (Linux ≥ 6.1): `key value` lines as numbers, keyed without the
+ * trailing ':' some keys carry; the yes/no flags (`ksm_merge_any: no`) become 1/0, anything else
+ * non-numeric is left out, so the result fits a map<string, int64>. {} if the file does not exist.
  */
-export async function readProcessKsmStat(pid: number, procDir = hostKsmPaths.procDir): Promise<Record<string, number | string>> {
+export async function readProcessKsmStat(pid: number, procDir = hostKsmPaths.procDir): Promise<Record<string, number>> {
   if (!Number.isInteger(pid) || pid <= 0) throw new InvalidPidError(pid);
   let text: string;
   try {
@@ -53,11 +54,13 @@ export async function readProcessKsmStat(pid: number, procDir = hostKsmPaths.pro
   } catch {
     return {};
   }
-  const out: Record<string, number | string> = {};
+  const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^\s*([A-Za-z0-9_]+):?\s+(\S.*?)\s*$/.exec(line);
+    const m = /^\s*([A-Za-z0-9_]+):?\s+(\S+)\s*$/.exec(line);
     if (!m) continue;
-    out[m[1]] = NUMBER.test(m[2]) ? Number(m[2]) : m[2];
+    const value = m[2];
+    if (NUMBER.test(value)) out[m[1]] = Number(value);
+    else if (value === 'yes' || value === 'no') out[m[1]] = value === 'yes' ? 1 : 0;
   }
   return out;
 }

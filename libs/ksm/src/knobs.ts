@@ -22,10 +22,13 @@ export const DEFAULT_KNOBS: Readonly<KsmKnobs> = Object.freeze({
   use_zero_pages: 0,
 });
 
+/** A change of knobs; use_zero_pages may also be a boolean (cluster.v1.KsmKnobs carries a bool). */
+export type KsmKnobsPatch = Partial<Omit<KsmKnobs, 'use_zero_pages'>> & { use_zero_pages?: 0 | 1 | boolean };
+
 const UINT32_MAX = 0xffffffff;
 
 /** Checks every field of `patch` (throws InvalidKnobError on the first bad one) and returns the merged knobs. */
-export function mergeKnobs(current: Readonly<KsmKnobs>, patch: Partial<KsmKnobs>): KsmKnobs {
+export function mergeKnobs(current: Readonly<KsmKnobs>, patch: KsmKnobsPatch): KsmKnobs {
   const next: KsmKnobs = { ...current };
   for (const [name, value] of Object.entries(patch)) {
     if (value === undefined) continue;
@@ -35,8 +38,8 @@ export function mergeKnobs(current: Readonly<KsmKnobs>, patch: Partial<KsmKnobs>
         next.run = value;
         break;
       case 'use_zero_pages':
-        if (value !== 0 && value !== 1) throw new InvalidKnobError(name, value, 'must be 0 or 1');
-        next.use_zero_pages = value;
+        if (value !== 0 && value !== 1 && typeof value !== 'boolean') throw new InvalidKnobError(name, value, 'must be 0, 1 or a boolean');
+        next.use_zero_pages = value === true || value === 1 ? 1 : 0;
         break;
       case 'pages_to_scan':
         next.pages_to_scan = integer(name, value, 1, UINT32_MAX);
@@ -59,4 +62,29 @@ function integer(name: string, value: unknown, min: number, max: number): number
     throw new InvalidKnobError(name, value, `must be an integer in ${min}..${max}`);
   }
   return value;
+}
+
+/** Environment variables of the node agent (docs/internals.md) and the knob each sets. */
+export const KSM_ENV: Readonly<Record<string, keyof KsmKnobs>> = Object.freeze({
+  KSM_RUN: 'run',
+  KSM_PAGES_TO_SCAN: 'pages_to_scan',
+  KSM_SLEEP_MILLISECS: 'sleep_millisecs',
+  KSM_MAX_PAGE_SHARING: 'max_page_sharing',
+  KSM_USE_ZERO_PAGES: 'use_zero_pages',
+});
+
+/**
+ * The knobs set in `env` (unset or empty variables are left out), checked like configure() would:
+ * a malformed value throws InvalidKnobError naming the variable's knob.
+ */
+export function knobsFromEnv(env: Readonly<Record<string, string | undefined>>): Partial<KsmKnobs> {
+  const patch: Record<string, number> = {};
+  for (const [variable, knob] of Object.entries(KSM_ENV)) {
+    const text = env[variable]?.trim();
+    if (text === undefined || text === '') continue;
+    if (!/^-?\d+$/.test(text)) throw new InvalidKnobError(knob, text, `${variable} must be an integer`);
+    patch[knob] = Number(text);
+  }
+  mergeKnobs(DEFAULT_KNOBS, patch as Partial<KsmKnobs>);
+  return patch as Partial<KsmKnobs>;
 }

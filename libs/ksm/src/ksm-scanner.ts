@@ -1,6 +1,6 @@
 import { KnobBusyError, PoolMismatchError } from './errors.js';
 import { ItemTable } from './item-table.js';
-import { DEFAULT_KNOBS, mergeKnobs, type KsmKnobs } from './knobs.js';
+import { DEFAULT_KNOBS, mergeKnobs, type KsmKnobs, type KsmKnobsPatch } from './knobs.js';
 import type { FrameChecksum, KsmFramePool, KsmMemory } from './ksm-memory.port.js';
 import { frameIsZero, framesEqual, xxhChecksum, zeroChecksum } from './page-checksum.js';
 import { HAVE_SUM, RMAP, Region, RegionRegistry, STABLE, UNSTABLE, ZERO } from './region-registry.js';
@@ -10,7 +10,7 @@ import { generalProfit, pagesVolatile, type KsmRegionStats, type KsmStats } from
 export interface KsmScannerOptions {
   /** The host's frames; every registered region must live in it. */
   pool: KsmFramePool;
-  knobs?: Partial<KsmKnobs>;
+  knobs?: KsmKnobsPatch;
   /** Content checksum (default: xxh64 low word through the pool's hash cache; needs `await initHashing()`). */
   checksum?: FrameChecksum;
   /** checksum() of an all-zero page; with a custom checksum and no value, use_zero_pages byte-checks every page. */
@@ -61,7 +61,7 @@ export class KsmScanner {
    * Sets knobs (all checked before any applies). run=2 unmerges every page; max_page_sharing may only
    * change while no KSM page exists (Linux: EBUSY), or together with run=2.
    */
-  configure(patch: Partial<KsmKnobs>): void {
+  configure(patch: KsmKnobsPatch): void {
     const next = mergeKnobs(this.current, patch);
     if (next.max_page_sharing !== this.current.max_page_sharing && next.run !== 2 && this.stable.pagesShared > 0) {
       throw new KnobBusyError('max_page_sharing', this.stable.pagesShared);
