@@ -123,7 +123,11 @@ async function runDemo(c: LocalCluster): Promise<void> {
     const started = Date.now();
     note('polling ListVms until every busy VM reports a measured dirty rate (from the dirty log)…');
     const { vms, ok } = await waitForDirtyRates(api);
-    note(ok ? `measured after ${((Date.now() - started) / 1000).toFixed(1)} s` : `no measured rate yet after ${RATES_TIMEOUT_MS / 1000} s: showing what is reported`);
+    note(
+      ok
+        ? `every busy VM has a measured rate, ${((Date.now() - started) / 1000).toFixed(1)} s after the last create`
+        : `no measured rate yet after ${RATES_TIMEOUT_MS / 1000} s: showing what is reported`,
+    );
     await vmctl(server, 'nodes');
     await vmctl(server, 'vms');
 
