@@ -106,7 +106,9 @@ describe('node agent', () => {
     expect(await statusOf(create(undefined))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(create(vmSpec({ vmId: 'bad', workload: undefined, memoryMib: -1 })))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.setKsm, { knobs: { run: 1 } }))).toBe(status.UNIMPLEMENTED);
-    expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't' }))).toBe(status.UNIMPLEMENTED);
+    expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't' }))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(unary(client.commitIncoming, { migrationId: 'unknown', fencingEpoch: 1 }))).toBe(status.NOT_FOUND);
+    expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '' }))).toBe(status.OK);
     expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);
     expect(running.vms.get('bad')).toBeUndefined();
   });

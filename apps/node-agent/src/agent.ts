@@ -7,6 +7,7 @@ import type { AgentConfig } from './config.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
 import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
 import { NestPinoLogger } from './logger.js';
+import { MigrationService } from './migration/migration.service.js';
 import { ControllerLink } from './registry/controller-link.js';
 import { ReportBuilder } from './registry/report-builder.js';
 import { VmManager } from './vm/vm-manager.js';
@@ -15,6 +16,7 @@ import { VmManager } from './vm/vm-manager.js';
 export interface RunningAgent {
   readonly app: INestMicroservice;
   readonly vms: VmManager;
+  readonly migrations: MigrationService;
   readonly link: ControllerLink;
   /** host:port the gRPC server listens on. */
   readonly address: string;
@@ -33,9 +35,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     log.child({ component: 'vm-manager' }),
   );
+  const migrations = new MigrationService(vms, config, log.child({ component: 'migration' }));
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms }), {
+  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations }), {
     ...agentGrpcOptions(address, health),
     logger: new NestPinoLogger(log.child({ component: 'nest' })),
   });
@@ -57,9 +60,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(AGENT_SERVICE_NAME, 'NOT_SERVING');
       await link.stop();
+      migrations.abortAll('the node agent is shutting down');
       vms.stopAll();
       await app.close();
       log.info('stopped');
     })());
-  return { app, vms, link, address, stop };
+  return { app, vms, migrations, link, address, stop };
 }

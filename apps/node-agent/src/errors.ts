@@ -25,6 +25,18 @@ export class InvalidVmSpecError extends Error {
   }
 }
 
+/** A request field other than the VM spec is missing or malformed (names the field). */
+export class InvalidRequestError extends Error {
+  readonly code = 'INVALID_REQUEST';
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super(`invalid ${field}: ${detail}`);
+    this.name = 'InvalidRequestError';
+  }
+}
+
 /** A request names a VM this agent does not run. */
 export class VmNotFoundError extends Error {
   readonly code = 'VM_NOT_FOUND';

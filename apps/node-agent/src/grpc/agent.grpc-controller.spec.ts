@@ -1,16 +1,20 @@
 import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
+import { MigrationService } from '../migration/migration.service.js';
 import { VmManager } from '../vm/vm-manager.js';
 import { AgentGrpcController } from './agent.grpc-controller.js';
 
 // Missing decorator metadata fails silently in Nest (STACK.md G5): guard both ways DI can resolve.
 describe('AgentGrpcController DI metadata', () => {
   it('has design:paramtypes from the transformer', () => {
-    expect(Reflect.getMetadata('design:paramtypes', AgentGrpcController)).toEqual([VmManager]);
+    expect(Reflect.getMetadata('design:paramtypes', AgentGrpcController)).toEqual([VmManager, MigrationService]);
   });
 
   it('has explicit @Inject tokens that do not depend on the transformer', () => {
     const injected = Reflect.getMetadata('self:paramtypes', AgentGrpcController) as { index: number; param: unknown }[];
-    expect(injected).toEqual([{ index: 0, param: VmManager }]);
+    expect([...injected].sort((a, b) => a.index - b.index)).toEqual([
+      { index: 0, param: VmManager },
+      { index: 1, param: MigrationService },
+    ]);
   });
 });

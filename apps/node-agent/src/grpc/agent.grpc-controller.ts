@@ -3,6 +3,7 @@ import { GrpcMethod } from '@nestjs/microservices';
 import type { agent } from '@vmm/proto';
 import type { Observable } from 'rxjs';
 import { NotImplementedError } from '../errors.js';
+import { MigrationService } from '../migration/migration.service.js';
 import { VmManager } from '../vm/vm-manager.js';
 
 const SERVICE = 'AgentService';
@@ -14,7 +15,10 @@ const SERVICE = 'AgentService';
 @Controller()
 export class AgentGrpcController {
   // Explicit @Inject: DI must not depend on the transformer emitting decorator metadata (STACK.md G5).
-  constructor(@Inject(VmManager) private readonly vms: VmManager) {}
+  constructor(
+    @Inject(VmManager) private readonly vms: VmManager,
+    @Inject(MigrationService) private readonly migrations: MigrationService,
+  ) {}
 
   @GrpcMethod(SERVICE, 'CreateVm')
   createVm(request: agent.CreateVmRequest): agent.VmStatus {
@@ -23,6 +27,7 @@ export class AgentGrpcController {
 
   @GrpcMethod(SERVICE, 'DeleteVm')
   deleteVm(request: agent.DeleteVmRequest): agent.DeleteVmResponse {
+    this.migrations.abortForVm(request.vmId, 'the VM is being deleted');
     this.vms.delete(request.vmId);
     return {};
   }
@@ -38,27 +43,27 @@ export class AgentGrpcController {
   }
 
   @GrpcMethod(SERVICE, 'PrepareIncoming')
-  prepareIncoming(_request: agent.PrepareIncomingRequest): agent.PrepareIncomingResponse {
-    throw new NotImplementedError('PrepareIncoming');
+  prepareIncoming(request: agent.PrepareIncomingRequest): Promise<agent.PrepareIncomingResponse> {
+    return this.migrations.prepareIncoming(request);
   }
 
   @GrpcMethod(SERVICE, 'StartOutgoing')
-  startOutgoing(_request: agent.StartOutgoingRequest): Observable<agent.MigrationProgress> {
-    throw new NotImplementedError('StartOutgoing');
+  startOutgoing(request: agent.StartOutgoingRequest): Observable<agent.MigrationProgress> {
+    return this.migrations.startOutgoing(request);
   }
 
   @GrpcMethod(SERVICE, 'CommitIncoming')
-  commitIncoming(_request: agent.CommitIncomingRequest): agent.CommitIncomingResponse {
-    throw new NotImplementedError('CommitIncoming');
+  commitIncoming(request: agent.CommitIncomingRequest): Promise<agent.CommitIncomingResponse> {
+    return this.migrations.commitIncoming(request);
   }
 
   @GrpcMethod(SERVICE, 'ReleaseOutgoing')
-  releaseOutgoing(_request: agent.ReleaseOutgoingRequest): agent.ReleaseOutgoingResponse {
-    throw new NotImplementedError('ReleaseOutgoing');
+  releaseOutgoing(request: agent.ReleaseOutgoingRequest): agent.ReleaseOutgoingResponse {
+    return this.migrations.releaseOutgoing(request);
   }
 
   @GrpcMethod(SERVICE, 'AbortMigration')
-  abortMigration(_request: agent.AbortMigrationRequest): agent.AbortMigrationResponse {
-    throw new NotImplementedError('AbortMigration');
+  abortMigration(request: agent.AbortMigrationRequest): agent.AbortMigrationResponse {
+    return this.migrations.abortMigration(request);
   }
 }

@@ -65,6 +65,16 @@ export class DirtyTracker {
     };
   }
 
+  /**
+   * Forgets what was logged so far without reporting it (a migration target's log holds every page
+   * the transfer wrote, which is not guest activity). Restarts the rate clock at `nowMs`.
+   */
+  reset(nowMs: number): void {
+    if (this.log.enabled) this.log.sync(this.union);
+    this.union.fill(0);
+    this.lastSampleMs = nowMs;
+  }
+
   /** Stops logging; later samples report no dirty pages. */
   dispose(): void {
     this.log.disable();

@@ -58,8 +58,9 @@ export class VmManager {
     const existing = this.vms.get(vmId);
     if (existing) {
       if (fencingEpoch < existing.fencingEpoch) throw new VmFencedError(vmId, fencingEpoch, existing.fencingEpoch);
-      if (existing.role === 'incoming' && !options.incoming) throw new VmBusyError(vmId, 'it is an incoming migration');
-      if (existing.role !== 'incoming' && options.incoming) throw new VmBusyError(vmId, 'it already runs on this node');
+      // Incoming VMs are made once per migration; the migration service dedupes by migration id.
+      if (options.incoming) throw new VmBusyError(vmId, 'it is already on this node');
+      if (existing.role === 'incoming') throw new VmBusyError(vmId, 'it is an incoming migration');
       return existing;
     }
     const vm = new VirtualMachine({

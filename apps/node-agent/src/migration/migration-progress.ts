@@ -1,0 +1,94 @@
+import type { MigrationPhase, MigrationProgress } from '@vmm/migration';
+import { agent, cluster } from '@vmm/proto';
+import type { SourceRunner } from './source.runner.js';
+
+export function toProtoPhase(phase: MigrationPhase): cluster.MigrationPhase {
+  return `MIGRATION_PHASE_${phase}` as cluster.MigrationPhase;
+}
+
+/** cluster.v1 MigrationPolicy → the engine's partial policy (0 = default, as the engine reads it). */
+export function toEnginePolicy(policy: cluster.MigrationPolicy | undefined | null) {
+  if (!policy) return {};
+  return {
+    downtimeLimitMs: policy.downtimeLimitMs,
+    maxBandwidthMibPerSec: policy.maxBandwidthMibPerSec,
+    maxRounds: policy.maxRounds,
+    autoConverge: policy.autoConverge,
+    xbzrle: policy.xbzrle,
+    completionTimeoutMs: policy.completionTimeoutMs,
+    xbzrleCacheMib: policy.xbzrleCacheMib,
+  };
+}
+
+const EMPTY: agent.MigrationProgress = {
+  phase: cluster.MigrationPhase.MIGRATION_PHASE_PREPARING,
+  round: 0,
+  pagesTotal: 0,
+  pagesSent: 0,
+  bytesSent: 0,
+  dirtyPagesRemaining: 0,
+  dirtyRatePagesPerSec: 0,
+  throughputBytesPerSec: 0,
+  expectedDowntimeMs: 0,
+  downtimeMs: 0,
+  totalTimeMs: 0,
+  throttlePercent: 0,
+  sourceDigest: '',
+  targetDigest: '',
+  error: '',
+  pausedAtMs: 0,
+};
+
+/** One engine progress event (after each round, at each phase change) as sent to the controller. */
+export function progressMessage(progress: MigrationProgress, startedAtMs: number): agent.MigrationProgress {
+  return {
+    ...EMPTY,
+    phase: toProtoPhase(progress.phase),
+    round: progress.round,
+    pagesTotal: progress.pagesTotal,
+    pagesSent: progress.pagesSent,
+    bytesSent: progress.bytesSent,
+    dirtyPagesRemaining: progress.dirtyPagesRemaining,
+    dirtyRatePagesPerSec: progress.dirtyRatePagesPerSec,
+    throughputBytesPerSec: progress.throughputBytesPerSec,
+    expectedDowntimeMs: progress.expectedDowntimeMs,
+    totalTimeMs: Date.now() - startedAtMs,
+    throttlePercent: progress.throttlePercent,
+  };
+}
+
+/**
+ * The stream's last message: COMMITTING with both digests once the target verified its copy, or
+ * FAILED / CANCELLED with the error as `CODE: message` (the code is the engine's stable code).
+ */
+export function finalMessage(runner: SourceRunner, last: agent.MigrationProgress | undefined): agent.MigrationProgress {
+  const base = { ...EMPTY, ...last, totalTimeMs: Date.now() - runner.startedAtMs };
+  const result = runner.result;
+  if (runner.state === 'ready' || runner.state === 'released') {
+    if (!result) throw new Error('a ready outgoing migration holds its result');
+    return {
+      ...base,
+      phase: cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING,
+      round: result.stats.rounds - 1,
+      pagesTotal: result.stats.pagesTotal,
+      pagesSent: result.stats.pagesSent,
+      bytesSent: result.stats.bytesSent,
+      dirtyPagesRemaining: 0,
+      expectedDowntimeMs: 0,
+      downtimeMs: result.stats.stopAndCopyMs,
+      totalTimeMs: result.totalTimeMs,
+      throttlePercent: result.stats.throttlePercentMax,
+      sourceDigest: result.sourceDigest,
+      targetDigest: result.targetDigest,
+      pausedAtMs: result.pausedAtMs,
+    };
+  }
+  const error = runner.error;
+  const code = error?.code ?? 'INTERNAL';
+  return {
+    ...base,
+    phase:
+      code === 'CANCELLED' ? cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED : cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
+    error: `${code}: ${error?.message ?? 'unknown failure'}`,
+  };
+}

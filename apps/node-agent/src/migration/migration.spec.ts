@@ -1,0 +1,167 @@
+import 'reflect-metadata';
+import { status } from '@grpc/grpc-js';
+import { agent, cluster } from '@vmm/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../agent.js';
+import { loadAgentConfig } from '../config.js';
+import { AgentCalls, codeOf } from '../testing/agent-calls.js';
+import { FakeRegistry } from '../testing/fake-registry.js';
+import { freePort, silentLogger, vmSpec, waitFor } from '../testing/fixtures.js';
+
+// Two real agents in one process, driven over gRPC the way the controller drives a migration.
+let registry: FakeRegistry;
+let source: RunningAgent;
+let target: RunningAgent;
+let src: AgentCalls;
+let dst: AgentCalls;
+
+async function boot(nodeId: string): Promise<RunningAgent> {
+  const config = loadAgentConfig({
+    NODE_ID: nodeId,
+    AGENT_PORT: String(await freePort()),
+    CONTROLLER_ADDRESS: registry.address,
+    LOG_LEVEL: 'silent',
+  });
+  return startAgent(config, silentLogger);
+}
+
+const busySpec = (vmId: string, rate = 2_000) =>
+  vmSpec({
+    vmId,
+    image: 'alpine-3.20',
+    memoryMib: 32,
+    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: rate, workingSetMib: 4, seed: 11 },
+  });
+
+const TOKEN = 'token-0123456789';
+
+beforeAll(async () => {
+  registry = new FakeRegistry(await freePort());
+  await registry.start();
+  source = await boot('node-src');
+  target = await boot('node-dst');
+  src = new AgentCalls(source.address);
+  dst = new AgentCalls(target.address);
+});
+
+afterAll(async () => {
+  src?.close();
+  dst?.close();
+  await source?.stop();
+  await target?.stop();
+  registry?.kill();
+});
+
+describe('live migration between two agents', () => {
+  it('moves a running VM: COMMITTING with equal digests, commit resumes the target, release fences the source', async () => {
+    const spec = busySpec('vm-move');
+    await src.call('createVm', { spec });
+    await waitFor('the workload to write', () => (source.vms.get('vm-move')?.vm.writesTotal ?? 0) > 20);
+
+    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN });
+    expect(dataAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    const again = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN });
+    expect(again.dataAddress).toBe(dataAddress);
+    expect(target.vms.list()).toEqual([]); // not the controller's VM before the commit
+
+    const messages = await src.startOutgoing({ migrationId: 'm1', vmId: 'vm-move', targetDataAddress: dataAddress, token: TOKEN, policy: undefined });
+    const last = messages.at(-1)!;
+    expect(last.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING);
+    expect(last.error).toBe('');
+    expect(last.sourceDigest).toMatch(/^[0-9a-f]{16}$/);
+    expect(last.targetDigest).toBe(last.sourceDigest);
+    expect(last.pausedAtMs).toBeGreaterThan(0);
+    expect(last.bytesSent).toBeGreaterThan(0);
+    expect(messages.some((m) => m.phase === cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY)).toBe(true);
+
+    // Until the controller decides, the source is paused (MIGRATING) and nothing runs on the target.
+    const sourceVm = source.vms.require('vm-move');
+    expect(sourceVm.vm.state).toBe('paused');
+    expect(source.vms.list()[0].state).toBe(cluster.VmState.VM_STATE_MIGRATING);
+    const writesAtPause = sourceVm.vm.writesTotal;
+
+    const { resumedAtMs } = await dst.call<agent.CommitIncomingResponse>('commitIncoming', { migrationId: 'm1', fencingEpoch: 1 });
+    expect(resumedAtMs).toBeGreaterThanOrEqual(last.pausedAtMs);
+    const downtimeMs = resumedAtMs - last.pausedAtMs;
+    expect(downtimeMs).toBeGreaterThanOrEqual(0);
+    const retried = await dst.call<agent.CommitIncomingResponse>('commitIncoming', { migrationId: 'm1', fencingEpoch: 1 });
+    expect(retried.resumedAtMs).toBe(resumedAtMs);
+
+    await src.call('releaseOutgoing', { migrationId: 'm1', vmId: 'vm-move', fencingEpoch: 1 });
+    await src.call('releaseOutgoing', { migrationId: 'm1', vmId: 'vm-move', fencingEpoch: 1 });
+    expect(source.vms.get('vm-move')).toBeUndefined();
+    expect(source.vms.pool.framesInUse).toBe(0);
+
+    const listed = await dst.call<agent.ListVmsResponse>('listVms', {});
+    expect(listed.vms).toHaveLength(1);
+    expect(listed.vms[0]).toMatchObject({ vmId: 'vm-move', state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: 1 });
+    // The workload continues on the target where it paused on the source.
+    await waitFor('the target workload to continue', () => (target.vms.get('vm-move')?.vm.writesTotal ?? 0) > writesAtPause);
+
+    // The source may never run it again under the old epoch.
+    expect(await codeOf(src.call('createVm', { spec }))).toBe(status.FAILED_PRECONDITION);
+    expect(await codeOf(src.call('abortMigration', { migrationId: 'm1', reason: 'late' }))).toBe(status.FAILED_PRECONDITION);
+  });
+
+  it('rolls back when aborted after the transfer: the source resumes, the target discards', async () => {
+    const spec = busySpec('vm-abort');
+    await src.call('createVm', { spec });
+    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm2', spec, token: TOKEN });
+    const messages = await src.startOutgoing({ migrationId: 'm2', vmId: 'vm-abort', targetDataAddress: dataAddress, token: TOKEN, policy: undefined });
+    expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING);
+
+    await src.call('abortMigration', { migrationId: 'm2', reason: 'test' });
+    await dst.call('abortMigration', { migrationId: 'm2', reason: 'test' });
+    expect(source.vms.require('vm-abort').vm.state).toBe('running');
+    expect(source.vms.list().find((v) => v.vmId === 'vm-abort')?.state).toBe(cluster.VmState.VM_STATE_RUNNING);
+    expect(target.vms.get('vm-abort')).toBeUndefined();
+    expect(await codeOf(dst.call('commitIncoming', { migrationId: 'm2', fencingEpoch: 1 }))).toBe(status.FAILED_PRECONDITION);
+    await src.call('deleteVm', { vmId: 'vm-abort' });
+  });
+
+  it('fails cleanly on a wrong token and on a policy that cannot converge, keeping the source running', async () => {
+    const spec = busySpec('vm-fail', 20_000);
+    await src.call('createVm', { spec });
+    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm3', spec, token: TOKEN });
+
+    const wrong = await src.startOutgoing({ migrationId: 'm3', vmId: 'vm-fail', targetDataAddress: dataAddress, token: 'not-the-token', policy: undefined });
+    expect(wrong.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_FAILED);
+    expect(wrong.at(-1)!.error).toMatch(/^PEER_ERROR: .*TOKEN_MISMATCH/);
+    expect(source.vms.require('vm-fail').vm.state).toBe('running');
+
+    // The listener still waits for the right sender; this one cannot converge (1 round, 1 ms limit at 50 MiB/s).
+    const policy: cluster.MigrationPolicy = {
+      downtimeLimitMs: 1, maxBandwidthMibPerSec: 50, maxRounds: 1, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+    };
+    const stuck = await src.startOutgoing({ migrationId: 'm3', vmId: 'vm-fail', targetDataAddress: dataAddress, token: TOKEN, policy });
+    expect(stuck.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_FAILED);
+    expect(stuck.at(-1)!.error).toMatch(/^NOT_CONVERGED: /);
+    expect(source.vms.require('vm-fail').vm.state).toBe('running');
+    await waitFor('the target to discard', () => target.vms.get('vm-fail') === undefined);
+    await src.call('deleteVm', { vmId: 'vm-fail' });
+  });
+
+  it('rejects bad migration requests with the right status', async () => {
+    const spec = busySpec('vm-bad');
+    await src.call('createVm', { spec });
+    const start = (overrides: Partial<agent.StartOutgoingRequest>) =>
+      src.startOutgoing({ migrationId: 'm4', vmId: 'vm-bad', targetDataAddress: '127.0.0.1:1', token: TOKEN, policy: undefined, ...overrides });
+    expect(await codeOf(start({ vmId: 'nope' }))).toBe(status.NOT_FOUND);
+    expect(await codeOf(start({ targetDataAddress: 'nowhere' }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(start({ token: '' }))).toBe(status.INVALID_ARGUMENT);
+    const badPolicy = { downtimeLimitMs: -5, maxBandwidthMibPerSec: 0, maxRounds: 0, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0 };
+    expect(await codeOf(start({ policy: badPolicy }))).toBe(status.INVALID_ARGUMENT);
+    expect(source.vms.require('vm-bad').role).toBe('none');
+    // A target that is not listening: the stream ends FAILED, the VM runs on.
+    const refused = await start({});
+    expect(refused.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_FAILED);
+    expect(refused.at(-1)!.error).toMatch(/^CONNECTION_LOST: /);
+    expect(source.vms.require('vm-bad').vm.state).toBe('running');
+
+    expect(await codeOf(dst.call('prepareIncoming', { migrationId: 'm5', spec: { ...spec, image: 'nope' }, token: TOKEN }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(dst.call('prepareIncoming', { migrationId: 'm5', spec, token: 'short' }))).toBe(status.INVALID_ARGUMENT);
+    expect(await codeOf(src.call('prepareIncoming', { migrationId: 'm5', spec, token: TOKEN }))).toBe(status.FAILED_PRECONDITION);
+    expect(target.vms.get('vm-bad')).toBeUndefined();
+    await src.call('deleteVm', { vmId: 'vm-bad' });
+  });
+});

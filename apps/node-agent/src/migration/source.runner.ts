@@ -1,0 +1,134 @@
+import {
+  connectOutgoing,
+  MigrationSender,
+  type MigrationProgress,
+  type OutgoingResult,
+  type PartialMigrationPolicy,
+} from '@vmm/migration';
+import type { Logger } from 'pino';
+import { MigrationStateError } from '../errors.js';
+import type { ManagedVm } from '../vm/vm-manager.js';
+
+/**
+ * The source end of one migration on this node:
+ * sending → ready → released; sending or ready → rolled-back (final; the VM runs on here).
+ * `ready` = the target verified its copy and the source VM is paused, waiting for the controller's
+ * verdict: it never resumes by itself from there, since the controller may already have committed.
+ */
+export type OutgoingState = 'sending' | 'ready' | 'released' | 'rolled-back';
+
+const allowed: Record<OutgoingState, readonly OutgoingState[]> = {
+  sending: ['ready', 'rolled-back'],
+  ready: ['released', 'rolled-back'],
+  released: [],
+  'rolled-back': [],
+};
+
+export interface SourceRunnerOptions {
+  migrationId: string;
+  entry: ManagedVm;
+  targetDataAddress: string;
+  token: string;
+  policy: PartialMigrationPolicy;
+  log: Logger;
+  onProgress: (progress: MigrationProgress) => void;
+}
+
+/** Streams a VM to the target's data listener with the pre-copy engine. */
+export class SourceRunner {
+  private current: OutgoingState = 'sending';
+  private readonly abortController = new AbortController();
+  private readonly sender: MigrationSender;
+  result: OutgoingResult | undefined;
+  error: (Error & { code?: string }) | undefined;
+  readonly startedAtMs = Date.now();
+
+  /** @throws InvalidPolicyError (from the engine) for a bad policy, before anything starts */
+  constructor(private readonly opts: SourceRunnerOptions) {
+    this.sender = new MigrationSender({
+      vm: opts.entry.vm,
+      migrationId: opts.migrationId,
+      token: opts.token,
+      policy: opts.policy,
+      signal: this.abortController.signal,
+      onProgress: opts.onProgress,
+    });
+  }
+
+  get migrationId(): string {
+    return this.opts.migrationId;
+  }
+
+  get vmId(): string {
+    return this.opts.entry.vm.id;
+  }
+
+  get state(): OutgoingState {
+    return this.current;
+  }
+
+  /** The engine's phase while sending (PREPARING, PRECOPY, STOP_AND_COPY, …). */
+  get phase(): string {
+    return this.sender.currentPhase;
+  }
+
+  /** Runs the transfer to ready-to-commit; never rejects (a failure rolls back, see `error`). */
+  async run(): Promise<void> {
+    const { migrationId, targetDataAddress, log } = this.opts;
+    try {
+      const connection = await connectOutgoing(targetDataAddress, { signal: this.abortController.signal, migrationId });
+      const result = await this.sender.run(connection);
+      // An abort that raced the last frame has already resumed the VM through the result's listener.
+      if (this.abortController.signal.aborted) {
+        result.abort();
+        throw this.abortController.signal.reason;
+      }
+      if (!this.transition('ready')) {
+        result.abort();
+        return;
+      }
+      this.result = result;
+      log.info(
+        { migrationId, vmId: this.vmId, rounds: result.stats.rounds, bytesSent: result.stats.bytesSent, digest: result.sourceDigest },
+        'outgoing migration verified by the target; source paused until commit',
+      );
+    } catch (err) {
+      this.error = err instanceof Error ? err : new Error(String(err));
+      this.transition('rolled-back');
+      log.warn({ migrationId, vmId: this.vmId, code: this.error.code, reason: this.error.message }, 'outgoing migration failed; source runs on');
+    }
+  }
+
+  /** After the commit: destroys the source copy. Idempotent once released. */
+  release(): void {
+    if (this.current === 'released') return;
+    if (this.current !== 'ready' || !this.result) {
+      throw new MigrationStateError(this.migrationId, `cannot release: outgoing migration is ${this.current}`);
+    }
+    this.transition('released');
+    this.result.commit();
+  }
+
+  /** Before the commit: stops the transfer (or leaves ready) and resumes the source VM. */
+  abort(reason: string): void {
+    if (this.current === 'released') {
+      throw new MigrationStateError(this.migrationId, 'cannot abort: the source copy was released');
+    }
+    if (this.current === 'sending') {
+      // The engine rolls back (resumes the VM) and run() settles as rolled-back.
+      this.abortController.abort(new Error(reason));
+      return;
+    }
+    if (this.current === 'ready' && this.result) {
+      this.transition('rolled-back');
+      this.result.abort();
+      this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, reason }, 'outgoing migration aborted; source resumed');
+    }
+  }
+
+  private transition(next: OutgoingState): boolean {
+    if (!allowed[this.current].includes(next)) return false;
+    this.current = next;
+    return true;
+  }
+}
