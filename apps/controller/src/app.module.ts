@@ -8,7 +8,11 @@ import { CONFIG, type ControllerConfig } from './config.js';
 import { ApiTokenGuard } from './grpc/api-token.guard.js';
 import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
 import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
+import { MigrationOrchestrator } from './migration/migration.orchestrator.js';
 import { MigrationService } from './migration/migration.service.js';
+import { MigrationEventsRepository } from './redis/migration-events.repository.js';
+import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
+import { MigrationRepository } from './redis/migration.repository.js';
 import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
 import { NodeService } from './node/node.service.js';
 import { NodeRepository } from './redis/node.repository.js';
@@ -39,6 +43,10 @@ export class AppModule {
         NodeRepository,
         VmRepository,
         PlacementRepository,
+        MigrationRepository,
+        MigrationQueueRepository,
+        MigrationEventsRepository,
+        MigrationOrchestrator,
         AgentClientPool,
         AgentGateway,
         NodeService,

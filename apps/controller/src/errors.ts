@@ -14,6 +14,7 @@ export type ControllerErrorCode =
   | 'NODE_NOT_SCHEDULABLE'
   | 'NO_CAPACITY'
   | 'VM_BUSY'
+  | 'MIGRATION_NOT_CANCELLABLE'
   | 'UNAUTHENTICATED'
   | 'AGENT_UNAVAILABLE'
   | 'AGENT_REJECTED'
@@ -101,6 +102,17 @@ export class VmBusyError extends ControllerError {
   }
 }
 
+/** CancelMigration once the migration is COMMITTING: the verified copy is already becoming the VM. */
+export class MigrationNotCancellableError extends ControllerError {
+  readonly code = 'MIGRATION_NOT_CANCELLABLE';
+  constructor(
+    readonly migrationId: string,
+    readonly phase: string,
+  ) {
+    super(`migration ${JSON.stringify(migrationId)} can no longer be cancelled (phase ${phase})`);
+  }
+}
+
 /** A ClusterService call without a valid `authorization: Bearer <token>` while API_TOKENS is set. */
 export class UnauthenticatedError extends ControllerError {
   readonly code = 'UNAUTHENTICATED';
@@ -167,6 +179,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   NODE_NOT_SCHEDULABLE: status.FAILED_PRECONDITION,
   NO_CAPACITY: status.RESOURCE_EXHAUSTED,
   VM_BUSY: status.FAILED_PRECONDITION,
+  MIGRATION_NOT_CANCELLABLE: status.FAILED_PRECONDITION,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   AGENT_UNAVAILABLE: status.UNAVAILABLE,
   AGENT_REJECTED: status.FAILED_PRECONDITION,

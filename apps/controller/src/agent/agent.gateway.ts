@@ -57,6 +57,56 @@ export class AgentGateway {
     }
   }
 
+  prepareIncoming(node: NodeRecord, req: agent.PrepareIncomingRequest): Promise<agent.PrepareIncomingResponse> {
+    return this.call(node, 'PrepareIncoming', (c) => c.prepareIncoming.bind(c) as UnaryMethod<agent.PrepareIncomingRequest, agent.PrepareIncomingResponse>, req, CREATE_VM_DEADLINE_MS);
+  }
+
+  commitIncoming(node: NodeRecord, req: agent.CommitIncomingRequest): Promise<agent.CommitIncomingResponse> {
+    return this.call(node, 'CommitIncoming', (c) => c.commitIncoming.bind(c) as UnaryMethod<agent.CommitIncomingRequest, agent.CommitIncomingResponse>, req, 20_000);
+  }
+
+  async releaseOutgoing(node: NodeRecord, req: agent.ReleaseOutgoingRequest): Promise<void> {
+    await this.call(node, 'ReleaseOutgoing', (c) => c.releaseOutgoing.bind(c) as UnaryMethod<agent.ReleaseOutgoingRequest, agent.ReleaseOutgoingResponse>, req, AGENT_CALL_DEADLINE_MS);
+  }
+
+  async abortMigration(node: NodeRecord, req: agent.AbortMigrationRequest): Promise<void> {
+    await this.call(node, 'AbortMigration', (c) => c.abortMigration.bind(c) as UnaryMethod<agent.AbortMigrationRequest, agent.AbortMigrationResponse>, req, AGENT_CALL_DEADLINE_MS);
+  }
+
+  /**
+   * The source's progress stream. `onProgress` sees every message in order (it may be async: the
+   * stream is paused until it settles); resolves with the last message when the stream ends.
+   */
+  startOutgoing(
+    node: NodeRecord,
+    req: agent.StartOutgoingRequest,
+    deadlineMs: number,
+    onProgress: (p: agent.MigrationProgress) => Promise<void>,
+  ): { done: Promise<agent.MigrationProgress | undefined>; cancel: () => void } {
+    if (!node.address) {
+      return { done: Promise.reject(new AgentUnavailableError(node.nodeId, 'no address registered')), cancel: () => undefined };
+    }
+    const stream = this.pool.get(node.address).startOutgoing(req, new Metadata(), { deadline: Date.now() + deadlineMs });
+    let last: agent.MigrationProgress | undefined;
+    let chain = Promise.resolve();
+    const done = new Promise<agent.MigrationProgress | undefined>((resolve, reject) => {
+      stream.on('data', (p: agent.MigrationProgress) => {
+        last = p;
+        stream.pause();
+        chain = chain.then(() => onProgress(p)).finally(() => stream.resume());
+      });
+      stream.on('end', () => chain.then(() => resolve(last), reject));
+      stream.on('error', (error: ServiceError) => {
+        const detail = `StartOutgoing: ${error.details || error.message}`;
+        const mapped = UNAVAILABLE_CODES.has(error.code)
+          ? new AgentUnavailableError(node.nodeId, detail)
+          : new AgentRejectedError(node.nodeId, error.code, detail);
+        chain.then(() => reject(mapped), reject);
+      });
+    });
+    return { done, cancel: () => stream.cancel() };
+  }
+
   private call<Req, Res>(
     node: NodeRecord,
     method: string,

@@ -4,8 +4,8 @@
  */
 import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { GrpcMethod } from '@nestjs/microservices';
+import type { Observable } from 'rxjs';
 import type { cluster } from '@vmm/proto';
-import { NotImplementedError } from '../errors.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
@@ -74,23 +74,23 @@ export class ClusterGrpcController {
   }
 
   @GrpcMethod(SERVICE, 'GetMigration')
-  getMigration(): never {
-    throw new NotImplementedError('GetMigration');
+  getMigration(req: cluster.GetMigrationRequest): Promise<cluster.Migration> {
+    return this.migrations.get(req.migrationId);
   }
 
   @GrpcMethod(SERVICE, 'ListMigrations')
-  listMigrations(): never {
-    throw new NotImplementedError('ListMigrations');
+  listMigrations(req: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
+    return this.migrations.list(req);
   }
 
   @GrpcMethod(SERVICE, 'WatchMigration')
-  watchMigration(): never {
-    throw new NotImplementedError('WatchMigration');
+  watchMigration(req: cluster.WatchMigrationRequest): Promise<Observable<cluster.Migration>> {
+    return this.migrations.watch(req.migrationId);
   }
 
   @GrpcMethod(SERVICE, 'CancelMigration')
-  cancelMigration(): never {
-    throw new NotImplementedError('CancelMigration');
+  cancelMigration(req: cluster.CancelMigrationRequest): Promise<cluster.Migration> {
+    return this.migrations.cancel(req.migrationId);
   }
 
   @GrpcMethod(SERVICE, 'DrainNode')

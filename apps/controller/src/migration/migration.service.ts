@@ -1,42 +1,230 @@
 /**
- * Migration requests. Phase 1: requests are checked exactly as they will be (unknown ids NOT_FOUND,
- * bad policy INVALID_ARGUMENT, unschedulable target or busy VM FAILED_PRECONDITION), then answered
- * UNIMPLEMENTED: orchestration lands with the "Pre-copy live migration" issue.
+ * Migration requests: MigrateVm (checks, target choice, the Redis record with the target's room
+ * reserved, one queued job), Get/List/Watch, CancelMigration and DrainNode. The orchestrator runs
+ * the jobs.
  */
 import { Inject, Injectable } from '@nestjs/common';
+import { isCancellable, isFinal } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
+import { Observable } from 'rxjs';
+import { LOGGER, type Logger } from '../common/logger.js';
+import type { NodeRecord } from '../common/model.js';
+import { decodePageToken, encodePageToken, normalizePageSize } from '../common/page-token.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
-import { InvalidArgumentError, NodeNotSchedulableError, NotImplementedError, VmBusyError } from '../errors.js';
+import {
+  InvalidArgumentError,
+  MigrationNotCancellableError,
+  MigrationNotFoundError,
+  NoCapacityError,
+  NodeNotFoundError,
+  NodeNotSchedulableError,
+  VmBusyError,
+  VmNotFoundError,
+  type ControllerError,
+} from '../errors.js';
 import { isNodeReady } from '../node/node-state.js';
 import { NodeService } from '../node/node.service.js';
+import { MigrationEventsRepository } from '../redis/migration-events.repository.js';
+import { MigrationQueueRepository } from '../redis/migration-queue.repository.js';
+import { MigrationRepository, type CreateMigrationOutcome } from '../redis/migration.repository.js';
+import { NodeRepository } from '../redis/node.repository.js';
+import { VmRepository } from '../redis/vm.repository.js';
+import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
+import { newMigrationId, newMigrationToken } from './migration-id.js';
+import { toProtoMigration, type MigrationRecord } from './migration-record.js';
 import { validatePolicy } from './migration-validation.js';
+import { MigrationOrchestrator } from './migration.orchestrator.js';
+
+const { VmState } = cluster;
 
 @Injectable()
 export class MigrationService {
   constructor(
     @Inject(CONFIG) private readonly config: ControllerConfig,
-    @Inject(VmService) private readonly vms: VmService,
-    @Inject(NodeService) private readonly nodes: NodeService,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(VmService) private readonly vmService: VmService,
+    @Inject(NodeService) private readonly nodeService: NodeService,
+    @Inject(NodeRepository) private readonly nodes: NodeRepository,
+    @Inject(VmRepository) private readonly vms: VmRepository,
+    @Inject(MigrationRepository) private readonly migrations: MigrationRepository,
+    @Inject(MigrationQueueRepository) private readonly queue: MigrationQueueRepository,
+    @Inject(MigrationEventsRepository) private readonly events: MigrationEventsRepository,
+    @Inject(MigrationOrchestrator) private readonly orchestrator: MigrationOrchestrator,
   ) {}
 
-  async migrate(req: Partial<cluster.MigrateVmRequest>): Promise<cluster.Migration> {
-    const vm = await this.vms.require(req.vmId ?? '');
-    validatePolicy(req.policy);
-    if (req.targetNodeId) {
-      if (req.targetNodeId === vm.nodeId) throw new InvalidArgumentError('target_node_id', 'is the node the vm runs on');
-      const target = await this.nodes.require(req.targetNodeId);
-      if (!isNodeReady(target, Date.now(), this.config.nodeStaleAfterMs)) throw new NodeNotSchedulableError(target.nodeId, 'not ready');
-      if (target.cordoned) throw new NodeNotSchedulableError(target.nodeId, 'cordoned');
-      if (target.draining) throw new NodeNotSchedulableError(target.nodeId, 'draining');
+  async migrate(req: Partial<cluster.MigrateVmRequest>, reason = 'user'): Promise<cluster.Migration> {
+    const vm = await this.vmService.require(req.vmId ?? '');
+    const policy = validatePolicy(req.policy);
+    const targetNodeId = (req.targetNodeId ?? '').trim();
+    const candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup });
+    if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'already migrating');
+    if (vm.state !== VmState.VM_STATE_RUNNING) throw new VmBusyError(vm.vmId, `not running (${vm.state})`);
+
+    const now = Date.now();
+    const migrationId = newMigrationId(now);
+    const lost: string[] = [];
+    for (const target of candidates) {
+      const outcome = await this.migrations.create(
+        { migrationId, vmId: vm.vmId, targetNodeId: target.nodeId, policy, reason, createdAtMs: now, token: newMigrationToken() },
+        Date.now(),
+        this.config.nodeStaleAfterMs,
+      );
+      if (outcome === 'OK') {
+        try {
+          await this.queue.enqueue(migrationId);
+        } catch (error) {
+          await this.migrations.rollback({ migrationId, vmId: vm.vmId }, 'FAILED', 'could not queue the migration');
+          throw error;
+        }
+        this.logger.info({ migrationId, vmId: vm.vmId, source: vm.nodeId, target: target.nodeId, reason }, 'migration queued');
+        return this.get(migrationId);
+      }
+      const error = outcomeError(outcome, vm.vmId, target.nodeId, targetNodeId !== '');
+      if (error) throw error;
+      lost.push(`${target.nodeId}: ${outcome.toLowerCase().replace('_', ' ')}`);
     }
-    if (vm.state === cluster.VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'already migrating');
-    if (vm.state !== cluster.VmState.VM_STATE_RUNNING) throw new VmBusyError(vm.vmId, `not running (${vm.state})`);
-    throw new NotImplementedError('MigrateVm');
+    throw new NoCapacityError(lost.join(', '));
   }
 
+  async get(migrationId: string): Promise<cluster.Migration> {
+    return toProtoMigration(await this.require(migrationId));
+  }
+
+  async require(migrationId: string): Promise<MigrationRecord> {
+    if (!migrationId) throw new InvalidArgumentError('migration_id', 'must not be empty');
+    const m = await this.migrations.get(migrationId);
+    if (!m) throw new MigrationNotFoundError(migrationId);
+    return m;
+  }
+
+  async list(req: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
+    const vmId = req.vmId ?? '';
+    const pageSize = normalizePageSize(req.pageSize);
+    const after = decodePageToken(req.pageToken, vmId);
+    const page = await this.migrations.listPage(after, pageSize, vmId);
+    if (vmId && !after && page.migrations.length === 0 && !(await this.vms.get(vmId))) throw new VmNotFoundError(vmId);
+    const last = page.migrations.at(-1);
+    return {
+      migrations: page.migrations.map(toProtoMigration),
+      nextPageToken: page.more && last ? encodePageToken(last.migrationId, vmId) : '',
+    };
+  }
+
+  /** The current state at once, then every change, completing after a final phase. */
+  async watch(migrationId: string): Promise<Observable<cluster.Migration>> {
+    await this.require(migrationId);
+    return new Observable<cluster.Migration>((subscriber) => {
+      let lastRev = -1;
+      let unsubscribe: (() => void) | undefined;
+      let closed = false;
+      const emit = (rev: number, m: cluster.Migration) => {
+        if (closed || rev <= lastRev) return;
+        lastRev = rev;
+        subscriber.next(m);
+        const phase = String(m.phase).replace('MIGRATION_PHASE_', '');
+        if (['COMPLETED', 'FAILED', 'CANCELLED'].includes(phase)) {
+          closed = true;
+          subscriber.complete();
+        }
+      };
+      void (async () => {
+        unsubscribe = await this.events.subscribe(migrationId, (payload) => {
+          const { rev, migration } = JSON.parse(payload) as { rev: number; migration: cluster.Migration };
+          emit(rev, migration);
+        });
+        if (closed) return unsubscribe();
+        // Read after subscribing, so that no change falls between the two.
+        const current = await this.migrations.get(migrationId);
+        if (current) emit(current.rev, toProtoMigration(current));
+      })().catch((error: unknown) => subscriber.error(error));
+      return () => {
+        closed = true;
+        unsubscribe?.();
+      };
+    });
+  }
+
+  async cancel(migrationId: string): Promise<cluster.Migration> {
+    const m = await this.require(migrationId);
+    if (isFinal(m.phase)) return toProtoMigration(m);
+    if (!isCancellable(m.phase)) throw new MigrationNotCancellableError(migrationId, m.phase);
+    const cancelled = await this.migrations.advance(migrationId, 'CANCELLED', { error: 'cancelled', finishedAtMs: Date.now() });
+    if (!cancelled) {
+      const now = await this.require(migrationId);
+      if (isFinal(now.phase)) return toProtoMigration(now);
+      throw new MigrationNotCancellableError(migrationId, now.phase);
+    }
+    if (m.phase === 'PENDING') await this.queue.removeWaiting(migrationId);
+    else {
+      this.orchestrator.cancelLocal(migrationId);
+      await this.orchestrator.abortAgents(m, 'cancelled');
+    }
+    // The commit requires STOP_AND_COPY, so nothing can commit any more: give the room back now.
+    await this.migrations.rollback(m, 'CANCELLED', 'cancelled');
+    this.logger.info({ migrationId, vmId: m.vmId, phase: m.phase }, 'migration cancelled');
+    return this.get(migrationId);
+  }
+
+  /** Marks the node DRAINING (and cordoned) and starts a migration for each of its running VMs. */
   async drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
-    await this.nodes.require(nodeId);
-    throw new NotImplementedError('DrainNode');
+    await this.nodeService.require(nodeId);
+    await this.nodes.setFields(nodeId, { draining: '1', cordoned: '1' });
+    const started: cluster.Migration[] = [];
+    for (const vm of await this.vms.getMany(await this.vms.idsOnNode(nodeId))) {
+      if (vm.state !== VmState.VM_STATE_RUNNING) continue;
+      try {
+        started.push(await this.migrate({ vmId: vm.vmId }, 'drain'));
+      } catch (error) {
+        this.logger.warn({ nodeId, vmId: vm.vmId, err: error }, 'drain: could not start a migration');
+      }
+    }
+    return { node: await this.nodeService.get(nodeId), migrations: started };
+  }
+
+  /** Target candidates, best first: the requested node (checked), or the scheduler's choice. */
+  private async targets(sourceNodeId: string, targetNodeId: string, request: { vcpus: number; memoryMib: number; antiAffinityGroup: string }): Promise<NodeRecord[]> {
+    const now = Date.now();
+    if (targetNodeId) {
+      const target = await this.nodeService.require(targetNodeId);
+      if (target.nodeId === sourceNodeId) throw new InvalidArgumentError('target_node_id', 'is the node the vm runs on');
+      if (!isNodeReady(target, now, this.config.nodeStaleAfterMs)) throw new NodeNotSchedulableError(target.nodeId, 'not ready');
+      if (target.draining) throw new NodeNotSchedulableError(target.nodeId, 'draining');
+      if (target.cordoned) throw new NodeNotSchedulableError(target.nodeId, 'cordoned');
+      return [target];
+    }
+    const nodes = (await this.nodes.list()).filter((n) => n.nodeId !== sourceNodeId);
+    const antiAffinityNodeIds = await this.vms.antiAffinityNodeIds(request.antiAffinityGroup);
+    const ranked = rankNodes(nodes, request, { nowMs: now, staleAfterMs: this.config.nodeStaleAfterMs, antiAffinityNodeIds });
+    if (ranked.candidates.length === 0) throw new NoCapacityError(`no target: ${describeRejections(ranked.rejected)}`);
+    return ranked.candidates;
+  }
+}
+
+/** The error for a refused creation, or undefined when the next candidate should be tried. */
+function outcomeError(outcome: CreateMigrationOutcome, vmId: string, nodeId: string, explicit: boolean): ControllerError | undefined {
+  switch (outcome) {
+    case 'NO_VM':
+      return new VmNotFoundError(vmId);
+    case 'VM_MIGRATING':
+      return new VmBusyError(vmId, 'already migrating');
+    case 'VM_NOT_RUNNING':
+      return new VmBusyError(vmId, 'not running');
+    case 'SAME_NODE':
+      return explicit ? new InvalidArgumentError('target_node_id', 'is the node the vm runs on') : undefined;
+    case 'NO_NODE':
+      return explicit ? new NodeNotFoundError(nodeId) : undefined;
+    case 'CORDONED':
+      return explicit ? new NodeNotSchedulableError(nodeId, 'cordoned') : undefined;
+    case 'DRAINING':
+      return explicit ? new NodeNotSchedulableError(nodeId, 'draining') : undefined;
+    case 'NOT_READY':
+      return explicit ? new NodeNotSchedulableError(nodeId, 'not ready') : undefined;
+    case 'NO_VCPUS':
+    case 'NO_MEMORY':
+    case 'ANTI_AFFINITY':
+      return explicit ? new NoCapacityError(`${nodeId}: ${outcome.toLowerCase().replace('_', ' ')}`) : undefined;
+    default:
+      return undefined;
   }
 }

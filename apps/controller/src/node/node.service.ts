@@ -37,7 +37,9 @@ export class NodeService {
 
   async setCordoned(nodeId: string, cordoned: boolean): Promise<cluster.Node> {
     if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
-    if (!(await this.nodes.setCordoned(nodeId, cordoned))) throw new NodeNotFoundError(nodeId);
+    // Uncordon also ends a drain (DrainNode leaves the node cordoned and DRAINING).
+    const fields: Record<string, string> = cordoned ? { cordoned: '1' } : { cordoned: '0', draining: '0' };
+    if (!(await this.nodes.setFields(nodeId, fields))) throw new NodeNotFoundError(nodeId);
     return this.get(nodeId);
   }
 

@@ -8,6 +8,14 @@
  * node-vms:<nodeId>    zset   the VM ids placed on a node (same ordering), for the node filter and reconcile
  * vm-names             hash   VM name → VM id
  * aa:<group>           hash   anti-affinity group: node id → number of the group's VMs on it
+ * mig:<id>             hash   a migration: ids, phase, progress fields, policy, reserved room, flags
+ * migs                 zset   every migration id (score 0; ids sort by creation time)
+ * vm-migs:<vmId>       zset   the migrations of one VM
+ * mig-events:<id>      pubsub channel: the migration after each change (WatchMigration)
+ * mig-active           set    migrations holding an in-flight slot (cluster limit)
+ * mig-out:<nodeId>     set    … of which outbound from the node
+ * mig-in:<nodeId>      set    … of which inbound to the node
+ * (BullMQ's own keys live under `${REDIS_PREFIX}:migrations:*`)
  */
 export type RedisKeys = ReturnType<typeof redisKeys>;
 
@@ -22,6 +30,13 @@ export function redisKeys(prefix: string) {
     nodeVms: (nodeId: string) => `${p}node-vms:${nodeId}`,
     vmNames: () => `${p}vm-names`,
     antiAffinity: (group: string) => `${p}aa:${group}`,
+    migration: (id: string) => `${p}mig:${id}`,
+    migrations: () => `${p}migs`,
+    vmMigrations: (vmId: string) => `${p}vm-migs:${vmId}`,
+    migrationEvents: (id: string) => `${p}mig-events:${id}`,
+    migrationsActive: () => `${p}mig-active`,
+    migrationsOut: (nodeId: string) => `${p}mig-out:${nodeId}`,
+    migrationsIn: (nodeId: string) => `${p}mig-in:${nodeId}`,
     /** BullMQ queues take a prefix and a name, not a key. */
     queuePrefix: () => prefix,
   } as const;
