@@ -12,7 +12,8 @@
  * - linux-2x1g-ws256-ksmd: the same guests with Linux's knobs on the timer (pages_to_scan 1000,
  *   sleep_millisecs 20): converged_ms and full scans to converge, beside Linux's ~15 s and 3 scans.
  *
- * full_scans is the scan by whose end pages_sharing reached its final value (one more scan confirms it;
+ * full_scans is the scan by whose end pages_sharing reached its final value (one more scan confirms it,
+ * `converged`; a busy guest never converges and stops after 10 scans;
  * `seconds` and the CPU figures include that confirming scan). Wall-clock rates suffer when other work
  * shares the two cores; pages_per_cpu_second does not.
  * - debian-12-x8: eight 256 MiB VMs booted from debian-12; RSS and pool bytes before and after merging.
@@ -110,6 +111,7 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
   const t0 = process.hrtime.bigint();
   let convergedAt = 0;
   let convergedNs = t0;
+  let converged = false;
   let last = -1;
   if (spec.timer) {
     const ksmd = new Ksmd(ksm);
@@ -126,6 +128,7 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
           convergedAt = s.full_scans;
           convergedNs = process.hrtime.bigint();
         } else if (last > 0 || s.full_scans >= MAX_FULL_SCANS) {
+          converged = last > 0;
           clearInterval(poll);
           resolve();
         }
@@ -142,7 +145,10 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
         }
       }
       const sharing = ksm.stats().pages_sharing;
-      if (sharing === last && last > 0) break;
+      if (sharing === last && last > 0) {
+        converged = true;
+        break;
+      }
       if (sharing !== last) {
         convergedAt = scan;
         convergedNs = process.hrtime.bigint();
@@ -173,6 +179,7 @@ async function runRep(name: string): Promise<Record<string, number | string | bo
     frames_freed: framesFreed,
     pages_scanned: s.pages_scanned,
     seconds: Math.round(seconds * 1000) / 1000,
+    converged,
     converged_ms: Math.round(Number(convergedNs - t0) / 1e6),
     over_linux_pages_per_cpu_second: Math.round((s.pages_scanned / cpuSeconds / LINUX_PAGES_PER_CPU_SECOND) * 100) / 100,
     truth,
