@@ -11,14 +11,14 @@
  * - linux-2x1g-ws256-nocache: the same with every checksum computed from the bytes, as Linux does.
  * - linux-2x1g-ws256-ksmd: the same guests with Linux's knobs on the timer (pages_to_scan 1000,
  *   sleep_millisecs 20): converged_ms and full scans to converge, beside Linux's ~15 s and 3 scans.
- *
- * full_scans is the scan by whose end pages_sharing reached its final value (one more scan confirms it,
- * `converged`; a busy guest never converges and stops after 10 scans;
- * `seconds` and the CPU figures include that confirming scan). Wall-clock rates suffer when other work
- * shares the two cores; pages_per_cpu_second does not.
  * - debian-12-x8: eight 256 MiB VMs booted from debian-12; RSS and pool bytes before and after merging.
  * - debian-12-x8-busy: the same while each guest makes 20 hot/cold stores per 1000 pages scanned:
  *   pages written between two visits stay volatile; found_over_truth is against the duplicates left.
+ *
+ * full_scans is the scan by whose end pages_sharing reached its final value; one more scan confirms it
+ * (`converged`), and `seconds` and the CPU figures include that scan. A busy guest never converges: it
+ * stops after 10 scans. The checksum cache: a frame not written since it was last hashed reuses its
+ * hash. Wall-clock rates suffer when other work shares the two cores; pages_per_cpu_second does not.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
