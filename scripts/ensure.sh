@@ -15,7 +15,14 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(
 # npm ci when node_modules is missing, or older than the lock file (a pull changed dependencies).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  npm_log="$(mktemp)"
+  if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+    # npm ci refuses a lock file that lacks other platforms' optional packages (buf, swc); npm install
+    # resolves them from the same exact pins without rewriting package-lock.json (--no-save).
+    log "npm ci failed ($(grep -m1 -E 'npm error [^ ]' "$npm_log" | cut -c1-160)); falling back to npm install --no-save"
+    npm install --no-save --no-audit --no-fund --loglevel=error >&2 || { cat "$npm_log" >&2; fail "npm install failed"; }
+  fi
+  rm -f "$npm_log"
 fi
 
 find_redis() {
