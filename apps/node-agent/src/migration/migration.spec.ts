@@ -141,6 +141,36 @@ describe('live migration between two agents', () => {
     await src.call('deleteVm', { vmId: 'vm-fail' });
   });
 
+  it('rolls back when aborted mid-transfer, and when the controller drops the StartOutgoing call', async () => {
+    const spec = busySpec('vm-slow');
+    await src.call('createVm', { spec });
+    // 2 MiB/s: round 0 alone (16 MiB of image) takes seconds, so the aborts land before the switch-over.
+    const slow: cluster.MigrationPolicy = {
+      downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+    };
+    for (const [migrationId, how] of [['m6', 'abort'], ['m7', 'cancel']] as const) {
+      const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId, spec, token: TOKEN });
+      const request = { migrationId, vmId: 'vm-slow', targetDataAddress: dataAddress, token: TOKEN, policy: slow };
+      if (how === 'abort') {
+        const done = src.startOutgoing(request);
+        await waitFor('a sending migration', () => source.vms.get('vm-slow')?.role === 'outgoing');
+        await src.call('abortMigration', { migrationId, reason: 'operator' });
+        const messages = await done;
+        expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED);
+        expect(messages.at(-1)!.error).toMatch(/^CANCELLED: /);
+      } else {
+        const call = src.client.startOutgoing(request);
+        call.on('error', () => {});
+        await waitFor('a sending migration', () => source.vms.get('vm-slow')?.role === 'outgoing');
+        call.cancel();
+      }
+      await waitFor(`the source to roll back (${how})`, () => source.vms.get('vm-slow')?.role === 'none');
+      expect(source.vms.require('vm-slow').vm.state).toBe('running');
+      await waitFor(`the target to discard (${how})`, () => target.vms.get('vm-slow') === undefined);
+    }
+    await src.call('deleteVm', { vmId: 'vm-slow' });
+  });
+
   it('rejects bad migration requests with the right status', async () => {
     const spec = busySpec('vm-bad');
     await src.call('createVm', { spec });
