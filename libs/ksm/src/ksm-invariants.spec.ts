@@ -7,6 +7,7 @@ beforeAll(async () => {
 });
 
 const PAGES = 48;
+let chainsSeen = 0;
 const VMS = 4;
 
 /** A VM's memory and a plain copy of what the guest wrote, to prove merging never changes content. */
@@ -44,6 +45,10 @@ function checkInvariants(pool: FramePool, ksm: KsmScanner, vms: Vm[]): number {
   expect(s.rmap_items).toBe(regions.reduce((a, r) => a + r.ksm_rmap_items, 0));
   expect(s.ksm_zero_pages).toBe(regions.reduce((a, r) => a + r.ksm_zero_pages, 0));
   expect(s.pages_unshared + s.pages_shared + s.pages_sharing).toBeLessThanOrEqual(s.rmap_items);
+  expect(s.stable_node_dups).toBeGreaterThanOrEqual(2 * s.stable_node_chains);
+  expect(s.stable_node_dups).toBeLessThanOrEqual(s.pages_shared);
+  if (s.stable_node_chains === 0) expect(s.stable_node_dups).toBe(0);
+  chainsSeen = Math.max(chainsSeen, s.stable_node_chains);
   return [...mappers.values()].reduce((a, n) => a + n - 1, 0);
 }
 
@@ -63,6 +68,7 @@ function duplicateTruth(vms: Vm[]): number {
 
 describe('KsmScanner under random guest writes, knob changes and VM churn', () => {
   it.each([1, 2, 3, 4, 5, 6])('seed %i: content, refcounts and counters stay consistent; idle memory converges exactly', (seed) => {
+    chainsSeen = 0;
     const rng = new Xoshiro128(seed);
     const pool = new FramePool({ slabFrames: 16 });
     const ksm = new KsmScanner({ pool, knobs: { run: 1, pages_to_scan: 20, max_page_sharing: 3 } });
@@ -130,5 +136,7 @@ describe('KsmScanner under random guest writes, knob changes and VM churn', () =
     const saved = checkInvariants(pool, ksm, vms);
     expect(ksm.stats().pages_sharing).toBe(duplicateTruth(vms));
     expect(ksm.stats().pages_sharing).toBe(saved);
+    expect(ksm.stats().stable_node_chains).toBe(0); // max_page_sharing 256: one KSM page per content
+    expect(chainsSeen).toBeGreaterThan(0); // the run did exercise max_page_sharing chains
   });
 });

@@ -149,7 +149,7 @@ describe('KsmScanner merging', () => {
     const ksm = scannerFor(pool, [m], { max_page_sharing: 4 });
     ksm.scanFull(3);
     const s = ksm.stats();
-    expect(s).toMatchObject({ pages_shared: 3, pages_sharing: 7 });
+    expect(s).toMatchObject({ pages_shared: 3, pages_sharing: 7, stable_node_chains: 1, stable_node_dups: 3 });
     const refs = new Map<number, number>();
     for (let p = 0; p < 10; p++) refs.set(m.frameOf(p), pool.refCount(m.frameOf(p)));
     expect([...refs.values()].sort()).toEqual([2, 4, 4]);
@@ -158,7 +158,10 @@ describe('KsmScanner merging', () => {
     ksm.configure({ run: 2, max_page_sharing: 8 });
     ksm.configure({ run: 1 });
     ksm.scanFull(2);
-    expect(ksm.stats()).toMatchObject({ pages_shared: 2, pages_sharing: 8 });
+    expect(ksm.stats()).toMatchObject({ pages_shared: 2, pages_sharing: 8, stable_node_chains: 1, stable_node_dups: 2 });
+    for (let p = 0; p < 3; p++) m.writeWord(p, 0, p + 1, 0); // pages 0-2 leave their KSM page
+    ksm.scanFull(1);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 2, pages_sharing: 5, stable_node_chains: 1, stable_node_dups: 2 });
   });
 
   it('never merges pages whose bytes differ, even when every checksum collides', () => {

@@ -45,6 +45,7 @@ export class KsmScanner {
   private zeroPages = 0;
   private scanned = 0;
   private fullScans = 0;
+  private fullTwin = -1; // set by stableSearch: a full KSM page with the scanned page's content
 
   constructor(opts: KsmScannerOptions) {
     this.pool = opts.pool;
@@ -162,6 +163,8 @@ export class KsmScanner {
       ksm_zero_pages: this.zeroPages,
       general_profit: generalProfit(sharing, this.zeroPages, this.rmapItems),
       rmap_items: this.rmapItems,
+      stable_node_chains: this.stable.nodeChains,
+      stable_node_dups: this.stable.nodeDups,
     };
   }
 
@@ -239,6 +242,7 @@ export class KsmScanner {
       this.zeroPages++;
       return true;
     }
+    this.fullTwin = -1;
     const n = this.stableSearch(sum, frame);
     if (n >= 0) {
       if (this.stable.frame[n] !== frame) mem.mapShared(p, this.stable.frame[n]);
@@ -272,7 +276,10 @@ export class KsmScanner {
         s = stable.first(sum);
         continue;
       }
-      if (stable.sharers[n] < max && (kf === frame || framesEqual(pool, frame, kf))) return n;
+      if (kf === frame || framesEqual(pool, frame, kf)) {
+        if (stable.sharers[n] < max) return n;
+        this.fullTwin = n; // a new KSM page of this content will join its chain
+      }
       s = stable.next(sum, s);
     }
     return -1;
@@ -298,6 +305,7 @@ export class KsmScanner {
       // pinned by a few KSM pages.
       const kframe = of < frame ? of : frame;
       const n = this.stable.create(sum, kframe);
+      if (this.fullTwin >= 0) this.stable.linkDup(n, this.fullTwin);
       if (kframe === frame) or.memory.mapShared(op, frame);
       else r.memory.mapShared(p, of);
       or.checksum[op] = sum;

@@ -26,6 +26,13 @@ export class StableTree {
   private readonly byFrame = new Map<number, number>();
   private shared = 0;
   private sharing = 0;
+  // max_page_sharing chains: nodes of one content, made because the others were full. Chain ids are
+  // never reused (a freed node's id is), so a stale id cannot join unrelated contents.
+  private chainOf = new Float64Array(64); // 0 = not in a chain
+  private readonly chainSize = new Map<number, number>();
+  private chainSeq = 0;
+  private chains = 0;
+  private dups = 0;
 
   /** KSM pages in use. */
   get pagesShared(): number {
@@ -35,6 +42,35 @@ export class StableTree {
   /** Mappers beyond the first of each KSM page. */
   get pagesSharing(): number {
     return this.sharing;
+  }
+
+  /** Contents with several KSM pages (max_page_sharing reached): Linux's stable_node_chains. */
+  get nodeChains(): number {
+    return this.chains;
+  }
+
+  /** KSM pages in those chains: Linux's stable_node_dups. */
+  get nodeDups(): number {
+    return this.dups;
+  }
+
+  /** Records that `id` was made for the same content as `twin`, which was full. */
+  linkDup(id: number, twin: number): void {
+    let chain = this.chainOf[twin];
+    if (chain === 0) {
+      chain = ++this.chainSeq;
+      this.chainOf[twin] = chain;
+      this.chainSize.set(chain, 1);
+    }
+    this.chainOf[id] = chain;
+    const size = (this.chainSize.get(chain) as number) + 1;
+    this.chainSize.set(chain, size);
+    if (size === 2) {
+      this.chains++;
+      this.dups += 2;
+    } else {
+      this.dups++;
+    }
   }
 
   /** First slot of nodes filed under `key` (walk with next/nodeAt). */
@@ -81,6 +117,7 @@ export class StableTree {
     }
     this.shared--;
     if (this.state[id] === IN_TREE) this.unfile(id);
+    if (this.chainOf[id] !== 0) this.unchain(id);
     this.state[id] = FREE;
     this.freeIds[this.freeCount++] = id;
   }
@@ -104,6 +141,23 @@ export class StableTree {
     this.highWater = 0;
     this.shared = 0;
     this.sharing = 0;
+    this.chainOf.fill(0);
+    this.chainSize.clear();
+    this.chains = 0;
+    this.dups = 0;
+  }
+
+  private unchain(id: number): void {
+    const chain = this.chainOf[id];
+    this.chainOf[id] = 0;
+    const size = (this.chainSize.get(chain) as number) - 1;
+    if (size === 0) this.chainSize.delete(chain);
+    else this.chainSize.set(chain, size);
+    if (size >= 2) this.dups--;
+    else if (size === 1) {
+      this.chains--;
+      this.dups -= 2; // the one left is no longer a dup
+    }
   }
 
   private unfile(id: number): void {
@@ -120,12 +174,13 @@ export class StableTree {
       this.sharers = grow(this.sharers, cap);
       this.state = grow(this.state, cap);
       this.freeIds = grow(this.freeIds, cap);
+      this.chainOf = grow(this.chainOf, cap);
     }
     return id;
   }
 }
 
-function grow<T extends Int32Array | Uint8Array>(a: T, length: number): T {
+function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, length: number): T {
   const b = new (a.constructor as new (n: number) => T)(length);
   b.set(a);
   return b;

@@ -23,6 +23,10 @@ export interface KsmStats {
   general_profit: number;
   /** Tracked pages (struct ksm_rmap_item in Linux). */
   rmap_items: number;
+  /** Contents backed by several KSM pages because each reached max_page_sharing. */
+  stable_node_chains: number;
+  /** KSM pages in such chains. */
+  stable_node_dups: number;
 }
 
 /** Per-region counters, named as /proc/<pid>/ksm_stat. */
