@@ -149,19 +149,18 @@ export class MigrationService {
     const m = await this.require(migrationId);
     if (isFinal(m.phase)) return toProtoMigration(m);
     if (!isCancellable(m.phase)) throw new MigrationNotCancellableError(migrationId, m.phase);
-    const cancelled = await this.migrations.advance(migrationId, 'CANCELLED', { error: 'cancelled', finishedAtMs: Date.now() });
-    if (!cancelled) {
-      const now = await this.require(migrationId);
-      if (isFinal(now.phase)) return toProtoMigration(now);
-      throw new MigrationNotCancellableError(migrationId, now.phase);
-    }
-    if (m.phase === 'PENDING') await this.queue.removeWaiting(migrationId);
-    else {
-      this.orchestrator.cancelLocal(migrationId);
-      await this.orchestrator.abortAgents(m, 'cancelled');
-    }
-    // The commit requires STOP_AND_COPY, so nothing can commit any more: give the room back now.
+    // One atomic step: CANCELLED, the target's room given back, the VM RUNNING on its source. The
+    // commit requires STOP_AND_COPY, so nothing can commit after this.
     await this.migrations.rollback(m, 'CANCELLED', 'cancelled');
+    const after = await this.require(migrationId);
+    if (after.phase !== 'CANCELLED') {
+      if (isFinal(after.phase)) return toProtoMigration(after);
+      throw new MigrationNotCancellableError(migrationId, after.phase);
+    }
+    const neverStarted = m.phase === 'PENDING' && (await this.queue.removeWaiting(migrationId));
+    this.orchestrator.cancelLocal(migrationId);
+    // Agents forget unknown migration ids, so telling both ends is always safe.
+    if (!neverStarted) await this.orchestrator.abortAgents(m, 'cancelled');
     this.logger.info({ migrationId, vmId: m.vmId, phase: m.phase }, 'migration cancelled');
     return this.get(migrationId);
   }
