@@ -5,7 +5,7 @@
  * The target commits (resumes) as soon as it has verified the digest, standing in for an instant
  * controller commit, so downtime_ms = target resumed − source paused (same host clock).
  * Flags: --quick (256 MiB VM, 64 MiB working set, fewer cases), --filter <substring of the case id>,
- * --timeout-ms <per-case completion timeout, default 20000>.
+ * --timeout-ms <per-case completion timeout, default 30000>.
  */
 import { fileURLToPath } from 'node:url';
 import { FramePool } from '@vmm/emulator';
@@ -127,7 +127,7 @@ interface SourceAnswer {
 async function main(): Promise<void> {
   const quick = arg('quick') !== undefined;
   const filter = arg('filter');
-  const timeoutMs = Number(arg('timeout-ms') ?? 20_000);
+  const timeoutMs = Number(arg('timeout-ms') ?? 30_000);
   const vmMib = quick ? 256 : 1024;
   const workingSetMib = quick ? 64 : 256;
   const rates = quick ? [0, 20_000, 150_000] : [0, 5_000, 20_000, 50_000, 150_000];

@@ -13,6 +13,15 @@ afterEach(() => {
   for (const vm of vms.splice(0)) if (vm.state !== 'stopped') vm.stop();
 });
 
+/** Polls `cond` every 5 ms; fails after `timeoutMs`. */
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 function setup(kind: WorkloadKind, rate: number, memoryMib = 32, workingSetMib = 8) {
   const pool = new FramePool();
   const source = makeSourceVm(pool, 'vm-1', { memoryMib, workingSetMib, kind, dirtyRatePagesPerSec: rate });
@@ -80,7 +89,7 @@ describe('in-process migration', () => {
   it('migrates with XBZRLE and sends deltas', async () => {
     await initHashing();
     const { source, target } = setup('uniform', 50_000, 32, 4);
-    const { out, inc } = await migrate(source, target, { xbzrle: true, downtimeLimitMs: 5, maxBandwidthMibPerSec: 64 });
+    const { out, inc } = await migrate(source, target, { xbzrle: true, downtimeLimitMs: 50, maxBandwidthMibPerSec: 64 });
     if (out.status === 'rejected') throw out.reason;
     expect(inc.status).toBe('fulfilled');
     expect(out.value.sourceDigest).toBe(out.value.targetDigest);
@@ -105,15 +114,8 @@ describe('in-process migration', () => {
     const ctl = new AbortController();
     const writesBefore = source.writesTotal;
     const run = migrate(source, target, { maxBandwidthMibPerSec: 16, downtimeLimitMs: 1 }, { senderSignal: ctl.signal });
-    // Cancel once the first round is reported, i.e. truly mid-precopy.
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if (target.memory.residentPages > 256) {
-          clearInterval(t);
-          resolve();
-        }
-      }, 5);
-    });
+    // Cancel once pages arrive at the target, i.e. truly mid-precopy.
+    await waitFor(() => target.memory.residentPages > 256);
     ctl.abort('operator said stop');
     const { out, inc, sender } = await run;
     expect(out.status === 'rejected' && out.reason).toBeInstanceOf(MigrationCancelledError);
@@ -127,6 +129,46 @@ describe('in-process migration', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(source.writesTotal).toBeGreaterThan(after);
     expect(after).toBeGreaterThan(writesBefore);
+  });
+
+  it('cancel leaves an idle source untouched (same digest) and running', async () => {
+    await initHashing();
+    const { source, target } = setup('idle', 0, 32, 16);
+    const digestBefore = source.memory.digest();
+    const ctl = new AbortController();
+    const run = migrate(source, target, { maxBandwidthMibPerSec: 8 }, { senderSignal: ctl.signal });
+    await waitFor(() => target.memory.residentPages > 512);
+    ctl.abort();
+    const { out } = await run;
+    expect(out.status === 'rejected' && (out.reason as { code: string }).code).toBe('CANCELLED');
+    expect(source.state).toBe('running');
+    expect(source.memory.digest()).toBe(digestBefore);
+  });
+
+  it('cancel on the receiver side rolls the source back', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 20_000, 32, 16);
+    const ctl = new AbortController();
+    const run = migrate(source, target, { maxBandwidthMibPerSec: 8 }, { receiverSignal: ctl.signal });
+    await waitFor(() => target.memory.residentPages > 512);
+    ctl.abort('target node draining');
+    const { out, inc } = await run;
+    expect(inc.status === 'rejected' && inc.reason).toBeInstanceOf(MigrationCancelledError);
+    expect(out.status === 'rejected' && out.reason).toMatchObject({ code: 'PEER_ERROR', peerCode: 'CANCELLED' });
+    expect(source.state).toBe('running');
+    expect(target.state).toBe('stopped');
+  });
+
+  it('abort after ready-to-commit resumes the source and discards the target', async () => {
+    await initHashing();
+    const { source, target } = setup('uniform', 5000);
+    const { out, inc } = await migrate(source, target);
+    if (out.status === 'rejected' || inc.status === 'rejected') throw new Error('migration failed');
+    inc.value.abort();
+    out.value.abort();
+    expect(source.state).toBe('running');
+    expect(target.state).toBe('stopped');
+    expect(() => out.value.commit()).toThrow(/after abort/);
   });
 
   it('fails after max_rounds without auto-converge, rolls back', async () => {
