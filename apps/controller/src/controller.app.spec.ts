@@ -219,7 +219,7 @@ describe('status codes, leaving nothing behind', () => {
     await api.deleteVm(ok.vmId);
   });
 
-  it('migration methods: NOT_FOUND for unknown ids, otherwise UNIMPLEMENTED (phase 1)', async () => {
+  it('migration requests: NOT_FOUND for unknown ids, INVALID_ARGUMENT for a bad policy', async () => {
     await expectCode(api.migrateVm({ vmId: 'nope' }), status.NOT_FOUND);
     await expectCode(api.drainNode('nope'), status.NOT_FOUND);
     const vm = await api.createVm({ name: 'mig', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' });

@@ -32,6 +32,7 @@ export class TestClusterClient {
   setNodeKsm = (nodeId: string, knobs: cluster.KsmKnobs) => this.call<cluster.SetNodeKsmRequest, cluster.Node>('setNodeKsm', { nodeId, knobs });
   migrateVm = (r: Partial<cluster.MigrateVmRequest>) => this.call<cluster.MigrateVmRequest, cluster.Migration>('migrateVm', cluster.MigrateVmRequest.fromPartial(r));
   getMigration = (migrationId: string) => this.call<cluster.GetMigrationRequest, cluster.Migration>('getMigration', { migrationId });
+  listMigrations = (r: Partial<cluster.ListMigrationsRequest> = {}) => this.call<cluster.ListMigrationsRequest, cluster.ListMigrationsResponse>('listMigrations', cluster.ListMigrationsRequest.fromPartial(r));
   drainNode = (nodeId: string) => this.call<cluster.DrainNodeRequest, cluster.DrainNodeResponse>('drainNode', { nodeId });
 
   close(): void {

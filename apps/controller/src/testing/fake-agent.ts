@@ -21,6 +21,13 @@ export class FakeAgent {
   setKsmImplemented = true;
   knobs: cluster.KsmKnobs = { run: 1, pagesToScan: 100, sleepMillisecs: 20 };
   address = '';
+  /** Migration calls received, in order: "prepare:<id>", "start:<id>", "commit:<id>@<epoch>", "release:<id>@<epoch>", "abort:<id>". */
+  readonly calls: string[] = [];
+  /** Progress the source sends for a migration; the default converges in two rounds with equal digests. */
+  progressScript: (migrationId: string) => Partial<agent.MigrationProgress>[] = defaultProgress;
+  progressDelayMs = 20;
+  private readonly incoming = new Map<string, agent.VmSpec>();
+  private readonly aborted = new Set<string>();
   private server = new Server();
   private reportStream: ReturnType<agent.RegistryServiceClient['streamReports']> | undefined;
   private registry: agent.RegistryServiceClient | undefined;
@@ -58,11 +65,54 @@ export class FakeAgent {
         this.knobs = { ...this.knobs, ...stripUnset(call.request.knobs ?? {}) };
         cb(null, { knobs: this.knobs, stats: { pagesShared: 5, pagesSharing: 9, pagesUnshared: 1, pagesVolatile: 0, fullScans: 2, generalProfitBytes: 4096 } });
       },
-      prepareIncoming: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
-      startOutgoing: (call) => call.destroy(err(status.UNIMPLEMENTED, 'fake')),
-      commitIncoming: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
-      releaseOutgoing: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
-      abortMigration: (_c, cb) => cb(err(status.UNIMPLEMENTED, 'fake')),
+      prepareIncoming: (call, cb) => {
+        this.calls.push(`prepare:${call.request.migrationId}`);
+        this.incoming.set(call.request.migrationId, call.request.spec!);
+        cb(null, { dataAddress: '127.0.0.1:9' });
+      },
+      startOutgoing: (call) => {
+        const id = call.request.migrationId;
+        this.calls.push(`start:${id}`);
+        const steps = this.progressScript(id);
+        let i = 0;
+        const next = () => {
+          if (call.cancelled) return;
+          if (this.aborted.has(id)) {
+            call.write(agent.MigrationProgress.fromPartial({ phase: cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED, error: 'aborted' }));
+            return call.end();
+          }
+          if (i >= steps.length) return call.end();
+          call.write(agent.MigrationProgress.fromPartial(steps[i++]!));
+          setTimeout(next, this.progressDelayMs);
+        };
+        setTimeout(next, this.progressDelayMs);
+      },
+      commitIncoming: (call, cb) => {
+        const id = call.request.migrationId;
+        this.calls.push(`commit:${id}@${call.request.fencingEpoch}`);
+        const spec = this.incoming.get(id);
+        if (!spec) return cb(err(status.NOT_FOUND, `no incoming migration ${id}`));
+        this.vms.set(spec.vmId, {
+          vmId: spec.vmId,
+          state: cluster.VmState.VM_STATE_RUNNING,
+          pagesTotal: spec.memoryMib * 256,
+          residentPages: 3,
+          fencingEpoch: call.request.fencingEpoch,
+          spec: { ...spec, fencingEpoch: call.request.fencingEpoch },
+        });
+        cb(null, { resumedAtMs: Date.now() });
+      },
+      releaseOutgoing: (call, cb) => {
+        this.calls.push(`release:${call.request.migrationId}@${call.request.fencingEpoch}`);
+        this.vms.delete(call.request.vmId);
+        cb(null, {});
+      },
+      abortMigration: (call, cb) => {
+        this.calls.push(`abort:${call.request.migrationId}`);
+        this.aborted.add(call.request.migrationId);
+        this.incoming.delete(call.request.migrationId);
+        cb(null, {});
+      },
     };
     this.server.addService(agent.AgentServiceService, impl);
     const port = await new Promise<number>((resolve, reject) =>
@@ -136,6 +186,17 @@ export class FakeAgent {
     this.registry?.close();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
   }
+}
+
+export function defaultProgress(): Partial<agent.MigrationProgress>[] {
+  const P = cluster.MigrationPhase;
+  const base = { pagesTotal: 1000 };
+  return [
+    { ...base, phase: P.MIGRATION_PHASE_PRECOPY, round: 0, pagesSent: 1000, bytesSent: 4_096_000, dirtyPagesRemaining: 50, expectedDowntimeMs: 40 },
+    { ...base, phase: P.MIGRATION_PHASE_PRECOPY, round: 1, pagesSent: 1050, bytesSent: 4_300_800, dirtyPagesRemaining: 5, expectedDowntimeMs: 4 },
+    { ...base, phase: P.MIGRATION_PHASE_STOP_AND_COPY, round: 2, pagesSent: 1055, pausedAtMs: Date.now() },
+    { ...base, phase: P.MIGRATION_PHASE_COMMITTING, round: 2, pagesSent: 1055, sourceDigest: 'abc123', targetDigest: 'abc123', pausedAtMs: Date.now(), downtimeMs: 12 },
+  ];
 }
 
 function err(code: status, details: string): ServiceError {

@@ -1,0 +1,210 @@
+// Migration orchestration end to end in-process: real controller, Redis and BullMQ, fake agents
+// that play the source and target ends over gRPC.
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cluster } from '@vmm/proto';
+import { waitFor } from '../testing/cluster-client.js';
+import { defaultProgress } from '../testing/fake-agent.js';
+import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
+
+const { MigrationPhase: P, VmState } = cluster;
+const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
+const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
+
+let c: SpecCluster;
+let seq = 0;
+
+beforeAll(async () => {
+  c = await startSpecCluster({
+    agents: [
+      { nodeId: 'node-1', memoryMib: 4096 },
+      { nodeId: 'node-2', memoryMib: 4096 },
+      { nodeId: 'node-3', memoryMib: 4096 },
+    ],
+  });
+});
+
+afterAll(async () => {
+  await c?.stop();
+});
+
+const agent = (nodeId: string) => c.agents.find((a) => a.options.nodeId === nodeId)!;
+
+async function newVm(nodeId: string, memoryMib = 128): Promise<cluster.Vm> {
+  return c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib, workload: idle, nodeId });
+}
+
+async function waitFinal(migrationId: string): Promise<cluster.Migration> {
+  let m: cluster.Migration | undefined;
+  await waitFor(async () => FINAL.has((m = await c.api.getMigration(migrationId)).phase), 15_000, `${migrationId} final`);
+  return m!;
+}
+
+function watch(migrationId: string): Promise<cluster.Migration[]> {
+  return new Promise((resolve, reject) => {
+    const seen: cluster.Migration[] = [];
+    const s = c.api.client.watchMigration({ migrationId });
+    s.on('data', (m: cluster.Migration) => seen.push(m));
+    s.on('end', () => resolve(seen));
+    s.on('error', reject);
+  });
+}
+
+describe('a successful migration', () => {
+  it('moves the VM to the target under a new epoch, with progress, digests and allocations moved', async () => {
+    const vm = await newVm('node-1');
+    const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
+    expect(m).toMatchObject({ vmId: vm.vmId, sourceNodeId: 'node-1', targetNodeId: 'node-2', phase: P.MIGRATION_PHASE_PENDING, reason: 'user' });
+    expect(m.policy).toMatchObject({ downtimeLimitMs: 300, maxRounds: 30 });
+    const seen = await watch(m.migrationId);
+    const phases = seen.map((x) => x.phase);
+    expect(phases.at(-1)).toBe(P.MIGRATION_PHASE_COMPLETED);
+    expect(phases).toContain(P.MIGRATION_PHASE_PRECOPY);
+    expect(seen.filter((x) => x.phase === P.MIGRATION_PHASE_PRECOPY).map((x) => x.round)).toContain(1);
+
+    const done = await c.api.getMigration(m.migrationId);
+    expect(done).toMatchObject({ phase: P.MIGRATION_PHASE_COMPLETED, sourceDigest: 'abc123', targetDigest: 'abc123', pagesTotal: 1000, error: '' });
+    expect(done.finishedAtMs).toBeGreaterThan(0);
+    expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-2', state: VmState.VM_STATE_RUNNING, fencingEpoch: 2 });
+    expect(agent('node-2').calls).toContain(`commit:${m.migrationId}@2`);
+    expect(agent('node-1').calls).toContain(`release:${m.migrationId}@2`);
+    expect(await c.api.getNode('node-1')).toMatchObject({ vcpusAllocated: 0, memoryMibAllocated: 0, vmCount: 0 });
+    expect(await c.api.getNode('node-2')).toMatchObject({ vcpusAllocated: 1, memoryMibAllocated: 128, vmCount: 1 });
+    expect((await c.api.listVms({ nodeId: 'node-2' })).vms.map((v) => v.vmId)).toEqual([vm.vmId]);
+
+    // A finished migration: its final state, then the end.
+    expect((await watch(m.migrationId)).map((x) => x.phase)).toEqual([P.MIGRATION_PHASE_COMPLETED]);
+    await c.api.deleteVm(vm.vmId);
+    expect(agent('node-2').vms.has(vm.vmId)).toBe(false);
+  });
+});
+
+describe('failures roll back to the source', () => {
+  it.each([
+    ['the source fails', [{ phase: P.MIGRATION_PHASE_PRECOPY, round: 0 }, { phase: P.MIGRATION_PHASE_FAILED, error: 'link down' }], /link down/],
+    ['digests differ', [{ phase: P.MIGRATION_PHASE_STOP_AND_COPY }, { phase: P.MIGRATION_PHASE_COMMITTING, sourceDigest: 'aa', targetDigest: 'bb' }], /digest/],
+    ['the stream ends early', [{ phase: P.MIGRATION_PHASE_PRECOPY, round: 0 }], /PRECOPY/],
+  ])('when %s', async (_case, script, pattern) => {
+    const vm = await newVm('node-1');
+    agent('node-1').progressScript = () => script;
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-3' });
+      const done = await waitFinal(m.migrationId);
+      expect(done.phase).toBe(P.MIGRATION_PHASE_FAILED);
+      expect(done.error).toMatch(pattern);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-1', state: VmState.VM_STATE_RUNNING, fencingEpoch: 1 });
+      expect(await c.api.getNode('node-3')).toMatchObject({ vcpusAllocated: 0, memoryMibAllocated: 0, vmCount: 0 });
+      expect(agent('node-3').calls).toContain(`abort:${m.migrationId}`);
+    } finally {
+      agent('node-1').progressScript = defaultProgress;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+});
+
+describe('cancel', () => {
+  it('mid-precopy: CANCELLED at once, room given back, VM running on the source, both agents told', async () => {
+    const vm = await newVm('node-1');
+    const source = agent('node-1');
+    source.progressDelayMs = 200;
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
+      await waitFor(async () => (await c.api.getMigration(m.migrationId)).phase === P.MIGRATION_PHASE_PRECOPY, 5000, 'PRECOPY');
+      const watched = watch(m.migrationId);
+      const cancelled = await cancel(m.migrationId);
+      expect(cancelled.phase).toBe(P.MIGRATION_PHASE_CANCELLED);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-1', state: VmState.VM_STATE_RUNNING, fencingEpoch: 1 });
+      expect(await c.api.getNode('node-2')).toMatchObject({ memoryMibAllocated: 0 });
+      expect(source.calls).toContain(`abort:${m.migrationId}`);
+      expect(agent('node-2').calls).toContain(`abort:${m.migrationId}`);
+      expect((await watched).at(-1)?.phase).toBe(P.MIGRATION_PHASE_CANCELLED);
+      // The orchestrator's own rollback afterwards changes nothing.
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await c.api.getMigration(m.migrationId)).phase).toBe(P.MIGRATION_PHASE_CANCELLED);
+      expect(agent('node-2').calls).not.toContain(`commit:${m.migrationId}@2`);
+      // Cancelling again answers the final state.
+      expect((await cancel(m.migrationId)).phase).toBe(P.MIGRATION_PHASE_CANCELLED);
+    } finally {
+      source.progressDelayMs = 20;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+});
+
+describe('limits and drain', () => {
+  it('at most 2 outbound migrations per node run at once; the rest wait in the queue', async () => {
+    const source = agent('node-3');
+    source.progressDelayMs = 60;
+    const vms = [];
+    for (let i = 0; i < 4; i++) vms.push(await newVm('node-3', 64));
+    try {
+      const drained = await drain('node-3');
+      expect(drained.node?.state).toBe(cluster.NodeState.NODE_STATE_DRAINING);
+      expect(drained.migrations).toHaveLength(4);
+      let maxActive = 0;
+      await waitFor(async () => {
+        const ms = await Promise.all(drained.migrations.map((m) => c.api.getMigration(m.migrationId)));
+        const active = ms.filter((m) => m.phase !== P.MIGRATION_PHASE_PENDING && !FINAL.has(m.phase)).length;
+        maxActive = Math.max(maxActive, active);
+        return ms.every((m) => m.phase === P.MIGRATION_PHASE_COMPLETED);
+      }, 20_000, 'every drain migration COMPLETED');
+      expect(maxActive).toBeGreaterThanOrEqual(1);
+      expect(maxActive).toBeLessThanOrEqual(2);
+      expect(await c.api.getNode('node-3')).toMatchObject({ vmCount: 0, memoryMibAllocated: 0 });
+      for (const vm of vms) expect((await c.api.getVm(vm.vmId)).nodeId).not.toBe('node-3');
+      await expectCode(c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib: 64, workload: idle, nodeId: 'node-3' }), status.FAILED_PRECONDITION);
+      expect((await c.api.uncordonNode('node-3')).state).toBe(cluster.NodeState.NODE_STATE_READY);
+    } finally {
+      source.progressDelayMs = 20;
+      for (const vm of vms) await c.api.deleteVm(vm.vmId);
+    }
+  });
+});
+
+describe('status codes', () => {
+  it('NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT; nothing changes', async () => {
+    const vm = await newVm('node-1');
+    agent('node-1').progressDelayMs = 150;
+    try {
+      await expectCode(c.api.getMigration('mig-nope'), status.NOT_FOUND);
+      await expectCode(cancel('mig-nope'), status.NOT_FOUND);
+      await expectCode(new Promise((resolve, reject) => {
+        const s = c.api.client.watchMigration({ migrationId: 'mig-nope' });
+        s.on('data', resolve);
+        s.on('error', reject);
+      }), status.NOT_FOUND);
+      await expectCode(c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-1' }), status.INVALID_ARGUMENT, /target_node_id/);
+      await c.api.cordonNode('node-2');
+      await expectCode(c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' }), status.FAILED_PRECONDITION, /cordoned/);
+      await c.api.uncordonNode('node-2');
+      const m = await c.api.migrateVm({ vmId: vm.vmId });
+      await expectCode(c.api.migrateVm({ vmId: vm.vmId }), status.FAILED_PRECONDITION, /migrating/);
+      await expectCode(c.api.deleteVm(vm.vmId), status.FAILED_PRECONDITION, /migrating/);
+      expect((await c.api.listMigrations({ vmId: vm.vmId })).migrations.map((x) => x.migrationId)).toEqual([m.migrationId]);
+      await waitFinal(m.migrationId);
+      await expectCode(c.api.listMigrations({ vmId: 'vm-nope' }), status.NOT_FOUND);
+    } finally {
+      agent('node-1').progressDelayMs = 20;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+});
+
+async function expectCode(p: Promise<unknown>, code: status, pattern?: RegExp): Promise<void> {
+  const error = await p.then(
+    () => {
+      throw new Error(`expected ${status[code]}, got success`);
+    },
+    (e: ServiceError) => e,
+  );
+  expect(status[error.code], error.details).toBe(status[code]);
+  if (pattern) expect(error.details).toMatch(pattern);
+}
+
+function cancel(migrationId: string): Promise<cluster.Migration> {
+  return new Promise((resolve, reject) => c.api.client.cancelMigration({ migrationId }, (e, r) => (e ? reject(e) : resolve(r))));
+}
+
+function drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
+  return new Promise((resolve, reject) => c.api.client.drainNode({ nodeId }, (e, r) => (e ? reject(e) : resolve(r))));
+}
