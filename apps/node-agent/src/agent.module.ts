@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { AgentGrpcController } from './grpc/agent.grpc-controller.js';
+import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
 import { VmManager } from './vm/vm-manager.js';
 
@@ -7,6 +8,7 @@ import { VmManager } from './vm/vm-manager.js';
 export interface AgentModuleDeps {
   vms: VmManager;
   migrations: MigrationService;
+  ksm: KsmService;
 }
 
 @Module({})
@@ -18,6 +20,7 @@ export class AgentModule {
       providers: [
         { provide: VmManager, useValue: deps.vms },
         { provide: MigrationService, useValue: deps.migrations },
+        { provide: KsmService, useValue: deps.ksm },
       ],
     };
   }

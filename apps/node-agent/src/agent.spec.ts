@@ -105,12 +105,26 @@ describe('node agent', () => {
     expect(await statusOf(create(vmSpec({ vmId: 'bad', image: 'nope' })))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(create(undefined))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(create(vmSpec({ vmId: 'bad', workload: undefined, memoryMib: -1 })))).toBe(status.INVALID_ARGUMENT);
-    expect(await statusOf(unary(client.setKsm, { knobs: { run: 1 } }))).toBe(status.UNIMPLEMENTED);
+    expect(await statusOf(unary(client.setKsm, { knobs: { pagesToScan: 0 } }))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(unary(client.setKsm, { knobs: { run: 7 } }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't' }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.commitIncoming, { migrationId: 'unknown', fencingEpoch: 1 }))).toBe(status.NOT_FOUND);
     expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '' }))).toBe(status.OK);
     expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);
     expect(running.vms.get('bad')).toBeUndefined();
+  });
+
+  it('sets KSM knobs and reports them with the counters', async () => {
+    const answer = await unary<agent.SetKsmRequest, agent.SetKsmResponse>(client.setKsm, {
+      knobs: { pagesToScan: 1000, sleepMillisecs: 5 },
+    });
+    expect(answer.knobs).toMatchObject({ run: 1, pagesToScan: 1000, sleepMillisecs: 5, maxPageSharing: 256, useZeroPages: false });
+    expect(answer.stats).toBeDefined();
+    const seen = registry.reports.length;
+    await waitFor('a report with the new knobs', () =>
+      registry.reports.slice(seen).some((r) => r.ksmKnobs?.pagesToScan === 1000 && r.ksm !== undefined),
+    );
+    await waitFor('ksmd to complete a full scan', () => (registry.reports.at(-1)?.ksm?.fullScans ?? 0) > 0);
   });
 
   it('serves health and reflection', async () => {

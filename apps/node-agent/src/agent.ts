@@ -7,6 +7,7 @@ import type { AgentConfig } from './config.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
 import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
 import { NestPinoLogger } from './logger.js';
+import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
 import { ControllerLink } from './registry/controller-link.js';
 import { ReportBuilder } from './registry/report-builder.js';
@@ -17,6 +18,7 @@ export interface RunningAgent {
   readonly app: INestMicroservice;
   readonly vms: VmManager;
   readonly migrations: MigrationService;
+  readonly ksm: KsmService;
   readonly link: ControllerLink;
   /** host:port the gRPC server listens on. */
   readonly address: string;
@@ -35,10 +37,13 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     log.child({ component: 'vm-manager' }),
   );
+  const ksm = new KsmService(vms.pool, config.ksm, log.child({ component: 'ksm' }));
+  vms.setHooks({ started: (entry) => ksm.attach(entry), stopping: (entry) => ksm.detach(entry) });
+  ksm.start();
   const migrations = new MigrationService(vms, config, log.child({ component: 'migration' }));
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations }), {
+  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm }), {
     ...agentGrpcOptions(address, health),
     logger: new NestPinoLogger(log.child({ component: 'nest' })),
   });
@@ -49,7 +54,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const link = new ControllerLink({
     config,
     vms,
-    reports: new ReportBuilder(vms, config),
+    reports: new ReportBuilder(vms, config, { ksm }),
     log: log.child({ component: 'controller-link' }),
   });
   link.start();
@@ -62,8 +67,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       await link.stop();
       migrations.abortAll('the node agent is shutting down');
       vms.stopAll();
+      ksm.stop();
       await app.close();
       log.info('stopped');
     })());
-  return { app, vms, migrations, link, address, stop };
+  return { app, vms, migrations, ksm, link, address, stop };
 }

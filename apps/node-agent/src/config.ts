@@ -102,7 +102,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     reportIntervalMs: int('REPORT_INTERVAL_MS', 10, 3_600_000),
     ksm: {
       run: int('KSM_RUN', 0, 2),
-      pagesToScan: int('KSM_PAGES_TO_SCAN', 0, 1_000_000),
+      pagesToScan: int('KSM_PAGES_TO_SCAN', 1, 1_000_000),
       sleepMillisecs: int('KSM_SLEEP_MILLISECS', 0, 3_600_000),
     },
     logLevel,

@@ -36,6 +36,14 @@ const statusByCode: Readonly<Record<string, status>> = {
   CANCELLED: status.CANCELLED,
   PEER_ERROR: status.ABORTED,
   DIGEST_MISMATCH: status.DATA_LOSS,
+  // @vmm/ksm
+  INVALID_KNOB: status.INVALID_ARGUMENT,
+  KNOB_BUSY: status.FAILED_PRECONDITION,
+  REGION_EXISTS: status.ALREADY_EXISTS,
+  UNKNOWN_REGION: status.NOT_FOUND,
+  REGION_SPACE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  POOL_MISMATCH: status.INVALID_ARGUMENT,
+  INVALID_PID: status.INVALID_ARGUMENT,
 };
 
 export interface GrpcErrorPayload {

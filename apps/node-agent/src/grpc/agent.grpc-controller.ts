@@ -2,7 +2,7 @@ import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod } from '@nestjs/microservices';
 import type { agent } from '@vmm/proto';
 import type { Observable } from 'rxjs';
-import { NotImplementedError } from '../errors.js';
+import { KsmService } from '../ksm/ksm.service.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { VmManager } from '../vm/vm-manager.js';
 
@@ -18,6 +18,7 @@ export class AgentGrpcController {
   constructor(
     @Inject(VmManager) private readonly vms: VmManager,
     @Inject(MigrationService) private readonly migrations: MigrationService,
+    @Inject(KsmService) private readonly ksm: KsmService,
   ) {}
 
   @GrpcMethod(SERVICE, 'CreateVm')
@@ -38,8 +39,8 @@ export class AgentGrpcController {
   }
 
   @GrpcMethod(SERVICE, 'SetKsm')
-  setKsm(_request: agent.SetKsmRequest): agent.SetKsmResponse {
-    throw new NotImplementedError('SetKsm');
+  setKsm(request: agent.SetKsmRequest): agent.SetKsmResponse {
+    return this.ksm.configure(request.knobs);
   }
 
   @GrpcMethod(SERVICE, 'PrepareIncoming')

@@ -131,10 +131,7 @@ export class MigrationService {
     const wasCommitted = runner.state === 'committed';
     const resumedAtMs = runner.commit();
     if (!wasCommitted && entry) {
-      entry.fencingEpoch = request.fencingEpoch;
-      entry.spec = { ...entry.spec, fencingEpoch: request.fencingEpoch };
-      entry.role = 'none';
-      entry.tracker.reset(performance.now());
+      this.vms.adoptIncoming(entry, request.fencingEpoch);
       this.retire(this.incoming, request.migrationId, runner);
       this.log.info({ migrationId: request.migrationId, vmId: runner.vmId, fencingEpoch: request.fencingEpoch, resumedAtMs }, 'incoming migration committed; VM resumed');
     }
@@ -149,14 +146,19 @@ export class MigrationService {
     }
     const entry = this.vms.get(request.vmId);
     if (runner) {
-      runner.release();
-      this.retire(this.outgoing, request.migrationId, runner);
+      runner.assertReleasable();
     } else if (entry && entry.fencingEpoch >= request.fencingEpoch) {
       throw new VmFencedError(request.vmId, entry.fencingEpoch, request.fencingEpoch);
     } else if (entry) {
       this.log.warn({ migrationId: request.migrationId, vmId: request.vmId }, 'release of a VM with no outgoing migration: destroying the stale copy');
     }
+    // The VM manager stops the VM (after its lifecycle hooks let go of its memory); the engine's
+    // commit then finds it stopped.
     this.vms.fenceAndDestroy(request.vmId, request.fencingEpoch);
+    if (runner) {
+      runner.release();
+      this.retire(this.outgoing, request.migrationId, runner);
+    }
     this.log.info({ migrationId: request.migrationId, vmId: request.vmId, fencingEpoch: request.fencingEpoch }, 'outgoing migration released; VM fenced');
     return {};
   }

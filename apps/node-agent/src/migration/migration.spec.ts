@@ -91,6 +91,9 @@ describe('live migration between two agents', () => {
     await src.call('releaseOutgoing', { migrationId: 'm1', vmId: 'vm-move', fencingEpoch: 1 });
     expect(source.vms.get('vm-move')).toBeUndefined();
     expect(source.vms.pool.framesInUse).toBe(0);
+    // ksmd follows the VM: it left the source's scanner before its memory went, joined the target's at commit.
+    expect(source.ksm.scanner.regionIds()).not.toContain('vm-move');
+    expect(target.ksm.scanner.regionIds()).toContain('vm-move');
 
     const listed = await dst.call<agent.ListVmsResponse>('listVms', {});
     expect(listed.vms).toHaveLength(1);

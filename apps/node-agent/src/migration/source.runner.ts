@@ -99,14 +99,20 @@ export class SourceRunner {
     }
   }
 
-  /** After the commit: destroys the source copy. Idempotent once released. */
-  release(): void {
+  /** @throws MigrationStateError unless the transfer is verified (or already released) */
+  assertReleasable(): void {
     if (this.current === 'released') return;
     if (this.current !== 'ready' || !this.result) {
       throw new MigrationStateError(this.migrationId, `cannot release: outgoing migration is ${this.current}`);
     }
+  }
+
+  /** After the commit: destroys the source copy (if the VM manager has not already). Idempotent. */
+  release(): void {
+    this.assertReleasable();
+    if (this.current === 'released') return;
     this.transition('released');
-    this.result.commit();
+    this.result!.commit();
   }
 
   /** Before the commit: stops the transfer (or leaves ready) and resumes the source VM. */

@@ -13,7 +13,7 @@ let vms: VmManager;
 function setup(): { builder: ReportBuilder; write: (vmId: string, ...pages: number[]) => void } {
   clockMs = 1_000;
   vms = new VmManager(new FramePool(), { maxVcpus: 8, maxMemoryMib: 256 }, silentLogger, () => clockMs);
-  const builder = new ReportBuilder(vms, config, () => clockMs, () => 123_456);
+  const builder = new ReportBuilder(vms, config, { nowMs: () => clockMs, rssBytes: () => 123_456 });
   const write = (vmId: string, ...pages: number[]) => {
     for (const page of pages) vms.require(vmId).vm.memory.writeWord(page, 8, page + 1, 0);
   };

@@ -1,9 +1,10 @@
 import { encodeBitmapRle } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { AgentConfig } from '../config.js';
+import type { KsmService } from '../ksm/ksm.service.js';
 import { toVmState, type ManagedVm, type VmManager } from '../vm/vm-manager.js';
 
-/** Zero counters until the KSM lib is wired in. */
+/** Counters when no ksmd runs (tests of the report alone). */
 const NO_KSM_STATS: cluster.KsmStats = {
   pagesShared: 0,
   pagesSharing: 0,
@@ -22,16 +23,29 @@ function asBuffer(bytes: Uint8Array): Buffer {
  * Builds the NodeReport sent every interval. Sampling a VM syncs (and clears) its report dirty log,
  * so each report carries exactly the pages written since the previous one.
  */
+export interface ReportSources {
+  /** The node's ksmd; without it the KSM counters are zero and the knobs the configured ones. */
+  ksm?: Pick<KsmService, 'stats' | 'knobs' | 'hostKsm'>;
+  nowMs?: () => number;
+  rssBytes?: () => number;
+}
+
 export class ReportBuilder {
+  private readonly nowMs: () => number;
+  private readonly rssBytes: () => number;
+
   constructor(
     private readonly vms: VmManager,
     private readonly config: Pick<AgentConfig, 'nodeId' | 'ksm'>,
-    private readonly nowMs: () => number = () => performance.now(),
-    private readonly rssBytes: () => number = () => process.memoryUsage.rss(),
-  ) {}
+    private readonly sources: ReportSources = {},
+  ) {
+    this.nowMs = sources.nowMs ?? (() => performance.now());
+    this.rssBytes = sources.rssBytes ?? (() => process.memoryUsage.rss());
+  }
 
   build(): agent.NodeReport {
     const now = this.nowMs();
+    const ksm = this.sources.ksm;
     const vms: agent.VmReport[] = [];
     // Migration targets are not the controller's VMs until committed; they are not reported.
     for (const entry of this.vms.all()) if (entry.role !== 'incoming') vms.push(this.vmReport(entry, now));
@@ -40,13 +54,11 @@ export class ReportBuilder {
       sentAtMs: Date.now(),
       vms,
       memoryUsedBytes: this.vms.pool.bytesInUse,
-      ksm: NO_KSM_STATS,
-      ksmKnobs: {
-        run: this.config.ksm.run,
-        pagesToScan: this.config.ksm.pagesToScan,
-        sleepMillisecs: this.config.ksm.sleepMillisecs,
-      },
-      hostKsm: { sysfs: {}, process: {} },
+      ksm: ksm ? ksm.stats() : NO_KSM_STATS,
+      ksmKnobs: ksm
+        ? ksm.knobs()
+        : { run: this.config.ksm.run, pagesToScan: this.config.ksm.pagesToScan, sleepMillisecs: this.config.ksm.sleepMillisecs },
+      hostKsm: ksm ? ksm.hostKsm() : { sysfs: {}, process: {} },
       rssBytes: this.rssBytes(),
     };
   }

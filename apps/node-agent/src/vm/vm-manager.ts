@@ -30,6 +30,12 @@ export function toVmState(entry: Pick<ManagedVm, 'vm' | 'role'>): cluster.VmStat
   return entry.vm.state === 'running' ? cluster.VmState.VM_STATE_RUNNING : cluster.VmState.VM_STATE_PAUSED;
 }
 
+/** Told when a VM starts running on this node and before it stops (KSM registers its memory). */
+export interface VmLifecycleHooks {
+  started(entry: ManagedVm): void;
+  stopping(entry: ManagedVm): void;
+}
+
 /**
  * The VMs of this node, all in one FramePool. Create is idempotent per vm_id (the controller
  * retries), delete of an absent VM succeeds, and no VM id runs under an epoch it was fenced past.
@@ -37,6 +43,7 @@ export function toVmState(entry: Pick<ManagedVm, 'vm' | 'role'>): cluster.VmStat
 export class VmManager {
   private readonly vms = new Map<string, ManagedVm>();
   readonly fences = new FenceRegistry();
+  private hooks: VmLifecycleHooks | undefined;
 
   constructor(
     readonly pool: FramePool,
@@ -44,6 +51,10 @@ export class VmManager {
     private readonly log: Logger,
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
+
+  setHooks(hooks: VmLifecycleHooks): void {
+    this.hooks = hooks;
+  }
 
   /**
    * Creates and starts a VM, or returns the one already running under this id.
@@ -81,7 +92,10 @@ export class VmManager {
       createdAtMs: Date.now(),
     };
     this.vms.set(vmId, entry);
-    if (!options.incoming) vm.start();
+    if (!options.incoming) {
+      vm.start();
+      this.notify('started', entry);
+    }
     this.log.info(
       { vmId, image: valid.image, memoryMib: valid.memoryMib, fencingEpoch, incoming: options.incoming === true },
       'vm created',
@@ -94,6 +108,7 @@ export class VmManager {
     const entry = this.vms.get(vmId);
     if (!entry) return false;
     this.vms.delete(vmId);
+    if (entry.role !== 'incoming') this.notify('stopping', entry);
     entry.tracker.dispose();
     if (entry.vm.state !== 'stopped') entry.vm.stop();
     this.log.info({ vmId }, 'vm deleted');
@@ -107,6 +122,27 @@ export class VmManager {
   fenceAndDestroy(vmId: string, epoch: number): void {
     this.fences.fence(vmId, epoch);
     this.delete(vmId);
+  }
+
+  /**
+   * A committed migration target becomes an ordinary VM of this node under the new epoch. Its dirty
+   * log is cleared: the transfer's page writes are not guest activity.
+   */
+  adoptIncoming(entry: ManagedVm, fencingEpoch: number): void {
+    entry.fencingEpoch = fencingEpoch;
+    entry.spec = { ...entry.spec, fencingEpoch };
+    entry.role = 'none';
+    entry.tracker.reset(this.nowMs());
+    this.notify('started', entry);
+  }
+
+  private notify(event: keyof VmLifecycleHooks, entry: ManagedVm): void {
+    try {
+      this.hooks?.[event](entry);
+    } catch (err) {
+      // A hook (KSM bookkeeping) failing must not fail or half-do the VM operation itself.
+      this.log.error({ err, vmId: entry.vm.id, event }, 'vm lifecycle hook failed');
+    }
   }
 
   get(vmId: string): ManagedVm | undefined {

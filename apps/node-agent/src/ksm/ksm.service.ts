@@ -1,0 +1,110 @@
+import type { FramePool } from '@vmm/emulator';
+import { Ksmd, KsmScanner, readHostKsm, readProcessKsmStat, type KsmKnobsPatch } from '@vmm/ksm';
+import type { agent, cluster } from '@vmm/proto';
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../config.js';
+import type { ManagedVm } from '../vm/vm-manager.js';
+
+/** The host's own KSM files change slowly; reading them every report would be wasted syscalls. */
+const HOST_KSM_REFRESH_MS = 10_000;
+
+/**
+ * The node's emulated ksmd over the agent's one FramePool (frames are shared only within a pool).
+ * Running VMs are its regions; a migration target joins at commit, a VM leaves before it stops.
+ */
+export class KsmService {
+  readonly scanner: KsmScanner;
+  private readonly ksmd: Ksmd;
+  private host: agent.HostKsm = { sysfs: {}, process: {} };
+  private hostTimer: NodeJS.Timeout | undefined;
+
+  /** @throws InvalidKnobError for bad KSM_* configuration (checked by loadAgentConfig first) */
+  constructor(
+    pool: FramePool,
+    knobs: AgentConfig['ksm'],
+    private readonly log: Logger,
+  ) {
+    this.scanner = new KsmScanner({
+      pool,
+      knobs: { run: knobs.run as 0 | 1 | 2, pages_to_scan: Math.max(knobs.pagesToScan, 1), sleep_millisecs: knobs.sleepMillisecs },
+    });
+    this.ksmd = new Ksmd(this.scanner, (err) => this.log.warn({ err }, 'ksm batch failed'));
+  }
+
+  /** Starts ksmd (needs `await initHashing()` before: the checksum is xxh64). */
+  start(): void {
+    this.ksmd.start();
+    const refresh = (): void => void this.refreshHost();
+    refresh();
+    this.hostTimer = setInterval(refresh, HOST_KSM_REFRESH_MS);
+    this.hostTimer.unref();
+  }
+
+  stop(): void {
+    this.ksmd.stop();
+    clearInterval(this.hostTimer);
+  }
+
+  /** A VM started running here (created, or an incoming migration committed). */
+  attach(entry: ManagedVm): void {
+    if (!this.scanner.hasRegion(entry.vm.id)) this.scanner.addRegion(entry.vm.id, entry.vm.memory);
+  }
+
+  /** A VM is about to stop (deleted, or released after migrating away): its memory goes as is. */
+  detach(entry: ManagedVm): void {
+    if (this.scanner.hasRegion(entry.vm.id)) this.scanner.removeRegion(entry.vm.id);
+  }
+
+  /**
+   * SetKsm: applies the fields that are set, all checked before any applies.
+   * @throws InvalidKnobError (INVALID_ARGUMENT), KnobBusyError (FAILED_PRECONDITION)
+   */
+  configure(knobs: cluster.KsmKnobs | undefined | null): { knobs: cluster.KsmKnobs; stats: cluster.KsmStats } {
+    const patch: KsmKnobsPatch = {};
+    if (knobs?.run != null) patch.run = knobs.run as 0 | 1 | 2;
+    if (knobs?.pagesToScan != null) patch.pages_to_scan = knobs.pagesToScan;
+    if (knobs?.sleepMillisecs != null) patch.sleep_millisecs = knobs.sleepMillisecs;
+    if (knobs?.maxPageSharing != null) patch.max_page_sharing = knobs.maxPageSharing;
+    if (knobs?.useZeroPages != null) patch.use_zero_pages = knobs.useZeroPages;
+    this.scanner.configure(patch);
+    this.log.info({ knobs: this.scanner.knobs }, 'ksm knobs set');
+    return { knobs: this.knobs(), stats: this.stats() };
+  }
+
+  knobs(): cluster.KsmKnobs {
+    const k = this.scanner.knobs;
+    return {
+      run: k.run,
+      pagesToScan: k.pages_to_scan,
+      sleepMillisecs: k.sleep_millisecs,
+      maxPageSharing: k.max_page_sharing,
+      useZeroPages: k.use_zero_pages === 1,
+    };
+  }
+
+  stats(): cluster.KsmStats {
+    const s = this.scanner.stats();
+    return {
+      pagesShared: s.pages_shared,
+      pagesSharing: s.pages_sharing,
+      pagesUnshared: s.pages_unshared,
+      pagesVolatile: s.pages_volatile,
+      fullScans: s.full_scans,
+      generalProfitBytes: s.general_profit,
+    };
+  }
+
+  /** The real host's KSM state as last read ({} where the host has none). */
+  hostKsm(): agent.HostKsm {
+    return this.host;
+  }
+
+  private async refreshHost(): Promise<void> {
+    try {
+      const [sysfs, process] = await Promise.all([readHostKsm(), readProcessKsmStat(globalThis.process.pid)]);
+      this.host = { sysfs, process };
+    } catch (err) {
+      this.log.debug({ err }, 'reading the host KSM state failed');
+    }
+  }
+}
