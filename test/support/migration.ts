@@ -1,0 +1,304 @@
+// Helpers of the migration integration tests (test/migration-*.test.ts): agent clients, waiting on
+// migration phases, collecting a WatchMigration stream, and a report tap that sees the agents'
+// NodeReports (writes_total is reported by agents but not exposed by the public API).
+import { credentials, Server, ServerCredentials, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { agent, cluster } from '@vmm/proto';
+import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
+import { promiseClient } from '@vmm/local-cluster/grpc-client';
+import { freePort } from '@vmm/local-cluster/ports';
+import type { ClusterOptions } from '@vmm/local-cluster/cluster';
+import { expect } from 'vitest';
+import { startTestCluster, type TestCluster } from './cluster.js';
+import { waitFor } from './wait-for.js';
+
+const { MigrationPhase, VmState, WorkloadKind } = cluster;
+export { MigrationPhase, VmState, WorkloadKind };
+
+export const FINAL_PHASES: ReadonlySet<cluster.MigrationPhase> = new Set([
+  MigrationPhase.MIGRATION_PHASE_COMPLETED,
+  MigrationPhase.MIGRATION_PHASE_FAILED,
+  MigrationPhase.MIGRATION_PHASE_CANCELLED,
+]);
+
+/** The phases in their forward order, to check that a watch never goes backwards. */
+export const PHASE_ORDER: readonly cluster.MigrationPhase[] = [
+  MigrationPhase.MIGRATION_PHASE_PENDING,
+  MigrationPhase.MIGRATION_PHASE_PREPARING,
+  MigrationPhase.MIGRATION_PHASE_PRECOPY,
+  MigrationPhase.MIGRATION_PHASE_STOP_AND_COPY,
+  MigrationPhase.MIGRATION_PHASE_COMMITTING,
+  MigrationPhase.MIGRATION_PHASE_COMPLETED,
+];
+
+export const short = (phase: string): string => String(phase).replace(/^(MIGRATION_PHASE|VM_STATE|NODE_STATE)_/, '');
+
+export function workload(kind: cluster.WorkloadKind, dirtyRatePagesPerSec: number, workingSetMib = 0, seed = 7): cluster.Workload {
+  return { kind, dirtyRatePagesPerSec, workingSetMib, seed };
+}
+
+/** A full policy (every field set), `overrides` applied. */
+export function policy(overrides: Partial<cluster.MigrationPolicy> = {}): cluster.MigrationPolicy {
+  return {
+    downtimeLimitMs: 300,
+    maxBandwidthMibPerSec: 0,
+    maxRounds: 30,
+    autoConverge: false,
+    xbzrle: false,
+    completionTimeoutMs: 120_000,
+    xbzrleCacheMib: 0,
+    ...overrides,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents, over their own gRPC service (what the controller uses).
+
+export function agentApi(address: string) {
+  const client = new agent.AgentServiceClient(address, credentials.createInsecure());
+  return Object.assign(promiseClient(client, agent.AgentServiceService), { client, close: () => client.close() });
+}
+export type AgentApi = ReturnType<typeof agentApi>;
+
+/** What agent `address` runs right now (its ListVms). */
+export async function agentVms(address: string): Promise<agent.VmStatus[]> {
+  const a = agentApi(address);
+  try {
+    return (await a.listVms({}, { timeoutMs: 5000 })).vms;
+  } finally {
+    a.close();
+  }
+}
+
+export async function agentHasVm(address: string, vmId: string): Promise<boolean> {
+  return (await agentVms(address)).some((v) => v.vmId === vmId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations.
+
+/** Polls GetMigration until its phase is one of `phases`; returns it. */
+export function waitForPhase(
+  api: ClusterApi,
+  migrationId: string,
+  phases: readonly cluster.MigrationPhase[],
+  timeoutMs: number,
+  intervalMs = 50,
+): Promise<cluster.Migration> {
+  let last = '';
+  return waitFor(
+    async () => {
+      const m = await api.getMigration({ migrationId });
+      last = `${short(m.phase)} round=${m.round} error=${m.error}`;
+      return phases.includes(m.phase) ? m : undefined;
+    },
+    timeoutMs,
+    `migration ${migrationId} in ${phases.map(short).join('/')} (last ${last})`,
+    intervalMs,
+  );
+}
+
+/** Waits until the migration ended (COMPLETED, FAILED or CANCELLED). */
+export function waitForFinal(api: ClusterApi, migrationId: string, timeoutMs: number): Promise<cluster.Migration> {
+  return waitForPhase(api, migrationId, [...FINAL_PHASES], timeoutMs, 100);
+}
+
+export interface WatchResult {
+  messages: cluster.Migration[];
+  /** True when the server ended the stream by itself (not our deadline). */
+  ended: boolean;
+}
+
+/** Opens WatchMigration and collects every message until the server ends the stream or `timeoutMs`. */
+export function watchMigration(api: ClusterApi, migrationId: string, timeoutMs: number): Promise<WatchResult> {
+  return new Promise((resolve, reject) => {
+    const messages: cluster.Migration[] = [];
+    const call = api.client.watchMigration({ migrationId }, { deadline: Date.now() + timeoutMs });
+    call.on('data', (m: cluster.Migration) => messages.push(m));
+    call.on('end', () => resolve({ messages, ended: true }));
+    call.on('error', (err: ServiceError) => {
+      if (err.code === 4 /* DEADLINE_EXCEEDED */) resolve({ messages, ended: false });
+      else reject(err);
+    });
+  });
+}
+
+/** The common assertions on a finished COMPLETED migration. */
+export function expectCompleted(m: cluster.Migration, context = ''): void {
+  expect(short(m.phase), `phase of ${m.migrationId} ${context} (error: ${m.error})`).toBe('COMPLETED');
+  expect(m.sourceDigest, 'source digest').toMatch(/^[0-9a-f]+$/);
+  expect(m.targetDigest, 'target digest').toBe(m.sourceDigest);
+  expect(m.downtimeMs, 'downtime_ms').toBeGreaterThan(0);
+  expect(m.totalTimeMs, 'total_time_ms').toBeGreaterThan(0);
+  expect(m.error, 'error of a completed migration').toBe('');
+}
+
+/** Every node's allocations, by node id. */
+export async function allocations(api: ClusterApi): Promise<Record<string, { vcpus: number; memoryMib: number; vms: number }>> {
+  const { nodes } = await api.listNodes({});
+  return Object.fromEntries(
+    nodes.map((n) => [n.nodeId, { vcpus: n.vcpusAllocated, memoryMib: n.memoryMibAllocated, vms: n.vmCount }]),
+  );
+}
+
+/** Every migration (all pages of ListMigrations). */
+export async function listAllMigrations(api: ClusterApi, vmId = ''): Promise<cluster.Migration[]> {
+  const out: cluster.Migration[] = [];
+  let pageToken = '';
+  for (let i = 0; i < 1000; i++) {
+    const res = await api.listMigrations({ vmId, pageSize: 100, pageToken });
+    out.push(...res.migrations);
+    if (!res.nextPageToken) return out;
+    pageToken = res.nextPageToken;
+  }
+  throw new Error('ListMigrations pagination did not end');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report tap: a RegistryService between the agents and the controller that forwards every call
+// unchanged and keeps what each VmReport said.
+
+export interface TappedVmReport {
+  nodeId: string;
+  vmId: string;
+  state: cluster.VmState;
+  writesTotal: number;
+  dirtyRatePagesPerSec: number;
+  fencingEpoch: number;
+  atMs: number;
+}
+
+export class ReportTap {
+  readonly reports: TappedVmReport[] = [];
+  private constructor(
+    private readonly server: Server,
+    private readonly upstream: agent.RegistryServiceClient,
+    readonly address: string,
+  ) {}
+
+  /** Listens on a free port and forwards to the controller at `controllerAddress` (connected lazily). */
+  static async start(controllerAddress: string): Promise<ReportTap> {
+    const upstream = new agent.RegistryServiceClient(controllerAddress, credentials.createInsecure());
+    const server = new Server();
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    let tap: ReportTap | undefined;
+    server.addService(agent.RegistryServiceService, {
+      register: (call: { request: agent.RegisterRequest; metadata: import('@grpc/grpc-js').Metadata }, callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void) => {
+        upstream.register(call.request, call.metadata, { deadline: Date.now() + 10_000 }, (err, res) => callback(err, res));
+      },
+      streamReports: (
+        call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
+        callback: (e: ServiceError | null, r?: agent.StreamReportsResponse) => void,
+      ) => {
+        let answered = false;
+        const answer = (err: ServiceError | null, res?: agent.StreamReportsResponse) => {
+          if (answered) return;
+          answered = true;
+          callback(err, res);
+        };
+        const out = upstream.streamReports(call.metadata, (err, res) => answer(err, res));
+        call.on('data', (msg: agent.StreamReportsRequest) => {
+          tap?.record(msg.report);
+          out.write(msg);
+        });
+        call.on('end', () => out.end());
+        call.on('cancelled', () => out.cancel());
+        call.on('error', () => out.cancel());
+      },
+    });
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    tap = new ReportTap(server, upstream, address);
+    return tap;
+  }
+
+  private record(report: agent.NodeReport | undefined): void {
+    if (!report) return;
+    const atMs = Date.now();
+    for (const vm of report.vms) {
+      this.reports.push({
+        nodeId: report.nodeId,
+        vmId: vm.vmId,
+        state: vm.state,
+        writesTotal: Number(vm.writesTotal),
+        dirtyRatePagesPerSec: Number(vm.dirtyRatePagesPerSec),
+        fencingEpoch: Number(vm.fencingEpoch),
+        atMs,
+      });
+    }
+  }
+
+  /** The reports of `vmId` (from `nodeId` if given), oldest first. */
+  of(vmId: string, nodeId?: string): TappedVmReport[] {
+    return this.reports.filter((r) => r.vmId === vmId && (nodeId === undefined || r.nodeId === nodeId));
+  }
+
+  /** Waits for a report of `vmId` that satisfies `check`, received after `afterMs`. */
+  waitForReport(vmId: string, check: (r: TappedVmReport) => boolean, timeoutMs: number, afterMs = 0): Promise<TappedVmReport> {
+    return waitFor(() => this.of(vmId).find((r) => r.atMs >= afterMs && check(r)), timeoutMs, `a report of ${vmId}`);
+  }
+
+  async stop(): Promise<void> {
+    this.upstream.close();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.server.forceShutdown();
+  }
+}
+
+export interface MigrationTestCluster {
+  c: TestCluster;
+  api: ClusterApi;
+  /** Present when started with `tap: true`. */
+  tap: ReportTap | undefined;
+  /** Closes the client, stops every process, removes the keys, stops the tap. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A real cluster (startTestCluster) and a ClusterService client. With `tap`, the agents report
+ * through a ReportTap (their CONTROLLER_ADDRESS points at it).
+ */
+export async function startMigrationCluster(
+  options: Omit<ClusterOptions, 'redisUrl' | 'prefix'> & { tap?: boolean } = {},
+): Promise<MigrationTestCluster> {
+  const { tap: withTap, ...rest } = options;
+  let tap: ReportTap | undefined;
+  let port = rest.port;
+  if (withTap) {
+    port = port || (await freePort());
+    tap = await ReportTap.start(`127.0.0.1:${port}`);
+  }
+  let c: TestCluster;
+  try {
+    c = await startTestCluster({
+      ...rest,
+      port,
+      agentEnv: (i) => ({ ...rest.agentEnv?.(i), ...(tap ? { CONTROLLER_ADDRESS: tap.address } : {}) }),
+    });
+  } catch (err) {
+    await tap?.stop();
+    throw err;
+  }
+  const api = c.api();
+  return {
+    c,
+    api,
+    tap,
+    stop: async () => {
+      api.close();
+      try {
+        await c.stop();
+      } finally {
+        await tap?.stop();
+      }
+    },
+  };
+}
+
+/** Address of the agent serving `nodeId`. */
+export function agentAddress(c: TestCluster, nodeId: string): string {
+  const a = c.agents.find((x) => x.nodeId === nodeId);
+  if (!a) throw new Error(`no agent ${nodeId}`);
+  return a.address;
+}
