@@ -208,3 +208,27 @@ function cancel(migrationId: string): Promise<cluster.Migration> {
 function drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
   return new Promise((resolve, reject) => c.api.client.drainNode({ nodeId }, (e, r) => (e ? reject(e) : resolve(r))));
 }
+
+describe('controller restart', () => {
+  it('a migration in flight during a graceful restart ends FAILED with the VM running on its source', async () => {
+    const vm = await newVm('node-2');
+    agent('node-2').progressDelayMs = 300;
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-1' });
+      await waitFor(async () => (await c.api.getMigration(m.migrationId)).phase === P.MIGRATION_PHASE_PRECOPY, 5000, 'PRECOPY');
+      await c.restart();
+      const done = await c.api.getMigration(m.migrationId);
+      expect(done).toMatchObject({ phase: P.MIGRATION_PHASE_FAILED, error: expect.stringMatching(/shut down/) });
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-2', state: VmState.VM_STATE_RUNNING, fencingEpoch: 1 });
+      expect(await c.api.getNode('node-1')).toMatchObject({ memoryMibAllocated: 0 });
+      for (const a of c.agents) await a.register(c.controller.address);
+      // The queue works after the restart.
+      agent('node-2').progressDelayMs = 20;
+      const again = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-1' });
+      expect((await waitFinal(again.migrationId)).phase).toBe(P.MIGRATION_PHASE_COMPLETED);
+    } finally {
+      agent('node-2').progressDelayMs = 20;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+});

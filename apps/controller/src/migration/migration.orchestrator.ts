@@ -10,7 +10,7 @@
  * given back, the VM RUNNING on the source. Each pass re-reads the migration, so a job taken over
  * after a controller restart either finishes a commit or rolls back.
  */
-import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { isFinal } from '@vmm/migration/phase';
 import type { agent } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
@@ -41,8 +41,10 @@ export function progressFields(p: agent.MigrationProgress): Fields {
 }
 
 @Injectable()
-export class MigrationOrchestrator implements OnApplicationBootstrap {
+export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly streams = new Map<string, () => void>();
+  /** Migrations this process is running right now. */
+  private readonly running = new Map<string, MigrationRecord>();
 
   constructor(
     @Inject(CONFIG) private readonly config: ControllerConfig,
@@ -80,12 +82,30 @@ export class MigrationOrchestrator implements OnApplicationBootstrap {
       inboundPerNode: this.config.maxMigrationsInboundPerNode,
     });
     if (slot !== 'OK') return { done: false, retryAfterMs: SLOT_RETRY_MS };
+    this.running.set(migrationId, m);
     try {
       await this.run(m);
     } finally {
+      this.running.delete(migrationId);
       await this.migrations.releaseSlot(m);
     }
     return { done: true };
+  }
+
+  /**
+   * Graceful shutdown: uncommitted migrations this process runs are rolled back now (the agents
+   * roll back too when the stream breaks), so a restarted controller finds them FAILED, not stuck.
+   */
+  async onModuleDestroy(): Promise<void> {
+    const reason = 'the controller shut down during the migration';
+    await Promise.all(
+      [...this.running.values()].map(async (m) => {
+        this.cancelLocal(m.migrationId);
+        const now = await this.migrations.get(m.migrationId).catch(() => undefined);
+        if (!now || now.committed || isFinal(now.phase)) return;
+        await this.abortAndRollback(m, 'FAILED', reason).catch(() => undefined);
+      }),
+    );
   }
 
   /** Stops a stream this process is reading (CancelMigration); the agents are told separately. */

@@ -72,6 +72,7 @@ export class MigrationQueueRepository implements OnModuleDestroy {
         concurrency: this.config.maxMigrationsCluster,
         // A controller that dies mid-migration: its job is picked up again after the lock expires.
         lockDuration: 15_000,
+        stalledInterval: 5_000,
       },
     );
     this.worker.on('failed', (job, err) => {
