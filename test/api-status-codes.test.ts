@@ -172,6 +172,34 @@ describe('FAILED_PRECONDITION', () => {
     }
   });
 
+  it('migrating a VM that is already migrating', async () => {
+    // 1 MiB/s over a 64 MiB image keeps the first migration in flight for the whole check.
+    const vm = await api.createVm(vmRequest({ nodeId: 'node-1', image: 'debian-12', memoryMib: 128 }));
+    const slow: cluster.MigrationPolicy = {
+      downtimeLimitMs: 300,
+      maxBandwidthMibPerSec: 1,
+      maxRounds: 30,
+      autoConverge: false,
+      xbzrle: false,
+      completionTimeoutMs: 600_000,
+      xbzrleCacheMib: 0,
+    };
+    const first = await api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: slow });
+    try {
+      await rejectsCleanly(() => api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: slow }), status.FAILED_PRECONDITION);
+      const migrations = await api.listMigrations({ vmId: vm.vmId, pageSize: 10, pageToken: '' });
+      expect(migrations.migrations.map((m) => m.migrationId)).toEqual([first.migrationId]);
+    } finally {
+      await api.cancelMigration({ migrationId: first.migrationId }).catch(() => undefined);
+      await waitFor(
+        async () => (await api.getVm({ vmId: vm.vmId })).state === cluster.VmState.VM_STATE_RUNNING,
+        30_000,
+        'VM running again after the cancel',
+      );
+      await api.deleteVm({ vmId: vm.vmId });
+    }
+  });
+
   it('placing on a node whose agent stopped reporting', async () => {
     await c.killAgent(1, 'SIGSTOP');
     try {
