@@ -23,7 +23,7 @@ export class Worker {
   private readonly queue: { resolve(v: unknown): void; reject(e: Error): void }[] = [];
 
   constructor(script: string, role: string) {
-    this.child = fork(script, ['--role', role], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=4096'] });
+    this.child = fork(script, ['--role', role], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=4096', ...(process.env.BENCH_CHILD_ARGS ? process.env.BENCH_CHILD_ARGS.split(' ') : [])] });
     this.child.on('message', (msg: { error?: string }) => {
       const w = this.queue.shift();
       if (!w) return;
@@ -42,9 +42,11 @@ export class Worker {
     });
   }
 
-  /** Sends a request whose answer arrives later (e.g. a listener's result): returns its promise. */
+  /** Asks the worker to exit (it exits on disconnect); kills it if it is still there after 5 s. */
   stop(): void {
-    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    if (this.child.exitCode !== null) return;
+    if (this.child.connected) this.child.disconnect();
+    setTimeout(() => this.child.exitCode === null && this.child.kill('SIGTERM'), 5000).unref();
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * bench:stream — the engine's data connection against a raw loopback TCP socket, between two processes.
  * Sender process: a paused 1 GiB VM whose every page is random. Receiver process: an incoming VM.
- * Measured at the receiver: first byte → the last page of round 0 applied (engine), first → last byte
+ * Measured at the receiver: first byte → last byte of round 0's pages (engine; pages are applied as they
+ * arrive, so this is the receiver's pace), first → last byte
  * (raw socket moving the same number of bytes). Interleaved, median of --reps (3).
  * One JSON line per case on stdout (BENCH.md), logs on stderr.
  */
@@ -32,8 +33,6 @@ async function receiverRole(): Promise<void> {
       const expected = round0WireBytes(memoryMib * 256);
       pending = (async () => {
         const { connection, hello } = await listener.accept;
-        const run = new MigrationReceiver({ vm, migrationId: String(msg.id), token: 'tok' }).run(connection, hello);
-        await new Promise((r) => setImmediate(r));
         let seen = 0;
         let first = 0n;
         let last = 0n;
@@ -42,8 +41,10 @@ async function receiverRole(): Promise<void> {
           seen += chunk.length;
           if (last === 0n && seen >= expected) last = process.hrtime.bigint();
         };
-        connection.on('data', observe);
-        const result = await run;
+        // Ahead of the receiver's own listener: the clock stops when the last page bytes arrive, before
+        // the receiver digests round 0 (which the engine does while the source would still be running).
+        connection.prependListener('data', observe);
+        const result = await new MigrationReceiver({ vm, migrationId: String(msg.id), token: 'tok' }).run(connection, hello);
         connection.off('data', observe);
         result.abort();
         return { seconds: Number(last - first) / 1e9, bytes: expected, digestOk: result.sourceDigest === result.targetDigest };

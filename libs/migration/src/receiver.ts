@@ -13,6 +13,7 @@ import { xbzrleDecode } from './encoding/xbzrle.js';
 import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchError } from './errors.js';
 import type { ReceiverStats } from './progress.js';
 import { PeerSession } from './session.js';
+import { trace } from './trace.js';
 import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, readU32 } from './wire/codec.js';
 import { FrameType, PAGE_SIZE, PROTOCOL_VERSION, XBZRLE_RECORD_HEADER_BYTES, type HelloPayload } from './wire/frame.js';
 
@@ -126,6 +127,7 @@ export class MigrationReceiver {
               if (targetDigest !== sourceDigest) throw new DigestMismatchError(migrationId, sourceDigest, targetDigest);
               this.stats.bytesReceived = session.bytesReceived;
               session.finish();
+              trace(migrationId, () => `receiver verified digest ${targetDigest} after ${this.stats.rounds} rounds`);
               finish({ sourceDigest, targetDigest });
               return;
             }
@@ -160,6 +162,7 @@ export class MigrationReceiver {
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();
+      trace(migrationId, () => `receiver failed, incoming VM discarded: ${error.message}`);
       throw error;
     }
   }

@@ -19,6 +19,7 @@ import { FrameType, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
 import { FrameWriter } from './wire/frame-writer.js';
 import { PageBatcher } from './wire/page-batch.js';
 import { PeerSession } from './session.js';
+import { trace } from './trace.js';
 
 /** Device state, COMPLETE/VERIFIED round trip and the target's resume, in ms. */
 const SWITCH_OVER_OVERHEAD_MS = 5;
@@ -164,6 +165,7 @@ export class MigrationSender {
         });
         lastSyncMs = now;
         const decision = decideAfterRound(expectedMs, policy.downtimeLimitMs, roundsDone, policy.maxRounds);
+        trace(migrationId, () => `round ${this.round}: ${dirty} dirty, expected downtime ${expectedMs.toFixed(1)} ms, throttle ${converge.throttlePercent}% → ${decision}`);
         if (decision === 'switch-over') break;
         if (decision === 'give-up') throw new ConvergenceError(migrationId, roundsDone, dirty, expectedMs);
         this.round++;
@@ -214,6 +216,7 @@ export class MigrationSender {
       const error = session.failure(err);
       session.fail(error);
       this.phase = (error as { code?: string }).code === 'CANCELLED' ? 'CANCELLED' : 'FAILED';
+      trace(migrationId, () => `${this.phase}: ${error.message}; source ${vm.state}`);
       throw error;
     }
   }
@@ -246,7 +249,9 @@ export class MigrationSender {
   }
 
   private setPhase(next: MigrationPhase): void {
-    if (this.phase !== next) this.phase = assertTransition(this.phase, next);
+    if (this.phase === next) return;
+    trace(this.opts.migrationId, () => `${this.phase} → ${next}`);
+    this.phase = assertTransition(this.phase, next);
   }
 
   private emit(fields: Omit<MigrationProgress, 'migrationId' | 'phase'>): void {
