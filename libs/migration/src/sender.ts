@@ -73,8 +73,11 @@ export class MigrationSender {
     const pageCount = memory.pageCount;
     const startMs = performance.now();
     const wasRunning = vm.state === 'running';
-    if (vm.state === 'stopped') throw new MigrationStateError(`migration ${migrationId}: source VM ${vm.id} is stopped`);
-    await initHashing();
+    if (vm.state === 'stopped') {
+      connection.destroy();
+      throw new MigrationStateError(`migration ${migrationId}: source VM ${vm.id} is stopped`);
+    }
+    // The session listens for 'error' from here on: nothing may await before it is attached.
     const session = new PeerSession(connection, migrationId, this.opts.signal, policy.completionTimeoutMs);
     const writer = new FrameWriter(connection, new TokenBucket(bandwidthBytesPerSec(policy)), session.signal);
     const cache = policy.xbzrle ? new XbzrleCache(pageCount, policy.xbzrleCacheMib * 1024 * 1024) : null;
@@ -122,6 +125,7 @@ export class MigrationSender {
     };
 
     try {
+      await initHashing();
       this.setPhase('PREPARING');
       await writer.sendFrame(
         encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus }),
