@@ -96,7 +96,12 @@ export class MigrationService {
       token: request.token,
       policy: toEnginePolicy(request.policy),
       log: this.log,
-      onProgress: (p) => progress$.next((last = progressMessage(p, runner.startedAtMs))),
+      onProgress: (p) => {
+        last = progressMessage(p, runner.startedAtMs);
+        // After the pause, the COMMITTING message follows at once and carries the same figures; one
+        // message less for the controller to process while the VM is down.
+        if (runner.phase !== 'STOP_AND_COPY') progress$.next(last);
+      },
     });
     entry.role = 'outgoing';
     this.outgoing.set(request.migrationId, runner);
