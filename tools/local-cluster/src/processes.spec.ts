@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { liveProcesses, spawnProcess } from './processes.js';
 
@@ -35,3 +36,44 @@ describe('spawnProcess', () => {
     expect(p.output()).toMatch(/ENOENT/);
   });
 });
+
+describe('a parent killed by a signal', () => {
+  // Node 20 cannot run the .ts source in a plain child process: this one needs `tsc -b tools/local-cluster`.
+  const built = new URL('../dist/processes.js', import.meta.url);
+  it.skipIf(!existsSync(built))('takes its children with it', async () => {
+    // The parent spawns a long-lived child through spawnProcess, prints its PID, then gets SIGTERM.
+    const script = `
+      const { spawnProcess } = await import(${JSON.stringify(built.href)});
+      const p = spawnProcess({ name: 'child', args: ['-e', 'setInterval(() => {}, 1000)'] });
+      console.log(p.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawnProcess({
+      name: 'parent',
+      args: ['--input-type=module', '-e', script],
+    });
+    const childPid = await new Promise<number>((resolve) =>
+      parent.child.stdout!.on('data', (d: string) => {
+        const pid = Number(String(d).trim());
+        if (pid > 0) resolve(pid);
+      }),
+    );
+    expect(() => process.kill(childPid, 0)).not.toThrow();
+    parent.signal('SIGTERM');
+    expect((await parent.exited).signal).toBe('SIGTERM');
+    await waitGone(childPid);
+  });
+});
+
+async function waitGone(pid: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) throw new Error(`process ${pid} still alive`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -38,21 +38,36 @@ export interface ManagedProcess {
 
 const live = new Set<ManagedProcess>();
 let exitHookInstalled = false;
+let gracefulHandlerInstalled = false;
 
-// A process that exits (normally or by an uncaught error) must not leave servers behind it: the
-// 'exit' hook may only run synchronous code, so it SIGKILLs whatever is still running.
+function killAllNow(): void {
+  for (const p of live) {
+    try {
+      p.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+// A process that exits (normally, by an uncaught error, or by a signal) must not leave servers
+// behind it. The 'exit' hook may only run synchronous code, so it SIGKILLs whatever still runs. A
+// signal ends Node without 'exit': unless a launcher installed its own graceful handler
+// (onTerminationSignal), kill the children, then let the signal do what it would have done.
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) {
-      try {
-        p.child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
+  process.on('exit', killAllNow);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const handler = (): void => {
+      if (gracefulHandlerInstalled) return;
+      killAllNow();
+      process.removeListener(signal, handler);
+      // Someone else listens (a test runner, an app): they decide. Otherwise the default action.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, handler);
+  }
 }
 
 export function spawnProcess(options: SpawnProcessOptions): ManagedProcess {
@@ -149,6 +164,7 @@ export async function stopAll(timeoutMs = 5000): Promise<void> {
  * exits), so a foreground launcher can stop its children in order and clean up before exiting.
  */
 export function onTerminationSignal(onSignal: (signal: NodeJS.Signals) => Promise<void>): void {
+  gracefulHandlerInstalled = true;
   let stopping = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
