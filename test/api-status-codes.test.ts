@@ -258,3 +258,35 @@ describe('UNAUTHENTICATED', () => {
     expect(await listServicesByReflection(c.controllerAddress)).toContain('cluster.v1.ClusterService');
   });
 });
+
+describe('odd requests outside the table', () => {
+  // API.md: no bad request crashes a process, leaves partial state, or gets UNKNOWN/INTERNAL.
+  it.each([
+    ['ListVms with a garbage page_token', () => api.listVms({ nodeId: '', pageSize: 10, pageToken: '%%not-a-token%%' })],
+    ['ListVms with a negative page_size', () => api.listVms({ nodeId: '', pageSize: -5, pageToken: '' })],
+    ['GetVm with an empty vm_id', () => api.getVm({ vmId: '' })],
+    ['DeleteVm with an empty vm_id', () => api.deleteVm({ vmId: '' })],
+    ['CordonNode with an empty node_id', () => api.cordonNode({ nodeId: '' })],
+    ['CreateVm with a NaN dirty rate', () =>
+      api.createVm(vmRequest({ workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: NaN, workingSetMib: 0, seed: 1 } }))],
+    ['CreateVm with a working set larger than memory', () =>
+      api.createVm(vmRequest({ memoryMib: 64, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 10, workingSetMib: 1 << 20, seed: 1 } }))],
+    ['CreateVm with a huge memory_mib', () => api.createVm(vmRequest({ memoryMib: Number.MAX_SAFE_INTEGER }))],
+    ['CreateVm with a 10 000-character name', () => api.createVm(vmRequest({ name: 'x'.repeat(10_000) }))],
+  ] as const)('%s: a clear status, nothing changed, nothing crashed', async (_case, call) => {
+    const before = await stateSnapshot(api);
+    const outcome = await call().then(
+      () => undefined,
+      (e: { code: number; details: string }) => e,
+    );
+    if (outcome) {
+      expect([status.UNKNOWN, status.INTERNAL], `${outcome.code} ${outcome.details}`).not.toContain(outcome.code);
+      expect(await stateSnapshot(api)).toEqual(before);
+    }
+    expectAlive();
+    // A request that was accepted (a lenient page size, a long name) must leave a usable state.
+    for (const vm of (await stateSnapshot(api)).vms.filter((v) => !before.vms.includes(v))) {
+      await api.deleteVm({ vmId: vm.split(' ')[0]! });
+    }
+  });
+});
