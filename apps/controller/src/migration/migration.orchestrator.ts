@@ -15,6 +15,7 @@ import { isFinal } from '@vmm/migration/phase';
 import type { agent } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
+import type { NodeRecord } from '../common/model.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { MigrationQueueRepository, type JobVerdict } from '../redis/migration-queue.repository.js';
@@ -24,6 +25,7 @@ import { toVmSpec } from '../vm/vm.service.js';
 import { fromProtoPhase, PROGRESS_FIELDS, type MigrationRecord } from './migration-record.js';
 
 const SLOT_RETRY_MS = 250;
+const SHUTDOWN_REASON = 'the controller shut down during the migration';
 const COMMIT_ATTEMPTS = 5;
 const COMMIT_RETRY_MS = 1000;
 /** Beyond the policy's completion timeout, time for preparing, the last round and verification. */
@@ -45,6 +47,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
   private readonly streams = new Map<string, () => void>();
   /** Migrations this process is running right now. */
   private readonly running = new Map<string, MigrationRecord>();
+  private shuttingDown = false;
 
   constructor(
     @Inject(CONFIG) private readonly config: ControllerConfig,
@@ -97,7 +100,8 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
    * roll back too when the stream breaks), so a restarted controller finds them FAILED, not stuck.
    */
   async onModuleDestroy(): Promise<void> {
-    const reason = 'the controller shut down during the migration';
+    const reason = SHUTDOWN_REASON;
+    this.shuttingDown = true;
     await Promise.all(
       [...this.running.values()].map(async (m) => {
         this.cancelLocal(m.migrationId);
@@ -125,19 +129,26 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
       const { dataAddress } = await this.agents.prepareIncoming(target, { migrationId: id, spec: toVmSpec(vm), token: m.token });
       if (!(await this.migrations.advance(id, 'PRECOPY'))) return await this.abortAndRollback(m, 'FAILED', 'cancelled while preparing');
       const deadlineMs = (m.policy.completionTimeoutMs || 120_000) + STREAM_MARGIN_MS;
+      let markReady: (p: agent.MigrationProgress) => void = () => undefined;
+      const ready = new Promise<agent.MigrationProgress>((resolve) => (markReady = resolve));
       const outgoing = this.agents.startOutgoing(
         source,
         { migrationId: id, vmId: m.vmId, targetDataAddress: dataAddress, token: m.token, policy: m.policy },
         deadlineMs,
-        (p) => this.onProgress(id, p),
+        async (p) => {
+          if (fromProtoPhase(p.phase) === 'COMMITTING') markReady(p);
+          else await this.onProgress(id, p);
+        },
       );
       this.streams.set(id, outgoing.cancel);
       let last: agent.MigrationProgress | undefined;
       try {
-        last = await outgoing.done;
+        // Commit as soon as the source reports a verified copy: the VM is paused until the target resumes it.
+        last = await Promise.race([outgoing.done, ready]);
       } finally {
         this.streams.delete(id);
       }
+      outgoing.done.catch(() => undefined);
       const phase = last ? fromProtoPhase(last.phase) : undefined;
       if (!last || phase !== 'COMMITTING') {
         const error = last?.error || `the source ended the migration in ${phase ?? 'no phase'}`;
@@ -147,15 +158,15 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
         return await this.abortAndRollback(m, 'FAILED', `digest mismatch: source ${last.sourceDigest || '-'} target ${last.targetDigest || '-'}`);
       }
       const fields = progressFields(last);
-      await this.migrations.advance(id, 'STOP_AND_COPY', fields, true);
+      const readyAtMs = Date.now();
       const epoch = await this.migrations.commit(m, fields);
       if (epoch === 0) return await this.abortAndRollback(m, 'FAILED', 'cancelled before the commit');
-      log.info({ fencingEpoch: epoch }, 'migration committed');
-      const committed = await this.migrations.get(id);
-      await this.finishCommit(committed ?? { ...m, fencingEpoch: epoch });
+      log.info({ fencingEpoch: epoch, sourceDowntimeMs: last.downtimeMs, pausedForMsAtReady: readyAtMs - Number(fields.pausedAtMs ?? readyAtMs), commitMs: Date.now() - readyAtMs }, 'migration committed');
+      await this.finishCommit({ ...m, fencingEpoch: epoch, pausedAtMs: Number(fields.pausedAtMs ?? 0) }, source, target);
     } catch (error) {
       log.warn({ err: error }, 'migration failed');
-      await this.abortAndRollback(m, 'FAILED', error instanceof Error ? error.message : String(error));
+      const reason = this.shuttingDown ? SHUTDOWN_REASON : error instanceof Error ? error.message : String(error);
+      await this.abortAndRollback(m, 'FAILED', reason);
     }
   }
 
@@ -165,9 +176,10 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
   }
 
   /** After the Redis commit: the target resumes the VM, the source destroys its copy. Idempotent. */
-  private async finishCommit(m: MigrationRecord): Promise<void> {
+  private async finishCommit(m: MigrationRecord, knownSource?: NodeRecord, knownTarget?: NodeRecord): Promise<void> {
     const id = m.migrationId;
-    const [source, target] = await Promise.all([this.nodes.get(m.sourceNodeId), this.nodes.get(m.targetNodeId)]);
+    const [source, target] =
+      knownSource && knownTarget ? [knownSource, knownTarget] : await Promise.all([this.nodes.get(m.sourceNodeId), this.nodes.get(m.targetNodeId)]);
     let resumedAtMs = 0;
     let lastError = 'target node is gone';
     for (let attempt = 0; target && attempt < COMMIT_ATTEMPTS; attempt++) {
@@ -197,7 +209,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     if (resumedAtMs > 0 && m.pausedAtMs > 0) fields.downtimeMs = Math.max(0, resumedAtMs - m.pausedAtMs);
     await this.migrations.finishVm(m.vmId, id);
     await this.migrations.advance(id, 'COMPLETED', fields);
-    this.logger.info({ migrationId: id, vmId: m.vmId, target: m.targetNodeId, downtimeMs: fields.downtimeMs }, 'migration completed');
+    this.logger.info({ migrationId: id, vmId: m.vmId, target: m.targetNodeId, downtimeMs: fields.downtimeMs, resumedAtMs }, 'migration completed');
   }
 
   private async abortAndRollback(m: MigrationRecord, phase: 'FAILED' | 'CANCELLED', error: string): Promise<void> {

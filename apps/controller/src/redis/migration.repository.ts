@@ -107,15 +107,19 @@ export class MigrationRepository {
     const from = phasesLeadingTo(to, allowSame).join(',');
     const args = [toProtoPhase(to), from, ...Object.entries(fields).flat()];
     const applied = (await advanceMigration.run(this.redis, [this.keys.migration(migrationId)], args)) === 1;
-    if (applied) await this.publish(migrationId);
+    // Not awaited: progress messages (and the downtime) must not wait for watchers; `rev` orders them.
+    if (applied) void this.publish(migrationId).catch(() => undefined);
     return applied;
   }
 
-  /** The switch-over commit (see COMMIT_MIGRATION_LUA); the new fencing epoch, or 0 if not committable. */
-  async commit(m: MigrationRecord, fields: Fields): Promise<number> {
+  /**
+   * The switch-over commit (see COMMIT_MIGRATION_LUA); the new fencing epoch, or 0 if not
+   * committable. On the downtime's critical path: one script, and watchers are told without waiting.
+   */
+  async commit(m: Pick<MigrationRecord, 'migrationId' | 'vmId'>, fields: Fields): Promise<number> {
     const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId)];
     const epoch = Number(await commitMigration.run(this.redis, keys, [this.keys.prefix, ...Object.entries(fields).flat()]));
-    if (epoch > 0) await this.publish(m.migrationId);
+    if (epoch > 0) void this.publish(m.migrationId).catch(() => undefined);
     return epoch;
   }
 

@@ -77,7 +77,8 @@ return 1
 `;
 
 /**
- * The switch-over commit, the point of no return: STOP_AND_COPY → COMMITTING and, in the
+ * The switch-over commit, the point of no return: STOP_AND_COPY → COMMITTING (from PRECOPY it
+ * passes through STOP_AND_COPY in the same step, when the source's last messages came together) and, in the
  * same step, the VM moves to the target with a new fencing epoch; the source gives back its
  * allocation and group membership (the target's were reserved at creation).
  *
@@ -87,7 +88,7 @@ return 1
 export const COMMIT_MIGRATION_LUA = `
 local m = redis.call('HMGET', KEYS[1], 'phase', 'vmId', 'sourceNodeId', 'targetNodeId', 'vcpus', 'memoryMib',
   'antiAffinityGroup', 'migrationId')
-if m[1] ~= 'MIGRATION_PHASE_STOP_AND_COPY' then return 0 end
+if m[1] ~= 'MIGRATION_PHASE_STOP_AND_COPY' and m[1] ~= 'MIGRATION_PHASE_PRECOPY' then return 0 end
 local v = redis.call('HMGET', KEYS[2], 'nodeId', 'migrationId')
 if v[1] ~= m[3] or v[2] ~= m[8] then return 0 end
 local prefix = ARGV[1]
