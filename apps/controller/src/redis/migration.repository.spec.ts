@@ -1,0 +1,182 @@
+// The migration Lua scripts against a real redis-server: creation with the target's room reserved,
+// phase compare-and-set by the shared phase model, the switch-over commit, rollback, slots.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cluster } from '@vmm/proto';
+import type { VmRecord } from '../common/model.js';
+import { DEFAULT_POLICY } from '../migration/migration-validation.js';
+import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
+import { MigrationRepository } from './migration.repository.js';
+import { NodeRepository } from './node.repository.js';
+import { PlacementRepository } from './placement.repository.js';
+import { redisKeys } from './redis-keys.js';
+import { VmRepository } from './vm.repository.js';
+
+const STALE_MS = 3000;
+let server: TestRedis;
+let redis: Redis;
+const prefixes: string[] = [];
+let nodes: NodeRepository;
+let vms: VmRepository;
+let placement: PlacementRepository;
+let migrations: MigrationRepository;
+
+beforeAll(async () => {
+  server = await startTestRedis();
+  redis = new Redis(server.url);
+});
+
+afterAll(async () => {
+  for (const prefix of prefixes) await deletePrefix(redis, prefix);
+  await redis?.quit();
+  await server?.stop();
+});
+
+const node = (nodeId: string, memoryMib = 1000) =>
+  nodes.upsertRegistration({ nodeId, address: `127.0.0.1:1`, vcpus: 4, memoryMib, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, Date.now());
+
+let seq = 0;
+async function runningVm(nodeId: string, over: Partial<VmRecord> = {}): Promise<VmRecord> {
+  const vm: VmRecord = {
+    vmId: `vm-${String(++seq).padStart(6, '0')}`,
+    name: `n-${seq}`,
+    nodeId,
+    state: cluster.VmState.VM_STATE_RUNNING,
+    vcpus: 1,
+    memoryMib: 400,
+    image: 'empty',
+    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
+    labels: {},
+    antiAffinityGroup: '',
+    createdAtMs: Date.now(),
+    fencingEpoch: 1,
+    dirtyRatePagesPerSec: 0,
+    workingSetPages: 0,
+    residentPages: 0,
+    ...over,
+  };
+  expect(await placement.reserve(vm, Date.now(), STALE_MS)).toBe('OK');
+  return vm;
+}
+
+const create = (vmId: string, targetNodeId: string, migrationId = `mig-${++seq}`) =>
+  migrations
+    .create({ migrationId, vmId, targetNodeId, policy: DEFAULT_POLICY, reason: 'user', createdAtMs: Date.now(), token: 'secret-token' }, Date.now(), STALE_MS)
+    .then((outcome) => ({ outcome, migrationId }));
+
+beforeEach(async () => {
+  const prefix = `test-${randomUUID()}`;
+  prefixes.push(prefix);
+  const keys = redisKeys(prefix);
+  nodes = new NodeRepository(redis, keys);
+  vms = new VmRepository(redis, keys);
+  placement = new PlacementRepository(redis, keys);
+  migrations = new MigrationRepository(redis, keys);
+  await node('a');
+  await node('b');
+});
+
+describe('create', () => {
+  it('reserves the target room and marks the VM MIGRATING', async () => {
+    const vm = await runningVm('a', { antiAffinityGroup: 'g' });
+    const { outcome, migrationId } = await create(vm.vmId, 'b');
+    expect(outcome).toBe('OK');
+    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'PENDING', sourceNodeId: 'a', targetNodeId: 'b', reserved: true, memoryMib: 400 });
+    expect((await vms.get(vm.vmId))!.state).toBe('VM_STATE_MIGRATING');
+    expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 0 });
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['a', 'b']));
+  });
+
+  it.each([
+    ['the VM is already migrating', 'VM_MIGRATING'],
+    ['the target is the source', 'SAME_NODE'],
+    ['the target lacks memory', 'NO_MEMORY'],
+    ['the target is unknown', 'NO_NODE'],
+    ['the target is cordoned', 'CORDONED'],
+  ] as const)('refuses when %s, changing nothing', async (_case, expected) => {
+    const vm = await runningVm('a');
+    let target = 'b';
+    if (expected === 'VM_MIGRATING') expect((await create(vm.vmId, 'b')).outcome).toBe('OK');
+    if (expected === 'SAME_NODE') target = 'a';
+    if (expected === 'NO_MEMORY') await runningVm('b', { memoryMib: 700 });
+    if (expected === 'NO_NODE') target = 'zz';
+    if (expected === 'CORDONED') await nodes.setCordoned('b', true);
+    const before = await nodes.get('b');
+    expect((await create(vm.vmId, target)).outcome).toBe(expected);
+    expect(await nodes.get('b')).toEqual(before);
+  });
+});
+
+describe('phase changes follow the shared phase model', () => {
+  it('advances along allowed transitions only', async () => {
+    const vm = await runningVm('a');
+    const { migrationId } = await create(vm.vmId, 'b');
+    expect(await migrations.advance(migrationId, 'PRECOPY')).toBe(false);
+    expect(await migrations.advance(migrationId, 'PREPARING')).toBe(true);
+    expect(await migrations.advance(migrationId, 'PRECOPY', { round: 3 })).toBe(true);
+    expect(await migrations.advance(migrationId, 'PRECOPY', { round: 4 })).toBe(false);
+    expect(await migrations.advance(migrationId, 'PRECOPY', { round: 4 }, true)).toBe(true);
+    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'PRECOPY', round: 4 });
+  });
+});
+
+describe('commit', () => {
+  it('moves the VM, bumps the epoch, and moves allocations and group membership', async () => {
+    const vm = await runningVm('a', { antiAffinityGroup: 'g' });
+    const { migrationId } = await create(vm.vmId, 'b');
+    await migrations.advance(migrationId, 'PREPARING');
+    expect(await migrations.commit({ migrationId, vmId: vm.vmId }, {})).toBe(0);
+    await migrations.advance(migrationId, 'PRECOPY');
+    await migrations.advance(migrationId, 'STOP_AND_COPY');
+    expect(await migrations.commit({ migrationId, vmId: vm.vmId }, { sourceDigest: 'x', targetDigest: 'x' })).toBe(2);
+    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'COMMITTING', committed: true, reserved: false, fencingEpoch: 2, sourceDigest: 'x' });
+    expect(await vms.get(vm.vmId)).toMatchObject({ nodeId: 'b', fencingEpoch: 2, state: 'VM_STATE_MIGRATING' });
+    expect(await nodes.get('a')).toMatchObject({ memoryMibAllocated: 0, vcpusAllocated: 0, vmCount: 0 });
+    expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 1 });
+    expect(await vms.idsOnNode('b')).toEqual([vm.vmId]);
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['b']));
+    // Committed: neither a rollback nor a cancel undoes it.
+    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'CANCELLED', 'too late');
+    expect((await migrations.get(migrationId))!.phase).toBe('COMMITTING');
+    await migrations.finishVm(vm.vmId, migrationId);
+    expect((await vms.get(vm.vmId))!.state).toBe('VM_STATE_RUNNING');
+    // Deleting the VM afterwards releases it from the target.
+    await placement.release(vm.vmId);
+    expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 0, vmCount: 0 });
+  });
+});
+
+describe('rollback', () => {
+  it('gives the room back once, keeps a CANCELLED phase, and puts the VM back to RUNNING', async () => {
+    const vm = await runningVm('a', { antiAffinityGroup: 'g' });
+    const { migrationId } = await create(vm.vmId, 'b');
+    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'CANCELLED', 'cancelled');
+    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'FAILED', 'late failure');
+    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'CANCELLED', error: 'cancelled', reserved: false });
+    expect((await migrations.get(migrationId))!.finishedAtMs).toBeGreaterThan(0);
+    expect(await vms.get(vm.vmId)).toMatchObject({ state: 'VM_STATE_RUNNING', nodeId: 'a', fencingEpoch: 1 });
+    expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 0, vcpusAllocated: 0 });
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['a']));
+    expect(await migrations.advance(migrationId, 'PREPARING')).toBe(false);
+    expect((await create(vm.vmId, 'b')).outcome).toBe('OK');
+  });
+});
+
+describe('slots', () => {
+  it('limit the cluster, each source and each target; a holder re-acquires idempotently', async () => {
+    const limits = { cluster: 3, outboundPerNode: 2, inboundPerNode: 2 };
+    const m = (id: string, s: string, t: string) => ({ migrationId: id, sourceNodeId: s, targetNodeId: t });
+    expect(await migrations.acquireSlot(m('1', 'a', 'b'), limits)).toBe('OK');
+    expect(await migrations.acquireSlot(m('1', 'a', 'b'), limits)).toBe('OK');
+    expect(await migrations.acquireSlot(m('2', 'a', 'c'), limits)).toBe('OK');
+    expect(await migrations.acquireSlot(m('3', 'a', 'd'), limits)).toBe('OUTBOUND');
+    expect(await migrations.acquireSlot(m('4', 'c', 'b'), limits)).toBe('OK');
+    expect(await migrations.acquireSlot(m('5', 'e', 'f'), limits)).toBe('CLUSTER');
+    await migrations.releaseSlot(m('1', 'a', 'b'));
+    expect(await migrations.acquireSlot(m('6', 'd', 'b'), limits)).toBe('OK');
+    expect(await migrations.acquireSlot(m('7', 'x', 'b'), limits)).toBe('CLUSTER');
+    await migrations.releaseSlot(m('2', 'a', 'c'));
+    expect(await migrations.acquireSlot(m('7', 'x', 'b'), limits)).toBe('INBOUND');
+  });
+});
