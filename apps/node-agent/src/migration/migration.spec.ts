@@ -174,6 +174,29 @@ describe('live migration between two agents', () => {
     await src.call('deleteVm', { vmId: 'vm-slow' });
   });
 
+  it('shuts down cleanly with an outgoing migration in flight; the target discards', async () => {
+    const third = await boot('node-3');
+    const calls = new AgentCalls(third.address);
+    try {
+      const spec = busySpec('vm-shutdown');
+      await calls.call('createVm', { spec });
+      const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm8', spec, token: TOKEN });
+      const slow: cluster.MigrationPolicy = {
+        downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+      };
+      const stream = calls.startOutgoing({ migrationId: 'm8', vmId: 'vm-shutdown', targetDataAddress: dataAddress, token: TOKEN, policy: slow });
+      stream.catch(() => undefined);
+      await waitFor('a sending migration', () => third.vms.get('vm-shutdown')?.role === 'outgoing');
+      await third.stop();
+      expect(third.vms.size).toBe(0);
+      expect(third.vms.pool.framesInUse).toBe(0);
+      await waitFor('the target to discard', () => target.vms.get('vm-shutdown') === undefined);
+    } finally {
+      calls.close();
+      await third.stop();
+    }
+  });
+
   it('rejects bad migration requests with the right status', async () => {
     const spec = busySpec('vm-bad');
     await src.call('createVm', { spec });
