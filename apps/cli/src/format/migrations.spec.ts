@@ -2,7 +2,7 @@ import { cluster } from '@vmm/proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setColour } from './colours.js';
 import { migration } from './migration.fixture.js';
-import { digestCheck, percentSent, progressLine, renderMigrationsTable, renderSummary } from './migrations.js';
+import { digestCheck, percentSent, progressLine, renderMigrationsTable, renderSummary, roundsText } from './migrations.js';
 
 const P = cluster.MigrationPhase;
 
@@ -24,7 +24,7 @@ describe('renderSummary', () => {
     expect(text).toContain('node-1 → node-2');
     expect(text).toMatch(/Downtime {4}23 ms {2}\(limit 300 ms\)/);
     expect(text).toMatch(/Total time  1\.84 s/);
-    expect(text).toMatch(/Rounds {6}4 /);
+    expect(text).toMatch(/Rounds {6}5 \(4 pre-copy \+ stop-and-copy\) /);
     expect(text).toContain('600 MiB = 0.59 × VM size (1 GiB)');
     expect(text).toContain('source 9f3c5a7e11d2b4c0 == target 9f3c5a7e11d2b4c0 ✓');
     // A box: every line starts and ends with a border, and all lines are equally wide.
@@ -44,6 +44,11 @@ describe('renderSummary', () => {
     expect(text).toContain('FAILED ✗  did not converge');
     expect(text).toContain('not checked');
     expect(text).toMatch(/Throttle\s+60% at the end/);
+  });
+
+  it('counts the passes of a failed migration as pre-copy rounds, and none before the first page', () => {
+    expect(roundsText(migration({ phase: P.MIGRATION_PHASE_FAILED, round: 29 }))).toBe('30 pre-copy');
+    expect(roundsText(migration({ phase: P.MIGRATION_PHASE_FAILED, round: 0, pagesSent: 0 }))).toBe('0');
   });
 
   it('uses the page count as VM size when the VM is unknown', () => {

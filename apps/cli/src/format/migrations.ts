@@ -116,6 +116,17 @@ export function renderMigrationDetails(m: cluster.Migration, vmName?: string, no
   ]);
 }
 
+/**
+ * Passes over memory, as QEMU counts dirty syncs: `round` is the 0-based index of the last pass, and
+ * a completed migration's last pass is the stop-and-copy one.
+ */
+export function roundsText(m: cluster.Migration): string {
+  if (m.phase === cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+    return `${m.round + 1} (${m.round} pre-copy + stop-and-copy)`;
+  }
+  return m.pagesSent > 0 || m.round > 0 ? `${m.round + 1} pre-copy` : '0';
+}
+
 export interface SummaryContext {
   vmName?: string;
   /** The VM's memory, for "sent / VM size"; without it the migration's page count stands in. */
@@ -143,7 +154,7 @@ export function renderSummary(m: cluster.Migration, ctx: SummaryContext = {}): s
     ['Route', `${m.sourceNodeId} → ${m.targetNodeId || '?'}`],
     ['Downtime', `${formatDuration(m.downtimeMs)}${m.policy?.downtimeLimitMs ? `  (limit ${formatDuration(m.policy.downtimeLimitMs)})` : ''}`],
     ['Total time', formatDuration(m.totalTimeMs)],
-    ['Rounds', String(m.round)],
+    ['Rounds', roundsText(m)],
     ['Data sent', `${formatBytes(m.bytesSent)}${ratio}`],
     ['Digest', digest],
   ];
