@@ -56,6 +56,7 @@ const PAGE_RECORD_BYTES = 4100;
 export class BandwidthEstimator {
   private estimateBytesPerSec = 0;
   private estimatePagesPerSec = 0;
+  private previousPagesPerSec = 0;
 
   constructor(private readonly capBytesPerSec: number) {}
 
@@ -66,6 +67,7 @@ export class BandwidthEstimator {
       this.estimateBytesPerSec = Math.min(this.capBytesPerSec, (bytes / elapsedMs) * 1000);
     }
     if (pages >= MIN_SAMPLE_PAGES || (this.estimatePagesPerSec === 0 && pages > 0)) {
+      this.previousPagesPerSec = this.estimatePagesPerSec;
       this.estimatePagesPerSec = (pages / elapsedMs) * 1000;
     }
   }
@@ -76,8 +78,13 @@ export class BandwidthEstimator {
     return Number.isFinite(this.capBytesPerSec) ? this.capBytesPerSec : 1e9;
   }
 
-  /** Dirty pages per second the sender gets through; derived from bytes until a page sample exists. */
+  /**
+   * Dirty pages per second the sender gets through: the slower of the last two rounds (the pace swings
+   * with the host's load, and an optimistic guess breaks the downtime limit); derived from bytes until a
+   * page sample exists.
+   */
   get pagesPerSec(): number {
-    return this.estimatePagesPerSec > 0 ? this.estimatePagesPerSec : this.bytesPerSec / PAGE_RECORD_BYTES;
+    if (this.estimatePagesPerSec === 0) return this.bytesPerSec / PAGE_RECORD_BYTES;
+    return this.previousPagesPerSec > 0 ? Math.min(this.previousPagesPerSec, this.estimatePagesPerSec) : this.estimatePagesPerSec;
   }
 }

@@ -14,7 +14,7 @@ import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchE
 import type { ReceiverStats } from './progress.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
-import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, readU32 } from './wire/codec.js';
+import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
 import { FrameType, PAGE_SIZE, PROTOCOL_VERSION, XBZRLE_RECORD_HEADER_BYTES, type HelloPayload } from './wire/frame.js';
 
 export interface ReceiverOptions {
@@ -109,12 +109,17 @@ export class MigrationReceiver {
             case FrameType.XBZRLE:
               this.applyXbzrle(payload);
               return;
-            case FrameType.ROUND:
+            case FrameType.ROUND: {
               this.stats.rounds++;
+              const round = readU32(payload, 0);
+              if (round === 0) return;
+              // Everything before this frame is applied: let the sender time its round by our pace.
+              session.reply(encodeRound(round, FrameType.ROUND_ACK));
               // Hash what arrived so far now, while the source still runs: the digest under pause
               // then only hashes the pages written since.
-              if (readU32(payload, 0) > 0) memory.digest();
+              memory.digest();
               return;
+            }
             case FrameType.DEVICE_STATE:
               deviceState = payload.slice();
               return;

@@ -10,11 +10,11 @@ import { initHashing, type VirtualMachine } from '@vmm/emulator';
 import { AutoConverge, countDirty, decideAfterRound, expectedDowntimeFromPageRateMs } from './convergence.js';
 import { BandwidthEstimator, TokenBucket } from './bandwidth.js';
 import { XbzrleCache } from './encoding/xbzrle-cache.js';
-import { ConvergenceError, DigestMismatchError, MigrationStateError } from './errors.js';
+import { ConvergenceError, DigestMismatchError, MigrationStateError, ProtocolError } from './errors.js';
 import { assertTransition, type MigrationPhase } from './phase.js';
 import { bandwidthBytesPerSec, resolvePolicy, type MigrationPolicy, type PartialMigrationPolicy } from './policy.js';
 import type { MigrationProgress, SenderStats } from './progress.js';
-import { encodeDigestFrame, encodeFrame, encodeHello, encodeRound } from './wire/codec.js';
+import { encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32 } from './wire/codec.js';
 import { FrameType, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
 import { FrameWriter } from './wire/frame-writer.js';
 import { PageBatcher } from './wire/page-batch.js';
@@ -23,8 +23,11 @@ import { trace } from './trace.js';
 
 /** Device state, COMPLETE/VERIFIED round trip and the target's resume, in ms. */
 const SWITCH_OVER_OVERHEAD_MS = 5;
-/** The dirty set grows a little between the last sync and the pause; the estimate allows 10%. */
-const DIRTY_MARGIN = 1.1;
+/**
+ * Safety factor on the pages to send under pause: the dirty set grows between the last sync and the
+ * pause, and the final round also competes with both digests for the CPU.
+ */
+const DIRTY_MARGIN = 1.25;
 
 export interface SenderOptions {
   vm: VirtualMachine;
@@ -140,6 +143,10 @@ export class MigrationSender {
         const bytesBefore = writer.bytesWritten;
         const nonZeroBefore = nonZeroPages();
         pagesSent += await sendRound(this.round, this.round === 0, false);
+        // A round ends when the receiver has applied it, not when the socket took it: kernel buffers
+        // hold thousands of XBZRLE deltas, and the downtime estimate needs the end-to-end pace.
+        const acked = readU32(await session.expect(FrameType.ROUND_ACK), 0);
+        if (acked !== this.round + 1) throw new ProtocolError(`ROUND_ACK ${acked}, expected ${this.round + 1}`);
         roundsDone++;
         const roundBytes = writer.bytesWritten - bytesBefore;
         bandwidth.sample(roundBytes, nonZeroPages() - nonZeroBefore, performance.now() - roundStart);

@@ -14,7 +14,7 @@ import {
 import { FrameParser, decodeDigest, decodeJson, encodeError, type FrameHandlers } from './wire/codec.js';
 import { FrameType, type ErrorPayload } from './wire/frame.js';
 
-const SENDER_ACCEPTS = new Set<number>([FrameType.HELLO_ACK, FrameType.VERIFIED, FrameType.ERROR]);
+const SENDER_ACCEPTS = new Set<number>([FrameType.HELLO_ACK, FrameType.ROUND_ACK, FrameType.VERIFIED, FrameType.ERROR]);
 /** How long a failing end waits for its ERROR frame to leave before destroying the socket. */
 const ERROR_LINGER_MS = 1000;
 

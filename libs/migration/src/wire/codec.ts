@@ -52,10 +52,10 @@ export const encodeError = (error: ErrorPayload): Buffer => encodeJsonFrame(Fram
 export const encodeDigestFrame = (type: number, digest: string): Buffer =>
   encodeFrame(type, Buffer.from(digest.padEnd(16, ' ').slice(0, 16), 'ascii'));
 
-export function encodeRound(round: number): Buffer {
+export function encodeRound(round: number, type: number = FrameType.ROUND): Buffer {
   const payload = Buffer.allocUnsafe(4);
   writeU32(payload, 0, round);
-  return encodeFrame(FrameType.ROUND, payload);
+  return encodeFrame(type, payload);
 }
 
 export function decodeJson<T>(payload: Uint8Array, what: string): T {

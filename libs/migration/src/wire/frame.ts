@@ -29,6 +29,8 @@ export const FrameType = {
   HELLO_ACK: 0x81,
   /** 16 ASCII hex chars: the target digest after applying everything. */
   VERIFIED: 0x82,
+  /** u32 round: every page before that ROUND frame is applied. Paces the rounds to the receiver. */
+  ROUND_ACK: 0x83,
   /** JSON {code, message}: the peer gives up; the connection closes after it. */
   ERROR: 0x7f,
 } as const;
@@ -52,6 +54,7 @@ export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
   [FrameType.COMPLETE]: 16,
   [FrameType.HELLO_ACK]: 0,
   [FrameType.VERIFIED]: 16,
+  [FrameType.ROUND_ACK]: 4,
   [FrameType.ERROR]: 64 * 1024,
 };
 
