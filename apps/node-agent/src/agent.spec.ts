@@ -96,8 +96,15 @@ describe('node agent', () => {
     expect(nodeReport.memoryUsedBytes).toBeGreaterThan(0);
     expect(nodeReport.rssBytes).toBeGreaterThan(0);
 
+    // A spec without a workload (an idle guest) survives ListVms and the next Register unchanged.
+    const idle = await unary<agent.CreateVmRequest, agent.VmStatus>(client.createVm, {
+      spec: vmSpec({ vmId: 'vm-idle', image: 'empty', workload: undefined, labels: { team: 'a' } }),
+    });
+    expect(idle.spec?.workload?.kind).toBe(cluster.WorkloadKind.WORKLOAD_KIND_IDLE);
+
     const listed = await unary<agent.ListVmsRequest, agent.ListVmsResponse>(client.listVms, {});
-    expect(listed.vms.map((v) => v.vmId)).toEqual(['vm-e2e']);
+    expect(listed.vms.map((v) => v.vmId).sort()).toEqual(['vm-e2e', 'vm-idle']);
+    expect(listed.vms.find((v) => v.vmId === 'vm-idle')?.spec?.labels).toEqual({ team: 'a' });
   });
 
   it('answers bad requests with the right status and keeps serving', async () => {
@@ -166,13 +173,16 @@ describe('node agent', () => {
     registry = restarted;
     await waitFor('a re-registration', () => running.link.registrations > before, 10_000);
     expect(restarted.registrations.length).toBeGreaterThan(0);
-    expect(restarted.registrations[0].vms.map((v) => v.vmId)).toEqual(['vm-e2e']);
-    expect(restarted.registrations[0].vms[0].spec?.vmId).toBe('vm-e2e');
+    expect(restarted.registrations[0].vms.map((v) => v.vmId).sort()).toEqual(['vm-e2e', 'vm-idle']);
+    expect(restarted.registrations[0].vms.find((v) => v.vmId === 'vm-idle')?.spec?.workload?.kind).toBe(
+      cluster.WorkloadKind.WORKLOAD_KIND_IDLE,
+    );
     await waitFor('reports on the new stream', () => restarted.reports.some((r) => r.vms.some((v) => v.vmId === 'vm-e2e')));
   });
 
   it('deletes the VM and frees its memory', async () => {
     await unary(client.deleteVm, { vmId: 'vm-e2e' });
+    await unary(client.deleteVm, { vmId: 'vm-idle' });
     expect(running.vms.size).toBe(0);
     expect(running.vms.pool.bytesInUse).toBe(0);
     const seen = registry.reports.length;

@@ -56,7 +56,22 @@ export function validateVmSpec(spec: agent.VmSpec | undefined, limits: VmLimits)
   if (!Number.isInteger(spec.fencingEpoch) || spec.fencingEpoch < 0) {
     throw new InvalidVmSpecError('fencing_epoch', `must be a non-negative integer, got ${spec.fencingEpoch}`);
   }
-  return { spec, memoryMib, vcpus, image: image.name, workload: toWorkloadConfig(spec.workload, memoryMib) };
+  const workload = toWorkloadConfig(spec.workload ?? undefined, memoryMib);
+  // A clean copy: the request comes from proto-loader (null for unset messages), and this spec is
+  // sent again in ListVms and RegisterRequest, whose ts-proto encoder reads undefined as unset only.
+  const clean: agent.VmSpec = {
+    vmId: spec.vmId,
+    name: spec.name ?? '',
+    vcpus,
+    memoryMib,
+    image: image.name,
+    workload: spec.workload
+      ? { ...spec.workload }
+      : { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
+    labels: { ...(spec.labels ?? {}) },
+    fencingEpoch: spec.fencingEpoch,
+  };
+  return { spec: clean, memoryMib, vcpus, image: image.name, workload };
 }
 
 /** A missing workload means an idle guest; an unspecified kind is an error (API.md). */
