@@ -3,10 +3,10 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from '@vmm/proto';
-import { EntryPointMissingError, ProcessExitedError, ReadyTimeoutError } from './errors.js';
+import { EntryPointMissingError, PortInUseError, ProcessExitedError, ReadyTimeoutError } from './errors.js';
 import { clusterApi, type ClusterApi } from './grpc-client.js';
 import { waitForServing } from './health.js';
-import { delay, freePort } from './ports.js';
+import { delay, freePort, isPortFree } from './ports.js';
 import { spawnProcess, type ManagedProcess, type SpawnProcessOptions } from './processes.js';
 import { startRedis, type RedisHandle } from './redis.js';
 import { deleteKeysWithPrefix } from './resp-client.js';
@@ -97,6 +97,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   const controllerMain = options.controllerMain ?? CONTROLLER_MAIN;
   const agentMain = options.agentMain ?? AGENT_MAIN;
   for (const entry of [controllerMain, agentMain]) if (!existsSync(entry)) throw new EntryPointMissingError(entry);
+  // A foreign server on the port would answer our health checks: refuse before starting anything.
+  if (options.port && !(await isPortFree(options.port))) throw new PortInUseError(options.port);
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const reportIntervalMs = options.reportIntervalMs ?? 1000;
   const logLevel = options.logLevel ?? process.env.LOG_LEVEL ?? 'warn';

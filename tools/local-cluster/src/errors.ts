@@ -56,3 +56,12 @@ export class RedisProtocolError extends Error {
     this.name = 'RedisProtocolError';
   }
 }
+
+/** Thrown when the requested controller port is already taken on 127.0.0.1 (another cluster runs?). */
+export class PortInUseError extends Error {
+  readonly code = 'PORT_IN_USE';
+  constructor(readonly port: number) {
+    super(`127.0.0.1:${port} is already in use (another cluster or controller?): pick another --port`);
+    this.name = 'PortInUseError';
+  }
+}
