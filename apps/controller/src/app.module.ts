@@ -13,6 +13,7 @@ import { MigrationService } from './migration/migration.service.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
 import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
 import { MigrationRepository } from './redis/migration.repository.js';
+import { MemoryPressureBalancer } from './node/memory-pressure.balancer.js';
 import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
 import { NodeService } from './node/node.service.js';
 import { NodeRepository } from './redis/node.repository.js';
@@ -54,6 +55,7 @@ export class AppModule {
         RegistryService,
         MigrationService,
         NodeReadinessSweeper,
+        MemoryPressureBalancer,
         ApiTokenGuard,
       ],
     };

@@ -232,3 +232,25 @@ describe('controller restart', () => {
     }
   });
 });
+
+describe('memory pressure', () => {
+  it('a node whose real memory use crosses the watermark gets a VM migrated off (reason memory-pressure)', async () => {
+    const vm = await newVm('node-1', 256);
+    const hot = agent('node-1');
+    hot.reportOverrides = { memoryUsedBytes: 4000 * 1024 * 1024 };
+    try {
+      let migration: cluster.Migration | undefined;
+      await waitFor(async () => {
+        migration = (await c.api.listMigrations({ vmId: vm.vmId })).migrations.find((m) => m.reason === 'memory-pressure');
+        return migration !== undefined;
+      }, 10_000, 'a memory-pressure migration');
+      hot.reportOverrides = {};
+      expect(migration!.sourceNodeId).toBe('node-1');
+      expect((await waitFinal(migration!.migrationId)).phase).toBe(P.MIGRATION_PHASE_COMPLETED);
+      expect((await c.api.getVm(vm.vmId)).nodeId).not.toBe('node-1');
+    } finally {
+      hot.reportOverrides = {};
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+});

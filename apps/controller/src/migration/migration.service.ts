@@ -29,6 +29,7 @@ import { MigrationQueueRepository } from '../redis/migration-queue.repository.js
 import { MigrationRepository, type CreateMigrationOutcome } from '../redis/migration.repository.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
+import { PAGE_BYTES } from '../scheduler/migration-cost.js';
 import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
@@ -37,6 +38,9 @@ import { validatePolicy } from './migration-validation.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
 const { VmState } = cluster;
+
+/** Fraction of a node's physical memory in real use above which VMs are migrated off (oVirt MOM's "high"). */
+export const MEMORY_HIGH_WATERMARK = 0.9;
 
 @Injectable()
 export class MigrationService {
@@ -53,11 +57,20 @@ export class MigrationService {
     @Inject(MigrationOrchestrator) private readonly orchestrator: MigrationOrchestrator,
   ) {}
 
-  async migrate(req: Partial<cluster.MigrateVmRequest>, reason = 'user'): Promise<cluster.Migration> {
+  /**
+   * `avoidMemoryPressure`: only targets whose real memory use stays under the high watermark with
+   * the VM's resident pages added (memory-pressure evacuations must not move the problem).
+   */
+  async migrate(req: Partial<cluster.MigrateVmRequest>, reason = 'user', opts: { avoidMemoryPressure?: boolean } = {}): Promise<cluster.Migration> {
     const vm = await this.vmService.require(req.vmId ?? '');
     const policy = validatePolicy(req.policy);
     const targetNodeId = (req.targetNodeId ?? '').trim();
-    const candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup });
+    let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup });
+    if (opts.avoidMemoryPressure) {
+      const addMib = (vm.residentPages * PAGE_BYTES) / (1024 * 1024);
+      candidates = candidates.filter((n) => n.memoryUsedBytes / (1024 * 1024) + addMib <= n.memoryMib * MEMORY_HIGH_WATERMARK);
+      if (candidates.length === 0) throw new NoCapacityError('no target stays under its memory watermark');
+    }
     if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'already migrating');
     if (vm.state !== VmState.VM_STATE_RUNNING) throw new VmBusyError(vm.vmId, `not running (${vm.state})`);
 

@@ -26,6 +26,8 @@ export class FakeAgent {
   /** Progress the source sends for a migration; the default converges in two rounds with equal digests. */
   progressScript: (migrationId: string) => Partial<agent.MigrationProgress>[] = defaultProgress;
   progressDelayMs = 20;
+  /** Merged into every report (e.g. memoryUsedBytes to fake memory pressure). */
+  reportOverrides: Partial<agent.NodeReport> = {};
   private readonly incoming = new Map<string, agent.VmSpec>();
   private readonly aborted = new Set<string>();
   private server = new Server();
@@ -169,6 +171,7 @@ export class FakeAgent {
         residentPages: 77,
         fencingEpoch: vm.fencingEpoch,
       })),
+      ...this.reportOverrides,
       ...extra,
     });
     return new Promise((resolve) => stream.write({ report }, () => resolve()));
