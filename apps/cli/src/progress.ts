@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { cluster } from '@vmm/proto';
-import { percentSent, phaseName, progressLine } from './format/migrations.js';
+import { percentInSync, phaseName, progressLine } from './format/migrations.js';
 import { formatBytes, formatCount, formatThroughput } from './format/units.js';
 import type { Io } from './io.js';
 
@@ -17,7 +17,7 @@ interface BarPayload {
   parts: string[];
 }
 
-/** Round, dirty pages left, throttle, data sent, throughput. */
+/** After the share of memory in sync: round, dirty pages left, throttle, data sent, throughput. */
 function barParts(m: cluster.Migration): string[] {
   const parts = [`round ${m.round}`, `${formatCount(m.dirtyPagesRemaining)} dirty`];
   if (m.throttlePercent > 0) parts.push(`throttle ${Math.round(m.throttlePercent)}%`);
@@ -36,7 +36,7 @@ function barView(stream: NodeJS.WriteStream): ProgressView {
     const percent = `${Math.round(params.progress * 100)}%`.padStart(4);
     const done = Math.round(params.progress * barWidth);
     // No colours on this line: cli-progress cuts lines by string length, escape codes included.
-    const head = `${payload.label} ${'█'.repeat(done)}${'░'.repeat(barWidth - done)} ${percent}`;
+    const head = `${payload.label} ${'█'.repeat(done)}${'░'.repeat(barWidth - done)} ${percent} in sync`;
     const room = columns - 1;
     const parts = [...payload.parts];
     while (parts.length > 1 && `${head}  ${parts.join(' · ')}`.length > room) parts.pop();
@@ -47,7 +47,7 @@ function barView(stream: NodeJS.WriteStream): ProgressView {
   return {
     update(label, m) {
       const payload: BarPayload = { label: `${label} ${phaseName(m).padEnd(13)}`, parts: barParts(m) };
-      const value = Math.round(percentSent(m));
+      const value = Math.round(percentInSync(m));
       const bar = bars.get(label);
       if (bar) bar.update(value, payload);
       else bars.set(label, multi.create(100, value, payload));

@@ -2,7 +2,7 @@ import { cluster } from '@vmm/proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setColour } from './colours.js';
 import { migration } from './migration.fixture.js';
-import { digestCheck, percentSent, progressLine, renderMigrationsTable, renderSummary, roundsText } from './migrations.js';
+import { digestCheck, percentInSync, percentSent, progressLine, renderMigrationsTable, renderSummary, roundsText } from './migrations.js';
 
 const P = cluster.MigrationPhase;
 
@@ -62,6 +62,14 @@ describe('progress', () => {
     expect(percentSent(migration())).toBe(100);
     expect(percentSent(migration({ pagesTotal: 0 }))).toBe(0);
   });
+  it('shows the share of memory in sync: sent pages in round 0, then all but the dirty ones', () => {
+    const precopy = P.MIGRATION_PHASE_PRECOPY;
+    expect(percentInSync(migration({ phase: precopy, round: 0, pagesSent: 65536, dirtyPagesRemaining: 0 }))).toBe(25);
+    expect(percentInSync(migration({ phase: precopy, round: 1, dirtyPagesRemaining: 262144 }))).toBe(0);
+    expect(percentInSync(migration({ phase: precopy, round: 3, dirtyPagesRemaining: 26214.4 }))).toBeCloseTo(90);
+    expect(percentInSync(migration({ phase: P.MIGRATION_PHASE_COMMITTING }))).toBe(100);
+  });
+
   it('renders one line with round, sent, dirty pages, throughput and throttle', () => {
     const line = progressLine(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 2, pagesSent: 131072, bytesSent: 536870912, dirtyPagesRemaining: 1234, throttlePercent: 30 }));
     expect(line).toMatch(/^PRECOPY\s+round 2 {2}sent {2}50% \(512 MiB\) {2}dirty 1\.2k pages {2}1 GiB\/s {2}throttle 30%$/);

@@ -43,6 +43,18 @@ export function percentSent(m: cluster.Migration): number {
   return Math.min(100, (m.pagesSent / m.pagesTotal) * 100);
 }
 
+/**
+ * Share of the VM's memory that is on the target with its current content: the pages sent in round 0
+ * so far, then everything but the pages dirtied since they were sent. It climbs to 100% as pre-copy
+ * converges, where "percent sent" would sit at 100% from round 1 on.
+ */
+export function percentInSync(m: cluster.Migration): number {
+  if (m.phase === cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED || m.phase === cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING) return 100;
+  if (m.pagesTotal <= 0) return 0;
+  if (m.round === 0 && m.dirtyPagesRemaining === 0) return percentSent(m);
+  return Math.max(0, Math.min(100, (1 - m.dirtyPagesRemaining / m.pagesTotal) * 100));
+}
+
 /** VM label for tables: its name when the caller knows it, else its short id. */
 export type VmNames = ReadonlyMap<string, string>;
 
