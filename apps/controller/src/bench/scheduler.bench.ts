@@ -51,6 +51,7 @@ function fakeNodes(n: number): NodeRecord[] {
     ksm: undefined,
     ksmKnobs: undefined,
     agentVersion: '',
+    imageCounts: {},
   }));
 }
 

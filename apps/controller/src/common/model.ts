@@ -27,6 +27,8 @@ export interface NodeRecord {
   ksm: cluster.KsmStats | undefined;
   ksmKnobs: cluster.KsmKnobs | undefined;
   agentVersion: string;
+  /** Image → number of VMs of that image placed on the node. */
+  imageCounts: Record<string, number>;
 }
 
 export interface VmRecord {
@@ -52,6 +54,8 @@ export interface PlacementRequest {
   vcpus: number;
   memoryMib: number;
   antiAffinityGroup: string;
+  /** The VM's image, for the KSM-sharing weigher ('' = unknown). */
+  image?: string;
 }
 
 /**

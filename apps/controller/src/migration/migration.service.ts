@@ -8,7 +8,7 @@ import { isCancellable, isFinal } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { Observable } from 'rxjs';
 import { LOGGER, type Logger } from '../common/logger.js';
-import type { NodeRecord } from '../common/model.js';
+import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { decodePageToken, encodePageToken, normalizePageSize } from '../common/page-token.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
@@ -65,7 +65,7 @@ export class MigrationService {
     const vm = await this.vmService.require(req.vmId ?? '');
     const policy = validatePolicy(req.policy);
     const targetNodeId = (req.targetNodeId ?? '').trim();
-    let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup });
+    let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup, image: vm.image });
     if (opts.avoidMemoryPressure) {
       const addMib = (vm.residentPages * PAGE_BYTES) / (1024 * 1024);
       candidates = candidates.filter((n) => n.memoryUsedBytes / (1024 * 1024) + addMib <= n.memoryMib * MEMORY_HIGH_WATERMARK);
@@ -195,7 +195,7 @@ export class MigrationService {
   }
 
   /** Target candidates, best first: the requested node (checked), or the scheduler's choice. */
-  private async targets(sourceNodeId: string, targetNodeId: string, request: { vcpus: number; memoryMib: number; antiAffinityGroup: string }): Promise<NodeRecord[]> {
+  private async targets(sourceNodeId: string, targetNodeId: string, request: PlacementRequest): Promise<NodeRecord[]> {
     const now = Date.now();
     if (targetNodeId) {
       const target = await this.nodeService.require(targetNodeId);

@@ -136,6 +136,7 @@ describe('commit', () => {
     expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 1 });
     expect(await vms.idsOnNode('b')).toEqual([vm.vmId]);
     expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['b']));
+    expect(Object.fromEntries((await nodes.list()).map((n) => [n.nodeId, n.imageCounts]))).toEqual({ a: {}, b: { empty: 1 } });
     // Committed: neither a rollback nor a cancel undoes it.
     await migrations.rollback({ migrationId, vmId: vm.vmId }, 'CANCELLED', 'too late');
     expect((await migrations.get(migrationId))!.phase).toBe('COMMITTING');

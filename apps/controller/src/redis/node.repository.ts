@@ -81,13 +81,18 @@ export class NodeRepository {
     const ids = await this.redis.zrangebylex(this.keys.nodes(), '-', '+');
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hgetall(this.keys.node(id));
+    for (const id of ids) pipeline.hgetall(this.keys.node(id)).hgetall(this.keys.nodeImages(id));
     const results = (await pipeline.exec()) ?? [];
     const nodes: NodeRecord[] = [];
-    for (const [error, hash] of results) {
+    for (let i = 0; i < results.length; i += 2) {
+      const [error, hash] = results[i]!;
+      const [imagesError, images] = results[i + 1]!;
       if (error) throw error;
+      if (imagesError) throw imagesError;
       const node = hashToNode(hash as Record<string, string>);
-      if (node) nodes.push(node);
+      if (!node) continue;
+      for (const [image, count] of Object.entries(images as Record<string, string>)) node.imageCounts[image] = Number(count);
+      nodes.push(node);
     }
     return nodes;
   }

@@ -75,6 +75,9 @@ describe('reserve', () => {
     expect(await vms.idsOnNode('n1')).toEqual([v.vmId]);
     expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['n1']));
     expect(await nodes.get('n1')).toMatchObject({ vcpusAllocated: 1, memoryMibAllocated: 150, vmCount: 1 });
+    expect((await nodes.list())[0]!.imageCounts).toEqual({ empty: 1 });
+    await placement.release(v.vmId);
+    expect((await nodes.list())[0]!.imageCounts).toEqual({});
   });
 
   it.each([

@@ -44,6 +44,7 @@ export class PlacementRepository {
       k.vm(vm.vmId),
       k.vms(),
       k.nodeVms(vm.nodeId),
+      k.nodeImages(vm.nodeId),
     ];
     const args = [
       vm.vmId,

@@ -39,6 +39,7 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     ksm: json<cluster.KsmStats>(h.ksm),
     ksmKnobs: json<cluster.KsmKnobs>(h.ksmKnobs),
     agentVersion: h.agentVersion ?? '',
+    imageCounts: {},
   };
 }
 

@@ -8,6 +8,7 @@
  * node-vms:<nodeId>    zset   the VM ids placed on a node (same ordering), for the node filter and reconcile
  * vm-names             hash   VM name → VM id
  * aa:<group>           hash   anti-affinity group: node id → number of the group's VMs on it
+ * node-images:<nodeId> hash   image → number of VMs of that image on the node (KSM-sharing weigher)
  * mig:<id>             hash   a migration: ids, phase, progress fields, policy, reserved room, flags
  * migs                 zset   every migration id (score 0; ids sort by creation time)
  * vm-migs:<vmId>       zset   the migrations of one VM
@@ -30,6 +31,7 @@ export function redisKeys(prefix: string) {
     nodeVms: (nodeId: string) => `${p}node-vms:${nodeId}`,
     vmNames: () => `${p}vm-names`,
     antiAffinity: (group: string) => `${p}aa:${group}`,
+    nodeImages: (nodeId: string) => `${p}node-images:${nodeId}`,
     migration: (id: string) => `${p}mig:${id}`,
     migrations: () => `${p}migs`,
     vmMigrations: (vmId: string) => `${p}vm-migs:${vmId}`,

@@ -26,6 +26,7 @@ const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
   ksm: undefined,
   ksmKnobs: undefined,
   agentVersion: '',
+  imageCounts: {},
   ...over,
 });
 const req = (over: Partial<PlacementRequest> = {}): PlacementRequest => ({ vcpus: 1, memoryMib: 150, antiAffinityGroup: '', ...over });
@@ -88,6 +89,14 @@ describe('weigher and ranking', () => {
     expect(candidates.map((n) => n.nodeId)).toEqual(['a', 'b', 'c']);
     expect(Object.fromEntries(rejected)).toEqual({ d: 'cordoned', e: 'not ready', f: 'memory' });
     expect(describeRejections(rejected)).toBe('d: cordoned, e: not ready, f: memory');
+  });
+
+  it('prefers a node running the same image when headroom is close (KSM sharing), never over a clearly emptier one', () => {
+    const close = [node('a'), node('b', { memoryMibAllocated: 100, imageCounts: { 'debian-12': 1 } })];
+    expect(rankNodes(close, req({ image: 'debian-12' }), ctx()).candidates[0]!.nodeId).toBe('b');
+    expect(rankNodes(close, req({ image: 'alpine-3.20' }), ctx()).candidates[0]!.nodeId).toBe('a');
+    const far = [node('a'), node('b', { memoryMibAllocated: 500, imageCounts: { 'debian-12': 3 } })];
+    expect(rankNodes(far, req({ image: 'debian-12' }), ctx()).candidates[0]!.nodeId).toBe('a');
   });
 
   it('no nodes: no candidates', () => {

@@ -18,7 +18,20 @@ export const freeMemoryWeigher: SchedulerWeigher = {
     allocationLimit(node.memoryMib, node.ramAllocationRatio) - node.memoryMibAllocated - request.memoryMib,
 };
 
-export const DEFAULT_WEIGHERS: readonly SchedulerWeigher[] = [freeMemoryWeigher];
+/**
+ * Expected KSM sharing: a node already running VMs of the same image can merge the new VM's image
+ * pages with theirs, so its real memory grows less. A bonus in MiB-equivalents, small next to the
+ * headroom, so that it breaks near-ties and never overrides a clearly emptier node.
+ */
+export const KSM_SHARING_BONUS_MIB = 128;
+export const sameImageWeigher: SchedulerWeigher = {
+  name: 'ksm-same-image',
+  multiplier: 1,
+  weigh: (node, request) =>
+    request.image && request.image !== 'empty' && (node.imageCounts[request.image] ?? 0) > 0 ? KSM_SHARING_BONUS_MIB : 0,
+};
+
+export const DEFAULT_WEIGHERS: readonly SchedulerWeigher[] = [freeMemoryWeigher, sameImageWeigher];
 
 export function weightOf(
   node: NodeRecord,

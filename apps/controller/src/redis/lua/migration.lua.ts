@@ -107,6 +107,12 @@ if group ~= '' then
 end
 redis.call('ZREM', prefix .. 'node-vms:' .. source, vmId)
 redis.call('ZADD', prefix .. 'node-vms:' .. target, 0, vmId)
+local image = redis.call('HGET', KEYS[2], 'image') or ''
+if image ~= '' then
+  local sourceImages = prefix .. 'node-images:' .. source
+  if redis.call('HINCRBY', sourceImages, image, -1) <= 0 then redis.call('HDEL', sourceImages, image) end
+  redis.call('HINCRBY', prefix .. 'node-images:' .. target, image, 1)
+end
 local epoch = redis.call('HINCRBY', KEYS[2], 'fencingEpoch', 1)
 redis.call('HSET', KEYS[2], 'nodeId', target)
 redis.call('HSET', KEYS[1], 'phase', 'MIGRATION_PHASE_COMMITTING', 'committed', '1', 'reserved', '0', 'fencingEpoch', epoch)

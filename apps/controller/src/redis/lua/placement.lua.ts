@@ -8,7 +8,7 @@
  *
  * Input:
  *   KEYS[1] node hash          KEYS[2] vm-names hash     KEYS[3] anti-affinity hash (any key if no group)
- *   KEYS[4] vm hash (new)      KEYS[5] vms zset          KEYS[6] node-vms zset
+ *   KEYS[4] vm hash (new)      KEYS[5] vms zset          KEYS[6] node-vms zset   KEYS[7] node-images hash
  *   ARGV[1] vm id   ARGV[2] name   ARGV[3] vcpus   ARGV[4] memory MiB   ARGV[5] group ('' = none)
  *   ARGV[6] node id   ARGV[7] now ms   ARGV[8] node stale after ms
  *   ARGV[9] '1' = adopt (skip ready/cordon/capacity checks: the VM already runs there), else '0'
@@ -48,6 +48,8 @@ for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[4], unpack(fields))
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], 0, ARGV[1])
+local image = redis.call('HGET', KEYS[4], 'image')
+if image and image ~= '' then redis.call('HINCRBY', KEYS[7], image, 1) end
 return 'OK'
 `;
 
@@ -64,8 +66,9 @@ return 'OK'
 export const RELEASE_VM_LUA = `
 local vmKey = KEYS[1]
 if redis.call('EXISTS', vmKey) == 0 then return 0 end
-local f = redis.call('HMGET', vmKey, 'nodeId', 'name', 'vcpus', 'memoryMib', 'antiAffinityGroup')
+local f = redis.call('HMGET', vmKey, 'nodeId', 'name', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'image')
 local nodeId, name, vcpus, mem, group = f[1], f[2], tonumber(f[3] or '0'), tonumber(f[4] or '0'), f[5] or ''
+local image = f[6] or ''
 local prefix = ARGV[2]
 local nodeKey = prefix .. 'node:' .. nodeId
 if redis.call('EXISTS', nodeKey) == 1 then
@@ -80,6 +83,10 @@ end
 if name and redis.call('HGET', KEYS[2], name) == ARGV[1] then redis.call('HDEL', KEYS[2], name) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', prefix .. 'node-vms:' .. nodeId, ARGV[1])
+if image ~= '' then
+  local imagesKey = prefix .. 'node-images:' .. nodeId
+  if redis.call('HINCRBY', imagesKey, image, -1) <= 0 then redis.call('HDEL', imagesKey, image) end
+end
 redis.call('DEL', vmKey)
 return 1
 `;
