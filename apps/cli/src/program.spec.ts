@@ -257,7 +257,7 @@ describe('vmctl against a fake ClusterService', () => {
     expect(code).toBe(0);
     expect(seen.migrateVm).toHaveLength(1);
     expect(seen.migrateVm[0]).toMatchObject({ vmId: vms[0]!.vmId, targetNodeId: 'node-2', policy: { downtimeLimitMs: 300 } });
-    expect(err).toMatch(/^web-1 {2}PRECOPY\s+round 0 {2}sent {2}38%/m);
+    expect(err).toMatch(/^web-1 {2}PRECOPY\s+round 0 {2}in sync {2}38%/m);
     expect(err).toMatch(/^web-1 {2}COMPLETED/m);
     expect(out).toContain('Migration 7c1f0e2a of web-1');
     expect(out).toMatch(/Outcome {5}COMPLETED ✓/);

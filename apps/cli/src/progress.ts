@@ -47,7 +47,8 @@ function barView(stream: NodeJS.WriteStream): ProgressView {
   return {
     update(label, m) {
       const payload: BarPayload = { label: `${label} ${phaseName(m).padEnd(13)}`, parts: barParts(m) };
-      const value = Math.round(percentInSync(m));
+      // Floor: 100% only once nothing is left to send.
+      const value = Math.floor(percentInSync(m));
       const bar = bars.get(label);
       if (bar) bar.update(value, payload);
       else bars.set(label, multi.create(100, value, payload));

@@ -33,6 +33,11 @@ describe('renderSummary', () => {
     expect(new Set(lines.map((l) => [...l].length)).size).toBe(1);
   });
 
+  it('marks a downtime over the limit', () => {
+    expect(renderSummary(migration({ downtimeMs: 198 }))).toMatch(/Downtime {4}198 ms {2}\(limit 300 ms\) /);
+    expect(renderSummary(migration({ downtimeMs: 412 }))).toMatch(/Downtime {4}412 ms {2}\(limit 300 ms, exceeded\) /);
+  });
+
   it('flags a digest mismatch', () => {
     const text = renderSummary(migration({ targetDigest: '0000000000000000' }));
     expect(text).toContain('COMPLETED ✗ digest not verified');
@@ -70,9 +75,9 @@ describe('progress', () => {
     expect(percentInSync(migration({ phase: P.MIGRATION_PHASE_COMMITTING }))).toBe(100);
   });
 
-  it('renders one line with round, sent, dirty pages, throughput and throttle', () => {
-    const line = progressLine(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 2, pagesSent: 131072, bytesSent: 536870912, dirtyPagesRemaining: 1234, throttlePercent: 30 }));
-    expect(line).toMatch(/^PRECOPY\s+round 2 {2}sent {2}50% \(512 MiB\) {2}dirty 1\.2k pages {2}1 GiB\/s {2}throttle 30%$/);
+  it('renders one line with round, share in sync, dirty pages, data sent, throughput and throttle', () => {
+    const line = progressLine(migration({ phase: P.MIGRATION_PHASE_PRECOPY, round: 2, bytesSent: 536870912, dirtyPagesRemaining: 1234, throttlePercent: 30 }));
+    expect(line).toMatch(/^PRECOPY\s+round 2 {2}in sync {2}99% {2}dirty 1\.2k pages {2}sent 512 MiB {2}1 GiB\/s {2}throttle 30%$/);
   });
 });
 

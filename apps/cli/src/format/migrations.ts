@@ -86,8 +86,9 @@ export function progressLine(m: cluster.Migration): string {
   const parts = [
     `${phaseName(m).padEnd(13)}`,
     `round ${m.round}`,
-    `sent ${percentSent(m).toFixed(0).padStart(3)}% (${formatBytes(m.bytesSent)})`,
+    `in sync ${String(Math.floor(percentInSync(m))).padStart(3)}%`,
     `dirty ${formatCount(m.dirtyPagesRemaining)} pages`,
+    `sent ${formatBytes(m.bytesSent)}`,
     formatThroughput(m.throughputBytesPerSec),
   ];
   if (m.throttlePercent > 0) parts.push(`throttle ${Math.round(m.throttlePercent)}%`);
@@ -139,6 +140,15 @@ export function roundsText(m: cluster.Migration): string {
   return m.pagesSent > 0 || m.round > 0 ? `${m.round + 1} pre-copy` : '0';
 }
 
+/** The measured downtime beside its limit; over the limit is shown in yellow (a miss, not a failure). */
+function downtimeText(m: cluster.Migration): string {
+  const limit = m.policy?.downtimeLimitMs ?? 0;
+  if (limit <= 0) return formatDuration(m.downtimeMs);
+  const over = m.downtimeMs > limit;
+  const text = `${formatDuration(m.downtimeMs)}  (limit ${formatDuration(limit)}${over ? ', exceeded' : ''})`;
+  return over ? paint.yellow(text) : text;
+}
+
 export interface SummaryContext {
   vmName?: string;
   /** The VM's memory, for "sent / VM size"; without it the migration's page count stands in. */
@@ -164,7 +174,7 @@ export function renderSummary(m: cluster.Migration, ctx: SummaryContext = {}): s
   const fields: [string, string][] = [
     ['Outcome', outcome],
     ['Route', `${m.sourceNodeId} → ${m.targetNodeId || '?'}`],
-    ['Downtime', `${formatDuration(m.downtimeMs)}${m.policy?.downtimeLimitMs ? `  (limit ${formatDuration(m.policy.downtimeLimitMs)})` : ''}`],
+    ['Downtime', downtimeText(m)],
     ['Total time', formatDuration(m.totalTimeMs)],
     ['Rounds', roundsText(m)],
     ['Data sent', `${formatBytes(m.bytesSent)}${ratio}`],
