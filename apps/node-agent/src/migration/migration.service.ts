@@ -44,7 +44,8 @@ export class MigrationService {
     const existing = this.incoming.get(request.migrationId);
     if (existing && existing.state !== 'discarded') {
       if (existing.state === 'committed') throw new MigrationStateError(request.migrationId, 'already committed');
-      return { dataAddress: existing.dataAddress };
+      // A retry, possibly while the first call is still opening the listener.
+      return { dataAddress: await existing.open() };
     }
     const entry = this.vms.create(request.spec ?? undefined, { incoming: true });
     const runner = new TargetRunner({
@@ -107,9 +108,13 @@ export class MigrationService {
     this.outgoing.set(request.migrationId, runner);
     this.log.info({ migrationId: request.migrationId, vmId: request.vmId, target: request.targetDataAddress }, 'outgoing migration started');
     void runner.run().then(() => {
-      if (runner.state === 'rolled-back') this.settleRolledBack(runner);
-      progress$.next(finalMessage(runner, last));
-      progress$.complete();
+      try {
+        if (runner.state === 'rolled-back') this.settleRolledBack(runner);
+        progress$.next(finalMessage(runner, last));
+        progress$.complete();
+      } catch (err) {
+        progress$.error(err);
+      }
     });
     return new Observable<agent.MigrationProgress>((subscriber) => {
       const subscription = progress$.subscribe(subscriber);

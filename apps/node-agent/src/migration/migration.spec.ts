@@ -58,8 +58,13 @@ describe('live migration between two agents', () => {
     await src.call('createVm', { spec });
     await waitFor('the workload to write', () => (source.vms.get('vm-move')?.vm.writesTotal ?? 0) > 20);
 
-    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN });
+    // Two concurrent calls (a controller retry racing the first) get the same listener.
+    const [{ dataAddress }, concurrent] = await Promise.all([
+      dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN }),
+      dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN }),
+    ]);
     expect(dataAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(concurrent.dataAddress).toBe(dataAddress);
     const again = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm1', spec, token: TOKEN });
     expect(again.dataAddress).toBe(dataAddress);
     expect(target.vms.list()).toEqual([]); // not the controller's VM before the commit

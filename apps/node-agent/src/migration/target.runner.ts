@@ -64,8 +64,15 @@ export class TargetRunner {
     return this.current;
   }
 
-  /** Opens the data listener; the transfer then runs in the background. */
-  async open(): Promise<string> {
+  private opening: Promise<string> | undefined;
+
+  /** Opens the data listener (once; later calls get the same address); the transfer runs in the background. */
+  open(): Promise<string> {
+    this.opening ??= this.listen();
+    return this.opening;
+  }
+
+  private async listen(): Promise<string> {
     const { migrationId, token, bindHost, advertiseHost } = this.opts;
     this.listener = await listenForIncoming({
       host: bindHost,
