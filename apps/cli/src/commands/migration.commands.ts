@@ -24,11 +24,13 @@ async function followAll(
   items: readonly { migration: cluster.Migration; label: string }[],
 ): Promise<cluster.Migration[]> {
   const view = ctx.json ? undefined : createProgressView(ctx.io);
+  // One width for every label, so that the bars of a drain line up.
+  const width = Math.max(...items.map((i) => i.label.length));
   const onUpdate = (label: string) => (m: cluster.Migration) =>
     ctx.json ? printJsonLine(ctx, m) : view!.update(label, m);
   try {
     return await interruptible(ctx, (signal) =>
-      Promise.all(items.map(({ migration, label }) => followMigration(ctx.api, migration.migrationId, onUpdate(label), signal))),
+      Promise.all(items.map(({ migration, label }) => followMigration(ctx.api, migration.migrationId, onUpdate(label.padEnd(width)), signal))),
     );
   } finally {
     view?.stop();

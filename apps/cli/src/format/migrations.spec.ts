@@ -45,10 +45,11 @@ describe('renderSummary', () => {
   });
 
   it('shows a failure with its error and no digest check', () => {
-    const text = renderSummary(migration({ phase: P.MIGRATION_PHASE_FAILED, error: 'did not converge', sourceDigest: '', targetDigest: '', throttlePercent: 60 }));
+    const text = renderSummary(migration({ phase: P.MIGRATION_PHASE_FAILED, error: 'did not converge', sourceDigest: '', targetDigest: '', throttlePercent: 60, downtimeMs: 0 }));
     expect(text).toContain('FAILED ✗  did not converge');
     expect(text).toContain('not checked');
     expect(text).toMatch(/Throttle\s+60% at the end/);
+    expect(text).toContain('Downtime    none: the VM kept running on node-1');
   });
 
   it('counts the passes of a failed migration as pre-copy rounds, and none before the first page', () => {

@@ -174,8 +174,8 @@ export function renderSummary(m: cluster.Migration, ctx: SummaryContext = {}): s
   const fields: [string, string][] = [
     ['Outcome', outcome],
     ['Route', `${m.sourceNodeId} → ${m.targetNodeId || '?'}`],
-    ['Downtime', downtimeText(m)],
-    ['Total time', formatDuration(m.totalTimeMs)],
+    ['Downtime', m.downtimeMs > 0 || phase === 'COMPLETED' ? downtimeText(m) : `none: the VM kept running on ${m.sourceNodeId}`],
+    ['Total time', m.totalTimeMs > 0 ? formatDuration(m.totalTimeMs) : paint.gray('—')],
     ['Rounds', roundsText(m)],
     ['Data sent', `${formatBytes(m.bytesSent)}${ratio}`],
     ['Digest', digest],
