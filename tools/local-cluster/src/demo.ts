@@ -184,7 +184,11 @@ async function main(): Promise<void> {
 
   heading(`Start a local cluster: Redis, a controller and ${agents} node agents`);
   const t0 = Date.now();
-  c = await startCluster({ agents, logLevel: values.verbose ? 'info' : 'warn', onLine: echoChildLine(values.verbose ?? false) });
+  c = await startCluster({
+    agents,
+    logLevel: process.env.LOG_LEVEL ?? (values.verbose ? 'info' : 'warn'),
+    onLine: echoChildLine(values.verbose ?? false),
+  });
   if (stopping) return;
   note(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: controller ${c.controllerAddress}, agents ${c.agents.map((a) => `${a.nodeId}@${a.address}`).join(', ')}`);
 
