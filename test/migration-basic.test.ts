@@ -93,10 +93,13 @@ describe('MigrateVm moves a running VM whole', () => {
       expect(done).toEqual(watch.messages.at(-1));
       expectCompleted(done);
       expect(done.pagesTotal).toBe((128 * 1024 * 1024) / 4096);
+      // Measured from the source's pause to the target's resume, so it depends on CPU time: on a
+      // saturated machine (load ≫ cores) it can exceed the limit; the engine's estimate counts only
+      // 5 ms for the switch-over path (libs/migration/src/sender.ts SWITCH_OVER_OVERHEAD_MS).
       expect(done.downtimeMs, `downtime ${done.downtimeMs} ms within the policy's ${pol.downtimeLimitMs} ms`).toBeLessThanOrEqual(pol.downtimeLimitMs);
       expect(done.totalTimeMs).toBeGreaterThanOrEqual(done.downtimeMs);
       console.info(
-        `${vm.name} ${request.workload!.kind}: rounds=${done.round} downtime_ms=${done.downtimeMs.toFixed(1)} total_time_ms=${done.totalTimeMs.toFixed(0)} pages_sent=${done.pagesSent} watch=${phases.join(',')}`,
+        `${vm.name} ${request.workload!.kind}: rounds=${done.round} downtime_ms=${done.downtimeMs.toFixed(1)} (source part ${watch.messages.find((m) => short(m.phase) === 'COMMITTING')?.downtimeMs.toFixed(1)}) total_time_ms=${done.totalTimeMs.toFixed(0)} pages_sent=${done.pagesSent} watch=${phases.join(',')}`,
       );
 
       // The VM: on the target, running, fenced at a higher epoch.
@@ -149,3 +152,70 @@ describe('MigrateVm moves a running VM whole', () => {
     }
   });
 });
+
+describe('more MigrateVm paths', () => {
+  const busy = () =>
+    vmRequest({ memoryMib: 128, image: 'debian-12', nodeId: 'node-1', workload: { kind: WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 10_000, workingSetMib: 32, seed: 5 } });
+
+  it('back and forth: node-1 → node-2 → node-1 → node-2, fenced copies never block the return', async () => {
+    const { api, c } = t;
+    const tap = t.tap!;
+    const vm = await api.createVm(busy());
+    try {
+      let epoch = vm.fencingEpoch;
+      let writes = 0;
+      for (const [from, to] of [['node-1', 'node-2'], ['node-2', 'node-1'], ['node-1', 'node-2']] as const) {
+        await tap.waitForReport(vm.vmId, (r) => r.nodeId === from && r.state === VmState.VM_STATE_RUNNING && r.writesTotal > writes, 15_000);
+        const m = await api.migrateVm({ vmId: vm.vmId, targetNodeId: to, policy: policy() });
+        expect(m.sourceNodeId).toBe(from);
+        const done = (await watchMigration(api, m.migrationId, MIGRATION_TIMEOUT_MS)).messages.at(-1)!;
+        expectCompleted(done, `${from} → ${to}`);
+        const now = await api.getVm({ vmId: vm.vmId });
+        expect(now.nodeId).toBe(to);
+        expect(short(now.state)).toBe('RUNNING');
+        expect(now.fencingEpoch).toBeGreaterThan(epoch);
+        epoch = now.fencingEpoch;
+        expect((await agentVms(agentAddress(c, from))).map((v) => v.vmId)).not.toContain(vm.vmId);
+        const lastOnSource = Math.max(...tap.of(vm.vmId, from).map((r) => r.writesTotal));
+        const first = await tap.waitForReport(vm.vmId, (r) => r.nodeId === to && r.fencingEpoch === epoch && r.state === VmState.VM_STATE_RUNNING, 15_000);
+        expect(first.writesTotal, `writes continue on ${to}`).toBeGreaterThanOrEqual(lastOnSource);
+        writes = first.writesTotal;
+      }
+      expect(await listMigrationsOf(vm.vmId)).toHaveLength(3);
+    } finally {
+      await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
+    }
+  });
+
+  it('without target_node_id the scheduler picks another node; with xbzrle on', async () => {
+    const { api } = t;
+    const vm = await api.createVm(busy());
+    try {
+      const m = await api.migrateVm({ vmId: vm.vmId, targetNodeId: '', policy: policy({ xbzrle: true }) });
+      expect(m.targetNodeId).toBe('node-2');
+      expect(m.policy?.xbzrle).toBe(true);
+      const done = (await watchMigration(api, m.migrationId, MIGRATION_TIMEOUT_MS)).messages.at(-1)!;
+      expectCompleted(done, 'with xbzrle');
+      expect((await api.getVm({ vmId: vm.vmId })).nodeId).toBe('node-2');
+    } finally {
+      await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
+    }
+  });
+
+  it('the policy defaults are filled in and reported', async () => {
+    const { api } = t;
+    const vm = await api.createVm(vmRequest({ nodeId: 'node-1' }));
+    try {
+      const m = await api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: undefined });
+      expect(m.policy).toMatchObject({ downtimeLimitMs: 300, maxRounds: 30, maxBandwidthMibPerSec: 0, autoConverge: false });
+      expect(m.reason).toBe('user');
+      expectCompleted((await watchMigration(api, m.migrationId, MIGRATION_TIMEOUT_MS)).messages.at(-1)!, 'default policy');
+    } finally {
+      await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
+    }
+  });
+});
+
+async function listMigrationsOf(vmId: string) {
+  return (await t.api.listMigrations({ vmId, pageSize: 0, pageToken: '' })).migrations;
+}

@@ -3,6 +3,7 @@
 // its source (still working), no trace on the target agent, the target's room given back, and the
 // VM free to migrate again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { cluster } from '@vmm/proto';
 import { vmRequest } from './support/vms.js';
 import { waitFor } from './support/wait-for.js';
 import {
@@ -64,6 +65,8 @@ describe('CancelMigration', () => {
       );
       expect((await allocations(api))[target]!.memoryMib).toBe(allocBefore[target]!.memoryMib + vm.memoryMib);
       expect(short((await api.getVm({ vmId: vm.vmId })).state)).toBe('MIGRATING');
+      // A watch opened now starts with the current state (pre-copy under way), not from PENDING.
+      const lateWatch = watchMigration(api, started.migrationId, 60_000);
 
       const cancelled = await api.cancelMigration({ migrationId: started.migrationId });
       expect(short(cancelled.phase), `cancel answered ${short(cancelled.phase)} (${cancelled.error})`).toBe('CANCELLED');
@@ -73,6 +76,10 @@ describe('CancelMigration', () => {
       expect(watch.ended, 'the watch ends after CANCELLED').toBe(true);
       expect(short(watch.messages.at(-1)!.phase)).toBe('CANCELLED');
       expect(watch.messages.filter((m) => short(m.phase) === 'CANCELLED')).toHaveLength(1);
+      const late = await lateWatch;
+      expect(late.ended).toBe(true);
+      expect(short(late.messages[0]!.phase), 'first message of a watch opened mid-pre-copy').toBe('PRECOPY');
+      expect(short(late.messages.at(-1)!.phase)).toBe('CANCELLED');
 
       const final = await api.getMigration({ migrationId: started.migrationId });
       expect(short(final.phase)).toBe('CANCELLED');
@@ -116,5 +123,56 @@ describe('CancelMigration', () => {
     } finally {
       await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
     }
+  });
+});
+
+describe('CancelMigration of a queued migration', () => {
+  it('PENDING behind the per-node limit: CANCELLED at once, never reaches the agents, room released', async () => {
+    const { api, c } = t;
+    const source = 'node-1';
+    const target = 'node-2';
+    const slow = policy({ maxBandwidthMibPerSec: 4, maxRounds: 1000 });
+    const allocBefore = await allocations(api);
+    const vms: cluster.Vm[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        vms.push(
+          await api.createVm(
+            vmRequest({ memoryMib: 128, image: 'debian-12', nodeId: source, workload: workload(WorkloadKind.WORKLOAD_KIND_UNIFORM, 10_000, 64, i + 20) }),
+          ),
+        );
+      }
+      const allocWithVms = await allocations(api);
+      // Two migrations fill node-1's outbound slots (MAX_MIGRATIONS_OUTBOUND_PER_NODE = 2)…
+      const running = [];
+      for (const v of vms.slice(0, 2)) {
+        const m = await api.migrateVm({ vmId: v.vmId, targetNodeId: target, policy: slow });
+        running.push(await waitForPhase(api, m.migrationId, [MigrationPhase.MIGRATION_PHASE_PRECOPY], 30_000, 20));
+      }
+      // …so the third waits in PENDING, its room on the target already reserved.
+      const queued = await api.migrateVm({ vmId: vms[2]!.vmId, targetNodeId: target, policy: slow });
+      expect(short(queued.phase)).toBe('PENDING');
+      expect((await allocations(api))[target]!.memoryMib).toBe(allocWithVms[target]!.memoryMib + 3 * 128);
+      expect(short((await api.getMigration({ migrationId: queued.migrationId })).phase)).toBe('PENDING');
+
+      const cancelled = await api.cancelMigration({ migrationId: queued.migrationId });
+      expect(short(cancelled.phase)).toBe('CANCELLED');
+      const vm2 = await api.getVm({ vmId: vms[2]!.vmId });
+      expect(vm2.nodeId).toBe(source);
+      expect(short(vm2.state)).toBe('RUNNING');
+      expect((await allocations(api))[target]!.memoryMib).toBe(allocWithVms[target]!.memoryMib + 2 * 128);
+
+      // The two running ones are unaffected; when they are cancelled too, all room is back.
+      for (const m of running) expect(short((await api.getMigration({ migrationId: m.migrationId })).phase)).toBe('PRECOPY');
+      for (const m of running) expect(short((await api.cancelMigration({ migrationId: m.migrationId })).phase)).toBe('CANCELLED');
+      expect(await allocations(api)).toEqual(allocWithVms);
+      // The queued one never started later on (its job was dropped or finds it final).
+      expect(short((await api.getMigration({ migrationId: queued.migrationId })).phase)).toBe('CANCELLED');
+      await waitFor(async () => !(await agentVms(agentAddress(c, target))).length, 15_000, 'the target agent to run nothing');
+      for (const v of vms) expect(short((await api.getVm({ vmId: v.vmId })).state)).toBe('RUNNING');
+    } finally {
+      for (const v of vms) await api.deleteVm({ vmId: v.vmId }).catch(() => {});
+    }
+    expect(await allocations(api)).toEqual(allocBefore);
   });
 });
