@@ -109,6 +109,17 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--max-page-sharing <n>', 'most pages sharing one KSM page')
     .option('--use-zero-pages <bool>', 'merge empty pages with the zero page')
     .action(on((ctx, node: string, opts: KsmOptions) => ksmCommand(ctx, node, buildKsmKnobs(opts))));
+  program.addHelpText(
+    'after',
+    `
+Examples:
+  vmctl nodes
+  vmctl create web-1 --image debian-12 --vcpus 2 --memory 1G --workload uniform:2000
+  vmctl migrate web-1 --follow --downtime-ms 100 --auto-converge
+  vmctl --json vms
+VM and migration arguments take an id, the short id the tables show, or (for VMs) a name.
+Exit codes: 0 ok, 1 API error or failed migration, 2 bad command line, 3 method not implemented.`,
+  );
   return program;
 }
 
