@@ -76,11 +76,17 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-  const controller = await startController(config, logger);
+  // Signal handlers first: a SIGTERM during boot still stops cleanly once the server is up.
+  let stopRequested: string | undefined;
+  let controller: RunningController | undefined;
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
+    if (!controller) {
+      stopRequested = signal;
+      return;
+    }
     controller.close().then(
       () => {
         logger.info('stopped');
@@ -94,6 +100,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  controller = await startController(config, logger);
+  if (stopRequested) stop(stopRequested);
 }
 
 const isEntry = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
