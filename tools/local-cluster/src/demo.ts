@@ -140,8 +140,11 @@ async function runDemo(c: LocalCluster): Promise<void> {
     if (!busiest) {
       note('no VM to migrate');
     } else {
-      note(`${busiest.name} dirties the most pages (${Math.round(busiest.dirtyRatePagesPerSec)} pages/s measured); the scheduler picks its target`);
-      const code = await vmctl(server, 'migrate', busiest.name, '--follow');
+      note(
+        `${busiest.name} dirties the most pages (${Math.round(busiest.dirtyRatePagesPerSec)} pages/s measured); the scheduler ` +
+          'picks its target; auto-converge throttles its vCPU if it dirties memory faster than the link sends it',
+      );
+      const code = await vmctl(server, 'migrate', busiest.name, '--follow', '--auto-converge');
       if (code === VMCTL_EXIT_UNIMPLEMENTED) {
         process.stdout.write(yellow('MigrateVm answers UNIMPLEMENTED on this build: skipping the migration.\n'));
       } else {
