@@ -150,17 +150,18 @@ export class MigrationSender {
         roundsDone++;
         const roundBytes = writer.bytesWritten - bytesBefore;
         bandwidth.sample(roundBytes, nonZeroPages() - nonZeroBefore, performance.now() - roundStart);
-        // Warm the per-frame hash cache so the digest under pause only hashes pages dirtied since.
-        const digestStart = performance.now();
-        memory.digest();
-        const digestMs = performance.now() - digestStart;
         dirtyLog.sync(bitmap);
         const now = performance.now();
         const dirty = countDirty(bitmap);
-        // Under pause both ends also digest about the pages of one round (the other frames' hashes are
-        // cached): count that, plus a margin for the pages written between this sync and the pause.
-        const fixedCostMs = 2 * digestMs + SWITCH_OVER_OVERHEAD_MS;
-        const expectedMs = expectedDowntimeFromPageRateMs(dirty * DIRTY_MARGIN, bandwidth.pagesPerSec, fixedCostMs);
+        let expectedMs = expectedDowntimeFromPageRateMs(dirty * DIRTY_MARGIN, bandwidth.pagesPerSec);
+        if (expectedMs <= policy.downtimeLimitMs) {
+          // Close to switching over: warm the per-frame hash cache, so that the digest under pause only
+          // hashes pages dirtied since. Its duration is what each end's digest under pause costs, about
+          // (both hash about one round of pages; the rest is cached). Rounds far from converging skip it.
+          const digestStart = performance.now();
+          memory.digest();
+          expectedMs += 2 * (performance.now() - digestStart) + SWITCH_OVER_OVERHEAD_MS;
+        }
         const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
         if (throttle >= 0) vm.setThrottle(throttle);
         this.emit({
