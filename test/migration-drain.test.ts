@@ -86,7 +86,7 @@ describe('DrainNode', () => {
       for (let i = 0; i < VM_COUNT; i++) {
         vms.push(
           await api.createVm(
-            vmRequest({ memoryMib: 128, image: 'debian-12', nodeId: DRAINED, workload: workload(WorkloadKind.WORKLOAD_KIND_UNIFORM, 5_000, 64, i + 1) }),
+            vmRequest({ memoryMib: 128, image: 'debian-12', nodeId: DRAINED, workload: workload(WorkloadKind.WORKLOAD_KIND_UNIFORM, 2_000, 32, i + 1) }),
           ),
         );
       }

@@ -157,6 +157,21 @@ describe('FAILED_PRECONDITION', () => {
   });
 });
 
+describe('RESOURCE_EXHAUSTED', () => {
+  it('MigrateVm to a node without room for the VM (4096 MiB × 1.5 allocatable per node)', async () => {
+    const { api } = t;
+    const big = (nodeId: string) => vmRequest({ memoryMib: 4096, nodeId });
+    const fillers = [await api.createVm(big('node-2')), await api.createVm(big('node-3'))];
+    const mover = await api.createVm(big('node-1'));
+    try {
+      await rejectsCleanly(() => api.migrateVm({ vmId: mover.vmId, targetNodeId: 'node-2', policy: undefined }), status.RESOURCE_EXHAUSTED, /node-2/);
+      await rejectsCleanly(() => api.migrateVm({ vmId: mover.vmId, targetNodeId: '', policy: undefined }), status.RESOURCE_EXHAUSTED);
+    } finally {
+      for (const v of [mover, ...fillers]) await api.deleteVm({ vmId: v.vmId }).catch(() => {});
+    }
+  });
+});
+
 describe('never UNKNOWN or INTERNAL', () => {
   it('a burst of bad migration requests gets only documented codes', async () => {
     const { api } = t;
