@@ -11,15 +11,11 @@ import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
 import { NodeRepository, type NodeRegistration } from '../redis/node.repository.js';
 import { PlacementRepository } from '../redis/placement.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
+import { canVmTransition, isControllerOwned, REPORTED_STATES } from '../vm/vm-state.js';
 import { STALE_PENDING_MS } from '../vm/vm.service.js';
 
 const { VmState } = cluster;
-const REPORTABLE = new Set<string>([
-  VmState.VM_STATE_RUNNING,
-  VmState.VM_STATE_PAUSED,
-  VmState.VM_STATE_STOPPED,
-  VmState.VM_STATE_FAILED,
-]);
+const REPORTABLE = REPORTED_STATES;
 
 @Injectable()
 export class RegistryService {
@@ -78,10 +74,10 @@ export class RegistryService {
       byId.delete(vm.vmId);
       const stalePending = vm.state === VmState.VM_STATE_PENDING && now - vm.createdAtMs > STALE_PENDING_MS;
       if (status) {
-        if (vm.state === VmState.VM_STATE_MIGRATING || (vm.state === VmState.VM_STATE_PENDING && !stalePending)) continue;
+        if (isControllerOwned(vm.state) && !stalePending) continue;
         const state = REPORTABLE.has(status.state) ? status.state : VmState.VM_STATE_RUNNING;
-        await this.vms.setState(vm.vmId, state, [vm.state]);
-      } else if (vm.state !== VmState.VM_STATE_MIGRATING && (vm.state !== VmState.VM_STATE_PENDING || stalePending)) {
+        if (canVmTransition(vm.state, state)) await this.vms.setState(vm.vmId, state, [vm.state]);
+      } else if (!isControllerOwned(vm.state) || stalePending) {
         if (await this.vms.setState(vm.vmId, VmState.VM_STATE_FAILED, [vm.state])) failed++;
         this.logger.warn({ vmId: vm.vmId, nodeId }, 'vm lost by its agent; marked FAILED');
       }
