@@ -116,22 +116,6 @@ describe('FAILED_PRECONDITION', () => {
     }
   });
 
-  it('MigrateVm to a node whose agent stopped reporting (NOT_READY)', async () => {
-    const { api, c } = t;
-    await c.killAgent(2, 'SIGKILL');
-    try {
-      await waitFor(async () => short((await api.getNode({ nodeId: 'node-3' })).state) === 'NOT_READY', 15_000, 'node-3 NOT_READY');
-      const before = await stateSnapshot(api);
-      const err = await expectGrpcError(api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-3', policy: undefined }), status.FAILED_PRECONDITION, /ready/i);
-      expect(err.details).toMatch(/node-3/);
-      expect(await stateSnapshot(api)).toEqual(before);
-      expect(c.controller.running).toBe(true);
-    } finally {
-      await c.startAgent(2);
-      await c.waitForNodes();
-    }
-  });
-
   it('MigrateVm of a VM that is already migrating', async () => {
     const { api } = t;
     const busy = await api.createVm(
@@ -187,5 +171,25 @@ describe('never UNKNOWN or INTERNAL', () => {
     const codes = await Promise.all(calls.map((p) => p.then(() => 'OK', (e: { code: number }) => STATUS_NAME[e.code])));
     for (const code of codes) expect(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'OK']).toContain(code);
     expectAlive();
+  });
+});
+
+// Last: it restarts node-3's agent, and right after a restart the controller's calls to that agent
+// can fail for up to 2 s (see the skipped test in migration-failures.test.ts); nothing after it here.
+describe('FAILED_PRECONDITION, not-ready target', () => {
+  it('MigrateVm to a node whose agent stopped reporting (NOT_READY)', async () => {
+    const { api, c } = t;
+    await c.killAgent(2, 'SIGKILL');
+    try {
+      await waitFor(async () => short((await api.getNode({ nodeId: 'node-3' })).state) === 'NOT_READY', 15_000, 'node-3 NOT_READY');
+      const before = await stateSnapshot(api);
+      const err = await expectGrpcError(api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-3', policy: undefined }), status.FAILED_PRECONDITION, /ready/i);
+      expect(err.details).toMatch(/node-3/);
+      expect(await stateSnapshot(api)).toEqual(before);
+      expect(c.controller.running).toBe(true);
+    } finally {
+      await c.startAgent(2);
+      await c.waitForNodes();
+    }
   });
 });
