@@ -61,6 +61,10 @@ describe('a successful migration', () => {
     expect(phases.at(-1)).toBe(P.MIGRATION_PHASE_COMPLETED);
     expect(phases).toContain(P.MIGRATION_PHASE_PRECOPY);
     expect(seen.filter((x) => x.phase === P.MIGRATION_PHASE_PRECOPY).map((x) => x.round)).toContain(1);
+    // Every step is seen once, in order: each round, the switch-over, the commit, the end.
+    expect(phases.slice(-3)).toEqual([P.MIGRATION_PHASE_STOP_AND_COPY, P.MIGRATION_PHASE_COMMITTING, P.MIGRATION_PHASE_COMPLETED]);
+    const rounds = seen.map((x) => x.round);
+    expect(rounds).toEqual([...rounds].sort((a, b) => a - b));
 
     const done = await c.api.getMigration(m.migrationId);
     expect(done).toMatchObject({ phase: P.MIGRATION_PHASE_COMPLETED, sourceDigest: 'abc123', targetDigest: 'abc123', pagesTotal: 1000, error: '' });

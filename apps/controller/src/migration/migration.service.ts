@@ -33,7 +33,7 @@ import { PAGE_BYTES } from '../scheduler/migration-cost.js';
 import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
-import { toProtoMigration, type MigrationRecord } from './migration-record.js';
+import { hashToMigration, toProtoMigration, type MigrationRecord } from './migration-record.js';
 import { validatePolicy } from './migration-validation.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
@@ -143,8 +143,8 @@ export class MigrationService {
       };
       void (async () => {
         unsubscribe = await this.events.subscribe(migrationId, (payload) => {
-          const { rev, migration } = JSON.parse(payload) as { rev: number; migration: cluster.Migration };
-          emit(rev, migration);
+          const m = migrationFromEvent(payload);
+          if (m) emit(m.rev, toProtoMigration(m));
         });
         if (closed) return unsubscribe();
         // Read after subscribing, so that no change falls between the two.
@@ -210,6 +210,18 @@ export class MigrationService {
     const ranked = rankNodes(nodes, request, { nowMs: now, staleAfterMs: this.config.nodeStaleAfterMs, antiAffinityNodeIds });
     if (ranked.candidates.length === 0) throw new NoCapacityError(`no target: ${describeRejections(ranked.rejected)}`);
     return ranked.candidates;
+  }
+}
+
+/** An event is the migration's hash as HGETALL's flat [field, value, …] array, JSON-encoded. */
+function migrationFromEvent(payload: string): MigrationRecord | undefined {
+  try {
+    const flat = JSON.parse(payload) as string[];
+    const hash: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) hash[flat[i]!] = String(flat[i + 1]);
+    return hashToMigration(hash);
+  } catch {
+    return undefined;
   }
 }
 

@@ -5,7 +5,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { MigrationPhase } from '@vmm/migration/phase';
-import { hashToMigration, phasesLeadingTo, toProtoMigration, toProtoPhase, type MigrationRecord } from '../migration/migration-record.js';
+import { hashToMigration, phasesLeadingTo, toProtoPhase, type MigrationRecord } from '../migration/migration-record.js';
 import { LuaScript } from './lua-script.js';
 import {
   ACQUIRE_SLOT_LUA,
@@ -106,28 +106,23 @@ export class MigrationRepository {
   async advance(migrationId: string, to: MigrationPhase, fields: Fields = {}, allowSame = false): Promise<boolean> {
     const from = phasesLeadingTo(to, allowSame).join(',');
     const args = [toProtoPhase(to), from, ...Object.entries(fields).flat()];
-    const applied = (await advanceMigration.run(this.redis, [this.keys.migration(migrationId)], args)) === 1;
-    // Not awaited: progress messages (and the downtime) must not wait for watchers; `rev` orders them.
-    if (applied) void this.publish(migrationId).catch(() => undefined);
-    return applied;
+    const keys = [this.keys.migration(migrationId), this.keys.migrationEvents(migrationId)];
+    return (await advanceMigration.run(this.redis, keys, args)) === 1;
   }
 
   /**
    * The switch-over commit (see COMMIT_MIGRATION_LUA); the new fencing epoch, or 0 if not
-   * committable. On the downtime's critical path: one script, and watchers are told without waiting.
+   * committable. On the downtime's critical path: one script (which also tells watchers).
    */
   async commit(m: Pick<MigrationRecord, 'migrationId' | 'vmId'>, fields: Fields): Promise<number> {
-    const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId)];
-    const epoch = Number(await commitMigration.run(this.redis, keys, [this.keys.prefix, ...Object.entries(fields).flat()]));
-    if (epoch > 0) void this.publish(m.migrationId).catch(() => undefined);
-    return epoch;
+    const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId), this.keys.migrationEvents(m.migrationId)];
+    return Number(await commitMigration.run(this.redis, keys, [this.keys.prefix, ...Object.entries(fields).flat()]));
   }
 
   /** Ends an uncommitted migration (see ROLLBACK_MIGRATION_LUA). Idempotent. */
   async rollback(m: Pick<MigrationRecord, 'migrationId' | 'vmId'>, phase: 'FAILED' | 'CANCELLED', error: string): Promise<void> {
-    const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId)];
+    const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId), this.keys.migrationEvents(m.migrationId)];
     await rollbackMigration.run(this.redis, keys, [this.keys.prefix, toProtoPhase(phase), error, Date.now()]);
-    await this.publish(m.migrationId);
   }
 
   /** After a commit: the VM runs on the target again. */
@@ -153,12 +148,5 @@ export class MigrationRepository {
       .srem(k.migrationsOut(m.sourceNodeId), m.migrationId)
       .srem(k.migrationsIn(m.targetNodeId), m.migrationId)
       .exec();
-  }
-
-  /** Tells watchers that the migration changed (they re-read it; the message is its wire shape). */
-  private async publish(migrationId: string): Promise<void> {
-    const m = await this.get(migrationId);
-    if (!m) return;
-    await this.redis.publish(this.keys.migrationEvents(migrationId), JSON.stringify({ rev: m.rev, migration: toProtoMigration(m) }));
   }
 }

@@ -1,6 +1,8 @@
 /**
  * Lua scripts of migration orchestration. Each changes the migration, its VM and the nodes'
  * allocations in one atomic step; node/aa/node-vms keys are rebuilt from the prefix (single Redis).
+ * Every change publishes the migration's whole hash (HGETALL as a JSON array) on its events channel,
+ * from inside the script, so that watchers see each step exactly as written.
  */
 
 /**
@@ -56,8 +58,8 @@ return 'OK'
  * Compare-and-set of the phase plus field updates, bumping `rev`. The phase is set only if the
  * current one is in the allowed list (from @vmm/migration/phase); fields are written only then.
  *
- * Input:  KEYS[1] migration hash   ARGV[1] new phase   ARGV[2] allowed current phases, comma-separated
- *         ARGV[3..] field/value pairs
+ * Input:  KEYS[1] migration hash   KEYS[2] events channel   ARGV[1] new phase
+ *         ARGV[2] allowed current phases, comma-separated   ARGV[3..] field/value pairs
  * Output: 1 if applied, 0 if the migration is missing or in a phase not allowed
  */
 export const ADVANCE_MIGRATION_LUA = `
@@ -73,6 +75,7 @@ if #ARGV >= 3 then
   redis.call('HSET', KEYS[1], unpack(fields))
 end
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', KEYS[2], cjson.encode(redis.call('HGETALL', KEYS[1])))
 return 1
 `;
 
@@ -82,7 +85,8 @@ return 1
  * same step, the VM moves to the target with a new fencing epoch; the source gives back its
  * allocation and group membership (the target's were reserved at creation).
  *
- * Input:  KEYS[1] migration hash   KEYS[2] vm hash   ARGV[1] key prefix   ARGV[2..] field/value pairs
+ * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel
+ *         ARGV[1] key prefix   ARGV[2..] field/value pairs
  * Output: the new fencing epoch, or 0 if the migration is no longer committable (cancelled, failed)
  */
 export const COMMIT_MIGRATION_LUA = `
@@ -122,6 +126,7 @@ if #ARGV >= 2 then
   redis.call('HSET', KEYS[1], unpack(fields))
 end
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', KEYS[3], cjson.encode(redis.call('HGETALL', KEYS[1])))
 return epoch
 `;
 
@@ -130,7 +135,8 @@ return epoch
  * membership (once), put the VM back to RUNNING on the source, and set the final phase unless the
  * migration is already final (a cancel set CANCELLED first).
  *
- * Input:  KEYS[1] migration hash   KEYS[2] vm hash   ARGV[1] key prefix   ARGV[2] final phase
+ * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel
+ *         ARGV[1] key prefix   ARGV[2] final phase
  *         ARGV[3] error text   ARGV[4] finished at ms
  * Output: 1 if the room was given back now, 0 if it had been already (or the migration committed)
  */
@@ -150,6 +156,7 @@ if v[1] == 'VM_STATE_MIGRATING' and v[2] == m[8] then
   redis.call('HDEL', KEYS[2], 'migrationId')
 end
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', KEYS[3], cjson.encode(redis.call('HGETALL', KEYS[1])))
 if m[2] ~= '1' then return 0 end
 local prefix = ARGV[1]
 local targetKey = prefix .. 'node:' .. m[4]
