@@ -137,6 +137,8 @@ describe('an agent killed mid-pre-copy', () => {
       expect(after.nodeId).toBe(SOURCE);
       expect(after.fencingEpoch).toBe(before.fencingEpoch);
       expect(short(after.state)).not.toBe('MIGRATING');
+      // The target never ran it: its agent never reported the VM (it reports every VM it runs).
+      expect(t.tap!.of(vm.vmId, TARGET_2)).toEqual([]);
 
       // The source comes back empty-handed (its process died with the VM): the controller says so
       // rather than pretending the VM runs anywhere.

@@ -1,7 +1,7 @@
 // Helpers of the migration integration tests (test/migration-*.test.ts): agent clients, waiting on
 // migration phases, collecting a WatchMigration stream, and a report tap that sees the agents'
 // NodeReports (writes_total is reported by agents but not exposed by the public API).
-import { credentials, Server, ServerCredentials, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, type Metadata, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { agent, cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
 import { promiseClient } from '@vmm/local-cluster/grpc-client';
@@ -183,7 +183,10 @@ export class ReportTap {
     const address = `127.0.0.1:${port}`;
     let tap: ReportTap | undefined;
     server.addService(agent.RegistryServiceService, {
-      register: (call: { request: agent.RegisterRequest; metadata: import('@grpc/grpc-js').Metadata }, callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void) => {
+      register: (
+        call: { request: agent.RegisterRequest; metadata: Metadata },
+        callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void,
+      ) => {
         upstream.register(call.request, call.metadata, { deadline: Date.now() + 10_000 }, (err, res) => callback(err, res));
       },
       streamReports: (
