@@ -12,17 +12,12 @@ command -v node >/dev/null 2>&1 || fail "node is missing: install Node.js 20.19 
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
   || fail "Node $(node --version) is too old: this project needs Node 20.19 or newer."
 
-# npm ci when node_modules is missing, or older than the lock file (a pull changed dependencies).
+# Install when node_modules is missing, or older than the lock file (a pull changed dependencies).
+# Not `npm ci`: npm 11 writes lock files without other platforms' optional binaries (buf, swc) and then
+# refuses them in `npm ci`. `npm install --no-save` installs the lock file's exact pins without rewriting it.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "installing npm packages (npm ci)"
-  npm_log="$(mktemp)"
-  if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
-    # npm ci refuses a lock file that lacks other platforms' optional packages (buf, swc); npm install
-    # resolves them from the same exact pins without rewriting package-lock.json (--no-save).
-    log "npm ci failed ($(grep -m1 -E 'npm error [^ ]' "$npm_log" | cut -c1-160)); falling back to npm install --no-save"
-    npm install --no-save --no-audit --no-fund --loglevel=error >&2 || { cat "$npm_log" >&2; fail "npm install failed"; }
-  fi
-  rm -f "$npm_log"
+  log "installing npm packages (the exact versions of package-lock.json)"
+  npm install --no-save --no-audit --no-fund --loglevel=error >&2 || fail "npm install failed (see above)"
 fi
 
 find_redis() {
