@@ -74,14 +74,17 @@ export class AgentGateway {
   }
 
   /**
-   * The source's progress stream. `onProgress` sees every message in order (it may be async: the
-   * stream is paused until it settles); resolves with the last message when the stream ends.
+   * The source's progress stream. `onProgress` sees every message in order (it may be async: calls
+   * are queued one after the other); resolves with the last message when the stream ends.
+   * `onUrgent` sees each message synchronously on arrival, ahead of the queued `onProgress` work:
+   * the switch-over must not wait behind progress bookkeeping while the VM is paused.
    */
   startOutgoing(
     node: NodeRecord,
     req: agent.StartOutgoingRequest,
     deadlineMs: number,
     onProgress: (p: agent.MigrationProgress) => Promise<void>,
+    onUrgent: (p: agent.MigrationProgress) => void = () => undefined,
   ): { done: Promise<agent.MigrationProgress | undefined>; cancel: () => void } {
     if (!node.address) {
       return { done: Promise.reject(new AgentUnavailableError(node.nodeId, 'no address registered')), cancel: () => undefined };
@@ -89,19 +92,24 @@ export class AgentGateway {
     const stream = this.pool.get(node.address).startOutgoing(req, new Metadata(), { deadline: Date.now() + deadlineMs });
     let last: agent.MigrationProgress | undefined;
     let chain = Promise.resolve();
+    let progressError: unknown;
     const done = new Promise<agent.MigrationProgress | undefined>((resolve, reject) => {
       stream.on('data', (p: agent.MigrationProgress) => {
         last = p;
-        stream.pause();
-        chain = chain.then(() => onProgress(p)).finally(() => stream.resume());
+        onUrgent(p);
+        // Queued, not paused: a few messages per second need no backpressure, and pausing would
+        // hold the switch-over message back behind bookkeeping.
+        chain = chain.then(() => (progressError === undefined ? onProgress(p) : undefined)).catch((error: unknown) => {
+          progressError ??= error;
+        });
       });
-      stream.on('end', () => chain.then(() => resolve(last), reject));
+      stream.on('end', () => chain.then(() => (progressError === undefined ? resolve(last) : reject(progressError))));
       stream.on('error', (error: ServiceError) => {
         const detail = `StartOutgoing: ${error.details || error.message}`;
         const mapped = UNAVAILABLE_CODES.has(error.code)
           ? new AgentUnavailableError(node.nodeId, detail)
           : new AgentRejectedError(node.nodeId, error.code, detail);
-        chain.then(() => reject(mapped), reject);
+        void chain.then(() => reject(mapped));
       });
     });
     return { done, cancel: () => stream.cancel() };

@@ -136,8 +136,10 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
         { migrationId: id, vmId: m.vmId, targetDataAddress: dataAddress, token: m.token, policy: m.policy },
         deadlineMs,
         async (p) => {
+          if (fromProtoPhase(p.phase) !== 'COMMITTING') await this.onProgress(id, p);
+        },
+        (p) => {
           if (fromProtoPhase(p.phase) === 'COMMITTING') markReady(p);
-          else await this.onProgress(id, p);
         },
       );
       this.streams.set(id, outgoing.cancel);
