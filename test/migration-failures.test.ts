@@ -162,16 +162,11 @@ describe('an agent killed mid-pre-copy', () => {
     }
   });
 
-  // BUG (apps/controller, not fixed here): the controller keeps one grpc-js channel per agent address
-  // (apps/controller/src/agent/agent-client.pool.ts, reconnect backoff 200 ms … 2000 ms) and calls
-  // agents without `waitForReady` (apps/controller/src/agent/agent.gateway.ts: call() and
-  // startOutgoing()). After an agent restarts, its node is READY again (reports arrive) while the
-  // controller's channel may still sit in TRANSIENT_FAILURE backoff, so a migration started then fails
-  // at once with "agent unavailable: PrepareIncoming: No connection established. Last error:
-  // ECONNREFUSED" — seen in this file's first case when it re-migrated right after the restart.
-  // Whether the window is hit depends on timing, so this cannot be an it.fails; enable it once calls
-  // use waitForReady (with their deadlines) or the channel is reset when a node re-registers.
-  it.skip('a migration to a node whose agent just restarted (READY again) succeeds', async () => {
+  // Once a bug: the controller kept a channel per agent address that, after the agent restarted, still
+  // sat in its reconnect backoff, and called agents without waitForReady, so a migration started right
+  // after the restart failed at once with "PrepareIncoming: No connection established … ECONNREFUSED".
+  // The controller now replaces the channel when a node registers again and calls with waitForReady.
+  it('a migration to a node whose agent just restarted (READY again) succeeds', async () => {
     const { api, c } = t;
     const vm = await api.createVm(vmRequest({ memoryMib: 128, image: 'debian-12', nodeId: SOURCE }));
     try {

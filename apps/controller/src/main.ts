@@ -19,6 +19,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export interface RunningController {
   address: string;
+  /** A provider of the running app (specs drive sweeps and inspect channels through it). */
+  get<T>(type: abstract new (...args: never[]) => T): T;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
   let closing: Promise<void> | undefined;
   return {
     address: url,
+    get: (type) => app.get(type, { strict: false }),
     close: () => {
       closing ??= (async () => {
         setAllNotServing(health);

@@ -1,11 +1,23 @@
-/** One grpc-js AgentService client per agent address, reused across calls, closed at shutdown. */
+/**
+ * One grpc-js AgentService client per agent address, reused across calls, closed at shutdown.
+ *
+ * A channel whose agent died sits in TRANSIENT_FAILURE with a reconnect backoff; when the agent is
+ * back (it registers again) `reset()` replaces the channel, so that the next call connects at once
+ * instead of waiting out the backoff. Each channel has its own subchannel pool: grpc-js shares
+ * subchannels between equal channels by default, and a new channel would inherit the old backoff.
+ */
 import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { credentials } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
 
+/** A replaced channel is closed only after the longest call that may have been queued on it. */
+export const RETIRED_CHANNEL_CLOSE_MS = 60_000;
+
 @Injectable()
 export class AgentClientPool implements OnModuleDestroy {
   private readonly clients = new Map<string, agent.AgentServiceClient>();
+  private readonly retired = new Set<agent.AgentServiceClient>();
+  private readonly retireTimers = new Set<NodeJS.Timeout>();
 
   get(address: string): agent.AgentServiceClient {
     let client = this.clients.get(address);
@@ -14,14 +26,39 @@ export class AgentClientPool implements OnModuleDestroy {
         // Agents restart during tests and demos: reconnect quickly instead of backing off for long.
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 2000,
+        'grpc.use_local_subchannel_pool': 1,
       });
       this.clients.set(address, client);
     }
     return client;
   }
 
+  /**
+   * Forgets the channel to `address` (an agent registered there again: restarted, or moved). Calls
+   * already running on the old channel go on (grpc-js closes its connection gracefully); the old
+   * channel is closed later so that calls still waiting for a connection on it are not cut short.
+   * @returns whether there was a channel to replace
+   */
+  reset(address: string): boolean {
+    const old = this.clients.get(address);
+    if (!old) return false;
+    this.clients.delete(address);
+    this.retired.add(old);
+    const timer = setTimeout(() => {
+      this.retireTimers.delete(timer);
+      this.retired.delete(old);
+      old.close();
+    }, RETIRED_CHANNEL_CLOSE_MS);
+    timer.unref();
+    this.retireTimers.add(timer);
+    return true;
+  }
+
   onModuleDestroy(): void {
-    for (const client of this.clients.values()) client.close();
+    for (const timer of this.retireTimers) clearTimeout(timer);
+    this.retireTimers.clear();
+    for (const client of [...this.clients.values(), ...this.retired]) client.close();
     this.clients.clear();
+    this.retired.clear();
   }
 }

@@ -3,7 +3,7 @@
  * unreachable → AgentUnavailableError, a refusal about the request → AgentRejectedError.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { agent, type cluster } from '@vmm/proto';
 import type { NodeRecord } from '../common/model.js';
 import { AgentRejectedError, AgentUnavailableError, NotImplementedError } from '../errors.js';
@@ -12,6 +12,12 @@ import { AgentClientPool } from './agent-client.pool.js';
 /** Creating a VM loads its image into emulator memory: allow for large VMs on a busy machine. */
 export const CREATE_VM_DEADLINE_MS = 30_000;
 export const AGENT_CALL_DEADLINE_MS = 10_000;
+/**
+ * How long a call waits for a connection to an agent that is not connected (within its deadline):
+ * long enough for an agent process to restart, short enough that a dead agent fails a migration
+ * (and its rollback) in seconds, not after the whole deadline.
+ */
+export const CONNECT_WAIT_MS = 5_000;
 
 const UNAVAILABLE_CODES = new Set<status>([
   status.UNAVAILABLE,
@@ -31,6 +37,12 @@ type UnaryMethod<Req, Res> = (
 @Injectable()
 export class AgentGateway {
   constructor(@Inject(AgentClientPool) private readonly pool: AgentClientPool) {}
+
+  /** A node (re-)registered: calls to it go over a fresh channel (see AgentClientPool.reset). */
+  agentRegistered(address: string, previousAddress?: string): void {
+    this.pool.reset(address);
+    if (previousAddress && previousAddress !== address) this.pool.reset(previousAddress);
+  }
 
   createVm(node: NodeRecord, spec: agent.VmSpec): Promise<agent.VmStatus> {
     return this.call(node, 'CreateVm', (c) => c.createVm.bind(c) as UnaryMethod<agent.CreateVmRequest, agent.VmStatus>, { spec }, CREATE_VM_DEADLINE_MS);
@@ -86,33 +98,42 @@ export class AgentGateway {
     onProgress: (p: agent.MigrationProgress) => Promise<void>,
     onUrgent: (p: agent.MigrationProgress) => void = () => undefined,
   ): { done: Promise<agent.MigrationProgress | undefined>; cancel: () => void } {
-    if (!node.address) {
-      return { done: Promise.reject(new AgentUnavailableError(node.nodeId, 'no address registered')), cancel: () => undefined };
-    }
-    const stream = this.pool.get(node.address).startOutgoing(req, new Metadata(), { deadline: Date.now() + deadlineMs });
+    const startedAtMs = Date.now();
+    let stream: ReturnType<agent.AgentServiceClient['startOutgoing']> | undefined;
+    let cancelled = false;
     let last: agent.MigrationProgress | undefined;
     let chain = Promise.resolve();
     let progressError: unknown;
-    const done = new Promise<agent.MigrationProgress | undefined>((resolve, reject) => {
-      stream.on('data', (p: agent.MigrationProgress) => {
-        last = p;
-        onUrgent(p);
-        // Queued, not paused: a few messages per second need no backpressure, and pausing would
-        // hold the switch-over message back behind bookkeeping.
-        chain = chain.then(() => (progressError === undefined ? onProgress(p) : undefined)).catch((error: unknown) => {
-          progressError ??= error;
-        });
-      });
-      stream.on('end', () => chain.then(() => (progressError === undefined ? resolve(last) : reject(progressError))));
-      stream.on('error', (error: ServiceError) => {
-        const detail = `StartOutgoing: ${error.details || error.message}`;
-        const mapped = UNAVAILABLE_CODES.has(error.code)
-          ? new AgentUnavailableError(node.nodeId, detail)
-          : new AgentRejectedError(node.nodeId, error.code, detail);
-        void chain.then(() => reject(mapped));
-      });
-    });
-    return { done, cancel: () => stream.cancel() };
+    const done = this.connected(node, deadlineMs).then(
+      (client) =>
+        new Promise<agent.MigrationProgress | undefined>((resolve, reject) => {
+          if (cancelled) return reject(new AgentUnavailableError(node.nodeId, 'StartOutgoing: cancelled before it started'));
+          const s = client.startOutgoing(req, waitForReady(), { deadline: startedAtMs + deadlineMs });
+          stream = s;
+          s.on('data', (p: agent.MigrationProgress) => {
+            last = p;
+            onUrgent(p);
+            // Queued, not paused: a few messages per second need no backpressure, and pausing would
+            // hold the switch-over message back behind bookkeeping.
+            chain = chain.then(() => (progressError === undefined ? onProgress(p) : undefined)).catch((error: unknown) => {
+              progressError ??= error;
+            });
+          });
+          s.on('end', () => chain.then(() => (progressError === undefined ? resolve(last) : reject(progressError))));
+          s.on('error', (error: ServiceError) => {
+            const detail = `StartOutgoing: ${error.details || error.message}`;
+            const mapped = UNAVAILABLE_CODES.has(error.code)
+              ? new AgentUnavailableError(node.nodeId, detail)
+              : new AgentRejectedError(node.nodeId, error.code, detail);
+            void chain.then(() => reject(mapped));
+          });
+        }),
+    );
+    const cancel = () => {
+      cancelled = true;
+      stream?.cancel();
+    };
+    return { done, cancel };
   }
 
   private call<Req, Res>(
@@ -122,15 +143,44 @@ export class AgentGateway {
     request: Req,
     deadlineMs: number,
   ): Promise<Res> {
+    const startedAtMs = Date.now();
+    return this.connected(node, deadlineMs).then(
+      (client) =>
+        new Promise<Res>((resolve, reject) => {
+          // waitForReady also covers a connection lost between the check and the call.
+          pick(client)(request, waitForReady(), { deadline: startedAtMs + deadlineMs }, (error, response) => {
+            if (!error) return resolve(response);
+            const detail = `${method}: ${error.details || error.message}`;
+            if (UNAVAILABLE_CODES.has(error.code)) reject(new AgentUnavailableError(node.nodeId, detail));
+            else reject(new AgentRejectedError(node.nodeId, error.code, detail));
+          });
+        }),
+    );
+  }
+
+  /**
+   * The node's client once its channel is connected: at once when it is, else after waiting up to
+   * CONNECT_WAIT_MS (within the call's deadline) for it to connect. A channel backing off after
+   * failures is retried at once rather than failing with "No connection established".
+   */
+  private connected(node: NodeRecord, deadlineMs: number): Promise<agent.AgentServiceClient> {
     if (!node.address) return Promise.reject(new AgentUnavailableError(node.nodeId, 'no address registered'));
-    const fn = pick(this.pool.get(node.address));
-    return new Promise<Res>((resolve, reject) => {
-      fn(request, new Metadata(), { deadline: Date.now() + deadlineMs }, (error, response) => {
-        if (!error) return resolve(response);
-        const detail = `${method}: ${error.details || error.message}`;
-        if (UNAVAILABLE_CODES.has(error.code)) reject(new AgentUnavailableError(node.nodeId, detail));
-        else reject(new AgentRejectedError(node.nodeId, error.code, detail));
+    const client = this.pool.get(node.address);
+    if (client.getChannel().getConnectivityState(true) === connectivityState.READY) return Promise.resolve(client);
+    const waitMs = Math.min(deadlineMs, CONNECT_WAIT_MS);
+    return new Promise((resolve, reject) => {
+      client.waitForReady(Date.now() + waitMs, (error) => {
+        if (error) reject(new AgentUnavailableError(node.nodeId, `no connection within ${waitMs} ms (${node.address}: agent down or restarting)`));
+        else resolve(client);
       });
     });
   }
+}
+
+/**
+ * grpc-js takes wait-for-ready as a metadata option: the call waits (until its deadline) for the
+ * channel to connect instead of failing at once while the channel backs off after failures.
+ */
+function waitForReady(): Metadata {
+  return new Metadata({ waitForReady: true });
 }

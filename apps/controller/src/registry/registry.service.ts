@@ -4,6 +4,7 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { cluster, type agent } from '@vmm/proto';
+import { AgentGateway } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import type { VmRecord } from '../common/model.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
@@ -25,12 +26,16 @@ export class RegistryService {
     @Inject(NodeRepository) private readonly nodes: NodeRepository,
     @Inject(VmRepository) private readonly vms: VmRepository,
     @Inject(PlacementRepository) private readonly placement: PlacementRepository,
+    @Inject(AgentGateway) private readonly agents: AgentGateway,
   ) {}
 
   async register(req: Partial<agent.RegisterRequest>): Promise<agent.RegisterResponse> {
     const reg = validateRegistration(req);
-    const existed = (await this.nodes.get(reg.nodeId)) !== undefined;
+    const previous = await this.nodes.get(reg.nodeId);
+    const existed = previous !== undefined;
     await this.nodes.upsertRegistration(reg, Date.now());
+    // A registration means a (re)started agent: its old channel may be backing off after failures.
+    this.agents.agentRegistered(reg.address, previous?.address);
     const summary = await this.reconcile(reg.nodeId, req.vms ?? []);
     this.logger.info({ ...reg, reregistered: existed, ...summary }, 'node registered');
     return { nodeId: reg.nodeId, reportIntervalMs: this.config.reportIntervalMs };

@@ -12,6 +12,8 @@ export interface FakeAgentOptions {
   memoryMib?: number;
   cpuAllocationRatio?: number;
   ramAllocationRatio?: number;
+  /** Bind this port (0 = any free one); a restarted fake agent keeps its address. */
+  port?: number;
 }
 
 export class FakeAgent {
@@ -38,6 +40,7 @@ export class FakeAgent {
   constructor(readonly options: FakeAgentOptions) {}
 
   async start(): Promise<void> {
+    this.server = new Server();
     const impl: agent.AgentServiceServer = {
       createVm: (call, cb) => {
         const reply = () => {
@@ -118,9 +121,16 @@ export class FakeAgent {
     };
     this.server.addService(agent.AgentServiceService, impl);
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+      this.server.bindAsync(`127.0.0.1:${this.options.port ?? 0}`, ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     this.address = `127.0.0.1:${port}`;
+    this.options.port = port;
+  }
+
+  /** Like a killed agent process: the server goes away at once (connections reset), reporting stops. */
+  kill(): void {
+    this.stopReporting();
+    this.server.forceShutdown();
   }
 
   registerRequest(): agent.RegisterRequest {
