@@ -1,0 +1,188 @@
+// Run-time overcommit: a node whose real memory use crosses its high watermark (90% of physical
+// memory) gets VMs migrated off (Migration.reason 'memory-pressure'), the cheapest to migrate first
+// (expected pre-copy cost W/(1−r): with equal dirty rates, the fewest resident pages), to a node
+// with room, until it is under the low watermark (80%); then the balancer leaves it alone.
+//
+// node-1 has 1024 MiB of physical memory (high 921.6 MiB, low 819.2 MiB), node-2 4096 MiB. Its VMs
+// write real memory: `sequential` workloads sweep their whole memory (image `empty`), so a VM's
+// resident size grows to its memory size within seconds and its pages stay unique (no KSM relief).
+// A (400 MiB), B (300) and C (160) fill it to 860 MiB (84%: no pressure); D (100) takes it to 960
+// (94%). D is then the cheapest VM covering the excess; after it leaves the node is at 84%, above the
+// low watermark, so C (the cheapest covering 860 − 819.2 MiB) must follow, leaving 700 MiB (68%).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cluster } from '@vmm/proto';
+import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
+import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { nodeFigures, waitForNode } from './support/ksm.js';
+import { expectCompleted, FINAL_PHASES, listAllMigrations, short, waitForFinal } from './support/migration.js';
+import { waitFor } from './support/wait-for.js';
+
+const PRESSURED = 'node-1';
+const ROOMY = 'node-2';
+const PRESSURED_MIB = 1024;
+const ROOMY_MIB = 4096;
+const HIGH = 0.9;
+const LOW = 0.8;
+const REPORT_INTERVAL_MS = 400;
+/** The balancer sweeps every max(2 s, 5 report intervals) (memory-pressure.balancer.ts). */
+const SWEEP_MS = Math.max(2000, 5 * REPORT_INTERVAL_MS);
+const DIRTY_RATE = 8000; // pages/s: a 400 MiB VM is written through in ~13 s
+const REASON = 'memory-pressure';
+
+const FIRST_VMS = [
+  { name: 'pressure-a', memoryMib: 400 },
+  { name: 'pressure-b', memoryMib: 300 },
+  { name: 'pressure-c', memoryMib: 160 },
+];
+const LAST_VM = { name: 'pressure-d', memoryMib: 100 };
+
+function writingVm(name: string, memoryMib: number, seed: number): cluster.CreateVmRequest {
+  return {
+    name,
+    vcpus: 1,
+    memoryMib,
+    image: 'empty',
+    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_SEQUENTIAL, dirtyRatePagesPerSec: DIRTY_RATE, workingSetMib: memoryMib, seed },
+    nodeId: PRESSURED,
+    antiAffinityGroup: '',
+    labels: {},
+  };
+}
+
+async function pressureMigrations(api: ClusterApi): Promise<cluster.Migration[]> {
+  return (await listAllMigrations(api)).filter((m) => m.reason === REASON).sort((a, b) => a.createdAtMs - b.createdAtMs);
+}
+
+const usedFraction = (n: cluster.Node) => n.memoryMibUsed / n.memoryMib;
+
+describe('memory-pressure balancer', () => {
+  let c: TestCluster;
+  let api: ClusterApi;
+  const vms = new Map<string, cluster.Vm>(); // by name
+  const nameOf = (vmId: string) => [...vms.values()].find((v) => v.vmId === vmId)?.name ?? vmId;
+
+  beforeAll(async () => {
+    c = await startTestCluster({
+      agents: 2,
+      reportIntervalMs: REPORT_INTERVAL_MS,
+      agentEnv: (i) => ({ NODE_MEMORY_MIB: String(i === 0 ? PRESSURED_MIB : ROOMY_MIB) }),
+    });
+    api = c.api();
+  });
+
+  afterAll(async () => {
+    for (const vm of vms.values()) await api?.deleteVm({ vmId: vm.vmId }).catch(() => {});
+    api?.close();
+    await c?.stop();
+  });
+
+  it('leaves a node under its high watermark alone, then migrates the cheapest VM off once real use crosses it', async () => {
+    for (const [i, spec] of FIRST_VMS.entries()) vms.set(spec.name, await api.createVm(writingVm(spec.name, spec.memoryMib, i + 1)));
+    const firstMib = FIRST_VMS.reduce((s, v) => s + v.memoryMib, 0);
+    const filled = await waitForNode(api, PRESSURED, (n) => n.memoryMibUsed >= firstMib - 1, 90_000, `${PRESSURED} written to ${firstMib} MiB`);
+    // Several sweeps ran while it filled up: at 84% nothing may have moved.
+    expect(usedFraction(filled)).toBeLessThan(HIGH);
+    expect(await pressureMigrations(api)).toEqual([]);
+
+    vms.set(LAST_VM.name, await api.createVm(writingVm(LAST_VM.name, LAST_VM.memoryMib, 9)));
+    let peak = filled;
+    const [first] = await waitFor(
+      async () => {
+        const n = await api.getNode({ nodeId: PRESSURED });
+        if (n.memoryMibUsed > peak.memoryMibUsed) peak = n;
+        const ms = await pressureMigrations(api);
+        return ms.length > 0 ? ms : undefined;
+      },
+      90_000,
+      `a ${REASON} migration off ${PRESSURED}`,
+      100,
+    );
+    console.info(
+      `overcommit-pressure: peak ${nodeFigures(peak)} (${(100 * usedFraction(peak)).toFixed(1)}%); first migration ${first!.migrationId} ` +
+        `${nameOf(first!.vmId)} ${first!.sourceNodeId}→${first!.targetNodeId}`,
+    );
+    expect(usedFraction(peak), 'the node did cross its high watermark').toBeGreaterThan(HIGH);
+    expect(first!.sourceNodeId).toBe(PRESSURED);
+    expect(first!.targetNodeId).toBe(ROOMY);
+    // The cheapest covering VM: D, the fewest resident pages at equal dirty rates.
+    expect(nameOf(first!.vmId)).toBe(LAST_VM.name);
+    expectCompleted(await waitForFinal(api, first!.migrationId, 90_000), 'of the first memory-pressure migration');
+    expect((await api.getVm({ vmId: first!.vmId })).nodeId).toBe(ROOMY);
+  });
+
+  // KNOWN BUG (controller, no low watermark): memory-pressure.balancer.ts computes the excess against
+  // MEMORY_HIGH_WATERMARK only (`memoryUsedBytes / MIB - memoryMib * MEMORY_HIGH_WATERMARK`) and has no
+  // low watermark / hysteresis, so it stops as soon as the node is under 90%: here after D, with the
+  // node at 860 MiB (84%), C is never migrated. Remove `.fails` once the balancer evacuates to < 80%.
+  it.fails('keeps migrating until the node is under its low watermark (80%)', async () => {
+    const under = await waitFor(
+      async () => {
+        const ms = await pressureMigrations(api);
+        if (ms.some((m) => !FINAL_PHASES.has(m.phase))) return undefined;
+        const n = await api.getNode({ nodeId: PRESSURED });
+        return usedFraction(n) < LOW ? { n, ms } : undefined;
+      },
+      // C is picked within a sweep (2 s) of D's completion and moves in seconds.
+      45_000,
+      `${PRESSURED} under ${LOW * 100}% of ${PRESSURED_MIB} MiB`,
+      200,
+    ).catch(async (err: Error) => {
+      const n = await api.getNode({ nodeId: PRESSURED });
+      const ms = await pressureMigrations(api);
+      throw new Error(
+        `${err.message}; now ${nodeFigures(n)} (${(100 * usedFraction(n)).toFixed(1)}%), ${REASON} migrations: ` +
+          ms.map((m) => `${nameOf(m.vmId)}:${short(m.phase)}`).join(' '),
+      );
+    });
+    console.info(
+      `overcommit-pressure: under low watermark ${nodeFigures(under.n)} (${(100 * usedFraction(under.n)).toFixed(1)}%) after ` +
+        under.ms.map((m) => `${nameOf(m.vmId)}→${m.targetNodeId}:${short(m.phase)}`).join(', '),
+    );
+    for (const m of under.ms) {
+      expectCompleted(m, `of ${nameOf(m.vmId)}`);
+      expect(m.sourceNodeId).toBe(PRESSURED);
+      expect(m.targetNodeId).toBe(ROOMY);
+    }
+    // D, then C: each time the cheapest VM that covers what is left above the low watermark.
+    expect(under.ms.map((m) => nameOf(m.vmId))).toEqual([LAST_VM.name, 'pressure-c']);
+  });
+
+  it('then stops: the number of memory-pressure migrations stays constant over several sweeps', async () => {
+    // Whatever the previous test saw, wait for a quiet node under its high watermark first.
+    await waitFor(
+      async () => {
+        const ms = await pressureMigrations(api);
+        const n = await api.getNode({ nodeId: PRESSURED });
+        return ms.length > 0 && ms.every((m) => FINAL_PHASES.has(m.phase)) && usedFraction(n) < HIGH;
+      },
+      90_000,
+      'memory-pressure migrations finished',
+      200,
+    );
+    const settled = await pressureMigrations(api);
+    const observeUntil = Date.now() + 4 * SWEEP_MS + 2 * REPORT_INTERVAL_MS;
+    let samples = 0;
+    while (Date.now() < observeUntil) {
+      const ms = await pressureMigrations(api);
+      expect(ms.map((m) => m.migrationId), 'no new memory-pressure migration').toEqual(settled.map((m) => m.migrationId));
+      for (const nodeId of [PRESSURED, ROOMY]) {
+        const n = await api.getNode({ nodeId });
+        expect(usedFraction(n), `${nodeFigures(n)} stays under its high watermark`).toBeLessThan(HIGH);
+      }
+      samples++;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const [p, r] = await Promise.all([api.getNode({ nodeId: PRESSURED }), api.getNode({ nodeId: ROOMY })]);
+    console.info(
+      `overcommit-pressure: quiet for ${samples} samples over ${4 * SWEEP_MS + 2 * REPORT_INTERVAL_MS} ms with ${settled.length} ${REASON} migrations; ` +
+        `${nodeFigures(p)}; ${nodeFigures(r)}`,
+    );
+    // The VMs moved off really run on the roomy node; the rest stayed.
+    const migrated = new Set(settled.map((m) => m.vmId));
+    for (const vm of vms.values()) {
+      const now = await api.getVm({ vmId: vm.vmId });
+      expect(now.state).toBe(cluster.VmState.VM_STATE_RUNNING);
+      expect(now.nodeId, vm.name).toBe(migrated.has(vm.vmId) ? ROOMY : PRESSURED);
+    }
+  });
+});
