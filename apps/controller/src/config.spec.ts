@@ -15,6 +15,8 @@ describe('loadControllerConfig', () => {
       maxMigrationsCluster: 5,
       maxMigrationsOutboundPerNode: 2,
       maxMigrationsInboundPerNode: 2,
+      memoryHighWatermarkPercent: 90,
+      memoryLowWatermarkPercent: 80,
       logLevel: 'info',
     });
   });
@@ -39,8 +41,22 @@ describe('loadControllerConfig', () => {
     ['REDIS_PREFIX', 'has space'],
     ['LOG_LEVEL', 'loud'],
     ['MAX_MIGRATIONS_CLUSTER', '0'],
+    ['MEMORY_HIGH_WATERMARK_PERCENT', '0'],
+    ['MEMORY_HIGH_WATERMARK_PERCENT', '101'],
+    ['MEMORY_HIGH_WATERMARK_PERCENT', '90.5'],
+    ['MEMORY_LOW_WATERMARK_PERCENT', '0'],
+    ['MEMORY_LOW_WATERMARK_PERCENT', '90'],
+    ['MEMORY_LOW_WATERMARK_PERCENT', '95'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadControllerConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadControllerConfig({ [name]: value })).toThrow(name);
+  });
+
+  it('reads the watermarks; the low one must stay below the high one', () => {
+    expect(loadControllerConfig({ MEMORY_HIGH_WATERMARK_PERCENT: '75', MEMORY_LOW_WATERMARK_PERCENT: '60' })).toMatchObject({
+      memoryHighWatermarkPercent: 75,
+      memoryLowWatermarkPercent: 60,
+    });
+    expect(() => loadControllerConfig({ MEMORY_HIGH_WATERMARK_PERCENT: '70' })).toThrow(/MEMORY_LOW_WATERMARK_PERCENT.*below MEMORY_HIGH_WATERMARK_PERCENT \(70\)/);
   });
 });

@@ -22,6 +22,14 @@ export const controllerEnv = {
   MAX_MIGRATIONS_CLUSTER: { default: '5', doc: 'migrations in flight in the cluster' },
   MAX_MIGRATIONS_OUTBOUND_PER_NODE: { default: '2', doc: 'per source node' },
   MAX_MIGRATIONS_INBOUND_PER_NODE: { default: '2', doc: 'per target node' },
+  MEMORY_HIGH_WATERMARK_PERCENT: {
+    default: '90',
+    doc: "a ready node whose real memory use (after KSM) exceeds this % of its physical memory has VMs migrated off it; a target must stay at or below it",
+  },
+  MEMORY_LOW_WATERMARK_PERCENT: {
+    default: '80',
+    doc: 'it stops once its use, less the VMs already leaving, is at or below this % (below the high watermark)',
+  },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, EnvVarSpec>;
 
@@ -40,6 +48,9 @@ export interface ControllerConfig {
   maxMigrationsCluster: number;
   maxMigrationsOutboundPerNode: number;
   maxMigrationsInboundPerNode: number;
+  /** Memory-pressure hysteresis, in % of a node's physical memory: start above high, stop at or below low. */
+  memoryHighWatermarkPercent: number;
+  memoryLowWatermarkPercent: number;
   logLevel: string;
 }
 
@@ -86,6 +97,15 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
   const logLevel = raw('LOG_LEVEL');
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
   const reportIntervalMs = int('REPORT_INTERVAL_MS', 10, 3_600_000);
+  const memoryHighWatermarkPercent = int('MEMORY_HIGH_WATERMARK_PERCENT', 1, 100);
+  const memoryLowWatermarkPercent = int('MEMORY_LOW_WATERMARK_PERCENT', 1, 100);
+  if (memoryLowWatermarkPercent >= memoryHighWatermarkPercent) {
+    throw new ConfigError(
+      'MEMORY_LOW_WATERMARK_PERCENT',
+      raw('MEMORY_LOW_WATERMARK_PERCENT'),
+      `must be below MEMORY_HIGH_WATERMARK_PERCENT (${memoryHighWatermarkPercent})`,
+    );
+  }
 
   return {
     host,
@@ -98,6 +118,8 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     maxMigrationsCluster: int('MAX_MIGRATIONS_CLUSTER', 1, 10_000),
     maxMigrationsOutboundPerNode: int('MAX_MIGRATIONS_OUTBOUND_PER_NODE', 1, 10_000),
     maxMigrationsInboundPerNode: int('MAX_MIGRATIONS_INBOUND_PER_NODE', 1, 10_000),
+    memoryHighWatermarkPercent,
+    memoryLowWatermarkPercent,
     logLevel,
   };
 }

@@ -1,7 +1,10 @@
 import os from 'node:os';
+import { FramePool } from '@vmm/emulator';
 import { describe, expect, it } from 'vitest';
 import { agentEnv, loadAgentConfig } from './config.js';
 import { ConfigError } from './errors.js';
+import { KsmService } from './ksm/ksm.service.js';
+import { silentLogger } from './testing/fixtures.js';
 
 describe('loadAgentConfig', () => {
   it('applies the documented defaults to an empty environment', () => {
@@ -17,7 +20,7 @@ describe('loadAgentConfig', () => {
       cpuAllocationRatio: 4,
       ramAllocationRatio: 1.5,
       reportIntervalMs: 1000,
-      ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20 },
+      ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: false },
       logLevel: 'info',
     });
   });
@@ -37,6 +40,8 @@ describe('loadAgentConfig', () => {
       KSM_RUN: '0',
       KSM_PAGES_TO_SCAN: '500',
       KSM_SLEEP_MILLISECS: '5',
+      KSM_MAX_PAGE_SHARING: '16',
+      KSM_USE_ZERO_PAGES: '1',
       LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
@@ -50,7 +55,7 @@ describe('loadAgentConfig', () => {
       cpuAllocationRatio: 2,
       ramAllocationRatio: 1,
       reportIntervalMs: 250,
-      ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5 },
+      ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5, maxPageSharing: 16, useZeroPages: true },
       logLevel: 'debug',
     });
   });
@@ -71,6 +76,9 @@ describe('loadAgentConfig', () => {
     ['REPORT_INTERVAL_MS', '1'],
     ['KSM_RUN', '3'],
     ['KSM_PAGES_TO_SCAN', '-5'],
+    ['KSM_MAX_PAGE_SHARING', '1'],
+    ['KSM_USE_ZERO_PAGES', '2'],
+    ['KSM_USE_ZERO_PAGES', 'yes'],
     ['LOG_LEVEL', 'loud'],
     ['CONTROLLER_ADDRESS', 'controller'],
     ['CONTROLLER_ADDRESS', 'controller:0'],
@@ -99,10 +107,17 @@ describe('loadAgentConfig', () => {
       [
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
-        'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'LOG_LEVEL',
+        'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);
     expect(config.port).toBe(Number(agentEnv.AGENT_PORT.default));
+  });
+
+  it('starts ksmd with every KSM_* knob of the environment', () => {
+    const { ksm } = loadAgentConfig({ KSM_RUN: '0', KSM_PAGES_TO_SCAN: '64', KSM_SLEEP_MILLISECS: '7', KSM_MAX_PAGE_SHARING: '16', KSM_USE_ZERO_PAGES: '1' });
+    const service = new KsmService(new FramePool(), ksm, silentLogger);
+    expect(service.knobs()).toEqual({ run: 0, pagesToScan: 64, sleepMillisecs: 7, maxPageSharing: 16, useZeroPages: true });
+    expect(new KsmService(new FramePool(), loadAgentConfig({}).ksm, silentLogger).knobs()).toMatchObject({ maxPageSharing: 256, useZeroPages: false });
   });
 });

@@ -20,6 +20,8 @@ export const agentEnv = {
   KSM_RUN: { default: '1', doc: 'ksmd knob: 0 stop, 1 run, 2 unmerge all' },
   KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up' },
   KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans' },
+  KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (at least 2)' },
+  KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -39,8 +41,17 @@ export interface AgentConfig {
   cpuAllocationRatio: number;
   ramAllocationRatio: number;
   reportIntervalMs: number;
-  ksm: { run: number; pagesToScan: number; sleepMillisecs: number };
+  ksm: KsmSettings;
   logLevel: LogLevel;
+}
+
+/** ksmd's knobs at start (KSM_*); the last two may be left out by callers that build settings by hand. */
+export interface KsmSettings {
+  run: number;
+  pagesToScan: number;
+  sleepMillisecs: number;
+  maxPageSharing?: number;
+  useZeroPages?: boolean;
 }
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/;
@@ -104,6 +115,9 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       run: int('KSM_RUN', 0, 2),
       pagesToScan: int('KSM_PAGES_TO_SCAN', 1, 1_000_000),
       sleepMillisecs: int('KSM_SLEEP_MILLISECS', 0, 3_600_000),
+      // Linux's ranges (libs/ksm mergeKnobs): max_page_sharing ≥ 2, use_zero_pages 0 or 1.
+      maxPageSharing: int('KSM_MAX_PAGE_SHARING', 2, 0x7fffffff),
+      useZeroPages: int('KSM_USE_ZERO_PAGES', 0, 1) === 1,
     },
     logLevel,
   };

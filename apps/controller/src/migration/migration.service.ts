@@ -22,6 +22,7 @@ import {
   VmNotFoundError,
   type ControllerError,
 } from '../errors.js';
+import { staysUnderHighWatermark } from '../node/memory-pressure.policy.js';
 import { isNodeReady } from '../node/node-state.js';
 import { NodeService } from '../node/node.service.js';
 import { MigrationEventsRepository } from '../redis/migration-events.repository.js';
@@ -39,9 +40,6 @@ import { MigrationOrchestrator } from './migration.orchestrator.js';
 
 const { VmState } = cluster;
 
-/** Fraction of a node's physical memory in real use above which VMs are migrated off (oVirt MOM's "high"). */
-export const MEMORY_HIGH_WATERMARK = 0.9;
-
 @Injectable()
 export class MigrationService {
   constructor(
@@ -58,17 +56,23 @@ export class MigrationService {
   ) {}
 
   /**
-   * `avoidMemoryPressure`: only targets whose real memory use stays under the high watermark with
-   * the VM's resident pages added (memory-pressure evacuations must not move the problem).
+   * `avoidMemoryPressure`: only targets whose real memory use stays at or below the high watermark
+   * with the VM's resident pages and `inboundMib` (memory already on its way to them) added:
+   * memory-pressure evacuations must not move the problem.
    */
-  async migrate(req: Partial<cluster.MigrateVmRequest>, reason = 'user', opts: { avoidMemoryPressure?: boolean } = {}): Promise<cluster.Migration> {
+  async migrate(
+    req: Partial<cluster.MigrateVmRequest>,
+    reason = 'user',
+    opts: { avoidMemoryPressure?: boolean; inboundMib?: ReadonlyMap<string, number> } = {},
+  ): Promise<cluster.Migration> {
     const vm = await this.vmService.require(req.vmId ?? '');
     const policy = validatePolicy(req.policy);
     const targetNodeId = (req.targetNodeId ?? '').trim();
     let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup, image: vm.image });
     if (opts.avoidMemoryPressure) {
       const addMib = (vm.residentPages * PAGE_BYTES) / (1024 * 1024);
-      candidates = candidates.filter((n) => n.memoryUsedBytes / (1024 * 1024) + addMib <= n.memoryMib * MEMORY_HIGH_WATERMARK);
+      const high = this.config.memoryHighWatermarkPercent;
+      candidates = candidates.filter((n) => staysUnderHighWatermark(n, addMib + (opts.inboundMib?.get(n.nodeId) ?? 0), high));
       if (candidates.length === 0) throw new NoCapacityError('no target stays under its memory watermark');
     }
     if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'already migrating');

@@ -28,6 +28,8 @@ export class FakeAgent {
   /** Progress the source sends for a migration; the default converges in two rounds with equal digests. */
   progressScript: (migrationId: string) => Partial<agent.MigrationProgress>[] = defaultProgress;
   progressDelayMs = 20;
+  /** Resident pages reported for a VM (a memory-pressure evacuation frees that much). */
+  residentPagesOf: (vmId: string) => number = () => 77;
   /** Merged into every report (e.g. memoryUsedBytes to fake memory pressure). */
   reportOverrides: Partial<agent.NodeReport> = {};
   private readonly incoming = new Map<string, agent.VmSpec>();
@@ -178,7 +180,7 @@ export class FakeAgent {
         pagesTotal: vm.pagesTotal,
         dirtyRatePagesPerSec: 12.5,
         workingSetPages: 40,
-        residentPages: 77,
+        residentPages: this.residentPagesOf(vm.vmId),
         fencingEpoch: vm.fencingEpoch,
       })),
       ...this.reportOverrides,

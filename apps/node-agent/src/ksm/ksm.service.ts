@@ -2,7 +2,7 @@ import type { FramePool } from '@vmm/emulator';
 import { Ksmd, KsmScanner, readHostKsm, readProcessKsmStat, type KsmKnobsPatch } from '@vmm/ksm';
 import type { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
-import type { AgentConfig } from '../config.js';
+import type { KsmSettings } from '../config.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
 /** The host's own KSM files change slowly; reading them every report would be wasted syscalls. */
@@ -21,12 +21,18 @@ export class KsmService {
   /** @throws InvalidKnobError for bad KSM_* configuration (checked by loadAgentConfig first) */
   constructor(
     pool: FramePool,
-    knobs: AgentConfig['ksm'],
+    knobs: KsmSettings,
     private readonly log: Logger,
   ) {
     this.scanner = new KsmScanner({
       pool,
-      knobs: { run: knobs.run as 0 | 1 | 2, pages_to_scan: Math.max(knobs.pagesToScan, 1), sleep_millisecs: knobs.sleepMillisecs },
+      knobs: {
+        run: knobs.run as 0 | 1 | 2,
+        pages_to_scan: Math.max(knobs.pagesToScan, 1),
+        sleep_millisecs: knobs.sleepMillisecs,
+        ...(knobs.maxPageSharing !== undefined && { max_page_sharing: knobs.maxPageSharing }),
+        ...(knobs.useZeroPages !== undefined && { use_zero_pages: knobs.useZeroPages ? 1 : 0 }),
+      },
     });
     this.ksmd = new Ksmd(this.scanner, (err) => this.log.warn({ err }, 'ksm batch failed'));
   }

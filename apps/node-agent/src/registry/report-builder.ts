@@ -57,7 +57,13 @@ export class ReportBuilder {
       ksm: ksm ? ksm.stats() : NO_KSM_STATS,
       ksmKnobs: ksm
         ? ksm.knobs()
-        : { run: this.config.ksm.run, pagesToScan: this.config.ksm.pagesToScan, sleepMillisecs: this.config.ksm.sleepMillisecs },
+        : {
+            run: this.config.ksm.run,
+            pagesToScan: this.config.ksm.pagesToScan,
+            sleepMillisecs: this.config.ksm.sleepMillisecs,
+            ...(this.config.ksm.maxPageSharing !== undefined && { maxPageSharing: this.config.ksm.maxPageSharing }),
+            ...(this.config.ksm.useZeroPages !== undefined && { useZeroPages: this.config.ksm.useZeroPages }),
+          },
       hostKsm: ksm ? ksm.hostKsm() : { sysfs: {}, process: {} },
       rssBytes: this.rssBytes(),
     };
