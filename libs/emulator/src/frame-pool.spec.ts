@@ -104,4 +104,28 @@ describe('FramePool', () => {
     expect(pool.slabsLive).toBe(0);
     expect(pool.framesInUse).toBe(0);
   });
+
+  it('reserve() keeps pre-faulted empty slabs until used or released, then drops them again', () => {
+    const pool = new FramePool({ slabFrames: 4 });
+    const r = pool.reserve(10);
+    expect(pool.slabsLive).toBe(3);
+    expect(pool.framesInUse).toBe(0);
+    const a = pool.allocate();
+    pool.decRef(a); // its slab is empty again, but the reservation (9 frames left) keeps it
+    expect(pool.slabsLive).toBe(3);
+    expect(r.remaining).toBe(9);
+    r.release();
+    expect(pool.slabsLive).toBe(0);
+    expect(pool.framesReserved).toBe(0);
+    r.release(); // idempotent
+  });
+
+  it('a consumed reservation no longer holds back slab dropping', () => {
+    const pool = new FramePool({ slabFrames: 4 });
+    pool.reserve(8);
+    const frames = Array.from({ length: 8 }, () => pool.allocate());
+    expect(pool.slabsLive).toBe(2);
+    for (const f of frames) pool.decRef(f);
+    expect(pool.slabsLive).toBe(0);
+  });
 });

@@ -7,6 +7,16 @@ export const PAGE_WORDS = PAGE_SIZE / 4;
 
 const DEFAULT_SLAB_FRAMES = 256; // 1 MiB slabs: small enough that freed memory really returns
 
+/** Free frames set aside by FramePool.reserve(); release() hands back what was not allocated. */
+export interface FrameReservation {
+  /** Frames asked for. */
+  readonly frames: number;
+  /** Reserved frames not yet consumed by an allocation (an estimate when several VMs allocate at once). */
+  readonly remaining: number;
+  /** Ends the reservation: slabs left entirely free are dropped again. Idempotent. */
+  release(): void;
+}
+
 /**
  * Host frames for every VM of an agent, like the host's physical memory.
  *
@@ -32,6 +42,9 @@ export class FramePool {
   private live = 0;
   private dropped = 0; // null entries in `slabs` below its length
   private lowestFreeHint = 0;
+  // Free frames kept (pre-faulted) for reservations: empty slabs are not dropped below this.
+  private reservedFree = 0;
+  private allocations = 0; // every allocate() ever: reservations measure their consumption by it
 
   constructor(opts: { slabFrames?: number } = {}) {
     const slabFrames = opts.slabFrames ?? DEFAULT_SLAB_FRAMES;
@@ -99,6 +112,8 @@ export class FramePool {
     this.refs[frame] = 1;
     this.hashOk[frame] = 0;
     this.inUse++;
+    this.allocations++;
+    if (this.reservedFree > 0) this.reservedFree--;
     if (zero) {
       const off = (frame % this.slabFrames) * PAGE_WORDS;
       (this.slabWordViews[slab] as Uint32Array).fill(0, off, off + PAGE_WORDS);
@@ -121,8 +136,61 @@ export class FramePool {
     this.slabHead[slab] = frame;
     this.hashOk[frame] = 0;
     this.inUse--;
-    if (++this.slabFree[slab] === this.slabFrames) this.dropSlab(slab);
-    else if (slab < this.lowestFreeHint) this.lowestFreeHint = slab;
+    if (++this.slabFree[slab] === this.slabFrames && this.freeFramesLive() - this.slabFrames >= this.reservedFree) {
+      this.dropSlab(slab);
+    } else if (slab < this.lowestFreeHint) this.lowestFreeHint = slab;
+  }
+
+  /**
+   * Makes `frames` free frames ready ahead of a bulk fill (an incoming migration: QEMU's -mem-prealloc):
+   * adds slabs and touches every page of them, so that the host's first-touch page faults happen now
+   * rather than on the data path. Until the reservation is released or its frames are allocated, empty
+   * slabs are not dropped below the reserved count; everything else (KSM returning memory) is unchanged.
+   * Any allocation consumes reserved frames, whichever VM makes it.
+   */
+  reserve(frames: number): FrameReservation {
+    if (!Number.isInteger(frames) || frames < 0) throw new InvalidArgumentError('frames', `must be a non-negative integer, got ${frames}`);
+    this.reservedFree += frames;
+    const missing = this.reservedFree - this.freeFramesLive();
+    for (let n = Math.ceil(Math.max(0, missing) / this.slabFrames); n > 0; n--) {
+      const slot = this.dropped > 0 ? this.slabs.indexOf(null) : this.slabs.length;
+      this.createSlab(slot);
+      const words = this.slabWordViews[slot] as Uint32Array;
+      for (let w = 0; w < words.length; w += PAGE_WORDS) words[w] = 0; // a write faults the page in
+      if (slot < this.lowestFreeHint) this.lowestFreeHint = slot;
+    }
+    const startAllocations = this.allocations;
+    let released = false;
+    const remaining = () => (released ? 0 : Math.max(0, frames - (this.allocations - startAllocations)));
+    return {
+      frames,
+      get remaining() {
+        return remaining();
+      },
+      release: () => {
+        if (released) return;
+        this.reservedFree = Math.max(0, this.reservedFree - remaining());
+        released = true;
+        this.dropExcessEmptySlabs();
+      },
+    };
+  }
+
+  /** Free frames currently reserved (kept in live slabs). */
+  get framesReserved(): number {
+    return this.reservedFree;
+  }
+
+  private freeFramesLive(): number {
+    return this.live * this.slabFrames - this.inUse;
+  }
+
+  private dropExcessEmptySlabs(): void {
+    for (let s = this.slabs.length - 1; s >= 0; s--) {
+      if (this.slabs[s] === null || this.slabFree[s] !== this.slabFrames) continue;
+      if (this.freeFramesLive() - this.slabFrames < this.reservedFree) return;
+      this.dropSlab(s);
+    }
   }
 
   /** Copies the content of frame `src` into frame `dst` (whose cached hash becomes `src`'s, if known). */

@@ -1,4 +1,4 @@
-export { PAGE_SIZE, PAGE_WORDS, FramePool } from './frame-pool.js';
+export { PAGE_SIZE, PAGE_WORDS, FramePool, type FrameReservation } from './frame-pool.js';
 export { initHashing, pageHash, zeroPageHash, hashToHex, digestPages } from './digest.js';
 export { GuestMemory } from './guest-memory.js';
 export { DirtyLog, type DirtyLogOwner } from './dirty-log.js';

@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { initHashing, type VirtualMachine } from '@vmm/emulator';
+import { initHashing, type FrameReservation, type VirtualMachine } from '@vmm/emulator';
 import { forEachZeroRange } from './encoding/zero-runs.js';
 import { xbzrleDecode } from './encoding/xbzrle.js';
 import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchError } from './errors.js';
@@ -68,6 +68,7 @@ export class MigrationReceiver {
     const accepted = new Set<number>(hello ? SENDER_TYPES : [FrameType.HELLO]);
     let deviceState: Uint8Array | null = null;
     let announced: HelloPayload | null = null;
+    let reservation = null as FrameReservation | null;
     let finish!: (r: { sourceDigest: string; targetDigest: string }) => void;
     const completed = new Promise<{ sourceDigest: string; targetDigest: string }>((resolve) => (finish = resolve));
 
@@ -80,6 +81,11 @@ export class MigrationReceiver {
       }
       if (vm.state !== 'paused') throw new MigrationStateError(`migration ${migrationId}: incoming VM is ${vm.state}, not paused`);
       announced = h;
+      // Prepare the VM's memory before HELLO_ACK (QEMU's -mem-prealloc): first-touch page faults cost
+      // more than the copy itself, so they must not happen while the source streams.
+      const resident = h.residentPages;
+      if (resident !== undefined && (!Number.isInteger(resident) || resident < 0)) throw new ProtocolError(`HELLO residentPages ${resident}`);
+      reservation = memory.pool.reserve(Math.min(resident ?? 0, memory.pageCount));
       accepted.delete(FrameType.HELLO);
       for (const t of SENDER_TYPES) accepted.add(t);
     };
@@ -162,11 +168,13 @@ export class MigrationReceiver {
         else s.addEventListener('abort', () => reject(s.reason), { once: true });
       });
       const { sourceDigest, targetDigest } = await Promise.race([completed, aborted]);
+      reservation?.release();
       return this.readyResult(announced!, sourceDigest, targetDigest);
     } catch (err) {
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();
+      reservation?.release();
       trace(migrationId, () => `receiver failed, incoming VM discarded: ${error.message}`);
       throw error;
     }

@@ -131,7 +131,7 @@ export class MigrationSender {
       await initHashing();
       this.setPhase('PREPARING');
       await writer.sendFrame(
-        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus }),
+        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages }),
       );
       await session.expect(FrameType.HELLO_ACK);
 

@@ -67,6 +67,11 @@ export interface HelloPayload {
   memoryMib: number;
   image: string;
   vcpus: number;
+  /**
+   * Pages the source has backed by a frame (optional; absent = unknown). The target reserves and
+   * pre-faults that many frames before it acknowledges HELLO, so the stream never waits on page faults.
+   */
+  residentPages?: number;
 }
 
 export interface ErrorPayload {
