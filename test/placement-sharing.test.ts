@@ -69,6 +69,7 @@ describe('sharing-aware placement', () => {
   let api: ClusterApi;
   const vmIds: string[] = [];
   let grouped: Measured | undefined;
+  let spreadMeasured: Measured | undefined;
 
   beforeAll(async () => {
     c = await startTestCluster({ agents: 2, reportIntervalMs: 500, agentEnv: () => ({ KSM_PAGES_TO_SCAN: '1000' }) });
@@ -116,6 +117,7 @@ describe('sharing-aware placement', () => {
       }
     }
     const spread = await measure(api, vms);
+    spreadMeasured = spread;
     console.info(`placement-sharing: spread ${describeLine(spread)}`);
 
     // Grouped, each image's distinct pages are kept once in the cluster; spread, once per node.
@@ -129,5 +131,25 @@ describe('sharing-aware placement', () => {
     expect(grouped!.pagesSharing).toBeGreaterThan(spread.pagesSharing);
     expect(grouped!.pagesSharing - spread.pagesSharing).toBeGreaterThanOrEqual(0.9 * (d + u));
     expect(spread.memoryMibUsed - grouped!.memoryMibUsed).toBeGreaterThanOrEqual((0.9 * (d + u) * PAGE_BYTES) / MIB);
+  });
+
+  it('groups as well when the images come in blocks (3 × debian-12, then 3 × ubuntu-24.04), after VMs were deleted', async () => {
+    // The per-node image counts the weigher uses must have gone down with the deletions: stale
+    // counts would pull both images towards the nodes that used to run them.
+    await deleteVmsAndWait(api, vmIds.splice(0), NODES);
+    const vms: cluster.Vm[] = [];
+    for (const [i, image] of [DEBIAN, DEBIAN, DEBIAN, UBUNTU, UBUNTU, UBUNTU].entries()) {
+      const vm = await api.createVm(imageVm(image, `blocks-${i}-${image}`));
+      vmIds.push(vm.vmId);
+      vms.push(vm);
+    }
+    const placement = countByImage(vms);
+    const pairs = NODES.reduce((sum, n) => sum + Object.keys(placement[n]!).length, 0);
+    console.info(`placement-sharing: blocks placed as ${JSON.stringify(placement)} (${pairs} node×image pairs; spread 4, grouped 2)`);
+    // Strictly better than a spread (every node running both images).
+    expect(pairs, JSON.stringify(placement)).toBeLessThan(4);
+    const blocks = await measure(api, vms);
+    console.info(`placement-sharing: blocks ${describeLine(blocks)}`);
+    expect(blocks.pagesSharing).toBeGreaterThan(spreadMeasured!.pagesSharing);
   });
 });
