@@ -8,6 +8,7 @@ import { CONFIG, type ControllerConfig } from './config.js';
 import { ApiTokenGuard } from './grpc/api-token.guard.js';
 import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
 import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
+import { DrainCoordinator } from './migration/drain.coordinator.js';
 import { MigrationOrchestrator } from './migration/migration.orchestrator.js';
 import { MigrationService } from './migration/migration.service.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
@@ -56,6 +57,7 @@ export class AppModule {
         MigrationService,
         NodeReadinessSweeper,
         MemoryPressureBalancer,
+        DrainCoordinator,
         ApiTokenGuard,
       ],
     };

@@ -44,6 +44,7 @@ function fakeNodes(n: number): NodeRecord[] {
     vmCount: 0,
     cordoned: i % 50 === 0,
     draining: false,
+    drainStartedAtMs: 0,
     lastReportMs: now,
     registeredAtMs: now,
     readyRecorded: true,

@@ -17,6 +17,8 @@ export interface NodeRecord {
   vmCount: number;
   cordoned: boolean;
   draining: boolean;
+  /** When the current drain was asked for (its migrations are those created since); 0 if never. */
+  drainStartedAtMs: number;
   /** Controller clock (ms since epoch) of the last registration or report. */
   lastReportMs: number;
   registeredAtMs: number;

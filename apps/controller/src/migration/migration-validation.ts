@@ -12,6 +12,12 @@ export const DEFAULT_POLICY: cluster.MigrationPolicy = {
   xbzrleCacheMib: 0,
 };
 
+/**
+ * DrainNode's policy: like the default, but a VM that dirties memory faster than it can be sent is
+ * throttled (auto-converge) rather than failing NOT_CONVERGED: a drain must get every VM off.
+ */
+export const DRAIN_POLICY: cluster.MigrationPolicy = { ...DEFAULT_POLICY, autoConverge: true };
+
 /** Fills unset (0) fields with defaults; negative or non-finite values are INVALID_ARGUMENT. */
 export function validatePolicy(policy: Partial<cluster.MigrationPolicy> | null | undefined): cluster.MigrationPolicy {
   const p = policy ?? {};

@@ -35,7 +35,7 @@ import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
 import { hashToMigration, toProtoMigration, type MigrationRecord } from './migration-record.js';
-import { validatePolicy } from './migration-validation.js';
+import { DRAIN_POLICY, validatePolicy } from './migration-validation.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
 const { VmState } = cluster;
@@ -63,7 +63,7 @@ export class MigrationService {
   async migrate(
     req: Partial<cluster.MigrateVmRequest>,
     reason = 'user',
-    opts: { avoidMemoryPressure?: boolean; inboundMib?: ReadonlyMap<string, number> } = {},
+    opts: { avoidMemoryPressure?: boolean; inboundMib?: ReadonlyMap<string, number>; avoidTargets?: ReadonlySet<string> } = {},
   ): Promise<cluster.Migration> {
     const vm = await this.vmService.require(req.vmId ?? '');
     const policy = validatePolicy(req.policy);
@@ -75,6 +75,9 @@ export class MigrationService {
       candidates = candidates.filter((n) => staysUnderHighWatermark(n, addMib + (opts.inboundMib?.get(n.nodeId) ?? 0), high));
       if (candidates.length === 0) throw new NoCapacityError('no target stays under its memory watermark');
     }
+    // Targets to skip when others will do (a drain's retry goes elsewhere than the failed attempts).
+    const avoid = opts.avoidTargets;
+    if (avoid && avoid.size > 0 && candidates.some((n) => !avoid.has(n.nodeId))) candidates = candidates.filter((n) => !avoid.has(n.nodeId));
     if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'already migrating');
     if (vm.state !== VmState.VM_STATE_RUNNING) throw new VmBusyError(vm.vmId, `not running (${vm.state})`);
 
@@ -182,15 +185,19 @@ export class MigrationService {
     return this.get(migrationId);
   }
 
-  /** Marks the node DRAINING (and cordoned) and starts a migration for each of its running VMs. */
+  /**
+   * Marks the node DRAINING (and cordoned) and starts a migration for each of its running VMs, with
+   * DRAIN_POLICY. The DrainCoordinator retries the ones that fail and moves VMs that start running
+   * later; the node stays DRAINING and cordoned until UncordonNode, also once it is empty.
+   */
   async drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
     await this.nodeService.require(nodeId);
-    await this.nodes.setFields(nodeId, { draining: '1', cordoned: '1' });
+    await this.nodes.setFields(nodeId, { draining: '1', cordoned: '1', drainStartedAtMs: String(Date.now()) });
     const started: cluster.Migration[] = [];
     for (const vm of await this.vms.getMany(await this.vms.idsOnNode(nodeId))) {
       if (vm.state !== VmState.VM_STATE_RUNNING) continue;
       try {
-        started.push(await this.migrate({ vmId: vm.vmId }, 'drain'));
+        started.push(await this.migrate({ vmId: vm.vmId, policy: DRAIN_POLICY }, 'drain'));
       } catch (error) {
         this.logger.warn({ nodeId, vmId: vm.vmId, err: error }, 'drain: could not start a migration');
       }

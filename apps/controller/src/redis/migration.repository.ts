@@ -99,6 +99,19 @@ export class MigrationRepository {
     return { migrations, more };
   }
 
+  /** Every migration of one VM, oldest first. */
+  async listForVm(vmId: string): Promise<MigrationRecord[]> {
+    const all: MigrationRecord[] = [];
+    let after = '';
+    for (;;) {
+      const page = await this.listPage(after, 500, vmId);
+      all.push(...page.migrations);
+      const last = page.migrations.at(-1);
+      if (!page.more || !last) return all;
+      after = last.migrationId;
+    }
+  }
+
   /**
    * Moves to `to` if allowed from the current phase by the shared phase model (or stays in `to`
    * when `allowSame`), writing `fields` with it. False if the phase moved elsewhere meanwhile.

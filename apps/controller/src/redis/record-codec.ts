@@ -32,6 +32,7 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     vmCount: num(h.vmCount),
     cordoned: h.cordoned === '1',
     draining: h.draining === '1',
+    drainStartedAtMs: num(h.drainStartedAtMs),
     lastReportMs: num(h.lastReportMs),
     registeredAtMs: num(h.registeredAtMs),
     readyRecorded: h.readyRecorded !== '0',

@@ -19,6 +19,7 @@ const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
   vmCount: 0,
   cordoned: false,
   draining: false,
+  drainStartedAtMs: 0,
   lastReportMs: NOW,
   registeredAtMs: 0,
   readyRecorded: true,
