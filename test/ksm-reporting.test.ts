@@ -133,7 +133,7 @@ describe(`KSM with ${COPIES} idle ${IMAGE} VMs on one node`, () => {
     expect((await api.getNode({ nodeId: OTHER })).ksmKnobs).toMatchObject({ pagesToScan: PAGES_TO_SCAN, sleepMillisecs: SLEEP_MS });
   });
 
-  it('bad knob values are INVALID_ARGUMENT and change nothing; an unknown node is NOT_FOUND', async () => {
+  it('bad knob values are INVALID_ARGUMENT, max_page_sharing while pages are shared FAILED_PRECONDITION, an unknown node NOT_FOUND; nothing changes', async () => {
     const knobsBefore = (await api.getNode({ nodeId: NODE })).ksmKnobs;
     const bad: [cluster.KsmKnobs, RegExp][] = [
       [{ run: 3 }, /run/],
@@ -148,6 +148,8 @@ describe(`KSM with ${COPIES} idle ${IMAGE} VMs on one node`, () => {
       await expectGrpcError(api.setNodeKsm({ nodeId: NODE, knobs }), status.INVALID_ARGUMENT, field);
     }
     await expectGrpcError(api.setNodeKsm({ nodeId: 'no-such-node', knobs: { pagesToScan: 10 } }), status.NOT_FOUND);
+    // A valid max_page_sharing while pages are shared: refused as Linux does (EBUSY), nothing applied.
+    await expectGrpcError(api.setNodeKsm({ nodeId: NODE, knobs: { maxPageSharing: 128, pagesToScan: 999 } }), status.FAILED_PRECONDITION);
     const setAtMs = Date.now();
     const after = await waitForNode(api, NODE, (n) => n.lastReportMs > setAtMs + 100, 10_000, 'a report after the bad calls');
     expect(after.ksmKnobs).toEqual(knobsBefore);
@@ -196,6 +198,9 @@ describe(`KSM with ${COPIES} idle ${IMAGE} VMs on one node`, () => {
     console.info(`ksm-reporting: after run=2 ${nodeFigures(unmerged)}`);
     expect(unmerged.memoryMibUsed).toBeGreaterThanOrEqual(imagesMib);
     expect(unmerged.memoryMibUsed - merged!.memoryMibUsed).toBeGreaterThanOrEqual((0.9 * merged!.ksm!.pagesSharing * PAGE_BYTES) / MIB);
+    // Nothing is shared any more: max_page_sharing may change now.
+    const changed = await api.setNodeKsm({ nodeId: NODE, knobs: { maxPageSharing: 128 } });
+    expect(changed.ksmKnobs).toMatchObject({ maxPageSharing: 128, run: 2 });
     // The VMs kept running through merge and unmerge.
     for (const vmId of vmIds) expect((await api.getVm({ vmId })).state).toBe(cluster.VmState.VM_STATE_RUNNING);
   });
