@@ -22,6 +22,7 @@ import { PlacementRepository } from './redis/placement.repository.js';
 import { createKeys, REDIS, REDIS_KEYS } from './redis/redis.provider.js';
 import { VmRepository } from './redis/vm.repository.js';
 import { RegistryService } from './registry/registry.service.js';
+import { StaleCopyReaper } from './registry/stale-copy.reaper.js';
 import { VmService } from './vm/vm.service.js';
 
 export interface AppDeps {
@@ -54,6 +55,7 @@ export class AppModule {
         NodeService,
         VmService,
         RegistryService,
+        StaleCopyReaper,
         MigrationService,
         NodeReadinessSweeper,
         MemoryPressureBalancer,

@@ -22,6 +22,8 @@ export interface NodeRegistration {
 export interface VmMeasurement {
   vmId: string;
   state: cluster.VmState;
+  /** The epoch of the copy the agent runs. */
+  fencingEpoch: number;
   dirtyRatePagesPerSec: number;
   workingSetPages: number;
   residentPages: number;
@@ -33,6 +35,13 @@ export interface NodeReportUpdate {
   ksm: cluster.KsmStats | undefined;
   ksmKnobs: cluster.KsmKnobs | undefined;
   vms: readonly VmMeasurement[];
+}
+
+/** A copy of a VM an agent runs although the VM is placed elsewhere under a higher epoch. */
+export interface StaleCopy {
+  vmId: string;
+  currentEpoch: number;
+  currentState: cluster.VmState;
 }
 
 const applyReport = new LuaScript('apply-report', APPLY_REPORT_LUA);
@@ -115,12 +124,15 @@ export class NodeRepository {
     return this.setFields(nodeId, fields);
   }
 
-  /** Applies a report; `known: false` when the node is not registered (the agent must register again). */
+  /**
+   * Applies a report; `known: false` when the node is not registered (the agent must register
+   * again). `staleCopies`: reported VMs placed on another node under a higher fencing epoch.
+   */
   async applyReport(
     nodeId: string,
     nowMs: number,
     update: NodeReportUpdate,
-  ): Promise<{ known: boolean; wasNotReady: boolean; vmsUpdated: number }> {
+  ): Promise<{ known: boolean; wasNotReady: boolean; vmsUpdated: number; staleCopies: StaleCopy[] }> {
     const keys = [this.keys.node(nodeId), ...update.vms.map((vm) => this.keys.vm(vm.vmId))];
     const args: (string | number)[] = [
       nodeId,
@@ -131,10 +143,14 @@ export class NodeRepository {
       update.rssBytes,
     ];
     for (const vm of update.vms) {
-      args.push(vm.state, vm.dirtyRatePagesPerSec, vm.workingSetPages, vm.residentPages);
+      args.push(vm.vmId, vm.state, vm.dirtyRatePagesPerSec, vm.workingSetPages, vm.residentPages, vm.fencingEpoch);
     }
-    const [flag, updated] = (await applyReport.run(this.redis, keys, args)) as [number, number];
-    return { known: flag !== -1, wasNotReady: flag === 1, vmsUpdated: updated };
+    const [flag, updated, stale] = (await applyReport.run(this.redis, keys, args)) as [number, number, string[]];
+    const staleCopies: StaleCopy[] = [];
+    for (let i = 0; i + 2 < stale.length; i += 3) {
+      staleCopies.push({ vmId: stale[i]!, currentEpoch: Number(stale[i + 1]), currentState: stale[i + 2] as cluster.VmState });
+    }
+    return { known: flag !== -1, wasNotReady: flag === 1, vmsUpdated: updated, staleCopies };
   }
 
   /** Records a readiness change seen by the sweep, unless a report arrived since `seenLastReportMs`. */

@@ -166,17 +166,39 @@ describe('reports', () => {
       ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 0, pagesVolatile: 0, fullScans: 3, generalProfitBytes: 4096 },
       ksmKnobs: { run: 1 },
       vms: [
-        { vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12 },
-        { vmId: 'vm-unknown', state: cluster.VmState.VM_STATE_RUNNING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1 },
+        { vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12, fencingEpoch: v.fencingEpoch },
+        { vmId: 'vm-unknown', state: cluster.VmState.VM_STATE_RUNNING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1, fencingEpoch: 0 },
       ],
     });
-    expect(r).toEqual({ known: true, wasNotReady: false, vmsUpdated: 1 });
+    expect(r).toEqual({ known: true, wasNotReady: false, vmsUpdated: 1, staleCopies: [] });
     expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12 });
     expect(await vms.get('vm-unknown')).toBeUndefined();
     expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 } });
     const gone = await nodes.applyReport('ghost', 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
     expect(gone.known).toBe(false);
     expect(await redis.exists(keys.node('ghost'))).toBe(0);
+  });
+
+  it('return copies of VMs placed on another node under a higher epoch as stale, and leave them alone', async () => {
+    const v = vm();
+    await reserve(v);
+    await vms.setFields(v.vmId, { state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: '3', residentPages: '5' });
+    await nodes.upsertRegistration(
+      { nodeId: 'n2', address: '127.0.0.1:2', vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, agentVersion: '' },
+      Date.now(),
+    );
+    const copy = (fencingEpoch: number) => ({
+      memoryUsedBytes: 0,
+      rssBytes: 0,
+      ksm: undefined,
+      ksmKnobs: undefined,
+      vms: [{ vmId: v.vmId, state: cluster.VmState.VM_STATE_MIGRATING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 99, fencingEpoch }],
+    });
+    expect((await nodes.applyReport('n2', Date.now(), copy(2))).staleCopies).toEqual([
+      { vmId: v.vmId, currentEpoch: 3, currentState: cluster.VmState.VM_STATE_RUNNING },
+    ]);
+    expect((await nodes.applyReport('n2', Date.now(), copy(3))).staleCopies).toEqual([]);
+    expect(await vms.get(v.vmId)).toMatchObject({ nodeId: 'n1', state: cluster.VmState.VM_STATE_RUNNING, residentPages: 5 });
   });
 
   it('readiness transitions are recorded once, and a newer report wins', async () => {

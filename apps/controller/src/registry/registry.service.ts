@@ -14,6 +14,7 @@ import { PlacementRepository } from '../redis/placement.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
 import { canVmTransition, isControllerOwned, REPORTED_STATES } from '../vm/vm-state.js';
 import { STALE_PENDING_MS } from '../vm/vm.service.js';
+import { StaleCopyReaper } from './stale-copy.reaper.js';
 
 const { VmState } = cluster;
 const REPORTABLE = REPORTED_STATES;
@@ -27,6 +28,7 @@ export class RegistryService {
     @Inject(VmRepository) private readonly vms: VmRepository,
     @Inject(PlacementRepository) private readonly placement: PlacementRepository,
     @Inject(AgentGateway) private readonly agents: AgentGateway,
+    @Inject(StaleCopyReaper) private readonly staleCopies: StaleCopyReaper,
   ) {}
 
   async register(req: Partial<agent.RegisterRequest>): Promise<agent.RegisterResponse> {
@@ -55,9 +57,11 @@ export class RegistryService {
         dirtyRatePagesPerSec: Number(vm.dirtyRatePagesPerSec ?? 0),
         workingSetPages: Number(vm.workingSetPages ?? 0),
         residentPages: Number(vm.residentPages ?? 0),
+        fencingEpoch: Number(vm.fencingEpoch ?? 0),
       })),
     });
     if (!result.known) throw new NodeNotFoundError(report.nodeId);
+    if (result.staleCopies.length > 0) this.staleCopies.release(report.nodeId, result.staleCopies);
     if (result.wasNotReady) this.logger.info({ nodeId: report.nodeId }, 'node ready again');
   }
 
@@ -96,8 +100,13 @@ export class RegistryService {
   private async adopt(nodeId: string, status: agent.VmStatus, now: number): Promise<boolean> {
     const existing = await this.vms.get(status.vmId);
     if (existing) {
-      // Placed elsewhere: a stale copy (e.g. the source of a committed migration). Fencing handles it.
+      // Placed elsewhere: a stale copy (e.g. the source of a committed migration that never got
+      // ReleaseOutgoing). Below the VM's epoch it is released; otherwise fencing keeps it harmless.
       this.logger.warn({ vmId: status.vmId, nodeId, placedOn: existing.nodeId }, 'agent runs a vm placed on another node');
+      const epoch = Number(status.fencingEpoch ?? 0);
+      if (existing.nodeId !== nodeId && epoch < existing.fencingEpoch) {
+        this.staleCopies.release(nodeId, [{ vmId: existing.vmId, currentEpoch: existing.fencingEpoch, currentState: existing.state }]);
+      }
       return false;
     }
     const spec = status.spec;

@@ -28,6 +28,8 @@ export class FakeAgent {
   /** Progress the source sends for a migration; the default converges in two rounds with equal digests. */
   progressScript: (migrationId: string) => Partial<agent.MigrationProgress>[] = defaultProgress;
   progressDelayMs = 20;
+  /** ReleaseOutgoing calls to fail (UNAVAILABLE) before the next ones succeed: a source the release never reached. */
+  failReleases = 0;
   /** Resident pages reported for a VM (a memory-pressure evacuation frees that much). */
   residentPagesOf: (vmId: string) => number = () => 77;
   /** Merged into every report (e.g. memoryUsedBytes to fake memory pressure). */
@@ -111,6 +113,10 @@ export class FakeAgent {
       },
       releaseOutgoing: (call, cb) => {
         this.calls.push(`release:${call.request.migrationId}@${call.request.fencingEpoch}`);
+        if (this.failReleases > 0) {
+          this.failReleases--;
+          return cb(err(status.UNAVAILABLE, 'release lost on the way'));
+        }
         this.vms.delete(call.request.vmId);
         cb(null, {});
       },
