@@ -173,4 +173,34 @@ describe('GuestMemory', () => {
   it('rejects a bad page count', () => {
     expect(() => new GuestMemory(new FramePool(), -1)).toThrow(InvalidArgumentError);
   });
+
+  it('writePagesFrom writes strided records like writePage, unbacks zero pages, breaks shares, marks dirty', () => {
+    const { pool, mem } = setup();
+    const stride = 4 + PAGE_SIZE;
+    const src = Buffer.alloc(2 + 3 * stride); // odd offset: the byte-wise zero test path too
+    src.fill(5, 2 + 4, 2 + 4 + PAGE_SIZE); // record 0: non-zero
+    src[2 + 2 * stride + 4 + PAGE_SIZE - 1] = 9; // record 2: only the last byte non-zero
+    mem.writeWord(7, 0, 1, 0); // record 1 (zero) will unback page 7
+    mem.writeWord(3, 0, 1, 0);
+    mem.mapShared(4, mem.frameOf(3)); // page 4 shares page 3's frame
+    const log = mem.createDirtyLog();
+    mem.writePagesFrom(Uint32Array.of(4, 7, 9), 3, src, 2 + 4, stride);
+    expect(mem.pageView(4)!.every((b) => b === 5)).toBe(true);
+    expect(word(mem, 3, 0)).toEqual([1, 0]); // the share was broken, not written through
+    expect(mem.isZero(7)).toBe(true);
+    expect(mem.pageView(9)![PAGE_SIZE - 1]).toBe(9);
+    const bits = new Uint32Array(2);
+    log.sync(bits);
+    expect(bits[0]).toBe((1 << 4) | (1 << 7) | (1 << 9));
+    expect(pool.framesInUse).toBe(3);
+  });
+
+  it('writePagesFrom checks the whole batch before writing any page', () => {
+    const { mem } = setup();
+    const src = new Uint8Array(2 * PAGE_SIZE).fill(1);
+    expect(() => mem.writePagesFrom(Uint32Array.of(1, 64), 2, src)).toThrow(OutOfRangeError);
+    expect(() => mem.writePagesFrom(Uint32Array.of(1, 2), 2, src, 1)).toThrow(OutOfRangeError);
+    expect(() => mem.writePagesFrom(Uint32Array.of(1), 1, src, 0, 100)).toThrow(InvalidArgumentError);
+    expect(mem.isZero(1)).toBe(true);
+  });
 });

@@ -95,6 +95,54 @@ export class GuestMemory implements DirtyLogOwner {
   }
 
   /**
+   * Bulk writePage for a batch (the migration receiver's path): page `pages[i]` gets the 4 KiB at
+   * `src[srcOffset + i * strideBytes]`, for i < count. Same semantics as `count` writePage calls (zero
+   * content unbacks, shared frames are not written through, dirty logs marked), but checks the whole
+   * batch up front, so that it either writes every page or throws before writing any, and creates no
+   * per-page objects besides the copy itself. A non-zero first word proves a page non-zero, so random or
+   * real data costs one word read for the zero test.
+   */
+  writePagesFrom(pages: Uint32Array, count: number, src: Uint8Array, srcOffset = 0, strideBytes: number = PAGE_SIZE): void {
+    this.checkLive();
+    if (!Number.isInteger(count) || count < 0 || count > pages.length) throw new OutOfRangeError('count', count, pages.length + 1);
+    if (!Number.isInteger(strideBytes) || strideBytes < PAGE_SIZE) throw new InvalidArgumentError('strideBytes', `must be an integer ≥ ${PAGE_SIZE}, got ${strideBytes}`);
+    if (count === 0) return;
+    this.checkSpan('src', src, srcOffset + (count - 1) * strideBytes);
+    if (!Number.isInteger(srcOffset)) throw new OutOfRangeError('src offset', srcOffset, src.length - PAGE_SIZE);
+    for (let i = 0; i < count; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    const pool = this.pool;
+    const map = this.map;
+    const aligned = ((src.byteOffset + srcOffset) & 3) === 0 && (strideBytes & 3) === 0;
+    const words = aligned ? wordsOf(src) : null;
+    // A plain Uint8Array over src's buffer: subarray of a Node Buffer builds a Buffer, several times dearer.
+    const bytes = bytesOf(src);
+    const base = src.byteOffset;
+    let at = srcOffset;
+    for (let i = 0; i < count; i++, at += strideBytes) {
+      const page = pages[i]!;
+      const nonZero = words !== null && words[(src.byteOffset + at) >>> 2] !== 0;
+      if (!nonZero && isZeroSpan(src, at)) {
+        this.unback(page);
+        this.markDirty(page);
+        continue;
+      }
+      let frame = map[page]!;
+      if (frame === -1) {
+        frame = pool.allocate(false);
+        map[page] = frame;
+        this.resident++;
+      } else if (pool.refCount(frame) > 1) {
+        pool.decRef(frame);
+        frame = pool.allocate(false);
+        map[page] = frame;
+      }
+      pool.slabBytes(frame).set(bytes.subarray(base + at, base + at + PAGE_SIZE), pool.frameByteOffset(frame));
+      pool.invalidateHash(frame);
+      this.markDirty(page);
+    }
+  }
+
+  /**
    * Makes the page zero and frees its frame (or drops its share of it). The page is marked dirty only if
    * its content changes: KSM's use_zero_pages merging of a page that already holds zeros is not a write.
    */
@@ -266,6 +314,27 @@ export class GuestMemory implements DirtyLogOwner {
 // so checking a page for zeros costs no allocation and a quarter of the reads.
 let wordsBuffer: ArrayBufferLike | null = null;
 let wordsView: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+let bytesBuffer: ArrayBufferLike | null = null;
+let bytesView: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+
+/** The cached byte view over `src`'s whole buffer (index with src.byteOffset added). */
+function bytesOf(src: Uint8Array): Uint8Array<ArrayBufferLike> {
+  if (src.buffer !== bytesBuffer) {
+    bytesBuffer = src.buffer;
+    bytesView = new Uint8Array(src.buffer);
+  }
+  return bytesView;
+}
+
+/** The cached word view over `src`'s whole buffer. */
+function wordsOf(src: Uint8Array): Uint32Array<ArrayBufferLike> {
+  if (src.buffer !== wordsBuffer) {
+    wordsBuffer = src.buffer;
+    wordsView = new Uint32Array(src.buffer, 0, src.buffer.byteLength >>> 2);
+  }
+  return wordsView;
+}
 
 /** True if the 4 KiB at `offset` are all zero; exits at the first non-zero word. */
 function isZeroSpan(src: Uint8Array, offset: number): boolean {

@@ -36,10 +36,19 @@ async function receiverRole(): Promise<void> {
         let seen = 0;
         let first = 0n;
         let last = 0n;
+        let cpu0 = process.cpuUsage();
+        let cpuMs = 0;
         const observe = (chunk: Buffer) => {
-          if (seen === 0) first = process.hrtime.bigint();
+          if (seen === 0) {
+            first = process.hrtime.bigint();
+            cpu0 = process.cpuUsage();
+          }
           seen += chunk.length;
-          if (last === 0n && seen >= expected) last = process.hrtime.bigint();
+          if (last === 0n && seen >= expected) {
+            last = process.hrtime.bigint();
+            const c = process.cpuUsage(cpu0);
+            cpuMs = (c.user + c.system) / 1000;
+          }
         };
         // Ahead of the receiver's own listener: the clock stops when the last page bytes arrive, before
         // the receiver digests round 0 (which the engine does while the source would still be running).
@@ -47,7 +56,7 @@ async function receiverRole(): Promise<void> {
         const result = await new MigrationReceiver({ vm, migrationId: String(msg.id), token: 'tok' }).run(connection, hello);
         connection.off('data', observe);
         result.abort();
-        return { seconds: Number(last - first) / 1e9, bytes: expected, digestOk: result.sourceDigest === result.targetDigest };
+        return { seconds: Number(last - first) / 1e9, bytes: expected, cpuMs, digestOk: result.sourceDigest === result.targetDigest };
       })();
       return { port: listener.port };
     }
@@ -60,14 +69,19 @@ async function receiverRole(): Promise<void> {
         server.once('connection', (socket) => {
           let seen = 0;
           let first = 0n;
+          let cpu0 = process.cpuUsage();
           socket.on('data', (c: Buffer) => {
-            if (seen === 0) first = process.hrtime.bigint();
+            if (seen === 0) {
+              first = process.hrtime.bigint();
+              cpu0 = process.cpuUsage();
+            }
             seen += c.length;
             if (seen >= bytes) {
               const seconds = Number(process.hrtime.bigint() - first) / 1e9;
+              const cpu = process.cpuUsage(cpu0);
               socket.end();
               server.close();
-              resolve({ seconds, bytes });
+              resolve({ seconds, bytes, cpuMs: (cpu.user + cpu.system) / 1000 });
             }
           });
         });
@@ -89,13 +103,16 @@ async function senderRole(): Promise<void> {
       return {};
     }
     if (msg.cmd === 'send-engine') {
+      const cpu0 = process.cpuUsage();
       const connection = await connectOutgoing(`127.0.0.1:${msg.port as number}`);
       const result: OutgoingResult = await new MigrationSender({ vm: vm!, migrationId: String(msg.id), token: 'tok' }).run(connection);
       result.abort(); // keep the source for the next repetition
-      return { bytesSent: result.stats.bytesSent, maxBufferedBytes: result.stats.maxBufferedBytes };
+      const cpu = process.cpuUsage(cpu0);
+      return { bytesSent: result.stats.bytesSent, maxBufferedBytes: result.stats.maxBufferedBytes, cpuMs: (cpu.user + cpu.system) / 1000 };
     }
     if (msg.cmd === 'send-raw') {
       const bytes = msg.bytes as number;
+      const cpu0 = process.cpuUsage();
       const socket = net.connect({ host: '127.0.0.1', port: msg.port as number, noDelay: true });
       await new Promise((r) => socket.once('connect', r));
       let sent = 0;
@@ -107,7 +124,8 @@ async function senderRole(): Promise<void> {
         if (!socket.write(n === c.length ? c : c.subarray(0, n))) await new Promise((r) => socket.once('drain', r));
       }
       await new Promise<void>((r) => socket.end(() => r()));
-      return {};
+      const cpu = process.cpuUsage(cpu0);
+      return { cpuMs: (cpu.user + cpu.system) / 1000 };
     }
     throw new Error(`unknown command ${String(msg.cmd)}`);
   });
@@ -129,20 +147,22 @@ async function main(): Promise<void> {
       const id = `bench-${rep}`;
       const { port } = await receiver.request<{ port: number }>({ cmd: 'listen-engine', memoryMib, id });
       const [res, sent] = await Promise.all([
-        receiver.request<{ seconds: number; bytes: number; digestOk: boolean }>({ cmd: 'result' }),
-        sender.request<{ bytesSent: number; maxBufferedBytes: number }>({ cmd: 'send-engine', port, id }),
+        receiver.request<{ seconds: number; bytes: number; cpuMs: number; digestOk: boolean }>({ cmd: 'result' }),
+        sender.request<{ bytesSent: number; maxBufferedBytes: number; cpuMs: number }>({ cmd: 'send-engine', port, id }),
       ]);
       bytes = res.bytes;
       digestOk &&= res.digestOk;
       engine.push(res.seconds);
-      log(`rep ${rep} engine: ${round3(res.bytes / res.seconds / 1e9)} GB/s, max buffered ${sent.maxBufferedBytes} B`);
+      // CPU ms of each end (the receiver's over the timed stretch, the sender's over its whole run, digests
+      // included): on a shared machine they show where the cost is when wall-clock rates are noisy.
+      log(`rep ${rep} engine: ${round3(res.bytes / res.seconds / 1e9)} GB/s, max buffered ${sent.maxBufferedBytes} B, receiver cpu ${Math.round(res.cpuMs)} ms, sender cpu ${Math.round(sent.cpuMs)} ms`);
       const rawPort = (await receiver.request<{ port: number }>({ cmd: 'listen-raw', bytes })).port;
-      const [rawRes] = await Promise.all([
-        receiver.request<{ seconds: number }>({ cmd: 'result' }),
-        sender.request({ cmd: 'send-raw', port: rawPort, bytes }),
+      const [rawRes, rawSent] = await Promise.all([
+        receiver.request<{ seconds: number; cpuMs: number }>({ cmd: 'result' }),
+        sender.request<{ cpuMs: number }>({ cmd: 'send-raw', port: rawPort, bytes }),
       ]);
       raw.push(rawRes.seconds);
-      log(`rep ${rep} raw tcp: ${round3(bytes / rawRes.seconds / 1e9)} GB/s`);
+      log(`rep ${rep} raw tcp: ${round3(bytes / rawRes.seconds / 1e9)} GB/s, receiver cpu ${Math.round(rawRes.cpuMs)} ms, sender cpu ${Math.round(rawSent.cpuMs)} ms`);
     }
     const seconds = median(engine);
     const rawSeconds = median(raw);

@@ -15,7 +15,15 @@ import type { ReceiverStats } from './progress.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
 import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
-import { FrameType, PAGE_SIZE, PROTOCOL_VERSION, XBZRLE_RECORD_HEADER_BYTES, type HelloPayload } from './wire/frame.js';
+import {
+  BATCH_PAYLOAD_BYTES,
+  FrameType,
+  PAGE_RECORD_BYTES,
+  PAGE_SIZE,
+  PROTOCOL_VERSION,
+  XBZRLE_RECORD_HEADER_BYTES,
+  type HelloPayload,
+} from './wire/frame.js';
 
 export interface ReceiverOptions {
   /** The incoming VM (created with `incoming: true`): paused, same page count as the source. */
@@ -52,6 +60,8 @@ export function tokenMatches(expected: string, presented: unknown): boolean {
 
 export class MigrationReceiver {
   private readonly scratch = new Uint8Array(PAGE_SIZE);
+  /** Page indices of one run of PAGES records (a frame holds at most BATCH_PAGES). */
+  private readonly runPages = new Uint32Array(BATCH_PAYLOAD_BYTES / PAGE_RECORD_BYTES);
   private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
 
   constructor(private readonly opts: ReceiverOptions) {}
@@ -99,6 +109,12 @@ export class MigrationReceiver {
         onPage: (page, src, offset) => {
           memory.writePage(page, src, offset);
           this.stats.pagesRaw++;
+        },
+        onPages: (src, offset, count) => {
+          const pages = this.runPages;
+          for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) pages[i] = readU32(src, at);
+          memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
+          this.stats.pagesRaw += count;
         },
         onFrame: (type, payload) => {
           switch (type) {

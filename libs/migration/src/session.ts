@@ -55,6 +55,7 @@ export class PeerSession {
     this.parser = new FrameParser(
       {
         onPage: own.onPage,
+        onPages: own.onPages,
         onFrame: (type, payload) => {
           if (type === FrameType.ERROR) {
             const e = decodeJson<ErrorPayload>(payload, 'ERROR');

@@ -72,6 +72,11 @@ export const decodeDigest = (payload: Uint8Array): string =>
 export interface FrameHandlers {
   /** One PAGES record: page index and its 4096 bytes at src[srcOffset…]. The view is valid during the call only. */
   onPage(page: number, src: Uint8Array, srcOffset: number): void;
+  /**
+   * Optional bulk form: `count` whole PAGES records (u32 index + 4096 bytes each) at src[srcOffset…],
+   * all in one chunk and one frame. When present it is used instead of onPage for such runs.
+   */
+  onPages?(src: Uint8Array, srcOffset: number, count: number): void;
   /** Any other frame; `payload` is valid during the call only. */
   onFrame(type: number, payload: Uint8Array): void;
 }
@@ -157,6 +162,12 @@ export class FrameParser {
       if (this.recordFill < PAGE_RECORD_BYTES) return off;
       this.recordFill = 0;
       this.handlers.onPage(readU32(this.record, 0), this.record, 4);
+    }
+    const whole = Math.floor(Math.min(this.remaining, len - off) / PAGE_RECORD_BYTES);
+    if (whole > 0 && this.handlers.onPages) {
+      this.handlers.onPages(chunk, off, whole);
+      off += whole * PAGE_RECORD_BYTES;
+      this.remaining -= whole * PAGE_RECORD_BYTES;
     }
     while (this.remaining > 0 && len - off >= PAGE_RECORD_BYTES) {
       this.handlers.onPage(readU32(chunk, off), chunk, off + 4);

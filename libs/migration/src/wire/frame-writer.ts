@@ -16,6 +16,13 @@ import { TokenBucket } from '../bandwidth.js';
 import { BATCH_PAYLOAD_BYTES, FRAME_HEADER_BYTES } from './frame.js';
 import { writeFrameHeader } from './codec.js';
 
+/**
+ * Bytes the stream may hold queued before the writer waits for 'drain'. A socket's highWaterMark (16 KiB)
+ * is below one batch, so waiting on every write() === false would leave the kernel buffer empty while the
+ * next batch is built; a few batches in flight keep it full. The ring still bounds what is queued.
+ */
+const MAX_QUEUED_BYTES = 3 * (FRAME_HEADER_BYTES + BATCH_PAYLOAD_BYTES);
+
 /** Longest stretch the sender computes without letting timers (the guest's vCPU workload) run. */
 const MAX_BUSY_MS = 8;
 
@@ -94,7 +101,7 @@ export class FrameWriter {
   }
 
   private async afterWrite(): Promise<void> {
-    if (!this.writeOk && this.stream.writableLength > 0) await once(this.stream, 'drain', { signal: this.signal });
+    if (!this.writeOk && this.stream.writableLength > MAX_QUEUED_BYTES) await once(this.stream, 'drain', { signal: this.signal });
     const now = performance.now();
     if (now - this.lastYieldMs > MAX_BUSY_MS) {
       this.lastYieldMs = now;
