@@ -32,13 +32,15 @@ export class StaleCopyReaper {
   ) {}
 
   /**
-   * Asks `nodeId`'s agent to destroy its stale copies. A VM whose migration is still being finished
-   * (MIGRATING: the orchestrator sends ReleaseOutgoing itself) is skipped. Returns at once.
+   * Asks `nodeId`'s agent to destroy its stale copies. Skipped: a VM whose migration is still being
+   * finished (MIGRATING: the orchestrator sends ReleaseOutgoing itself), and a VM that is FAILED
+   * where it is placed (a target that never resumed it: the fenced source copy may be the only
+   * intact one, kept for an operator). Returns at once.
    */
   release(nodeId: string, copies: readonly StaleCopy[], nowMs = Date.now()): void {
     this.prune(nowMs);
     for (const copy of copies) {
-      if (copy.currentState === cluster.VmState.VM_STATE_MIGRATING) continue;
+      if (copy.currentState === cluster.VmState.VM_STATE_MIGRATING || copy.currentState === cluster.VmState.VM_STATE_FAILED) continue;
       const key = `${nodeId}/${copy.vmId}`;
       const last = this.attempts.get(key);
       if (last !== undefined && nowMs - last < RELEASE_RETRY_MS) continue;
