@@ -54,10 +54,14 @@ export class ConvergenceError extends Error {
     readonly rounds: number,
     readonly remainingPages: number,
     readonly expectedDowntimeMs: number,
+    /** The policy's limits, named in the message so that the operator sees which one to raise. */
+    readonly maxRounds = rounds,
+    readonly downtimeLimitMs?: number,
   ) {
     super(
-      `migration ${migrationId} did not converge after ${rounds} rounds ` +
-        `(${remainingPages} dirty pages left, expected downtime ${Math.round(expectedDowntimeMs)} ms)`,
+      `migration ${migrationId} did not converge within max_rounds=${maxRounds} ` +
+        `(${remainingPages} dirty pages left after ${rounds} rounds, expected downtime ${Math.round(expectedDowntimeMs)} ms` +
+        `${downtimeLimitMs === undefined ? '' : ` > downtime_limit_ms=${downtimeLimitMs}`})`,
     );
     this.name = 'ConvergenceError';
   }

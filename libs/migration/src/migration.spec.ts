@@ -79,6 +79,14 @@ describe('in-process migration', () => {
     target.workload.step(5000);
     expect(target.memory.digest()).toBe(source.memory.digest());
 
+    // The pause is reported when it happens (before the target verified), with its time.
+    const pauses = progress.filter((p) => p.phase === 'STOP_AND_COPY');
+    expect(pauses.length).toBe(2); // at the pause, then once ready
+    expect(pauses[0]!.pausedAtMs).toBe(o.pausedAtMs);
+    expect(pauses[0]!.round).toBe(o.stats.rounds - 1);
+    expect(progress.indexOf(pauses[0]!)).toBe(progress.length - 2);
+    expect(o.stats.expectedStopAndCopyMs).toBeGreaterThan(0);
+
     o.commit();
     const { resumedAtMs } = inc.value.commit();
     expect(resumedAtMs).toBeGreaterThanOrEqual(o.pausedAtMs);
@@ -177,6 +185,7 @@ describe('in-process migration', () => {
     const { out, inc, progress } = await migrate(source, target, { maxBandwidthMibPerSec: 32, maxRounds: 4, downtimeLimitMs: 20 });
     expect(out.status === 'rejected' && out.reason).toBeInstanceOf(ConvergenceError);
     expect((out as PromiseRejectedResult).reason.code).toBe('NOT_CONVERGED');
+    expect((out as PromiseRejectedResult).reason.message).toMatch(/within max_rounds=4 .*downtime_limit_ms=20/);
     expect(progress.length).toBe(4);
     expect(inc.status).toBe('rejected');
     expect(source.state).toBe('running');
@@ -203,5 +212,31 @@ describe('in-process migration', () => {
     expect(out.value.stats.bytesSent).toBeGreaterThan(24 * 1024 * 1024);
     // Ring of 6 batches of ~1 MiB at most, never the 24 MiB of the VM.
     expect(out.value.stats.maxBufferedBytes).toBeLessThanOrEqual(7 * 1024 * 1024);
+  });
+
+  it('counts the caller\'s switch-over overhead in the expected downtime', async () => {
+    await initHashing();
+    const { source, target } = setup('idle', 0);
+    const [a, b] = duplexPair();
+    const progress: MigrationProgress[] = [];
+    const sender = new MigrationSender({ vm: source, migrationId: 'mig-1', token: 'secret', switchOverOverheadMs: 120, onProgress: (p) => progress.push(p) });
+    const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' });
+    const [out] = await Promise.all([sender.run(a), receiver.run(b)]);
+    expect(progress[0]!.expectedDowntimeMs).toBeGreaterThanOrEqual(120);
+    expect(() => new MigrationSender({ vm: source, migrationId: 'm', token: 't', switchOverOverheadMs: -1 })).toThrow(/switchOverOverheadMs/);
+    out.abort();
+  });
+
+  it('the receiver gives up on a silent sender after the completion timeout announced in HELLO', async () => {
+    await initHashing();
+    const target = makeIncomingVm(new FramePool(), 'vm-1', 4);
+    vms.push(target);
+    const [, b] = duplexPair();
+    const hello = { version: 1, migrationId: 'mig-1', token: 'secret', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2, completionTimeoutMs: 1 };
+    const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' });
+    const started = Date.now();
+    await expect(receiver.run(b, hello)).rejects.toMatchObject({ code: 'COMPLETION_TIMEOUT' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1);
+    expect(target.state).toBe('stopped');
   });
 });

@@ -17,6 +17,8 @@ export interface MigrationProgress {
   throughputBytesPerSec: number;
   expectedDowntimeMs: number;
   throttlePercent: number;
+  /** Epoch ms of the source's pause: set from the STOP_AND_COPY event on (emitted at the pause itself). */
+  pausedAtMs?: number;
 }
 
 export interface SenderStats {
@@ -37,6 +39,11 @@ export interface SenderStats {
   stopAndCopyPages: number;
   /** Source paused → target digest received (what the pause costs before commit). */
   stopAndCopyMs: number;
+  /**
+   * What the sender predicted for stopAndCopyMs when it decided to switch over (paused copy and both
+   * digests, the fixed switch-over overhead excluded): callers compare it with stopAndCopyMs to learn.
+   */
+  expectedStopAndCopyMs: number;
   /** Largest number of bytes queued in the connection's writable buffer. */
   maxBufferedBytes: number;
 }

@@ -32,9 +32,16 @@ export interface ReceiverOptions {
   /** The one-time token the sender must present in HELLO. */
   token: string;
   signal?: AbortSignal;
-  /** Gives up when the migration has not completed by then; 0 = no limit. */
+  /**
+   * Gives up when the migration has not completed by then; 0 = no limit. A HELLO that carries the
+   * source's completionTimeoutMs replaces it (that plus HELLO_TIMEOUT_MARGIN_MS), since the source's
+   * policy is what bounds the transfer.
+   */
   timeoutMs?: number;
 }
+
+/** Added to the source's completion timeout: the source's clock started before the HELLO arrived here. */
+export const HELLO_TIMEOUT_MARGIN_MS = 10_000;
 
 export interface IncomingResult {
   migrationId: string;
@@ -104,7 +111,9 @@ export class MigrationReceiver {
       connection,
       migrationId,
       this.opts.signal,
-      this.opts.timeoutMs ?? 0,
+      hello?.completionTimeoutMs !== undefined && Number.isInteger(hello.completionTimeoutMs) && hello.completionTimeoutMs > 0
+        ? hello.completionTimeoutMs + HELLO_TIMEOUT_MARGIN_MS
+        : (this.opts.timeoutMs ?? 0),
       {
         onPage: (page, src, offset) => {
           memory.writePage(page, src, offset);

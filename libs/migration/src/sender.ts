@@ -21,8 +21,12 @@ import { PageBatcher } from './wire/page-batch.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
 
-/** Device state, COMPLETE/VERIFIED round trip and the target's resume, in ms. */
-const SWITCH_OVER_OVERHEAD_MS = 5;
+/**
+ * Device state, COMPLETE/VERIFIED round trip and the target's resume, in ms, when the caller knows no
+ * better. Through a control plane the switch-over also waits for the commit (agents, controller): the
+ * agent passes what it measured as `switchOverOverheadMs`.
+ */
+export const DEFAULT_SWITCH_OVER_OVERHEAD_MS = 5;
 /**
  * Safety factor on the pages to send under pause: the dirty set grows between the last sync and the
  * pause, and the final round also competes with both digests for the CPU.
@@ -37,6 +41,12 @@ export interface SenderOptions {
   /** Cancels the migration in any phase before commit. */
   signal?: AbortSignal;
   onProgress?: (progress: MigrationProgress) => void;
+  /**
+   * Fixed cost of the switch-over beyond sending the last pages and the two digests (device state, the
+   * VERIFIED round trip, the commit through the control plane, the target's resume), in ms. Counted in
+   * the expected downtime. Default DEFAULT_SWITCH_OVER_OVERHEAD_MS (an in-process commit).
+   */
+  switchOverOverheadMs?: number;
 }
 
 /** Ready to commit: the target holds a verified copy; the source is paused, not destroyed. */
@@ -64,7 +74,12 @@ export class MigrationSender {
 
   constructor(private readonly opts: SenderOptions) {
     this.policy = resolvePolicy(opts.policy, opts.vm.memory.pageCount * PAGE_SIZE);
+    const overhead = opts.switchOverOverheadMs ?? DEFAULT_SWITCH_OVER_OVERHEAD_MS;
+    if (!Number.isFinite(overhead) || overhead < 0) throw new MigrationStateError(`switchOverOverheadMs must be ≥ 0, got ${overhead}`);
+    this.switchOverOverheadMs = overhead;
   }
+
+  private readonly switchOverOverheadMs: number;
 
   get currentPhase(): MigrationPhase {
     return this.phase;
@@ -131,13 +146,14 @@ export class MigrationSender {
       await initHashing();
       this.setPhase('PREPARING');
       await writer.sendFrame(
-        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages }),
+        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages, completionTimeoutMs: policy.completionTimeoutMs }),
       );
       await session.expect(FrameType.HELLO_ACK);
 
       this.setPhase('PRECOPY');
       let lastSyncMs = performance.now();
       let roundsDone = 0;
+      let copyAndDigestMs = 0; // the last prediction of the paused copy and both digests, overhead excluded
       for (;;) {
         const roundStart = performance.now();
         const bytesBefore = writer.bytesWritten;
@@ -160,7 +176,8 @@ export class MigrationSender {
           // (both hash about one round of pages; the rest is cached). Rounds far from converging skip it.
           const digestStart = performance.now();
           memory.digest();
-          expectedMs += 2 * (performance.now() - digestStart) + SWITCH_OVER_OVERHEAD_MS;
+          copyAndDigestMs = expectedMs + 2 * (performance.now() - digestStart);
+          expectedMs = copyAndDigestMs + this.switchOverOverheadMs;
         }
         const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
         if (throttle >= 0) vm.setThrottle(throttle);
@@ -179,7 +196,9 @@ export class MigrationSender {
         const decision = decideAfterRound(expectedMs, policy.downtimeLimitMs, roundsDone, policy.maxRounds);
         trace(migrationId, () => `round ${this.round}: ${dirty} dirty, expected downtime ${expectedMs.toFixed(1)} ms, throttle ${converge.throttlePercent}% → ${decision}`);
         if (decision === 'switch-over') break;
-        if (decision === 'give-up') throw new ConvergenceError(migrationId, roundsDone, dirty, expectedMs);
+        if (decision === 'give-up') {
+          throw new ConvergenceError(migrationId, roundsDone, dirty, expectedMs, policy.maxRounds, policy.downtimeLimitMs);
+        }
         this.round++;
       }
 
@@ -193,6 +212,16 @@ export class MigrationSender {
       dirtyLog.sync(lateBitmap);
       for (let w = 0; w < bitmap.length; w++) bitmap[w] |= lateBitmap[w]!;
       this.round++;
+      // Watchers see the pause when it happens (the listener must not block: the VM is down).
+      this.emit({
+        ...this.lastProgress!,
+        round: this.round,
+        pagesSent,
+        bytesSent: writer.bytesWritten,
+        dirtyPagesRemaining: countDirty(bitmap),
+        throttlePercent: 0,
+        pausedAtMs,
+      });
       stopAndCopyPages = await sendRound(this.round, false, true);
       pagesSent += stopAndCopyPages;
       await writer.sendFrame(encodeFrame(FrameType.DEVICE_STATE, vm.saveDeviceState()));
@@ -214,9 +243,10 @@ export class MigrationSender {
         throttlePercentMax: converge.maxPercent,
         stopAndCopyPages,
         stopAndCopyMs: performance.now() - pausedAtPerf,
+        expectedStopAndCopyMs: copyAndDigestMs,
         maxBufferedBytes: writer.maxBufferedBytes,
       };
-      this.emit({ ...this.lastProgress!, round: this.round, pagesSent, bytesSent: writer.bytesWritten, dirtyPagesRemaining: 0, expectedDowntimeMs: 0, throttlePercent: 0 });
+      this.emit({ ...this.lastProgress!, round: this.round, pagesSent, bytesSent: writer.bytesWritten, dirtyPagesRemaining: 0, expectedDowntimeMs: 0, throttlePercent: 0, pausedAtMs });
       return this.readyResult(sourceDigest, targetDigest, pausedAtMs, performance.now() - startMs, stats, wasRunning);
     } catch (err) {
       dirtyLog.disable();
@@ -266,8 +296,9 @@ export class MigrationSender {
     this.phase = assertTransition(this.phase, next);
   }
 
+  /** `fields` may carry an earlier event's migrationId and phase: the current ones win. */
   private emit(fields: Omit<MigrationProgress, 'migrationId' | 'phase'>): void {
-    const progress: MigrationProgress = { migrationId: this.opts.migrationId, phase: this.phase, ...fields };
+    const progress: MigrationProgress = { ...fields, migrationId: this.opts.migrationId, phase: this.phase };
     this.lastProgress = progress;
     this.opts.onProgress?.(progress);
   }

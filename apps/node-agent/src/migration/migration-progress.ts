@@ -54,6 +54,7 @@ export function progressMessage(progress: MigrationProgress, startedAtMs: number
     expectedDowntimeMs: progress.expectedDowntimeMs,
     totalTimeMs: Date.now() - startedAtMs,
     throttlePercent: progress.throttlePercent,
+    pausedAtMs: progress.pausedAtMs ?? 0,
   };
 }
 

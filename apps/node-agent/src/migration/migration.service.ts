@@ -7,6 +7,7 @@ import { InvalidRequestError, MigrationNotFoundError, MigrationStateError, VmBus
 import type { VmManager } from '../vm/vm-manager.js';
 import { finalMessage, progressMessage, toEnginePolicy } from './migration-progress.js';
 import { SourceRunner } from './source.runner.js';
+import { SwitchOverEstimator } from './switch-over-estimator.js';
 import { TargetRunner } from './target.runner.js';
 
 /** How long a finished migration is remembered, so that the controller's retries stay idempotent. */
@@ -31,6 +32,8 @@ function requireToken(value: string): void {
 export class MigrationService {
   private readonly incoming = new Map<string, TargetRunner>();
   private readonly outgoing = new Map<string, SourceRunner>();
+  /** What a switch-over costs here beyond the engine's prediction, learned from every commit. */
+  private readonly switchOver = new SwitchOverEstimator();
 
   constructor(
     private readonly vms: VmManager,
@@ -90,6 +93,7 @@ export class MigrationService {
 
     const progress$ = new ReplaySubject<agent.MigrationProgress>();
     let last: agent.MigrationProgress | undefined;
+    let pauseForwarded = false;
     const runner: SourceRunner = new SourceRunner({
       migrationId: request.migrationId,
       entry,
@@ -97,11 +101,17 @@ export class MigrationService {
       token: request.token,
       policy: toEnginePolicy(request.policy),
       log: this.log,
+      switchOverOverheadMs: this.switchOver.overheadMs,
       onProgress: (p) => {
         last = progressMessage(p, runner.startedAtMs);
-        // After the pause, the COMMITTING message follows at once and carries the same figures; one
-        // message less for the controller to process while the VM is down.
-        if (runner.phase !== 'STOP_AND_COPY') progress$.next(last);
+        // STOP_AND_COPY goes out once, at the pause (watchers see the VM go down when it does); the
+        // engine's second one, once the target verified, is followed at once by COMMITTING with the same
+        // figures, so it is not sent. next() only queues the message: nothing here waits on the controller.
+        if (p.phase === 'STOP_AND_COPY') {
+          if (pauseForwarded) return;
+          pauseForwarded = true;
+        }
+        progress$.next(last);
       },
     });
     entry.role = 'outgoing';
@@ -110,7 +120,11 @@ export class MigrationService {
     void runner.run().then(() => {
       try {
         if (runner.state === 'rolled-back') this.settleRolledBack(runner);
-        progress$.next(finalMessage(runner, last));
+        const stats = runner.result?.stats;
+        if (runner.state === 'ready' && stats) this.switchOver.observeStopAndCopy(stats.stopAndCopyMs, stats.expectedStopAndCopyMs);
+        const message = finalMessage(runner, last);
+        if (runner.state === 'ready') runner.committingSentAt = performance.now();
+        progress$.next(message);
         progress$.complete();
       } catch (err) {
         progress$.error(err);
@@ -166,6 +180,9 @@ export class MigrationService {
     // commit then finds it stopped.
     this.vms.fenceAndDestroy(request.vmId, request.fencingEpoch);
     if (runner) {
+      if (runner.state === 'ready' && runner.committingSentAt > 0) {
+        this.switchOver.observeCommit(performance.now() - runner.committingSentAt);
+      }
       runner.release();
       this.retire(this.outgoing, request.migrationId, runner);
     }

@@ -78,6 +78,11 @@ describe('live migration between two agents', () => {
     expect(last.pausedAtMs).toBeGreaterThan(0);
     expect(last.bytesSent).toBeGreaterThan(0);
     expect(messages.some((m) => m.phase === cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY)).toBe(true);
+    // The pause is forwarded once, when it happens, right before COMMITTING, with the pause time.
+    const pauses = messages.filter((m) => m.phase === cluster.MigrationPhase.MIGRATION_PHASE_STOP_AND_COPY);
+    expect(pauses.length).toBe(1);
+    expect(messages.at(-2)).toBe(pauses[0]);
+    expect(pauses[0]!.pausedAtMs).toBe(last.pausedAtMs);
 
     // Until the controller decides, the source is paused (MIGRATING) and nothing runs on the target.
     const sourceVm = source.vms.require('vm-move');

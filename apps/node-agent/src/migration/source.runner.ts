@@ -32,6 +32,8 @@ export interface SourceRunnerOptions {
   policy: PartialMigrationPolicy;
   log: Logger;
   onProgress: (progress: MigrationProgress) => void;
+  /** The switch-over's cost beyond the engine's own prediction (commit path), learned by the agent. */
+  switchOverOverheadMs?: number;
 }
 
 /** Streams a VM to the target's data listener with the pre-copy engine. */
@@ -42,6 +44,8 @@ export class SourceRunner {
   result: OutgoingResult | undefined;
   error: (Error & { code?: string }) | undefined;
   readonly startedAtMs = Date.now();
+  /** performance.now() when the COMMITTING message went out (0 = not yet): times the commit path. */
+  committingSentAt = 0;
 
   /** @throws InvalidPolicyError (from the engine) for a bad policy, before anything starts */
   constructor(private readonly opts: SourceRunnerOptions) {
@@ -52,6 +56,7 @@ export class SourceRunner {
       policy: opts.policy,
       signal: this.abortController.signal,
       onProgress: opts.onProgress,
+      switchOverOverheadMs: opts.switchOverOverheadMs,
     });
   }
 

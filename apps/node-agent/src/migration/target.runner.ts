@@ -1,4 +1,11 @@
-import { listenForIncoming, MigrationReceiver, type IncomingListener, type IncomingResult } from '@vmm/migration';
+import {
+  HELLO_TIMEOUT_MARGIN_MS,
+  listenForIncoming,
+  MigrationReceiver,
+  resolvePolicy,
+  type IncomingListener,
+  type IncomingResult,
+} from '@vmm/migration';
 import type { Logger } from 'pino';
 import { MigrationStateError } from '../errors.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
@@ -96,7 +103,11 @@ export class TargetRunner {
         return;
       }
       log.info({ migrationId, vmId: entry.vm.id }, 'incoming migration connected');
-      const receiver = new MigrationReceiver({ vm: entry.vm, migrationId, token, signal: this.abortController.signal });
+      // A sender that falls silent must not hold the incoming VM forever: the default completion timeout
+      // for its size plus a margin (a HELLO carrying the source's own policy timeout replaces it).
+      const vmBytes = entry.vm.memory.pageCount * 4096;
+      const timeoutMs = resolvePolicy(undefined, vmBytes).completionTimeoutMs + HELLO_TIMEOUT_MARGIN_MS;
+      const receiver = new MigrationReceiver({ vm: entry.vm, migrationId, token, signal: this.abortController.signal, timeoutMs });
       const result = await receiver.run(connection, hello);
       if (!this.transition('ready')) {
         result.abort();

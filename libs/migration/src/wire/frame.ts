@@ -72,6 +72,11 @@ export interface HelloPayload {
    * pre-faults that many frames before it acknowledges HELLO, so the stream never waits on page faults.
    */
   residentPages?: number;
+  /**
+   * The source's completion timeout (optional): the target gives up that long (plus a margin) after
+   * HELLO, so a sender that falls silent does not hold the incoming VM forever.
+   */
+  completionTimeoutMs?: number;
 }
 
 export interface ErrorPayload {
