@@ -4,7 +4,7 @@ import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { nodeStateOf } from '../node/node-state.js';
 import { antiAffinityFilter, cordonFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
 import { describeRejections, rankNodes } from './scheduler.js';
-import { freeMemoryWeigher } from './weighers.js';
+import { freeMemoryWeigher, sameImageWeigher, weighNodes } from './weighers.js';
 
 const NOW = 1_000_000;
 const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
@@ -92,12 +92,29 @@ describe('weigher and ranking', () => {
     expect(describeRejections(rejected)).toBe('d: cordoned, e: not ready, f: memory');
   });
 
-  it('prefers a node running the same image when headroom is close (KSM sharing), never over a clearly emptier one', () => {
-    const close = [node('a'), node('b', { memoryMibAllocated: 100, imageCounts: { 'debian-12': 1 } })];
-    expect(rankNodes(close, req({ image: 'debian-12' }), ctx()).candidates[0]!.nodeId).toBe('b');
-    expect(rankNodes(close, req({ image: 'alpine-3.20' }), ctx()).candidates[0]!.nodeId).toBe('a');
-    const far = [node('a'), node('b', { memoryMibAllocated: 500, imageCounts: { 'debian-12': 3 } })];
-    expect(rankNodes(far, req({ image: 'debian-12' }), ctx()).candidates[0]!.nodeId).toBe('a');
+  it('gathers VMs of one image on a node (KSM sharing) whatever their size, within the filters', () => {
+    const nodes = [node('a'), node('b', { memoryMibAllocated: 500, imageCounts: { 'debian-12': 3 } })];
+    expect(rankNodes(nodes, req({ image: 'debian-12' }), ctx()).candidates.map((n) => n.nodeId)).toEqual(['b', 'a']);
+    expect(rankNodes(nodes, req({ image: 'alpine-3.20' }), ctx()).candidates[0]!.nodeId).toBe('a');
+    // 'empty' has no image pages to share: free memory decides.
+    expect(rankNodes(nodes, req({ image: 'empty' }), ctx()).candidates[0]!.nodeId).toBe('a');
+    // A VM far larger than any fixed bonus still follows its image.
+    const big = [node('a', { memoryMib: 65536 }), node('b', { memoryMib: 65536, memoryMibAllocated: 30000, imageCounts: { 'ubuntu-24.04': 1 } })];
+    expect(rankNodes(big, req({ image: 'ubuntu-24.04', memoryMib: 8192 }), ctx()).candidates[0]!.nodeId).toBe('b');
+    // The node with the image but no room is filtered out, never preferred.
+    const full = [node('a'), node('b', { memoryMibAllocated: 1400, imageCounts: { 'debian-12': 9 } })];
+    const ranked = rankNodes(full, req({ image: 'debian-12' }), ctx());
+    expect(ranked.candidates.map((n) => n.nodeId)).toEqual(['a']);
+    expect(ranked.rejected.get('b')).toBe('memory');
+  });
+
+  it('normalizes each weigher across candidates, so units do not drown a weigher', () => {
+    const nodes = [node('a', { memoryMib: 1_000_000 }), node('b', { memoryMib: 2000, imageCounts: { 'debian-12': 1 } })];
+    const weights = weighNodes(nodes, req({ image: 'debian-12' }));
+    expect(weights[0]).toBeCloseTo(freeMemoryWeigher.multiplier);
+    expect(weights[1]).toBeCloseTo(sameImageWeigher.multiplier);
+    // A weigher that scores every candidate alike adds nothing.
+    expect([...weighNodes([node('a'), node('b')], req())]).toEqual([0, 0]);
   });
 
   it('no nodes: no candidates', () => {

@@ -4,7 +4,7 @@
  */
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { DEFAULT_FILTERS, firstRejection, type FilterContext, type RejectReason, type SchedulerFilter } from './filters.js';
-import { DEFAULT_WEIGHERS, weightOf, type SchedulerWeigher } from './weighers.js';
+import { DEFAULT_WEIGHERS, weighNodes, type SchedulerWeigher } from './weighers.js';
 
 export interface Placement {
   candidates: NodeRecord[];
@@ -19,12 +19,14 @@ export function rankNodes(
   weighers: readonly SchedulerWeigher[] = DEFAULT_WEIGHERS,
 ): Placement {
   const rejected = new Map<string, RejectReason>();
-  const weighted: { node: NodeRecord; weight: number }[] = [];
+  const passed: NodeRecord[] = [];
   for (const node of nodes) {
     const reason = firstRejection(node, request, ctx, filters);
     if (reason) rejected.set(node.nodeId, reason);
-    else weighted.push({ node, weight: weightOf(node, request, weighers) });
+    else passed.push(node);
   }
+  const weights = weighNodes(passed, request, weighers);
+  const weighted = passed.map((node, i) => ({ node, weight: weights[i] }));
   weighted.sort((a, b) => b.weight - a.weight || (a.node.nodeId < b.node.nodeId ? -1 : 1));
   return { candidates: weighted.map((w) => w.node), rejected };
 }

@@ -1,6 +1,8 @@
 /**
- * Scheduler weighers: higher is better. Free memory (Nova's RAMWeigher, spreading) is the one used
- * for now; the KSM-affinity weigher of the design can be added to `DEFAULT_WEIGHERS` with a multiplier.
+ * Scheduler weighers, as Nova composes them: each weigher scores every candidate (higher is better),
+ * the scores are normalized to [0, 1] across the candidates, and the normalized scores are summed
+ * with the weighers' multipliers. Normalizing is what lets weighers with different units (MiB of
+ * headroom, "runs this image") be combined without one silently drowning the other.
  */
 import { allocationLimit, type NodeRecord, type PlacementRequest } from '../common/model.js';
 
@@ -10,7 +12,7 @@ export interface SchedulerWeigher {
   weigh(node: NodeRecord, request: PlacementRequest): number;
 }
 
-/** MiB still admissible on the node after placing the VM (capacity × ratio − allocated − request). */
+/** MiB still admissible on the node after placing the VM (Nova's RAMWeigher: spreads VMs). */
 export const freeMemoryWeigher: SchedulerWeigher = {
   name: 'free-memory',
   multiplier: 1,
@@ -19,26 +21,39 @@ export const freeMemoryWeigher: SchedulerWeigher = {
 };
 
 /**
- * Expected KSM sharing: a node already running VMs of the same image can merge the new VM's image
- * pages with theirs, so its real memory grows less. A bonus in MiB-equivalents, small next to the
- * headroom, so that it breaks near-ties and never overrides a clearly emptier node.
+ * Expected KSM sharing: on a node already running a VM of the same image, the new VM's copy of the
+ * image merges with the existing one, so the node's real memory grows by less than the VM's size.
+ * Its multiplier outweighs free memory, so VMs of one image gather on a node while the filters
+ * (allocation ratios) and the memory-pressure balancer keep that node within its limits.
  */
-export const KSM_SHARING_BONUS_MIB = 128;
 export const sameImageWeigher: SchedulerWeigher = {
   name: 'ksm-same-image',
-  multiplier: 1,
+  multiplier: 2,
   weigh: (node, request) =>
-    request.image && request.image !== 'empty' && (node.imageCounts[request.image] ?? 0) > 0 ? KSM_SHARING_BONUS_MIB : 0,
+    request.image && request.image !== 'empty' && (node.imageCounts[request.image] ?? 0) > 0 ? 1 : 0,
 };
 
 export const DEFAULT_WEIGHERS: readonly SchedulerWeigher[] = [freeMemoryWeigher, sameImageWeigher];
 
-export function weightOf(
-  node: NodeRecord,
+/** The combined weight of each node (same order as `nodes`). */
+export function weighNodes(
+  nodes: readonly NodeRecord[],
   request: PlacementRequest,
   weighers: readonly SchedulerWeigher[] = DEFAULT_WEIGHERS,
-): number {
-  let total = 0;
-  for (const w of weighers) total += w.multiplier * w.weigh(node, request);
-  return total;
+): Float64Array {
+  const totals = new Float64Array(nodes.length);
+  const raw = new Float64Array(nodes.length);
+  for (const w of weighers) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = 0; i < nodes.length; i++) {
+      raw[i] = w.weigh(nodes[i], request);
+      if (raw[i] < min) min = raw[i];
+      if (raw[i] > max) max = raw[i];
+    }
+    const range = max - min;
+    if (range === 0) continue; // every candidate alike: this weigher cannot tell them apart
+    for (let i = 0; i < nodes.length; i++) totals[i] += (w.multiplier * (raw[i] - min)) / range;
+  }
+  return totals;
 }
