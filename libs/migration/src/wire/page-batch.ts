@@ -81,7 +81,8 @@ export class PageBatcher {
   add(page: number, useDelta: boolean): void {
     const memory = this.memory;
     const cache = this.cache;
-    if (memory.frameOf(page) === -1) {
+    const frame = memory.frameOf(page);
+    if (frame === -1) {
       cache?.invalidate(page);
       this.zeros.add(page);
       this.counters.pagesZero++;
@@ -90,7 +91,10 @@ export class PageBatcher {
     if (cache === null) {
       const raw = this.raw!;
       writeU32(raw, FRAME_HEADER_BYTES + this.rawFill, page);
-      memory.readPage(page, raw, FRAME_HEADER_BYTES + this.rawFill + 4);
+      // Straight from the frame's slab (a plain Uint8Array: its subarray is cheap, unlike a Buffer's).
+      const pool = memory.pool;
+      const off = pool.frameByteOffset(frame);
+      raw.set(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), FRAME_HEADER_BYTES + this.rawFill + 4);
       this.rawFill += PAGE_RECORD_BYTES;
       this.counters.pagesRaw++;
       return;
