@@ -18,6 +18,7 @@ import {
   VmState,
   waitForFinal,
   waitForPhase,
+  openWatch,
   watchMigration,
   workload,
   WorkloadKind,
@@ -66,7 +67,8 @@ describe('CancelMigration', () => {
       expect((await allocations(api))[target]!.memoryMib).toBe(allocBefore[target]!.memoryMib + vm.memoryMib);
       expect(short((await api.getVm({ vmId: vm.vmId })).state)).toBe('MIGRATING');
       // A watch opened now starts with the current state (pre-copy under way), not from PENDING.
-      const lateWatch = watchMigration(api, started.migrationId, 60_000);
+      const lateWatch = openWatch(api, started.migrationId, 60_000);
+      await lateWatch.first;
 
       const cancelled = await api.cancelMigration({ migrationId: started.migrationId });
       expect(short(cancelled.phase), `cancel answered ${short(cancelled.phase)} (${cancelled.error})`).toBe('CANCELLED');
@@ -76,7 +78,7 @@ describe('CancelMigration', () => {
       expect(watch.ended, 'the watch ends after CANCELLED').toBe(true);
       expect(short(watch.messages.at(-1)!.phase)).toBe('CANCELLED');
       expect(watch.messages.filter((m) => short(m.phase) === 'CANCELLED')).toHaveLength(1);
-      const late = await lateWatch;
+      const late = await lateWatch.done;
       expect(late.ended).toBe(true);
       expect(short(late.messages[0]!.phase), 'first message of a watch opened mid-pre-copy').toBe('PRECOPY');
       expect(short(late.messages.at(-1)!.phase)).toBe('CANCELLED');

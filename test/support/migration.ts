@@ -110,16 +110,33 @@ export interface WatchResult {
 
 /** Opens WatchMigration and collects every message until the server ends the stream or `timeoutMs`. */
 export function watchMigration(api: ClusterApi, migrationId: string, timeoutMs: number): Promise<WatchResult> {
-  return new Promise((resolve, reject) => {
+  return openWatch(api, migrationId, timeoutMs).done;
+}
+
+/**
+ * A WatchMigration call, with its first message apart: a test that must know the server has answered
+ * (e.g. with the current state) before it changes that state awaits `first`.
+ */
+export function openWatch(
+  api: ClusterApi,
+  migrationId: string,
+  timeoutMs: number,
+): { first: Promise<cluster.Migration>; done: Promise<WatchResult> } {
+  let firstSeen: (m: cluster.Migration) => void = () => {};
+  const first = new Promise<cluster.Migration>((resolve) => (firstSeen = resolve));
+  const done = new Promise<WatchResult>((resolve, reject) => {
     const messages: cluster.Migration[] = [];
     const call = api.client.watchMigration({ migrationId }, { deadline: Date.now() + timeoutMs });
-    call.on('data', (m: cluster.Migration) => messages.push(m));
+    call.on('data', (m: cluster.Migration) => {
+      if (messages.push(m) === 1) firstSeen(m);
+    });
     call.on('end', () => resolve({ messages, ended: true }));
     call.on('error', (err: ServiceError) => {
       if (err.code === 4 /* DEADLINE_EXCEEDED */) resolve({ messages, ended: false });
       else reject(err);
     });
   });
+  return { first: Promise.race([first, done.then(() => Promise.reject(new Error('the watch ended before its first message')))]), done };
 }
 
 /** The common assertions on a finished COMPLETED migration. */
