@@ -14,6 +14,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy }
 import { isFinal } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { LOGGER, type Logger } from '../common/logger.js';
+import { PeriodicSweep } from '../common/periodic-sweep.js';
 import type { NodeRecord, VmRecord } from '../common/model.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { NoCapacityError } from '../errors.js';
@@ -29,8 +30,7 @@ export const DRAIN_REASON = 'drain';
 
 @Injectable()
 export class DrainCoordinator implements OnApplicationBootstrap, OnModuleDestroy {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly sweeps: PeriodicSweep<string>;
   /** "vmId@drainStartedAtMs" of VMs given up on, so that it is logged once. */
   private readonly givenUp = new Set<string>();
 
@@ -41,34 +41,26 @@ export class DrainCoordinator implements OnApplicationBootstrap, OnModuleDestroy
     @Inject(VmRepository) private readonly vms: VmRepository,
     @Inject(MigrationRepository) private readonly migrationRecords: MigrationRepository,
     @Inject(MigrationService) private readonly migrations: MigrationService,
-  ) {}
+  ) {
+    this.sweeps = new PeriodicSweep('drain', logger);
+  }
 
   onApplicationBootstrap(): void {
     // Also the pause between a failed attempt and the next one.
-    this.timer = setInterval(() => void this.sweep(), Math.max(1000, this.config.reportIntervalMs));
-    this.timer.unref();
+    this.sweeps.start(Math.max(1000, this.config.reportIntervalMs), () => this.sweep());
   }
 
   onModuleDestroy(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.sweeps.stop();
   }
 
   /** One pass over the draining nodes; returns the ids of the migrations started. */
   async sweep(): Promise<string[]> {
-    if (this.running) return [];
-    this.running = true;
-    const started: string[] = [];
-    try {
+    return this.sweeps.run(async (started) => {
       for (const node of await this.nodes.list()) {
         if (node.draining) started.push(...(await this.continueDrain(node)));
       }
-    } catch (error) {
-      this.logger.error({ err: error }, 'drain sweep failed');
-    } finally {
-      this.running = false;
-    }
-    return started;
+    });
   }
 
   private async continueDrain(node: NodeRecord): Promise<string[]> {

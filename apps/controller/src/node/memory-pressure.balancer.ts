@@ -13,6 +13,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy }
 import { isFinal } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { LOGGER, type Logger } from '../common/logger.js';
+import { PeriodicSweep } from '../common/periodic-sweep.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { NoCapacityError } from '../errors.js';
 import { MigrationService } from '../migration/migration.service.js';
@@ -37,8 +38,7 @@ interface Started {
 export class MemoryPressureBalancer implements OnApplicationBootstrap, OnModuleDestroy {
   /** Per node; specs may shorten it. */
   cooldownMs: number;
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly sweeps: PeriodicSweep<string>;
   private readonly relieving = new Set<string>();
   private readonly coolUntilMs = new Map<string, number>();
   /** Memory-pressure migrations started by this process and not yet seen final. */
@@ -53,17 +53,16 @@ export class MemoryPressureBalancer implements OnApplicationBootstrap, OnModuleD
     @Inject(MigrationService) private readonly migrations: MigrationService,
   ) {
     this.cooldownMs = config.reportIntervalMs * COOLDOWN_REPORT_INTERVALS;
+    this.sweeps = new PeriodicSweep('memory pressure', logger);
   }
 
   onApplicationBootstrap(): void {
     // A few reports per decision, so that a migration's effect shows before the next one.
-    this.timer = setInterval(() => void this.sweep(), Math.max(2000, this.config.reportIntervalMs * 5));
-    this.timer.unref();
+    this.sweeps.start(Math.max(2000, this.config.reportIntervalMs * 5), () => this.sweep());
   }
 
   onModuleDestroy(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.sweeps.stop();
   }
 
   /** Whether the node is between "above high" and "at or below low" (for specs and logs). */
@@ -73,10 +72,7 @@ export class MemoryPressureBalancer implements OnApplicationBootstrap, OnModuleD
 
   /** One pass; returns the ids of the migrations started. */
   async sweep(nowMs = Date.now()): Promise<string[]> {
-    if (this.running) return [];
-    this.running = true;
-    const started: string[] = [];
-    try {
+    return this.sweeps.run(async (started) => {
       const inboundMib = await this.refreshInFlight(nowMs);
       const watermarks = { highPercent: this.config.memoryHighWatermarkPercent, lowPercent: this.config.memoryLowWatermarkPercent };
       for (const node of await this.nodes.list()) {
@@ -117,12 +113,7 @@ export class MemoryPressureBalancer implements OnApplicationBootstrap, OnModuleD
           this.logger[level]({ nodeId: node.nodeId, vmId: vm.vmId, err: error }, 'memory pressure: no migration started');
         }
       }
-    } catch (error) {
-      this.logger.error({ err: error }, 'memory pressure sweep failed');
-    } finally {
-      this.running = false;
-    }
-    return started;
+    });
   }
 
   /**

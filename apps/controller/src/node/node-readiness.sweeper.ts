@@ -5,37 +5,34 @@
  */
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { LOGGER, type Logger } from '../common/logger.js';
+import { PeriodicSweep } from '../common/periodic-sweep.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { isNodeReady } from './node-state.js';
 
 @Injectable()
 export class NodeReadinessSweeper implements OnApplicationBootstrap, OnModuleDestroy {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly sweeps: PeriodicSweep<string>;
 
   constructor(
     @Inject(CONFIG) private readonly config: ControllerConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(NodeRepository) private readonly nodes: NodeRepository,
-  ) {}
+  ) {
+    this.sweeps = new PeriodicSweep('node readiness', logger);
+  }
 
   onApplicationBootstrap(): void {
-    this.timer = setInterval(() => void this.sweep(), this.config.reportIntervalMs);
-    this.timer.unref();
+    this.sweeps.start(this.config.reportIntervalMs, () => this.sweep());
   }
 
   onModuleDestroy(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.sweeps.stop();
   }
 
   /** One pass; returns the node ids whose readiness changed. */
   async sweep(nowMs = Date.now()): Promise<string[]> {
-    if (this.running) return [];
-    this.running = true;
-    const changed: string[] = [];
-    try {
+    return this.sweeps.run(async (changed) => {
       for (const node of await this.nodes.list()) {
         const ready = isNodeReady(node, nowMs, this.config.nodeStaleAfterMs);
         if (ready === node.readyRecorded) continue;
@@ -45,11 +42,6 @@ export class NodeReadinessSweeper implements OnApplicationBootstrap, OnModuleDes
         if (ready) this.logger.info(fields, 'node ready');
         else this.logger.warn(fields, 'node not ready: reports stopped');
       }
-    } catch (error) {
-      this.logger.error({ err: error }, 'node readiness sweep failed');
-    } finally {
-      this.running = false;
-    }
-    return changed;
+    });
   }
 }

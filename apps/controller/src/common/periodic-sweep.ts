@@ -1,0 +1,44 @@
+/**
+ * The lifecycle shared by the controller's background sweeps (node readiness, memory pressure,
+ * drains): a timer from application bootstrap to module destroy that never keeps the process alive,
+ * one pass at a time (a pass still running when the timer fires again, or when a spec calls it, is
+ * not doubled: the second call returns no results), and a failed pass logged, never thrown, with
+ * whatever it collected before the failure still returned.
+ */
+import type { Logger } from './logger.js';
+
+export class PeriodicSweep<T> {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  /** `name` goes into the failure log line: "<name> sweep failed". */
+  constructor(
+    private readonly name: string,
+    private readonly logger: Logger,
+  ) {}
+
+  start(intervalMs: number, tick: () => Promise<unknown>): void {
+    this.timer = setInterval(() => void tick(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Runs one pass that pushes its results into `out`; [] at once if a pass is already running. */
+  async run(pass: (out: T[]) => Promise<void>): Promise<T[]> {
+    if (this.running) return [];
+    this.running = true;
+    const out: T[] = [];
+    try {
+      await pass(out);
+    } catch (error) {
+      this.logger.error({ err: error }, `${this.name} sweep failed`);
+    } finally {
+      this.running = false;
+    }
+    return out;
+  }
+}
