@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors.js';
-import { decodePageToken, DEFAULT_PAGE_SIZE, encodePageToken, MAX_PAGE_SIZE, normalizePageSize } from './page-token.js';
+import { decodePageToken, DEFAULT_PAGE_SIZE, encodePageToken, MAX_PAGE_SIZE, nextPageToken, normalizePageSize, readPageRequest } from './page-token.js';
 
 describe('page size', () => {
   it.each([
@@ -39,5 +39,20 @@ describe('page token', () => {
 
   it('rejects a token issued for another filter', () => {
     expect(() => decodePageToken(encodePageToken('vm-1', 'node-1'), 'node-2')).toThrow(/another filter/);
+  });
+});
+
+describe('list request and next page', () => {
+  it('reads the size and the token of a request, for its filter', () => {
+    expect(readPageRequest({}, '')).toEqual({ pageSize: DEFAULT_PAGE_SIZE, after: '' });
+    expect(readPageRequest({ pageSize: 7, pageToken: encodePageToken('m-3', 'vm-1') }, 'vm-1')).toEqual({ pageSize: 7, after: 'm-3' });
+    expect(() => readPageRequest({ pageToken: encodePageToken('m-3', 'vm-1') }, 'vm-2')).toThrow(/another filter/);
+    expect(() => readPageRequest({ pageSize: -1 }, '')).toThrow(/page_size/);
+  });
+
+  it('issues a token after the last id only when there are more', () => {
+    expect(decodePageToken(nextPageToken(true, 'vm-9', 'node-1'), 'node-1')).toBe('vm-9');
+    expect(nextPageToken(false, 'vm-9', 'node-1')).toBe('');
+    expect(nextPageToken(true, undefined, 'node-1')).toBe('');
   });
 });

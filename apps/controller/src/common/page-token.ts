@@ -43,3 +43,14 @@ export function decodePageToken(token: string | undefined, filter: string): stri
   if (body.filter !== filter) throw new InvalidArgumentError('page_token', 'was issued for another filter');
   return body.after;
 }
+
+/** A List request's page: its size (normalized) and the id to start after, checked against `filter`. */
+export function readPageRequest(req: { pageSize?: number; pageToken?: string }, filter: string): { pageSize: number; after: string } {
+  const pageSize = normalizePageSize(req.pageSize);
+  return { pageSize, after: decodePageToken(req.pageToken, filter) };
+}
+
+/** The token of the page after one that ended with `lastId`; '' when there are no more. */
+export function nextPageToken(more: boolean, lastId: string | undefined, filter: string): string {
+  return more && lastId !== undefined ? encodePageToken(lastId, filter) : '';
+}

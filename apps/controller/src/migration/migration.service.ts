@@ -9,7 +9,8 @@ import { cluster } from '@vmm/proto';
 import { Observable } from 'rxjs';
 import { LOGGER, type Logger } from '../common/logger.js';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
-import { decodePageToken, encodePageToken, normalizePageSize } from '../common/page-token.js';
+import { nextPageToken, readPageRequest } from '../common/page-token.js';
+import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
   InvalidArgumentError,
@@ -112,23 +113,15 @@ export class MigrationService {
   }
 
   async require(migrationId: string): Promise<MigrationRecord> {
-    if (!migrationId) throw new InvalidArgumentError('migration_id', 'must not be empty');
-    const m = await this.migrations.get(migrationId);
-    if (!m) throw new MigrationNotFoundError(migrationId);
-    return m;
+    return requireFound('migration_id', migrationId, (id) => this.migrations.get(id), (id) => new MigrationNotFoundError(id));
   }
 
   async list(req: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
     const vmId = req.vmId ?? '';
-    const pageSize = normalizePageSize(req.pageSize);
-    const after = decodePageToken(req.pageToken, vmId);
+    const { pageSize, after } = readPageRequest(req, vmId);
     const page = await this.migrations.listPage(after, pageSize, vmId);
     if (vmId && !after && page.migrations.length === 0 && !(await this.vms.get(vmId))) throw new VmNotFoundError(vmId);
-    const last = page.migrations.at(-1);
-    return {
-      migrations: page.migrations.map(toProtoMigration),
-      nextPageToken: page.more && last ? encodePageToken(last.migrationId, vmId) : '',
-    };
+    return { migrations: page.migrations.map(toProtoMigration), nextPageToken: nextPageToken(page.more, page.migrations.at(-1)?.migrationId, vmId) };
   }
 
   /** The current state at once, then every change, completing after a final phase. */

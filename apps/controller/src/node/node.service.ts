@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { cluster } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import type { NodeRecord } from '../common/model.js';
+import { requireFound, requireId } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
 import { NodeRepository } from '../redis/node.repository.js';
@@ -29,14 +30,11 @@ export class NodeService {
   }
 
   async require(nodeId: string): Promise<NodeRecord> {
-    if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
-    const node = await this.nodes.get(nodeId);
-    if (!node) throw new NodeNotFoundError(nodeId);
-    return node;
+    return requireFound('node_id', nodeId, (id) => this.nodes.get(id), (id) => new NodeNotFoundError(id));
   }
 
   async setCordoned(nodeId: string, cordoned: boolean): Promise<cluster.Node> {
-    if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
+    requireId('node_id', nodeId);
     // Uncordon also ends a drain (DrainNode leaves the node cordoned and DRAINING).
     const fields: Record<string, string> = cordoned ? { cordoned: '1' } : { cordoned: '0', draining: '0' };
     if (!(await this.nodes.setFields(nodeId, fields))) throw new NodeNotFoundError(nodeId);

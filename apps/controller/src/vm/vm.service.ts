@@ -7,11 +7,11 @@ import { cluster, type agent } from '@vmm/proto';
 import { AgentGateway, CREATE_VM_DEADLINE_MS } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import type { NodeRecord, VmRecord } from '../common/model.js';
-import { decodePageToken, encodePageToken, normalizePageSize } from '../common/page-token.js';
+import { nextPageToken, readPageRequest } from '../common/page-token.js';
+import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
   AgentUnavailableError,
-  InvalidArgumentError,
   NoCapacityError,
   NodeNotFoundError,
   NodeNotSchedulableError,
@@ -98,23 +98,15 @@ export class VmService {
   }
 
   async require(vmId: string): Promise<VmRecord> {
-    if (!vmId) throw new InvalidArgumentError('vm_id', 'must not be empty');
-    const vm = await this.vms.get(vmId);
-    if (!vm) throw new VmNotFoundError(vmId);
-    return vm;
+    return requireFound('vm_id', vmId, (id) => this.vms.get(id), (id) => new VmNotFoundError(id));
   }
 
   async list(request: Partial<cluster.ListVmsRequest>): Promise<cluster.ListVmsResponse> {
     const nodeId = request.nodeId ?? '';
-    const pageSize = normalizePageSize(request.pageSize);
-    const after = decodePageToken(request.pageToken, nodeId);
+    const { pageSize, after } = readPageRequest(request, nodeId);
     if (nodeId && !(await this.nodes.get(nodeId))) throw new NodeNotFoundError(nodeId);
     const page = await this.vms.listPage(after, pageSize, nodeId);
-    const last = page.vms.at(-1);
-    return {
-      vms: page.vms.map(toProtoVm),
-      nextPageToken: page.more && last ? encodePageToken(last.vmId, nodeId) : '',
-    };
+    return { vms: page.vms.map(toProtoVm), nextPageToken: nextPageToken(page.more, page.vms.at(-1)?.vmId, nodeId) };
   }
 
   /** Deletes on the agent, then releases the allocation and indexes. Idempotent on the agent side. */
