@@ -4,24 +4,20 @@
  */
 import { cluster } from '@vmm/proto';
 import { allowedTransitions, MIGRATION_PHASES, type MigrationPhase } from '@vmm/migration/phase';
+// Type only (erased): the controller must not load the engine or the emulator at run time.
+import type { MigrationProgress } from '@vmm/migration/progress';
 
-export interface MigrationRecord {
-  migrationId: string;
+/**
+ * The engine's progress (id, phase, round, pages, bytes, rates, expected downtime, throttle), as the
+ * source agent forwards it, plus what the controller keeps beside it.
+ */
+export interface MigrationRecord extends MigrationProgress {
   vmId: string;
   sourceNodeId: string;
   targetNodeId: string;
-  phase: MigrationPhase;
-  round: number;
-  pagesTotal: number;
-  pagesSent: number;
-  bytesSent: number;
-  dirtyPagesRemaining: number;
-  dirtyRatePagesPerSec: number;
-  throughputBytesPerSec: number;
-  expectedDowntimeMs: number;
+  /** Not in the engine's progress: the source agent reports them, the controller sets the final values when the migration completes. */
   downtimeMs: number;
   totalTimeMs: number;
-  throttlePercent: number;
   sourceDigest: string;
   targetDigest: string;
   error: string;
@@ -31,6 +27,7 @@ export interface MigrationRecord {
   finishedAtMs: number;
   /** One-time secret the source presents on the target's data connection. */
   token: string;
+  /** 0 until the source paused (the engine's progress leaves it out until then). */
   pausedAtMs: number;
   /** Room reserved on the target while the migration runs. */
   vcpus: number;
