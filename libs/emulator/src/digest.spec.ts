@@ -53,6 +53,27 @@ describe('digest', () => {
     expect(x.digest()).not.toBe(y.digest());
   });
 
+  it('cachePageHash(es) caches what digest() would compute, and a later write still invalidates it', () => {
+    const pool = new FramePool();
+    const m = new GuestMemory(pool, 64);
+    m.fillRandom(0, 8, 5);
+    const before = new GuestMemory(new FramePool(), 64);
+    before.fillRandom(0, 8, 5);
+    m.cachePageHash(0);
+    m.cachePageHash(20); // a zero page: nothing to hash
+    m.cachePageHashes(new Uint32Array([1, 2, 3, 40]), 3);
+    for (const p of [0, 1, 2, 3]) expect(pool.hashValid(m.frameOf(p))).toBe(true);
+    expect(pool.hashValid(m.frameOf(4))).toBe(false);
+    expect(m.digest()).toBe(before.digest());
+    m.writeWord(2, 0, 7, 7);
+    expect(pool.hashValid(m.frameOf(2))).toBe(false);
+    before.writeWord(2, 0, 7, 7);
+    expect(m.digest()).toBe(before.digest());
+    expect(() => m.cachePageHashes(new Uint32Array([64]), 1)).toThrow();
+    m.release();
+    before.release();
+  });
+
   it('a COW copy of a shared page gets its own hash', () => {
     const pool = new FramePool();
     const a = new GuestMemory(pool, 4);

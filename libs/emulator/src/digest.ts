@@ -76,6 +76,19 @@ export function digestPages(pool: FramePool, map: Int32Array): string {
   return hashToHex(combined.digest());
 }
 
+/**
+ * Computes and caches the frame's hash unless its cached one is valid, so that a later digest reuses it.
+ * Meant for a page that was just copied (its bytes are in the CPU cache): the migration sender and
+ * receiver call it per page as they stream, instead of hashing everything at the next digest.
+ */
+export function cacheFrameHash(pool: FramePool, frame: number): void {
+  if (pool.hashValid(frame)) return;
+  const xx = hashing();
+  const off = pool.frameByteOffset(frame);
+  hashSplit[0] = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+  pool.storeHash(frame, hashWords[0], hashWords[1]);
+}
+
 /** Puts the frame's hash (cached, or computed and cached) at chunkWords[at], chunkWords[at + 1]. */
 function frameHashInto(xx: XXHashAPI, pool: FramePool, frame: number, at: number): void {
   if (pool.cachedHash(frame, tmpHash)) {

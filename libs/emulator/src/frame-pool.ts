@@ -217,6 +217,11 @@ export class FramePool {
     return true;
   }
 
+  /** True when the frame's cached hash is valid (no copy-out, for hot loops). */
+  hashValid(frame: number): boolean {
+    return this.hashOk[frame] === 1;
+  }
+
   storeHash(frame: number, lo: number, hi: number): void {
     this.hashLoArr[frame] = lo;
     this.hashHiArr[frame] = hi;

@@ -1,4 +1,4 @@
-import { digestPages } from './digest.js';
+import { cacheFrameHash, digestPages } from './digest.js';
 import { DirtyLog, type DirtyLogOwner } from './dirty-log.js';
 import { InvalidArgumentError, MemoryReleasedError, OutOfRangeError } from './errors.js';
 import { PAGE_SIZE, PAGE_WORDS, type FramePool } from './frame-pool.js';
@@ -221,6 +221,30 @@ export class GuestMemory implements DirtyLogOwner {
   /** 16 hex chars identifying every page's content, in page order (see digest.ts). */
   digest(): string {
     return digestPages(this.pool, this.map);
+  }
+
+  /**
+   * Hashes the page's frame now unless its cached hash is valid (a zero page has nothing to hash), so
+   * that the next digest() reuses it. Call right after copying the page: its bytes are still in cache.
+   * Needs initHashing() first.
+   */
+  cachePageHash(page: number): void {
+    this.checkPage(page);
+    const frame = this.map[page];
+    if (frame !== -1) cacheFrameHash(this.pool, frame);
+  }
+
+  /** cachePageHash for `pages[0..count)` (the receiver's batch after writePagesFrom). */
+  cachePageHashes(pages: Uint32Array, count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > pages.length) throw new OutOfRangeError('count', count, pages.length + 1);
+    const map = this.map;
+    const pool = this.pool;
+    for (let i = 0; i < count; i++) {
+      const page = pages[i]!;
+      if (page >= this.pageCount) throw new OutOfRangeError('page', page, this.pageCount);
+      const frame = map[page]!;
+      if (frame !== -1) cacheFrameHash(pool, frame);
+    }
   }
 
   /** Fills pages [firstPage, firstPage + count) with non-zero pseudo-random data from `seed` (marks them dirty). */

@@ -102,7 +102,9 @@ export class MigrationReceiver {
       // more than the copy itself, so they must not happen while the source streams.
       const resident = h.residentPages;
       if (resident !== undefined && (!Number.isInteger(resident) || resident < 0)) throw new ProtocolError(`HELLO residentPages ${resident}`);
+      const reserveStart = performance.now();
       reservation = memory.pool.reserve(Math.min(resident ?? 0, memory.pageCount));
+      trace(migrationId, () => `reserved ${reservation!.frames} frames in ${(performance.now() - reserveStart).toFixed(1)} ms`);
       accepted.delete(FrameType.HELLO);
       for (const t of SENDER_TYPES) accepted.add(t);
     };
@@ -117,12 +119,16 @@ export class MigrationReceiver {
       {
         onPage: (page, src, offset) => {
           memory.writePage(page, src, offset);
+          memory.cachePageHash(page);
           this.stats.pagesRaw++;
         },
         onPages: (src, offset, count) => {
           const pages = this.runPages;
           for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) pages[i] = readU32(src, at);
           memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
+          // Hash the pages while they are in cache, so that the digests before and under pause only
+          // hash what arrived since (one pass over the data instead of two).
+          memory.cachePageHashes(pages, count);
           this.stats.pagesRaw += count;
         },
         onFrame: (type, payload) => {
@@ -217,6 +223,7 @@ export class MigrationReceiver {
       memory.readPage(page, this.scratch, 0);
       if (!xbzrleDecode(payload, off, bytes, this.scratch, 0)) throw new ProtocolError(`malformed XBZRLE delta for page ${page}`);
       memory.writePage(page, this.scratch, 0);
+      memory.cachePageHash(page);
       off += bytes;
       this.stats.pagesXbzrle++;
     }

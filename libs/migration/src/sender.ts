@@ -149,6 +149,7 @@ export class MigrationSender {
         encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages, completionTimeoutMs: policy.completionTimeoutMs }),
       );
       await session.expect(FrameType.HELLO_ACK);
+      trace(migrationId, () => `HELLO_ACK after ${(performance.now() - startMs).toFixed(1)} ms`);
 
       this.setPhase('PRECOPY');
       let lastSyncMs = performance.now();

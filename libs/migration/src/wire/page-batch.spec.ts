@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { FramePool, GuestMemory } from '@vmm/emulator';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FramePool, GuestMemory, initHashing } from '@vmm/emulator';
 import { TokenBucket } from '../bandwidth.js';
 import { XbzrleCache } from '../encoding/xbzrle-cache.js';
 import { forEachZeroRange } from '../encoding/zero-runs.js';
@@ -47,6 +47,8 @@ async function addAll(b: PageBatcher, pages: number[], useDelta: boolean) {
 }
 
 describe('page batches', () => {
+  beforeAll(() => initHashing());
+
   it('sends zero pages as ranges and others raw, across several batches', async () => {
     const memory = new GuestMemory(new FramePool(), 1024);
     memory.fillRandom(0, 600, 1); // more than two 256-page batches
@@ -54,6 +56,8 @@ describe('page batches', () => {
     expect(seen.raw).toEqual([...Array(600).keys()]);
     expect(seen.zero.length).toBe(424);
     expect(counters).toMatchObject({ pagesRaw: 600, pagesZero: 424 });
+    // Every page sent was hashed on the way (the switch-over digest reuses it).
+    for (let page = 0; page < 600; page++) expect(memory.pool.hashValid(memory.frameOf(page))).toBe(true);
     memory.release();
   });
 

@@ -2,8 +2,9 @@
  * Builds PAGES, XBZRLE and ZERO frames for the sender. Each page is copied once, from guest memory
  * straight into a ring buffer of the FrameWriter; no object is created per page.
  * Callers check `*Full` before adding and await the matching flush; every round ends with flushAll().
+ * Each non-zero page's frame hash is cached as it is copied (await initHashing() before adding pages).
  */
-import type { GuestMemory } from '@vmm/emulator';
+import { cacheFrameHash, type GuestMemory } from '@vmm/emulator';
 import { ZeroRangeBuilder } from '../encoding/zero-runs.js';
 import { xbzrleEncode } from '../encoding/xbzrle.js';
 import type { XbzrleCache } from '../encoding/xbzrle-cache.js';
@@ -95,11 +96,14 @@ export class PageBatcher {
       const pool = memory.pool;
       const off = pool.frameByteOffset(frame);
       raw.set(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), FRAME_HEADER_BYTES + this.rawFill + 4);
+      // Hash while the page is in cache: the digests at the switch-over then only hash later writes.
+      cacheFrameHash(pool, frame);
       this.rawFill += PAGE_RECORD_BYTES;
       this.counters.pagesRaw++;
       return;
     }
     memory.readPage(page, this.scratch, 0);
+    cacheFrameHash(memory.pool, frame);
     const slot = useDelta ? cache.lookup(page) : -1;
     if (slot >= 0) {
       const xbz = this.xbz!;
