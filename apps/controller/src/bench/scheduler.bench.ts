@@ -9,12 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { cluster } from '@vmm/proto';
-import type { NodeRecord, VmRecord } from '../common/model.js';
+import type { NodeRecord } from '../common/model.js';
 import { PlacementRepository } from '../redis/placement.repository.js';
 import { redisKeys } from '../redis/redis-keys.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { rankNodes } from '../scheduler/scheduler.js';
 import { deletePrefix, startTestRedis } from '../testing/redis-server.fixture.js';
+import { testNode, testVm } from '../testing/records.js';
 import { startSpecCluster } from '../testing/spec-cluster.js';
 
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1] || 3) || 3;
@@ -32,28 +33,21 @@ function emit(fields: Record<string, unknown>, samples: number[], headline: stri
 
 function fakeNodes(n: number): NodeRecord[] {
   const now = Date.now();
-  return Array.from({ length: n }, (_, i) => ({
-    nodeId: `node-${String(i).padStart(5, '0')}`,
-    address: '127.0.0.1:1',
-    vcpus: 64,
-    memoryMib: 262_144,
-    cpuAllocationRatio: 4,
-    ramAllocationRatio: 1.5,
-    vcpusAllocated: (i * 7) % 200,
-    memoryMibAllocated: (i * 9973) % 300_000,
-    vmCount: 0,
-    cordoned: i % 50 === 0,
-    draining: false,
-    drainStartedAtMs: 0,
-    lastReportMs: now,
-    registeredAtMs: now,
-    readyRecorded: true,
-    memoryUsedBytes: 0,
-    ksm: undefined,
-    ksmKnobs: undefined,
-    agentVersion: '',
-    imageCounts: {},
-  }));
+  return Array.from({ length: n }, (_, i) =>
+    testNode({
+      nodeId: `node-${String(i).padStart(5, '0')}`,
+      address: '127.0.0.1:1',
+      vcpus: 64,
+      memoryMib: 262_144,
+      cpuAllocationRatio: 4,
+      ramAllocationRatio: 1.5,
+      vcpusAllocated: (i * 7) % 200,
+      memoryMibAllocated: (i * 9973) % 300_000,
+      cordoned: i % 50 === 0,
+      lastReportMs: now,
+      registeredAtMs: now,
+    }),
+  );
 }
 
 /** Ranks the nodes for each VM and takes the best, updating the chosen node as the reservation would. */
@@ -104,23 +98,7 @@ async function benchReserve(vms: number, concurrency: number): Promise<void> {
         Array.from({ length: concurrency }, async () => {
           while (next < vms) {
             const i = next++;
-            const vm: VmRecord = {
-              vmId: `vm-${String(i).padStart(8, '0')}`,
-              name: `b-${i}`,
-              nodeId: 'n1',
-              state: cluster.VmState.VM_STATE_PENDING,
-              vcpus: 1,
-              memoryMib: 64,
-              image: 'empty',
-              workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
-              labels: {},
-              antiAffinityGroup: '',
-              createdAtMs: Date.now(),
-              fencingEpoch: 1,
-              dirtyRatePagesPerSec: 0,
-              workingSetPages: 0,
-              residentPages: 0,
-            };
+            const vm = testVm({ vmId: `vm-${String(i).padStart(8, '0')}`, name: `b-${i}`, nodeId: 'n1', memoryMib: 64 });
             if ((await placement.reserve(vm, Date.now(), 3000)) !== 'OK') throw new Error('reservation refused');
           }
         }),

@@ -7,6 +7,7 @@ import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
 import { DEFAULT_POLICY } from '../migration/migration-validation.js';
 import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
+import { testVm } from '../testing/records.js';
 import { MigrationRepository } from './migration.repository.js';
 import { NodeRepository } from './node.repository.js';
 import { PlacementRepository } from './placement.repository.js';
@@ -38,24 +39,7 @@ const node = (nodeId: string, memoryMib = 1000) =>
 
 let seq = 0;
 async function runningVm(nodeId: string, over: Partial<VmRecord> = {}): Promise<VmRecord> {
-  const vm: VmRecord = {
-    vmId: `vm-${String(++seq).padStart(6, '0')}`,
-    name: `n-${seq}`,
-    nodeId,
-    state: cluster.VmState.VM_STATE_RUNNING,
-    vcpus: 1,
-    memoryMib: 400,
-    image: 'empty',
-    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
-    labels: {},
-    antiAffinityGroup: '',
-    createdAtMs: Date.now(),
-    fencingEpoch: 1,
-    dirtyRatePagesPerSec: 0,
-    workingSetPages: 0,
-    residentPages: 0,
-    ...over,
-  };
+  const vm = testVm({ vmId: `vm-${String(++seq).padStart(6, '0')}`, name: `n-${seq}`, nodeId, state: cluster.VmState.VM_STATE_RUNNING, memoryMib: 400, ...over });
   expect(await placement.reserve(vm, Date.now(), STALE_MS)).toBe('OK');
   return vm;
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
 import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
+import { testVm } from '../testing/records.js';
 import { NodeRepository } from './node.repository.js';
 import { PlacementRepository } from './placement.repository.js';
 import { redisKeys, type RedisKeys } from './redis-keys.js';
@@ -45,24 +46,8 @@ beforeEach(async () => {
 });
 
 let seq = 0;
-const vm = (over: Partial<VmRecord> = {}): VmRecord => ({
-  vmId: `vm-${String(++seq).padStart(6, '0')}`,
-  name: `name-${seq}`,
-  nodeId: 'n1',
-  state: cluster.VmState.VM_STATE_PENDING,
-  vcpus: 1,
-  memoryMib: 150,
-  image: 'empty',
-  workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
-  labels: { a: 'b' },
-  antiAffinityGroup: '',
-  createdAtMs: Date.now(),
-  fencingEpoch: 1,
-  dirtyRatePagesPerSec: 0,
-  workingSetPages: 0,
-  residentPages: 0,
-  ...over,
-});
+const vm = (over: Partial<VmRecord> = {}): VmRecord =>
+  testVm({ vmId: `vm-${String(++seq).padStart(6, '0')}`, name: `name-${seq}`, nodeId: 'n1', memoryMib: 150, labels: { a: 'b' }, ...over });
 const reserve = (v: VmRecord) => placement.reserve(v, Date.now(), STALE_MS);
 
 describe('reserve', () => {

@@ -2,34 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { nodeStateOf } from '../node/node-state.js';
+import { testNode } from '../testing/records.js';
 import { antiAffinityFilter, cordonFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
 import { describeRejections, rankNodes } from './scheduler.js';
 import { freeMemoryWeigher, sameImageWeigher, weighNodes } from './weighers.js';
 
 const NOW = 1_000_000;
-const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
-  nodeId: id,
-  address: `${id}:1`,
-  vcpus: 8,
-  memoryMib: 1000,
-  cpuAllocationRatio: 4,
-  ramAllocationRatio: 1.5,
-  vcpusAllocated: 0,
-  memoryMibAllocated: 0,
-  vmCount: 0,
-  cordoned: false,
-  draining: false,
-  drainStartedAtMs: 0,
-  lastReportMs: NOW,
-  registeredAtMs: 0,
-  readyRecorded: true,
-  memoryUsedBytes: 0,
-  ksm: undefined,
-  ksmKnobs: undefined,
-  agentVersion: '',
-  imageCounts: {},
-  ...over,
-});
+const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord =>
+  testNode({ nodeId: id, address: `${id}:1`, vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, lastReportMs: NOW, registeredAtMs: 0, ...over });
 const req = (over: Partial<PlacementRequest> = {}): PlacementRequest => ({ vcpus: 1, memoryMib: 150, antiAffinityGroup: '', ...over });
 const ctx = (over: Partial<FilterContext> = {}): FilterContext => ({
   nowMs: NOW,
