@@ -13,6 +13,7 @@ import { startController, type RunningController } from './main.js';
 import { NodeService } from './node/node.service.js';
 import { VmService } from './vm/vm.service.js';
 import { TestClusterClient, waitFor } from './testing/cluster-client.js';
+import { IDLE_WORKLOAD } from './testing/records.js';
 import { FakeAgent } from './testing/fake-agent.js';
 import { deletePrefix, freePort, startTestRedis, type TestRedis } from './testing/redis-server.fixture.js';
 
@@ -142,7 +143,7 @@ describe('VM lifecycle', () => {
 
   it('places exactly on a requested node and pages through ListVms', async () => {
     const made = [];
-    for (let i = 0; i < 5; i++) made.push(await api.createVm({ name: `page-${i}`, vcpus: 1, memoryMib: 10, nodeId: 'node-1', workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } }));
+    for (let i = 0; i < 5; i++) made.push(await api.createVm({ name: `page-${i}`, vcpus: 1, memoryMib: 10, nodeId: 'node-1', workload: IDLE_WORKLOAD }));
     try {
       expect(new Set(made.map((v) => v.nodeId))).toEqual(new Set(['node-1']));
       const seen: string[] = [];
@@ -163,7 +164,7 @@ describe('VM lifecycle', () => {
   });
 
   it('anti-affinity spreads a group and refuses a third member on two nodes', async () => {
-    const req = (name: string) => ({ name, vcpus: 1, memoryMib: 10, antiAffinityGroup: 'g1', workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } });
+    const req = (name: string) => ({ name, vcpus: 1, memoryMib: 10, antiAffinityGroup: 'g1', workload: IDLE_WORKLOAD });
     const a = await api.createVm(req('aa-1'));
     const b = await api.createVm(req('aa-2'));
     try {
@@ -177,27 +178,26 @@ describe('VM lifecycle', () => {
 });
 
 describe('status codes, leaving nothing behind', () => {
-  const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 
   it.each([
     ['empty name', { name: '' }, status.INVALID_ARGUMENT, /^name/],
     ['memory above the largest node', { memoryMib: 2001 }, status.INVALID_ARGUMENT, /memory_mib/],
     ['vcpus above the largest node', { vcpus: 9 }, status.INVALID_ARGUMENT, /vcpus/],
     ['unknown image', { image: 'plan9' }, status.INVALID_ARGUMENT, /image/],
-    ['unspecified kind', { workload: { ...idle, kind: cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED } }, status.INVALID_ARGUMENT, /workload.kind/],
+    ['unspecified kind', { workload: { ...IDLE_WORKLOAD, kind: cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED } }, status.INVALID_ARGUMENT, /workload.kind/],
     ['unknown node', { nodeId: 'node-9' }, status.NOT_FOUND, /node-9/],
   ] as const)('CreateVm with %s', async (_c, over, code, pattern) => {
     const before = await snapshot();
-    await expectCode(api.createVm({ name: `sc-${randomUUID().slice(0, 6)}`, vcpus: 1, memoryMib: 10, workload: idle, ...over }), code, pattern);
+    await expectCode(api.createVm({ name: `sc-${randomUUID().slice(0, 6)}`, vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, ...over }), code, pattern);
     expect(await snapshot()).toEqual(before);
   });
 
   it('ALREADY_EXISTS for a name in use; FAILED_PRECONDITION on a cordoned node', async () => {
-    const vm = await api.createVm({ name: 'dup', vcpus: 1, memoryMib: 10, workload: idle });
+    const vm = await api.createVm({ name: 'dup', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD });
     try {
-      await expectCode(api.createVm({ name: 'dup', vcpus: 1, memoryMib: 10, workload: idle }), status.ALREADY_EXISTS);
+      await expectCode(api.createVm({ name: 'dup', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD }), status.ALREADY_EXISTS);
       expect((await api.cordonNode('node-1')).state).toBe(NodeState.NODE_STATE_CORDONED);
-      await expectCode(api.createVm({ name: 'c1', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' }), status.FAILED_PRECONDITION, /cordoned/);
+      await expectCode(api.createVm({ name: 'c1', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' }), status.FAILED_PRECONDITION, /cordoned/);
       expect((await api.uncordonNode('node-1')).state).toBe(NodeState.NODE_STATE_READY);
     } finally {
       await api.deleteVm(vm.vmId);
@@ -208,21 +208,21 @@ describe('status codes, leaving nothing behind', () => {
     const before = await snapshot();
     n1.failCreate = { code: status.UNAVAILABLE, details: 'disk on fire' };
     try {
-      await expectCode(api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' }), status.UNAVAILABLE, /disk on fire/);
+      await expectCode(api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' }), status.UNAVAILABLE, /disk on fire/);
       n1.failCreate = { code: status.INVALID_ARGUMENT, details: 'image: unknown' };
-      await expectCode(api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' }), status.INVALID_ARGUMENT, /image/);
+      await expectCode(api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' }), status.INVALID_ARGUMENT, /image/);
     } finally {
       n1.failCreate = undefined;
     }
     expect(await snapshot()).toEqual(before);
-    const ok = await api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' });
+    const ok = await api.createVm({ name: 'af-1', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     await api.deleteVm(ok.vmId);
   });
 
   it('migration requests: NOT_FOUND for unknown ids, INVALID_ARGUMENT for a bad policy', async () => {
     await expectCode(api.migrateVm({ vmId: 'nope' }), status.NOT_FOUND);
     await expectCode(api.drainNode('nope'), status.NOT_FOUND);
-    const vm = await api.createVm({ name: 'mig', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' });
+    const vm = await api.createVm({ name: 'mig', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     try {
       await expectCode(api.migrateVm({ vmId: vm.vmId, policy: { maxBandwidthMibPerSec: -1 } as cluster.MigrationPolicy }), status.INVALID_ARGUMENT, /bandwidth/);
       await expectCode(api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-9' }), status.NOT_FOUND);
@@ -238,7 +238,7 @@ describe('concurrency', () => {
     try {
       const results = await Promise.allSettled(
         Array.from({ length: 50 }, (_, i) =>
-          api.createVm({ name: `burst-${i}`, vcpus: 1, memoryMib: 150, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } }),
+          api.createVm({ name: `burst-${i}`, vcpus: 1, memoryMib: 150, workload: IDLE_WORKLOAD }),
         ),
       );
       const ok = results.filter((r): r is PromiseFulfilledResult<cluster.Vm> => r.status === 'fulfilled');
@@ -274,7 +274,7 @@ describe('readiness', () => {
     n1.stopReporting();
     await waitFor(async () => (await api.getNode('node-1')).state === NodeState.NODE_STATE_NOT_READY, 5000, 'node-1 NOT_READY');
     await expectCode(
-      api.createVm({ name: 'nr', vcpus: 1, memoryMib: 10, nodeId: 'node-1', workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } }),
+      api.createVm({ name: 'nr', vcpus: 1, memoryMib: 10, nodeId: 'node-1', workload: IDLE_WORKLOAD }),
       status.FAILED_PRECONDITION,
       /not ready/,
     );
@@ -285,9 +285,8 @@ describe('readiness', () => {
 
 describe('restart and reconcile', () => {
   it('a restarted controller serves the same state; agents re-register and are reconciled', async () => {
-    const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
-    const kept = await api.createVm({ name: 'kept', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' });
-    const lost = await api.createVm({ name: 'lost', vcpus: 1, memoryMib: 10, workload: idle, nodeId: 'node-1' });
+    const kept = await api.createVm({ name: 'kept', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
+    const lost = await api.createVm({ name: 'lost', vcpus: 1, memoryMib: 10, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     const before = await snapshot();
 
     await controller.close();
@@ -304,7 +303,7 @@ describe('restart and reconcile', () => {
       pagesTotal: 256,
       residentPages: 1,
       fencingEpoch: 1,
-      spec: { vmId: 'vm-foreign', name: 'foreign', vcpus: 1, memoryMib: 20, image: 'empty', workload: idle, labels: {}, fencingEpoch: 1 },
+      spec: { vmId: 'vm-foreign', name: 'foreign', vcpus: 1, memoryMib: 20, image: 'empty', workload: IDLE_WORKLOAD, labels: {}, fencingEpoch: 1 },
     });
     await n1.register(controller.address);
     expect((await api.getVm(kept.vmId)).state).toBe(VmState.VM_STATE_RUNNING);

@@ -3,13 +3,12 @@
 import { connectivityState } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
-import { waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { IDLE_WORKLOAD } from '../testing/records.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { AgentClientPool } from './agent-client.pool.js';
 
 const { MigrationPhase: P, NodeState } = cluster;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
-const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 
 let c: SpecCluster;
 
@@ -24,7 +23,7 @@ afterAll(async () => {
 describe('an agent restarted on the same address', () => {
   it('is reachable as soon as it registers again: a migration to it completes', async () => {
     const [source, target] = c.agents as [NonNullable<(typeof c.agents)[0]>, NonNullable<(typeof c.agents)[0]>];
-    const vm = await c.api.createVm({ name: 'r-1', vcpus: 1, memoryMib: 128, workload: idle, nodeId: 'node-1' });
+    const vm = await c.api.createVm({ name: 'r-1', vcpus: 1, memoryMib: 128, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     const pool = c.controller.get(AgentClientPool);
     try {
       target.kill();
@@ -41,7 +40,7 @@ describe('an agent restarted on the same address', () => {
       await target.register(c.controller.address);
       const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
       let done: cluster.Migration | undefined;
-      await waitFor(async () => FINAL.has((done = await c.api.getMigration(m.migrationId)).phase), 15_000, 'migration final');
+      await waitFor(async () => FINAL_PHASES.has((done = await c.api.getMigration(m.migrationId)).phase), 15_000, 'migration final');
       expect(done!.phase, done!.error).toBe(P.MIGRATION_PHASE_COMPLETED);
       expect((await c.api.getVm(vm.vmId)).nodeId).toBe('node-2');
       expect(source.calls).toContain(`release:${m.migrationId}@2`);

@@ -8,14 +8,13 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
-import { cluster } from '@vmm/proto';
 import type { NodeRecord } from '../common/model.js';
 import { PlacementRepository } from '../redis/placement.repository.js';
 import { redisKeys } from '../redis/redis-keys.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { rankNodes } from '../scheduler/scheduler.js';
 import { deletePrefix, startTestRedis } from '../testing/redis-server.fixture.js';
-import { testNode, testVm } from '../testing/records.js';
+import { IDLE_WORKLOAD, testNode, testVm } from '../testing/records.js';
 import { startSpecCluster } from '../testing/spec-cluster.js';
 
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1] || 3) || 3;
@@ -131,7 +130,7 @@ async function benchGrpc(nodeCount: number, vms: number, concurrency: number): P
           while (next < vms) {
             const i = next++;
             const s = performance.now();
-            const vm = await c.api.createVm({ name: `g${r}-${i}`, vcpus: 1, memoryMib: 64, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } });
+            const vm = await c.api.createVm({ name: `g${r}-${i}`, vcpus: 1, memoryMib: 64, workload: IDLE_WORKLOAD });
             latencies.push(performance.now() - s);
             created.push(vm.vmId);
           }

@@ -3,14 +3,13 @@
 // DRAINING and cordoned afterwards. Real controller, Redis and BullMQ; fake agents.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster, type agent } from '@vmm/proto';
-import { waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { IDLE_WORKLOAD } from '../testing/records.js';
 import { defaultProgress } from '../testing/fake-agent.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { DRAIN_MAX_ATTEMPTS, DrainCoordinator } from './drain.coordinator.js';
 
 const { MigrationPhase: P, NodeState, VmState } = cluster;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
-const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 const NOT_CONVERGED: Partial<agent.MigrationProgress>[] = [
   { phase: P.MIGRATION_PHASE_PRECOPY, round: 0 },
   { phase: P.MIGRATION_PHASE_FAILED, error: 'NOT_CONVERGED: dirty rate above the link rate' },
@@ -34,7 +33,7 @@ async function drainMigrations(vmId: string, count: number): Promise<cluster.Mig
   await waitFor(
     async () => {
       ms = (await c.api.listMigrations({ vmId })).migrations.filter((m) => m.reason === 'drain');
-      return ms.length >= count && ms.every((m) => FINAL.has(m.phase));
+      return ms.length >= count && ms.every((m) => FINAL_PHASES.has(m.phase));
     },
     15_000,
     `${count} final drain migrations of ${vmId}`,
@@ -46,7 +45,7 @@ describe('DrainNode', () => {
   it('uses auto-converge and retries a failed migration on another target; the node stays DRAINING', async () => {
     let starts = 0;
     source().progressScript = () => (++starts === 1 ? NOT_CONVERGED : defaultProgress());
-    const vm = await c.api.createVm({ name: `d-${++seq}`, vcpus: 1, memoryMib: 128, workload: idle, nodeId: 'node-1' });
+    const vm = await c.api.createVm({ name: `d-${++seq}`, vcpus: 1, memoryMib: 128, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     try {
       const drained = await c.api.drainNode('node-1');
       expect(drained.node?.state).toBe(NodeState.NODE_STATE_DRAINING);
@@ -72,7 +71,7 @@ describe('DrainNode', () => {
 
   it(`gives up after ${DRAIN_MAX_ATTEMPTS} failed attempts: the VM keeps running on the node, which stays DRAINING`, async () => {
     source().progressScript = () => NOT_CONVERGED;
-    const vm = await c.api.createVm({ name: `d-${++seq}`, vcpus: 1, memoryMib: 128, workload: idle, nodeId: 'node-1' });
+    const vm = await c.api.createVm({ name: `d-${++seq}`, vcpus: 1, memoryMib: 128, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     try {
       await c.api.drainNode('node-1');
       const attempts = await drainMigrations(vm.vmId, DRAIN_MAX_ATTEMPTS);

@@ -3,13 +3,12 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
-import { waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { IDLE_WORKLOAD } from '../testing/records.js';
 import { defaultProgress } from '../testing/fake-agent.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 
 const { MigrationPhase: P, VmState } = cluster;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
-const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 
 let c: SpecCluster;
 let seq = 0;
@@ -31,12 +30,12 @@ afterAll(async () => {
 const agent = (nodeId: string) => c.agents.find((a) => a.options.nodeId === nodeId)!;
 
 async function newVm(nodeId: string, memoryMib = 128): Promise<cluster.Vm> {
-  return c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib, workload: idle, nodeId });
+  return c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib, workload: IDLE_WORKLOAD, nodeId });
 }
 
 async function waitFinal(migrationId: string): Promise<cluster.Migration> {
   let m: cluster.Migration | undefined;
-  await waitFor(async () => FINAL.has((m = await c.api.getMigration(migrationId)).phase), 15_000, `${migrationId} final`);
+  await waitFor(async () => FINAL_PHASES.has((m = await c.api.getMigration(migrationId)).phase), 15_000, `${migrationId} final`);
   return m!;
 }
 
@@ -148,7 +147,7 @@ describe('limits and drain', () => {
       let maxActive = 0;
       await waitFor(async () => {
         const ms = await Promise.all(drained.migrations.map((m) => c.api.getMigration(m.migrationId)));
-        const active = ms.filter((m) => m.phase !== P.MIGRATION_PHASE_PENDING && !FINAL.has(m.phase)).length;
+        const active = ms.filter((m) => m.phase !== P.MIGRATION_PHASE_PENDING && !FINAL_PHASES.has(m.phase)).length;
         maxActive = Math.max(maxActive, active);
         return ms.every((m) => m.phase === P.MIGRATION_PHASE_COMPLETED);
       }, 20_000, 'every drain migration COMPLETED');
@@ -156,7 +155,7 @@ describe('limits and drain', () => {
       expect(maxActive).toBeLessThanOrEqual(2);
       expect(await c.api.getNode('node-3')).toMatchObject({ vmCount: 0, memoryMibAllocated: 0 });
       for (const vm of vms) expect((await c.api.getVm(vm.vmId)).nodeId).not.toBe('node-3');
-      await expectCode(c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib: 64, workload: idle, nodeId: 'node-3' }), status.FAILED_PRECONDITION);
+      await expectCode(c.api.createVm({ name: `m-${++seq}`, vcpus: 1, memoryMib: 64, workload: IDLE_WORKLOAD, nodeId: 'node-3' }), status.FAILED_PRECONDITION);
       expect((await c.api.uncordonNode('node-3')).state).toBe(cluster.NodeState.NODE_STATE_READY);
     } finally {
       source.progressDelayMs = 20;

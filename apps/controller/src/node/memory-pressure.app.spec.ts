@@ -3,14 +3,12 @@
 // the per-node cool-down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
-import { waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { IDLE_WORKLOAD } from '../testing/records.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { MemoryPressureBalancer } from './memory-pressure.balancer.js';
 
-const { MigrationPhase: P } = cluster;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
 const MIB = 1024 * 1024;
-const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 /** Each VM's resident memory as its agent reports it. */
 const RESIDENT_MIB = 300;
 
@@ -42,7 +40,7 @@ async function reportUsed(usedMib: number): Promise<void> {
 }
 
 async function waitAllFinal(ids: readonly string[]): Promise<void> {
-  await waitFor(async () => (await Promise.all(ids.map((id) => c.api.getMigration(id)))).every((m) => FINAL.has(m.phase)), 20_000, 'migrations final');
+  await waitFor(async () => (await Promise.all(ids.map((id) => c.api.getMigration(id)))).every((m) => FINAL_PHASES.has(m.phase)), 20_000, 'migrations final');
 }
 
 describe('memory-pressure balancer', () => {
@@ -51,7 +49,7 @@ describe('memory-pressure balancer', () => {
     hot().progressDelayMs = 300;
     const vms: cluster.Vm[] = [];
     try {
-      for (let i = 0; i < 5; i++) vms.push(await c.api.createVm({ name: `p-${i}`, vcpus: 1, memoryMib: 512, workload: idle, nodeId: 'node-1' }));
+      for (let i = 0; i < 5; i++) vms.push(await c.api.createVm({ name: `p-${i}`, vcpus: 1, memoryMib: 512, workload: IDLE_WORKLOAD, nodeId: 'node-1' }));
       await waitFor(async () => (await c.api.getVm(vms[4]!.vmId)).residentPages === (RESIDENT_MIB * MIB) / 4096, 5000, 'resident pages reported');
 
       // Between the watermarks and not relieving: nothing.

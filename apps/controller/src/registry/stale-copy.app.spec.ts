@@ -2,13 +2,12 @@
 // and reports it: the controller releases it (from reports and from Register), rate-limited.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
-import { waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { IDLE_WORKLOAD } from '../testing/records.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { StaleCopyReaper } from './stale-copy.reaper.js';
 
 const { MigrationPhase: P, VmState } = cluster;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
-const idle = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
 
 let c: SpecCluster;
 
@@ -23,12 +22,12 @@ afterAll(async () => {
 describe('stale source copies', () => {
   it('a copy left behind by a lost ReleaseOutgoing is released once its node reports it; rate-limited', async () => {
     const [source] = c.agents;
-    const vm = await c.api.createVm({ name: 's-1', vcpus: 1, memoryMib: 128, workload: idle, nodeId: 'node-1' });
+    const vm = await c.api.createVm({ name: 's-1', vcpus: 1, memoryMib: 128, workload: IDLE_WORKLOAD, nodeId: 'node-1' });
     try {
       source!.failReleases = 1;
       const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
       let done: cluster.Migration | undefined;
-      await waitFor(async () => FINAL.has((done = await c.api.getMigration(m.migrationId)).phase), 10_000, 'migration final');
+      await waitFor(async () => FINAL_PHASES.has((done = await c.api.getMigration(m.migrationId)).phase), 10_000, 'migration final');
       expect(done!.phase).toBe(P.MIGRATION_PHASE_COMPLETED);
       const releases = () => source!.calls.filter((x) => x === `release:${m.migrationId}@2`).length;
       expect(releases()).toBeGreaterThanOrEqual(1);

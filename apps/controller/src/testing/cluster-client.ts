@@ -2,6 +2,13 @@
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { cluster } from '@vmm/proto';
 
+/** The phases after which a migration no longer changes. */
+export const FINAL_PHASES: ReadonlySet<string> = new Set<string>([
+  cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED,
+  cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
+  cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED,
+]);
+
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r: Res) => void) => unknown;
 
 export class TestClusterClient {

@@ -5,6 +5,9 @@
 import { cluster } from '@vmm/proto';
 import type { NodeRecord, VmRecord } from '../common/model.js';
 
+/** The workload of VMs whose pages do not change (specs that are not about dirty pages). */
+export const IDLE_WORKLOAD: cluster.Workload = { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 };
+
 /** A ready, schedulable node with nothing allocated; id, address, size and ratios are the caller's. */
 export function testNode(
   fields: Pick<NodeRecord, 'nodeId' | 'address' | 'vcpus' | 'memoryMib' | 'cpuAllocationRatio' | 'ramAllocationRatio' | 'lastReportMs' | 'registeredAtMs'> &
@@ -33,7 +36,7 @@ export function testVm(fields: Pick<VmRecord, 'vmId' | 'name' | 'nodeId' | 'memo
     state: cluster.VmState.VM_STATE_PENDING,
     vcpus: 1,
     image: 'empty',
-    workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
+    workload: IDLE_WORKLOAD,
     labels: {},
     antiAffinityGroup: '',
     createdAtMs: Date.now(),
