@@ -1,32 +1,18 @@
 // The readiness sweep against a real redis-server: transitions are recorded once each way.
-import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createLogger } from '../common/logger.js';
 import { loadControllerConfig } from '../config.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { redisKeys } from '../redis/redis-keys.js';
-import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
+import { useSpecRedis } from '../testing/redis-spec.fixture.js';
 import { NodeReadinessSweeper } from './node-readiness.sweeper.js';
 
-let server: TestRedis;
-let redis: Redis;
-const prefix = `test-${randomUUID()}`;
-
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url);
-});
-
-afterAll(async () => {
-  await deletePrefix(redis, prefix);
-  await redis?.quit();
-  await server?.stop();
-});
+const db = useSpecRedis();
+const prefix = db.newPrefix();
 
 it('records NOT_READY after 3 silent intervals and READY again after a report', async () => {
   const config = loadControllerConfig({ REPORT_INTERVAL_MS: '100', REDIS_PREFIX: prefix });
-  const nodes = new NodeRepository(redis, redisKeys(prefix));
+  const nodes = new NodeRepository(db.redis, redisKeys(prefix));
   const sweeper = new NodeReadinessSweeper(config, createLogger('silent'), nodes);
   const t0 = 1_000_000;
   await nodes.upsertRegistration({ nodeId: 'n1', address: '127.0.0.1:1', vcpus: 1, memoryMib: 1, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, t0);

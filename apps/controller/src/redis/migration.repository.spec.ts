@@ -1,13 +1,11 @@
 // The migration Lua scripts against a real redis-server: creation with the target's room reserved,
 // phase compare-and-set by the shared phase model, the switch-over commit, rollback, slots.
-import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
 import { DEFAULT_POLICY } from '../migration/migration-validation.js';
-import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
 import { testVm } from '../testing/records.js';
+import { useSpecRedis } from '../testing/redis-spec.fixture.js';
 import { MigrationRepository } from './migration.repository.js';
 import { NodeRepository } from './node.repository.js';
 import { PlacementRepository } from './placement.repository.js';
@@ -15,24 +13,11 @@ import { redisKeys } from './redis-keys.js';
 import { VmRepository } from './vm.repository.js';
 
 const STALE_MS = 3000;
-let server: TestRedis;
-let redis: Redis;
-const prefixes: string[] = [];
+const db = useSpecRedis();
 let nodes: NodeRepository;
 let vms: VmRepository;
 let placement: PlacementRepository;
 let migrations: MigrationRepository;
-
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url);
-});
-
-afterAll(async () => {
-  for (const prefix of prefixes) await deletePrefix(redis, prefix);
-  await redis?.quit();
-  await server?.stop();
-});
 
 const node = (nodeId: string, memoryMib = 1000) =>
   nodes.upsertRegistration({ nodeId, address: `127.0.0.1:1`, vcpus: 4, memoryMib, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, Date.now());
@@ -50,13 +35,11 @@ const create = (vmId: string, targetNodeId: string, migrationId = `mig-${++seq}`
     .then((outcome) => ({ outcome, migrationId }));
 
 beforeEach(async () => {
-  const prefix = `test-${randomUUID()}`;
-  prefixes.push(prefix);
-  const keys = redisKeys(prefix);
-  nodes = new NodeRepository(redis, keys);
-  vms = new VmRepository(redis, keys);
-  placement = new PlacementRepository(redis, keys);
-  migrations = new MigrationRepository(redis, keys);
+  const keys = redisKeys(db.newPrefix());
+  nodes = new NodeRepository(db.redis, keys);
+  vms = new VmRepository(db.redis, keys);
+  placement = new PlacementRepository(db.redis, keys);
+  migrations = new MigrationRepository(db.redis, keys);
   await node('a');
   await node('b');
 });

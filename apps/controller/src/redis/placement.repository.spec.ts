@@ -1,44 +1,27 @@
 // The reservation Lua script against a real redis-server: admission rules, atomicity under 50
 // concurrent reservations, and release giving everything back.
-import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
-import { deletePrefix, startTestRedis, type TestRedis } from '../testing/redis-server.fixture.js';
 import { testVm } from '../testing/records.js';
+import { useSpecRedis } from '../testing/redis-spec.fixture.js';
 import { NodeRepository } from './node.repository.js';
 import { PlacementRepository } from './placement.repository.js';
 import { redisKeys, type RedisKeys } from './redis-keys.js';
 import { VmRepository } from './vm.repository.js';
 
 const STALE_MS = 3000;
-let server: TestRedis;
-let redis: Redis;
+const db = useSpecRedis();
 let keys: RedisKeys;
 let nodes: NodeRepository;
 let vms: VmRepository;
 let placement: PlacementRepository;
-const prefixes: string[] = [];
-
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url);
-});
-
-afterAll(async () => {
-  for (const prefix of prefixes) await deletePrefix(redis, prefix);
-  await redis?.quit();
-  await server?.stop();
-});
 
 beforeEach(async () => {
-  const prefix = `test-${randomUUID()}`;
-  prefixes.push(prefix);
-  keys = redisKeys(prefix);
-  nodes = new NodeRepository(redis, keys);
-  vms = new VmRepository(redis, keys);
-  placement = new PlacementRepository(redis, keys);
+  keys = redisKeys(db.newPrefix());
+  nodes = new NodeRepository(db.redis, keys);
+  vms = new VmRepository(db.redis, keys);
+  placement = new PlacementRepository(db.redis, keys);
   await nodes.upsertRegistration(
     { nodeId: 'n1', address: '127.0.0.1:1', vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, agentVersion: '' },
     Date.now(),
@@ -161,7 +144,7 @@ describe('reports', () => {
     expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 } });
     const gone = await nodes.applyReport('ghost', 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
     expect(gone.known).toBe(false);
-    expect(await redis.exists(keys.node('ghost'))).toBe(0);
+    expect(await db.redis.exists(keys.node('ghost'))).toBe(0);
   });
 
   it('return copies of VMs placed on another node under a higher epoch as stale, and leave them alone', async () => {
