@@ -23,6 +23,15 @@ const tmpHash = new Uint32Array(2);
 const hashSplit = new BigUint64Array(1);
 const hashWords = new Uint32Array(hashSplit.buffer);
 const zeroChunk = new Uint32Array(CHUNK_PAGES * 2); // the zero page's hash, repeated
+let framesHashed = 0;
+
+/**
+ * Frames hashed (not served from the cache) by digestPages and cacheFrameHash since the process
+ * started: lets a caller split a digest's time into hashing and walking the page map.
+ */
+export function framesHashedTotal(): number {
+  return framesHashed;
+}
 
 /** Loads the xxhash wasm module once; await it before digest() or pageHash(). Safe to call repeatedly. */
 export function initHashing(): Promise<void> {
@@ -86,6 +95,7 @@ export function cacheFrameHash(pool: FramePool, frame: number): void {
   const xx = hashing();
   const off = pool.frameByteOffset(frame);
   hashSplit[0] = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+  framesHashed++;
   pool.storeHash(frame, hashWords[0], hashWords[1]);
 }
 
@@ -98,6 +108,7 @@ function frameHashInto(xx: XXHashAPI, pool: FramePool, frame: number, at: number
   }
   const off = pool.frameByteOffset(frame);
   hashSplit[0] = xx.h64Raw(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE));
+  framesHashed++;
   const lo = hashWords[0];
   const hi = hashWords[1];
   pool.storeHash(frame, lo, hi);

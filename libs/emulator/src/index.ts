@@ -1,5 +1,5 @@
 export { PAGE_SIZE, PAGE_WORDS, FramePool, type FrameReservation } from './frame-pool.js';
-export { initHashing, pageHash, zeroPageHash, hashToHex, digestPages, cacheFrameHash } from './digest.js';
+export { initHashing, pageHash, zeroPageHash, hashToHex, digestPages, cacheFrameHash, framesHashedTotal } from './digest.js';
 export { GuestMemory } from './guest-memory.js';
 export { DirtyLog, type DirtyLogOwner } from './dirty-log.js';
 export { bitmapWords, createBitmap, testBit, setBit, popcount, nextSetBit, setAll } from './bitmap.js';

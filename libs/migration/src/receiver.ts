@@ -152,9 +152,6 @@ export class MigrationReceiver {
               if (round === 0) return;
               // Everything before this frame is applied: let the sender time its round by our pace.
               session.reply(encodeRound(round, FrameType.ROUND_ACK));
-              // Hash what arrived so far now, while the source still runs: the digest under pause
-              // then only hashes the pages written since.
-              memory.digest();
               return;
             }
             case FrameType.DEVICE_STATE:
