@@ -30,6 +30,16 @@ function emit(fields: Record<string, unknown>, samples: number[], headline: stri
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
+/** Calls `fn(0)` … `fn(count - 1)` in order of start, at most `concurrency` at a time. */
+async function forEachConcurrently(count: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await fn(next++);
+    }),
+  );
+}
+
 function fakeNodes(n: number): NodeRecord[] {
   const now = Date.now();
   return Array.from({ length: n }, (_, i) =>
@@ -91,17 +101,11 @@ async function benchReserve(vms: number, concurrency: number): Promise<void> {
       const nodes = new NodeRepository(redis, keys);
       const placement = new PlacementRepository(redis, keys);
       await nodes.upsertRegistration({ nodeId: 'n1', address: '127.0.0.1:1', vcpus: 100_000, memoryMib: 10_000_000, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, Date.now());
-      let next = 0;
       const t0 = performance.now();
-      await Promise.all(
-        Array.from({ length: concurrency }, async () => {
-          while (next < vms) {
-            const i = next++;
-            const vm = testVm({ vmId: `vm-${String(i).padStart(8, '0')}`, name: `b-${i}`, nodeId: 'n1', memoryMib: 64 });
-            if ((await placement.reserve(vm, Date.now(), 3000)) !== 'OK') throw new Error('reservation refused');
-          }
-        }),
-      );
+      await forEachConcurrently(vms, concurrency, async (i) => {
+        const vm = testVm({ vmId: `vm-${String(i).padStart(8, '0')}`, name: `b-${i}`, nodeId: 'n1', memoryMib: 64 });
+        if ((await placement.reserve(vm, Date.now(), 3000)) !== 'OK') throw new Error('reservation refused');
+      });
       samples.push(Math.round(vms / ((performance.now() - t0) / 1000)));
       await deletePrefix(redis, prefix);
     }
@@ -123,19 +127,13 @@ async function benchGrpc(nodeCount: number, vms: number, concurrency: number): P
     for (let r = 0; r < reps; r++) {
       const latencies: number[] = [];
       const created: string[] = [];
-      let next = 0;
       const t0 = performance.now();
-      await Promise.all(
-        Array.from({ length: concurrency }, async () => {
-          while (next < vms) {
-            const i = next++;
-            const s = performance.now();
-            const vm = await c.api.createVm({ name: `g${r}-${i}`, vcpus: 1, memoryMib: 64, workload: IDLE_WORKLOAD });
-            latencies.push(performance.now() - s);
-            created.push(vm.vmId);
-          }
-        }),
-      );
+      await forEachConcurrently(vms, concurrency, async (i) => {
+        const s = performance.now();
+        const vm = await c.api.createVm({ name: `g${r}-${i}`, vcpus: 1, memoryMib: 64, workload: IDLE_WORKLOAD });
+        latencies.push(performance.now() - s);
+        created.push(vm.vmId);
+      });
       rates.push(Math.round(vms / ((performance.now() - t0) / 1000)));
       latencies.sort((a, b) => a - b);
       p50s.push(Number(latencies[Math.floor(latencies.length * 0.5)]!.toFixed(2)));
