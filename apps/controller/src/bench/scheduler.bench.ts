@@ -40,8 +40,11 @@ async function forEachConcurrently(count: number, concurrency: number, fn: (i: n
   );
 }
 
+/** When the fake nodes last reported: readiness is judged at this instant, not at the wall clock. */
+const REPORTED_AT_MS = Date.now();
+
 function fakeNodes(n: number): NodeRecord[] {
-  const now = Date.now();
+  const now = REPORTED_AT_MS;
   return Array.from({ length: n }, (_, i) =>
     testNode({
       nodeId: `node-${String(i).padStart(5, '0')}`,
@@ -65,7 +68,8 @@ function placeAll(list: NodeRecord[], vms: number): number {
   let placed = 0;
   for (let i = 0; i < vms; i++) {
     const request = { vcpus: 1 + (i % 2), memoryMib: 512 * (1 + (i % 4)), antiAffinityGroup: '', image: images[i % images.length]! };
-    const { candidates } = rankNodes(list, request, { nowMs: Date.now(), staleAfterMs: 3000, antiAffinityNodeIds: new Set() });
+    // A long run must not age the nodes into NOT_READY: what is measured is filtering and weighing.
+    const { candidates } = rankNodes(list, request, { nowMs: REPORTED_AT_MS, staleAfterMs: 3000, antiAffinityNodeIds: new Set() });
     const chosen = candidates[0];
     if (!chosen) continue;
     chosen.vcpusAllocated += request.vcpus;
