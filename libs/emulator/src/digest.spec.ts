@@ -70,6 +70,10 @@ describe('digest', () => {
     before.writeWord(2, 0, 7, 7);
     expect(m.digest()).toBe(before.digest());
     expect(() => m.cachePageHashes(new Uint32Array([64]), 1)).toThrow();
+    m.cachePageHashRange(0, 64);
+    for (let p = 0; p < 8; p++) expect(pool.hashValid(m.frameOf(p))).toBe(true);
+    expect(m.digest()).toBe(before.digest());
+    expect(() => m.cachePageHashRange(60, 5)).toThrow();
     m.release();
     before.release();
   });

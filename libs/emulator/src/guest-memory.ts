@@ -247,6 +247,16 @@ export class GuestMemory implements DirtyLogOwner {
     }
   }
 
+  /** cachePageHash for pages [firstPage, firstPage + count) (a background pass over the memory). */
+  cachePageHashRange(firstPage: number, count: number): void {
+    this.checkRange(firstPage, count);
+    const map = this.map;
+    for (let page = firstPage; page < firstPage + count; page++) {
+      const frame = map[page]!;
+      if (frame !== -1) cacheFrameHash(this.pool, frame);
+    }
+  }
+
   /** Fills pages [firstPage, firstPage + count) with non-zero pseudo-random data from `seed` (marks them dirty). */
   fillRandom(firstPage: number, count: number, seed: number): void {
     this.checkLive();

@@ -12,6 +12,7 @@ import { forEachZeroRange } from './encoding/zero-runs.js';
 import { xbzrleDecode } from './encoding/xbzrle.js';
 import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchError } from './errors.js';
 import type { ReceiverStats } from './progress.js';
+import { BackgroundHasher } from './background-hasher.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
 import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
@@ -109,6 +110,7 @@ export class MigrationReceiver {
       for (const t of SENDER_TYPES) accepted.add(t);
     };
 
+    const hasher = new BackgroundHasher(memory);
     const session = new PeerSession(
       connection,
       migrationId,
@@ -119,16 +121,14 @@ export class MigrationReceiver {
       {
         onPage: (page, src, offset) => {
           memory.writePage(page, src, offset);
-          memory.cachePageHash(page);
+          hasher.noteWritten(page);
           this.stats.pagesRaw++;
         },
         onPages: (src, offset, count) => {
           const pages = this.runPages;
           for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) pages[i] = readU32(src, at);
           memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
-          // Hash the pages while they are in cache, so that the digests before and under pause only
-          // hash what arrived since (one pass over the data instead of two).
-          memory.cachePageHashes(pages, count);
+          if (count > 0) hasher.noteWritten(pages[count - 1]!);
           this.stats.pagesRaw += count;
         },
         onFrame: (type, payload) => {
@@ -144,7 +144,7 @@ export class MigrationReceiver {
               });
               return;
             case FrameType.XBZRLE:
-              this.applyXbzrle(payload);
+              hasher.noteWritten(this.applyXbzrle(payload));
               return;
             case FrameType.ROUND: {
               this.stats.rounds++;
@@ -152,6 +152,10 @@ export class MigrationReceiver {
               if (round === 0) return;
               // Everything before this frame is applied: let the sender time its round by our pace.
               session.reply(encodeRound(round, FrameType.ROUND_ACK));
+              // Hash what arrived in this round while the source still runs (the background pass
+              // already followed round 0 as it came, in page order): the digest under pause then only
+              // hashes what arrived since.
+              hasher.restart();
               return;
             }
             case FrameType.DEVICE_STATE:
@@ -159,6 +163,7 @@ export class MigrationReceiver {
               return;
             case FrameType.COMPLETE: {
               if (deviceState === null) throw new ProtocolError('COMPLETE before DEVICE_STATE');
+              hasher.stop();
               const sourceDigest = decodeDigest(payload);
               vm.loadDeviceState(deviceState);
               const targetDigest = memory.digest();
@@ -199,6 +204,7 @@ export class MigrationReceiver {
       reservation?.release();
       return this.readyResult(announced!, sourceDigest, targetDigest);
     } catch (err) {
+      hasher.stop();
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();
@@ -208,8 +214,10 @@ export class MigrationReceiver {
     }
   }
 
-  private applyXbzrle(payload: Uint8Array): void {
+  /** Applies one XBZRLE frame; returns its highest page (-1 if empty). */
+  private applyXbzrle(payload: Uint8Array): number {
     const memory = this.opts.vm.memory;
+    let highest = -1;
     let off = 0;
     while (off < payload.length) {
       if (off + XBZRLE_RECORD_HEADER_BYTES > payload.length) throw new ProtocolError('truncated XBZRLE record');
@@ -220,10 +228,11 @@ export class MigrationReceiver {
       memory.readPage(page, this.scratch, 0);
       if (!xbzrleDecode(payload, off, bytes, this.scratch, 0)) throw new ProtocolError(`malformed XBZRLE delta for page ${page}`);
       memory.writePage(page, this.scratch, 0);
-      memory.cachePageHash(page);
+      if (page > highest) highest = page;
       off += bytes;
       this.stats.pagesXbzrle++;
     }
+    return highest;
   }
 
   private readyResult(hello: HelloPayload, sourceDigest: string, targetDigest: string): IncomingResult {

@@ -196,9 +196,11 @@ export class MigrationSender {
         const dirty = countDirty(bitmap);
         let expectedMs = expectedDowntimeFromPageRateMs(dirty * DIRTY_MARGIN, bandwidth.pagesPerSec);
         if (expectedMs <= policy.downtimeLimitMs) {
-          // Close to switching over. Both ends hash every page as it streams (the rate above includes
-          // it), so under pause each digest only walks the page map over cached hashes: measure that
-          // walk once (this digest also hashes the pages dirtied since they were sent: subtract them).
+          // Close to switching over. The source hashes every page as it sends it (the rate above
+          // includes it) and the receiver hashes in the background after each round, so under pause a
+          // digest walks the page map over cached hashes, plus, on the receiver, the last round's
+          // pages. Measure the walk once (this digest also hashes the pages dirtied since they were
+          // sent: subtract them).
           if (walkMs < 0) {
             const hashedBefore = framesHashedTotal();
             const digestStart = performance.now();
@@ -206,7 +208,8 @@ export class MigrationSender {
             const hashed = framesHashedTotal() - hashedBefore;
             walkMs = Math.max(0, performance.now() - digestStart - hashed * hashMsPerPage);
           }
-          copyAndDigestMs = expectedMs + 2 * walkMs;
+          // The receiver hashes the paused round's pages in its digest (the source did while sending).
+          copyAndDigestMs = expectedMs + 2 * walkMs + dirty * DIRTY_MARGIN * hashMsPerPage;
           expectedMs = copyAndDigestMs + this.switchOverOverheadMs;
         }
         const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
