@@ -30,4 +30,29 @@ describe('BackgroundHasher', () => {
     expect(memory.pool.hashValid(memory.frameOf(2 * STEP_PAGES))).toBe(false); // stopped for good
     memory.release();
   });
+
+  it('yields while the socket has a backlog, and finishes the pass before whenCaughtUp calls back', async () => {
+    const memory = new GuestMemory(new FramePool(), 2 * STEP_PAGES);
+    memory.fillRandom(0, 2 * STEP_PAGES, 2);
+    const hasher = new BackgroundHasher(memory);
+    hasher.noteWritten(2 * STEP_PAGES - 1);
+    hasher.noteRead(1024, 1024); // a full read: more data waits
+    await turn();
+    expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false); // skipped for receiving
+    hasher.noteRead(100, 1024); // a partial read: the socket is drained
+    await turn();
+    expect(memory.pool.hashValid(memory.frameOf(STEP_PAGES - 1))).toBe(true);
+    hasher.noteRead(1024, 1024);
+    let acked = false;
+    hasher.whenCaughtUp(() => (acked = true));
+    expect(acked).toBe(false);
+    await turn(); // no longer skipped: the caller waits for the pass
+    expect(acked).toBe(true);
+    expect(memory.pool.hashValid(memory.frameOf(2 * STEP_PAGES - 1))).toBe(true);
+    let again = false;
+    hasher.whenCaughtUp(() => (again = true)); // nothing left: at once
+    expect(again).toBe(true);
+    hasher.stop();
+    memory.release();
+  });
 });

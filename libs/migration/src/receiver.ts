@@ -22,6 +22,7 @@ import {
   PAGE_RECORD_BYTES,
   PAGE_SIZE,
   PROTOCOL_VERSION,
+  SOCKET_READ_BUFFER_BYTES,
   XBZRLE_RECORD_HEADER_BYTES,
   type HelloPayload,
 } from './wire/frame.js';
@@ -111,6 +112,9 @@ export class MigrationReceiver {
     };
 
     const hasher = new BackgroundHasher(memory);
+    // Tells the pass when the socket has more waiting (a full read): it yields to receiving then.
+    const onRead = (chunk: Uint8Array) => hasher.noteRead(chunk.length, SOCKET_READ_BUFFER_BYTES);
+    connection.on('data', onRead);
     const session = new PeerSession(
       connection,
       migrationId,
@@ -150,6 +154,14 @@ export class MigrationReceiver {
               this.stats.rounds++;
               const round = readU32(payload, 0);
               if (round === 0) return;
+              if (round === 1) {
+                // Round 0 is applied. The pass yielded to receiving while the socket had a backlog:
+                // finish it (in steps; the source waits for this ack and hashes its own pages
+                // meanwhile) before acknowledging, so that the round's time counts it and the digest
+                // under pause does not.
+                hasher.whenCaughtUp(() => session.reply(encodeRound(round, FrameType.ROUND_ACK)));
+                return;
+              }
               // Everything before this frame is applied: let the sender time its round by our pace.
               session.reply(encodeRound(round, FrameType.ROUND_ACK));
               // Hash what arrived in this round while the source still runs (the background pass
@@ -188,6 +200,7 @@ export class MigrationReceiver {
         acceptHello(hello);
       } catch (err) {
         session.fail(err as Error);
+        connection.off('data', onRead);
         if (vm.state !== 'stopped') vm.stop();
         throw err;
       }
@@ -201,10 +214,12 @@ export class MigrationReceiver {
         else s.addEventListener('abort', () => reject(s.reason), { once: true });
       });
       const { sourceDigest, targetDigest } = await Promise.race([completed, aborted]);
+      connection.off('data', onRead);
       reservation?.release();
       return this.readyResult(announced!, sourceDigest, targetDigest);
     } catch (err) {
       hasher.stop();
+      connection.off('data', onRead);
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();

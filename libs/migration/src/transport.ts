@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { ConnectionLostError, MigrationCancelledError, ProtocolError, TokenMismatchError } from './errors.js';
 import { tokenMatches } from './receiver.js';
 import { FrameParser, decodeJson, encodeError } from './wire/codec.js';
-import { FrameType, type HelloPayload } from './wire/frame.js';
+import { FrameType, SOCKET_READ_BUFFER_BYTES, type HelloPayload } from './wire/frame.js';
 
 export interface ListenOptions {
   /** Address to bind; 127.0.0.1 unless the agent says otherwise. */
@@ -122,7 +122,7 @@ export async function listenForIncoming(opts: ListenOptions): Promise<IncomingLi
 }
 
 /** Bytes per socket read on the receiving end (the kernel copies up to this much per read). */
-const READ_BUFFER_BYTES = 256 * 1024;
+const READ_BUFFER_BYTES = SOCKET_READ_BUFFER_BYTES;
 
 /**
  * The accepted connection re-wrapped so that every read lands in one reused buffer (net.Socket's

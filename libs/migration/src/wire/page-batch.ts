@@ -41,6 +41,11 @@ export class PageBatcher {
   /** One aligned page: the XBZRLE path reads the page here once, then encodes and caches from it. */
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   private readonly scratchWords = new Uint32Array(this.scratch.buffer);
+  /**
+   * Hash each raw page as it is copied (default). The sender turns it off for round 0 at unlimited
+   * bandwidth, where it hashes in a pass while waiting for the round's ROUND_ACK instead.
+   */
+  hashOnCopy = true;
   readonly counters: BatchCounters = { pagesRaw: 0, pagesZero: 0, pagesXbzrle: 0, pagesUnchanged: 0, xbzrleOverflows: 0 };
 
   constructor(
@@ -97,7 +102,7 @@ export class PageBatcher {
       const off = pool.frameByteOffset(frame);
       raw.set(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), FRAME_HEADER_BYTES + this.rawFill + 4);
       // Hash while the page is in cache: the digests at the switch-over then only hash later writes.
-      cacheFrameHash(pool, frame);
+      if (this.hashOnCopy) cacheFrameHash(pool, frame);
       this.rawFill += PAGE_RECORD_BYTES;
       this.counters.pagesRaw++;
       return;
