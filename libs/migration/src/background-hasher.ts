@@ -8,24 +8,31 @@
  * turn's I/O), so frames keep flowing. The digest at COMPLETE hashes whatever the pass has not reached
  * or what was written behind it: correctness never depends on the pass.
  *
- * While the socket has more data waiting (the last read filled the whole read buffer, see noteRead),
- * a step is skipped: on a receiver-bound stream hashing would take the CPU from receiving (0.25 of
- * the 0.7 CPU-s a GiB cost the receiver). What the pass did not reach by the end of round 0 is hashed
- * before ROUND_ACK (whenCaughtUp), while the source waits for it, so the digest under pause still only
- * hashes the last round. When reads come partial (a bandwidth cap, a slower sender), the receiver
- * has idle time and the pass follows the stream as before.
+ * While data flows, a turn that read from the socket skips its step (noteRead): on a receiver-bound
+ * stream hashing would take the CPU from receiving (0.25 of the 0.7 CPU-s a GiB cost the receiver);
+ * a turn without a read (a bandwidth cap, a slower sender: the receiver has idle time) takes a small
+ * step. What the pass did not reach by the end of round 0 is hashed before ROUND_ACK (whenCaughtUp),
+ * while the source waits for it, so the digest under pause still only hashes the last round.
  */
 import type { GuestMemory } from '@vmm/emulator';
 
 /** Pages walked per step: at most that many 4 KiB hashes (a few ms), usually far fewer. */
 export const STEP_PAGES = 4096;
+/**
+ * Pages per step while a stream flows (a turn in which nothing was read): about one read buffer's
+ * worth (~60 µs), so that the socket buffer does not fill up and stall the sender meanwhile.
+ */
+export const IN_STREAM_STEP_PAGES = 64;
+/** A stream counts as flowing for this long after a read: steps stay small meanwhile. */
+const STREAM_QUIET_MS = 2;
 
 export class BackgroundHasher {
   private cursor = 0;
   private limit = 0; // pages below were written at some point: the pass never walks beyond
   private stopped = false;
   private timer: NodeJS.Immediate | null = null;
-  private backlogged = false; // the last read filled the read buffer: more data waits in the socket
+  private readSinceStep = false;
+  private lastReadMs = -Infinity;
   private caughtUp: (() => void) | null = null;
 
   constructor(private readonly memory: GuestMemory) {}
@@ -45,11 +52,14 @@ export class BackgroundHasher {
   }
 
   /**
-   * A socket read of `bytes` arrived; `fullBytes` is the read buffer's size. A full read means the
-   * socket had more: the pass yields to receiving until a read comes partial or none comes.
+   * A socket read of `bytes` arrived (`fullBytes`: the read buffer's size; kept for callers, the pass
+   * yields on any read): this turn's step is skipped.
    */
   noteRead(bytes: number, fullBytes: number): void {
-    this.backlogged = bytes >= fullBytes;
+    void bytes;
+    void fullBytes;
+    this.readSinceStep = true;
+    this.lastReadMs = performance.now();
   }
 
   /** Starts the pass over from page 0 (a new round's pages may lie behind it). */
@@ -65,7 +75,6 @@ export class BackgroundHasher {
   whenCaughtUp(done: () => void): void {
     this.caughtUp?.();
     this.caughtUp = done;
-    this.backlogged = false;
     this.schedule();
     this.settle();
   }
@@ -95,13 +104,16 @@ export class BackgroundHasher {
       this.timer = null;
       return;
     }
-    if (this.backlogged && this.caughtUp === null) {
-      // Receiving comes first; try again next turn (the flag is refreshed by every read).
-      this.backlogged = false;
+    if (this.caughtUp === null && this.readSinceStep) {
+      // Data came in this turn: receiving comes first. A turn without a read (the receiver outpaces
+      // the sender) takes a small step, a quiet connection whole ones; the rest waits for whenCaughtUp.
+      this.readSinceStep = false;
       this.timer = setImmediate(this.step);
       return;
     }
-    const end = Math.min(this.limit, memory.pageCount, this.cursor + STEP_PAGES);
+    const flowing = this.caughtUp === null && performance.now() - this.lastReadMs < STREAM_QUIET_MS;
+    const stepPages = flowing ? IN_STREAM_STEP_PAGES : STEP_PAGES;
+    const end = Math.min(this.limit, memory.pageCount, this.cursor + stepPages);
     if (end > this.cursor) memory.cachePageHashRange(this.cursor, end - this.cursor);
     this.cursor = Math.max(this.cursor, end);
     this.timer = null;
