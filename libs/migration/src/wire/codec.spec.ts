@@ -75,4 +75,92 @@ describe('frame codec', () => {
   it('refuses to encode a payload over the type limit', () => {
     expect(() => encodeFrame(FrameType.COMPLETE, new Uint8Array(17))).toThrow(ProtocolError);
   });
+
+  /** A PAGE_RUN frame: indices, then each page filled with (index + 1) & 0xff. */
+  function runFrame(pages: number[]): Buffer {
+    const buf = Buffer.alloc(FRAME_HEADER_BYTES + pages.length * PAGE_RECORD_BYTES);
+    writeFrameHeader(buf, 0, FrameType.PAGE_RUN, pages.length * PAGE_RECORD_BYTES);
+    pages.forEach((p, i) => {
+      writeU32(buf, FRAME_HEADER_BYTES + i * 4, p);
+      buf.fill((p + 1) & 0xff, FRAME_HEADER_BYTES + pages.length * 4 + i * PAGE_SIZE, FRAME_HEADER_BYTES + pages.length * 4 + (i + 1) * PAGE_SIZE);
+    });
+    return buf;
+  }
+
+  it('PAGE_RUN: whole pages in bulk, split ones gathered, whatever the chunking', () => {
+    const pages = [7, 3, 9, 100];
+    const wire = Buffer.concat([runFrame(pages), encodeRound(2)]);
+    for (const size of [1, 3, 1000, 4097, 9000, wire.length]) {
+      const got: [number, number][] = [];
+      let rounds = 0;
+      const parser = new FrameParser(
+        {
+          onPage: (p, src, at) => got.push([p, src[at + 4095]!]),
+          onRunPages: (ps, first, count, src, at) => {
+            for (let i = 0; i < count; i++) got.push([ps[first + i]!, src[at + i * PAGE_SIZE]!]);
+          },
+          onFrame: (type) => (rounds += type === FrameType.ROUND ? 1 : 0),
+        },
+        ALL,
+      );
+      for (let off = 0; off < wire.length; off += size) parser.push(wire.subarray(off, off + size));
+      expect(got, `chunks of ${size}`).toEqual(pages.map((p) => [p, (p + 1) & 0xff]));
+      expect(rounds).toBe(1);
+      expect(parser.idle).toBe(true);
+    }
+  });
+
+  it('PAGE_RUN: reads land in the frames runTarget gives, with only the header and indices in the default buffer', () => {
+    const pages = [4, 5, 6];
+    const wire = runFrame(pages);
+    const frames = new Uint8Array(3 * PAGE_SIZE);
+    const inPlace: number[] = [];
+    let viaDefault = 0;
+    const parser = new FrameParser(
+      {
+        onPage: () => viaDefault++,
+        onRunPages: (_ps, _first, count) => (viaDefault += count),
+        runTarget: (ps, first, count) => {
+          expect(ps[first]).toBe(4);
+          expect(count).toBe(3);
+          return frames;
+        },
+        onRunInPlace: (ps, first, count) => {
+          for (let i = first; i < first + count; i++) inPlace.push(ps[i]!);
+        },
+        onFrame: () => undefined,
+      },
+      ALL,
+    );
+    const defaultBuffer = new Uint8Array(64 * 1024);
+    let off = 0;
+    const read = (target: Uint8Array, max: number) => {
+      const n = Math.min(target.length, max, wire.length - off);
+      target.set(wire.subarray(off, off + n));
+      off += n;
+      parser.push(target.subarray(0, n));
+    };
+    read(defaultBuffer, 64 * 1024); // a first PAGE_RUN read as a whole into the default buffer
+    expect(viaDefault).toBe(3);
+    expect(inPlace).toEqual([]);
+    viaDefault = 0;
+    // A frame after a PAGE_RUN: the parser asks for exactly the header, then the indices, then frames.
+    const frames2: number[] = [];
+    const wire2 = runFrame(pages);
+    off = 0;
+    const read2 = (max: number) => {
+      const target = parser.readTarget(defaultBuffer) ?? defaultBuffer;
+      const n = Math.min(target.length, max, wire2.length - off);
+      target.set(wire2.subarray(off, off + n));
+      off += n;
+      parser.push(target.subarray(0, n));
+      frames2.push(n);
+    };
+    while (off < wire2.length) read2(5000); // reads of at most 5000 bytes: pages split between reads
+    expect(frames2.slice(0, 2)).toEqual([FRAME_HEADER_BYTES, 12]);
+    expect(inPlace).toEqual(pages);
+    expect(viaDefault).toBe(0);
+    for (let i = 0; i < 3; i++) expect(frames[i * PAGE_SIZE + 4095]).toBe(pages[i]! + 1);
+    expect(parser.idle).toBe(true);
+  });
 });
