@@ -195,27 +195,6 @@ describe('GuestMemory', () => {
     expect(pool.framesInUse).toBe(3);
   });
 
-  it('prepareOverwriteRun maps consecutive frames for an in-place write, stopping where they break; finishOverwrite unbacks zeros', () => {
-    const { pool, mem } = setup(64); // 16-frame slabs
-    const log = mem.createDirtyLog();
-    const pages = Uint32Array.from({ length: 20 }, (_, i) => i);
-    const n = mem.prepareOverwriteRun(pages, 0, 20);
-    expect(n).toBe(16); // a fresh pool hands out frames in order; the run stops at the slab's end
-    for (let i = 1; i < n; i++) expect(mem.frameOf(i)).toBe(mem.frameOf(0) + i);
-    const f0 = mem.frameOf(0);
-    const slab = pool.slabBytes(f0);
-    const off = pool.frameByteOffset(f0);
-    slab.fill(7, off, off + (n - 1) * PAGE_SIZE); // pages 0..14 get data, page 15 zeros
-    slab.fill(0, off + (n - 1) * PAGE_SIZE, off + n * PAGE_SIZE);
-    for (let i = 0; i < n; i++) mem.finishOverwrite(i);
-    expect(mem.isZero(3)).toBe(false);
-    expect(mem.isZero(15)).toBe(true); // came in all zeros: unbacked
-    const bitmap = new Uint32Array(2);
-    log.sync(bitmap);
-    expect(bitmap[0]! & 0xffff).toBe(0xffff); // every prepared page is dirty
-    expect(() => mem.prepareOverwriteRun(pages, 15, 6)).toThrow(OutOfRangeError);
-  });
-
   it('writePagesFrom checks the whole batch before writing any page', () => {
     const { mem } = setup();
     const src = new Uint8Array(2 * PAGE_SIZE).fill(1);

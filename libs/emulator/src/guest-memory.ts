@@ -143,59 +143,6 @@ export class GuestMemory implements DirtyLogOwner {
   }
 
   /**
-   * Prepares pages[first…] for an in-place overwrite (the migration receiver reads the socket straight
-   * into their frames): maps a private frame to each page (allocating, or copying a shared one away,
-   * as writePage does), marks it dirty and invalidates its hash, and stops before the first page whose
-   * frame would not directly follow the previous one in the same slab. Returns how many pages of
-   * pages[first..first+count) it prepared (≥ 1 when count > 0): their frames are consecutive, starting
-   * at frameOf(pages[first]). Their content is undefined until overwritten; call finishOverwrite(page)
-   * for each once all 4096 bytes landed. A page past the run may already have been given a frame.
-   */
-  prepareOverwriteRun(pages: Uint32Array, first: number, count: number): number {
-    this.checkLive();
-    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > pages.length) {
-      throw new OutOfRangeError('first + count', first + count, pages.length + 1);
-    }
-    const pool = this.pool;
-    const map = this.map;
-    let prev = -1;
-    let n = 0;
-    for (; n < count; n++) {
-      const page = pages[first + n]!;
-      if (page >= this.pageCount) throw new OutOfRangeError('page', page, this.pageCount);
-      let frame = map[page]!;
-      if (frame === -1) {
-        frame = pool.allocate(false);
-        map[page] = frame;
-        this.resident++;
-      } else if (pool.refCount(frame) > 1) {
-        pool.decRef(frame);
-        frame = pool.allocate(false);
-        map[page] = frame;
-      }
-      if (n > 0 && (frame !== prev + 1 || frame % pool.slabFrames === 0)) break;
-      pool.invalidateHash(frame);
-      this.markDirty(page);
-      prev = frame;
-    }
-    return n;
-  }
-
-  /**
-   * Ends an in-place overwrite of the page (see prepareOverwriteRun): invalidates its hash again (a
-   * background pass may have hashed the frame half-written) and unbacks it if it came in all zeros.
-   */
-  finishOverwrite(page: number): void {
-    this.checkPage(page);
-    const frame = this.map[page]!;
-    if (frame === -1) return;
-    this.pool.invalidateHash(frame);
-    const off = this.pool.frameByteOffset(frame);
-    const bytes = this.pool.slabBytes(frame);
-    if (bytes[off] === 0 && isZeroSpan(bytes, off)) this.unback(page);
-  }
-
-  /**
    * Makes the page zero and frees its frame (or drops its share of it). The page is marked dirty only if
    * its content changes: KSM's use_zero_pages merging of a page that already holds zeros is not a write.
    */

@@ -15,7 +15,6 @@ import type { ReceiverStats } from './progress.js';
 import { BackgroundHasher } from './background-hasher.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
-import { setReadTarget } from './transport.js';
 import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
 import {
   BATCH_PAYLOAD_BYTES,
@@ -58,9 +57,7 @@ export interface IncomingResult {
   abort(): void;
 }
 
-/** Fewest consecutive frames worth a read of their own (64 KiB). */
-const MIN_IN_PLACE_PAGES = 16;
-const SENDER_TYPES = [FrameType.PAGES, FrameType.PAGE_RUN, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
+const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
 
 /** Constant-time token comparison. */
 export function tokenMatches(expected: string, presented: unknown): boolean {
@@ -96,7 +93,7 @@ export class MigrationReceiver {
 
     const acceptHello = (h: HelloPayload): void => {
       if (!tokenMatches(this.opts.token, h.token)) throw new TokenMismatchError(migrationId);
-      if (h.version !== PROTOCOL_VERSION && h.version !== 1) throw new ProtocolError(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`);
+      if (h.version !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`);
       if (h.migrationId !== migrationId) throw new ProtocolError(`HELLO for migration ${h.migrationId}, expected ${migrationId}`);
       if (h.pageCount !== memory.pageCount) {
         throw new MigrationStateError(`migration ${migrationId}: source has ${h.pageCount} pages, incoming VM ${memory.pageCount}`);
@@ -136,24 +133,6 @@ export class MigrationReceiver {
           for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) pages[i] = readU32(src, at);
           memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
           if (count > 0) hasher.noteWritten(pages[count - 1]!);
-          this.stats.pagesRaw += count;
-        },
-        onRunPages: (pages, first, count, src, offset) => {
-          memory.writePagesFrom(first === 0 && count === pages.length ? pages : pages.subarray(first, first + count), count, src, offset, PAGE_SIZE);
-          hasher.noteWritten(pages[first + count - 1]!);
-          this.stats.pagesRaw += count;
-        },
-        runTarget: (pages, first, count) => {
-          const n = memory.prepareOverwriteRun(pages, first, count);
-          // Reads shorter than this cost more in syscalls than the copy they save.
-          if (n < MIN_IN_PLACE_PAGES && n < count) return null;
-          const frame = memory.frameOf(pages[first]!);
-          const off = memory.pool.frameByteOffset(frame);
-          return memory.pool.slabBytes(frame).subarray(off, off + n * PAGE_SIZE);
-        },
-        onRunInPlace: (pages, first, count) => {
-          for (let i = first; i < first + count; i++) memory.finishOverwrite(pages[i]!);
-          hasher.noteWritten(pages[first + count - 1]!);
           this.stats.pagesRaw += count;
         },
         onFrame: (type, payload) => {
@@ -216,16 +195,12 @@ export class MigrationReceiver {
       accepted,
       FrameType.COMPLETE,
     );
-    // PAGE_RUN data is read straight into the target frames where they are consecutive (round 0 of a
-    // fresh target: frames come from the reservation in order), saving the copy out of the read buffer.
-    setReadTarget(connection, (buffer) => session.readTarget(buffer));
     if (hello) {
       try {
         acceptHello(hello);
       } catch (err) {
         session.fail(err as Error);
         connection.off('data', onRead);
-        setReadTarget(connection, null);
         if (vm.state !== 'stopped') vm.stop();
         throw err;
       }
@@ -240,13 +215,11 @@ export class MigrationReceiver {
       });
       const { sourceDigest, targetDigest } = await Promise.race([completed, aborted]);
       connection.off('data', onRead);
-      setReadTarget(connection, null);
       reservation?.release();
       return this.readyResult(announced!, sourceDigest, targetDigest);
     } catch (err) {
       hasher.stop();
       connection.off('data', onRead);
-      setReadTarget(connection, null);
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();

@@ -56,9 +56,6 @@ export class PeerSession {
       {
         onPage: own.onPage,
         onPages: own.onPages,
-        onRunPages: own.onRunPages,
-        runTarget: own.runTarget,
-        onRunInPlace: own.onRunInPlace,
         onFrame: (type, payload) => {
           if (type === FrameType.ERROR) {
             const e = decodeJson<ErrorPayload>(payload, 'ERROR');
@@ -86,11 +83,6 @@ export class PeerSession {
   /** Aborted when the migration must stop; `signal.reason` is the error to report. */
   get signal(): AbortSignal {
     return this.controller.signal;
-  }
-
-  /** Where the next socket read should land (FrameParser.readTarget); null = the default buffer. */
-  readTarget(defaultBuffer: Uint8Array): Uint8Array | null {
-    return this.done ? null : this.parser.readTarget(defaultBuffer);
   }
 
   get bytesReceived(): number {

@@ -141,40 +141,20 @@ function readingIntoReusedBuffer(accepted: net.Socket): net.Socket {
   }
   holder._handle = null; // the accepted wrapper must not close or read the handle any more
   const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  let self: net.Socket | null = null;
   const socket: net.Socket = new net.Socket({
     handle: handle as never,
     readable: true,
     writable: true,
     onread: {
-      // A function is asked for the buffer of every read (checked on Node 20): the receiver may point
-      // the read at the frames a PAGE_RUN's data is meant for. It may be called before `socket` is set.
-      buffer: () => {
-        const provide = self === null ? undefined : readTargets.get(self);
-        return (provide && provide(buffer)) ?? buffer;
-      },
+      buffer,
       callback: (bytes: number, buf: Uint8Array) => {
         socket.emit('data', buf.subarray(0, bytes));
         return true;
       },
     },
   } as net.SocketConstructorOpts);
-  self = socket;
   socket.pause(); // reading starts when a consumer resumes it
   return socket;
-}
-
-const readTargets = new WeakMap<net.Socket, (defaultBuffer: Uint8Array) => Uint8Array | null>();
-
-/**
- * Lets `provide` choose where each next read of an accepted connection lands (the receiver: straight
- * into guest frames); null from it, or no provider, = the connection's reused buffer. A connection
- * that listenForIncoming did not re-wrap ignores it. `null` removes the provider.
- */
-export function setReadTarget(connection: unknown, provide: ((defaultBuffer: Uint8Array) => Uint8Array | null) | null): void {
-  if (!(connection instanceof net.Socket)) return;
-  if (provide === null) readTargets.delete(connection);
-  else readTargets.set(connection, provide);
 }
 
 /** Splits "host:port" or "[v6]:port". */

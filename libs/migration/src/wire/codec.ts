@@ -5,10 +5,8 @@
  */
 import { ProtocolError } from '../errors.js';
 import {
-  BATCH_PAGES,
   FRAME_HEADER_BYTES,
   FrameType,
-  PAGE_SIZE,
   MAX_PAYLOAD_BYTES,
   PAGE_RECORD_BYTES,
   frameTypeName,
@@ -81,20 +79,6 @@ export interface FrameHandlers {
   onPages?(src: Uint8Array, srcOffset: number, count: number): void;
   /** Any other frame; `payload` is valid during the call only. */
   onFrame(type: number, payload: Uint8Array): void;
-  /**
-   * PAGE_RUN, whole pages in one chunk: page `pages[first + i]` has the 4096 bytes at
-   * src[srcOffset + i × 4096], for i < count. Required to accept PAGE_RUN frames; a page split across
-   * chunks is gathered and given to onPage.
-   */
-  onRunPages?(pages: Uint32Array, first: number, count: number, src: Uint8Array, srcOffset: number): void;
-  /**
-   * PAGE_RUN in place (optional): the frames of pages[first…] as one view of k × 4096 bytes (k ≥ 1
-   * consecutive pages, prepared for overwrite), for the next socket reads to land in; null when the
-   * frames are not consecutive enough to pay.
-   */
-  runTarget?(pages: Uint32Array, first: number, count: number): Uint8Array | null;
-  /** PAGE_RUN in place: all bytes of pages[first..first+count) landed in the view runTarget gave. */
-  onRunInPlace?(pages: Uint32Array, first: number, count: number): void;
 }
 
 /** Incremental frame parser. Feed it chunks in order; it calls the handlers synchronously. */
@@ -110,19 +94,6 @@ export class FrameParser {
   private recordFill = 0;
   /** Bytes consumed so far, for stats. */
   bytesParsed = 0;
-  // PAGE_RUN state: indices gathered first, then page `runNext` has `runPageFill` bytes so far.
-  private readonly runIdx = new Uint8Array(BATCH_PAGES * 4);
-  private readonly runPages = new Uint32Array(BATCH_PAGES);
-  private runCount = 0;
-  private runIdxFill = 0;
-  private runNext = 0;
-  private runPageFill = 0;
-  /** The view runTarget gave (pages runViewFirst…) and whether the current page's bytes are in it. */
-  private runView: Uint8Array | null = null;
-  private runViewFirst = 0;
-  private runViewPages = 0;
-  private runInPlace = false;
-  private lastWasRun = false;
 
   constructor(
     private readonly handlers: FrameHandlers,
@@ -148,7 +119,6 @@ export class FrameParser {
         continue;
       }
       if (this.type === FrameType.PAGES) off = this.pushPages(chunk, off);
-      else if (this.type === FrameType.PAGE_RUN) off = this.pushRun(chunk, off);
       else off = this.pushBody(chunk, off);
     }
   }
@@ -162,30 +132,22 @@ export class FrameParser {
       throw new ProtocolError(`unexpected frame type ${frameTypeName(type)}`);
     }
     if (bytes > max) throw new ProtocolError(`${frameTypeName(type)} frame of ${bytes} bytes exceeds ${max}`);
-    if ((type === FrameType.PAGES || type === FrameType.PAGE_RUN) && bytes % PAGE_RECORD_BYTES !== 0) {
-      throw new ProtocolError(`${frameTypeName(type)} frame of ${bytes} bytes is not a whole number of records`);
+    if (type === FrameType.PAGES && bytes % PAGE_RECORD_BYTES !== 0) {
+      throw new ProtocolError(`PAGES frame of ${bytes} bytes is not a whole number of records`);
     }
-    if (type === FrameType.PAGE_RUN && !this.handlers.onRunPages) throw new ProtocolError('unexpected frame type PAGE_RUN');
-    this.lastWasRun = type === FrameType.PAGE_RUN;
-    this.runCount = bytes / PAGE_RECORD_BYTES;
-    this.runIdxFill = 0;
-    this.runNext = 0;
-    this.runPageFill = 0;
-    this.runView = null;
-    this.runInPlace = false;
     this.type = type;
     this.remaining = bytes;
     this.payloadBytes = bytes;
     this.bodyFill = 0;
     this.recordFill = 0;
-    if (type !== FrameType.PAGES && type !== FrameType.PAGE_RUN && this.body.length < bytes) this.body = new Uint8Array(bytes);
+    if (type !== FrameType.PAGES && this.body.length < bytes) this.body = new Uint8Array(bytes);
     if (bytes === 0) this.endFrame();
   }
 
   private endFrame(): void {
     const type = this.type;
     this.type = -1;
-    if (type !== FrameType.PAGES && type !== FrameType.PAGE_RUN) this.handlers.onFrame(type, this.body.subarray(0, this.payloadBytes));
+    if (type !== FrameType.PAGES) this.handlers.onFrame(type, this.body.subarray(0, this.payloadBytes));
   }
 
   private pushPages(chunk: Uint8Array, start: number): number {
@@ -220,108 +182,6 @@ export class FrameParser {
       off = len;
     }
     if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
-    return off;
-  }
-
-  /**
-   * Where the next socket read should land (the transport asks before each read), given its default
-   * buffer: inside a PAGE_RUN's data, a view of the target frames (runTarget) so that the kernel copies
-   * straight into guest memory; at a PAGE_RUN's header or indices (after a PAGE_RUN, so presumably
-   * another follows), just those bytes of the default buffer, so that the data after them is not read
-   * into it; otherwise null (the whole default buffer).
-   */
-  readTarget(defaultBuffer: Uint8Array): Uint8Array | null {
-    if (this.type < 0) return this.lastWasRun ? defaultBuffer.subarray(0, FRAME_HEADER_BYTES - this.headerFill) : null;
-    if (this.type !== FrameType.PAGE_RUN) return null;
-    const idxBytes = this.runCount * 4;
-    if (this.runIdxFill < idxBytes) return defaultBuffer.subarray(0, idxBytes - this.runIdxFill);
-    if (this.runNext >= this.runCount || !this.handlers.runTarget) return null;
-    if (this.runPageFill > 0 && !this.runInPlace) return null; // this page is being gathered
-    const view = this.runView;
-    if (view !== null && this.runNext >= this.runViewFirst && this.runNext < this.runViewFirst + this.runViewPages) {
-      return view.subarray((this.runNext - this.runViewFirst) * PAGE_SIZE + this.runPageFill);
-    }
-    const next = this.handlers.runTarget(this.runPages, this.runNext, this.runCount - this.runNext);
-    if (next === null) return null;
-    this.runView = next;
-    this.runViewFirst = this.runNext;
-    this.runViewPages = next.length / PAGE_SIZE;
-    return next;
-  }
-
-  private pushRun(chunk: Uint8Array, start: number): number {
-    let off = start;
-    const len = chunk.length;
-    const handlers = this.handlers;
-    const idxBytes = this.runCount * 4;
-    if (this.runIdxFill < idxBytes) {
-      const take = Math.min(idxBytes - this.runIdxFill, len - off);
-      this.runIdx.set(chunk.subarray(off, off + take), this.runIdxFill);
-      this.runIdxFill += take;
-      this.remaining -= take;
-      off += take;
-      if (this.runIdxFill < idxBytes) return off;
-      for (let i = 0; i < this.runCount; i++) this.runPages[i] = readU32(this.runIdx, i * 4);
-    }
-    const pages = this.runPages;
-    const view = this.runView;
-    if (off < len && view !== null && chunk.buffer === view.buffer && this.runNext >= this.runViewFirst) {
-      // The read landed in the frames themselves: only bookkeeping is left.
-      const pos = (this.runNext - this.runViewFirst) * PAGE_SIZE + this.runPageFill;
-      if (chunk.byteOffset + off === view.byteOffset + pos) {
-        const n = len - off;
-        const total = this.runPageFill + n;
-        const done = Math.floor(total / PAGE_SIZE);
-        this.runPageFill = total % PAGE_SIZE;
-        this.runInPlace = this.runPageFill > 0;
-        this.remaining -= n;
-        if (done > 0) {
-          const first = this.runNext;
-          this.runNext += done;
-          handlers.onRunInPlace!(pages, first, done);
-        }
-        if (this.remaining === 0) this.type = -1;
-        return len;
-      }
-    }
-    if (this.runInPlace && off < len) {
-      // Part of this page landed in place and the rest comes in a plain chunk: finish it in place.
-      const pos = (this.runNext - this.runViewFirst) * PAGE_SIZE + this.runPageFill;
-      const take = Math.min(PAGE_SIZE - this.runPageFill, len - off);
-      view!.set(chunk.subarray(off, off + take), pos);
-      off += take;
-      this.remaining -= take;
-      this.runPageFill += take;
-      if (this.runPageFill < PAGE_SIZE) return off;
-      this.runPageFill = 0;
-      this.runInPlace = false;
-      handlers.onRunInPlace!(pages, this.runNext++, 1);
-    }
-    if (this.runPageFill > 0 && off < len) {
-      const take = Math.min(PAGE_SIZE - this.runPageFill, len - off);
-      this.record.set(chunk.subarray(off, off + take), this.runPageFill);
-      off += take;
-      this.remaining -= take;
-      this.runPageFill += take;
-      if (this.runPageFill < PAGE_SIZE) return off;
-      this.runPageFill = 0;
-      handlers.onPage(pages[this.runNext++]!, this.record, 0);
-    }
-    const whole = Math.min(Math.floor((len - off) / PAGE_SIZE), this.runCount - this.runNext);
-    if (whole > 0) {
-      handlers.onRunPages!(pages, this.runNext, whole, chunk, off);
-      this.runNext += whole;
-      off += whole * PAGE_SIZE;
-      this.remaining -= whole * PAGE_SIZE;
-    }
-    if (this.remaining > 0 && off < len) {
-      const take = Math.min(len - off, PAGE_SIZE); // less than a page: the rest of the chunk
-      this.record.set(chunk.subarray(off, off + take), 0);
-      this.runPageFill = take;
-      this.remaining -= take;
-      off += take;
-    }
-    if (this.remaining === 0) this.type = -1;
     return off;
   }
 

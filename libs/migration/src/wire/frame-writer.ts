@@ -69,17 +69,12 @@ export class FrameWriter {
 
   /** Sends the batch built in the buffer returned by the last acquire(). */
   async sendBatch(buf: Buffer, type: number, payloadBytes: number): Promise<void> {
-    return this.sendBatchAt(buf, 0, type, payloadBytes);
-  }
-
-  /** sendBatch for a frame whose header goes at buf[start] (its payload follows it). */
-  async sendBatchAt(buf: Buffer, start: number, type: number, payloadBytes: number): Promise<void> {
     const slot = this.ring.indexOf(buf);
     if (slot < 0 || !this.acquired[slot]) throw new Error('sendBatch: buffer was not acquired');
-    writeFrameHeader(buf, start, type, payloadBytes);
+    writeFrameHeader(buf, 0, type, payloadBytes);
     await this.bucket.take(FRAME_HEADER_BYTES + payloadBytes, this.signal);
     this.acquired[slot] = false;
-    this.pending[slot] = this.write(buf.subarray(start, start + FRAME_HEADER_BYTES + payloadBytes));
+    this.pending[slot] = this.write(buf.subarray(0, FRAME_HEADER_BYTES + payloadBytes));
     await this.afterWrite();
   }
 

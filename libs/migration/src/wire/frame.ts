@@ -5,8 +5,7 @@
  *
  * Pure constants: the codec and the docs must agree with this file.
  */
-/** 2 adds PAGE_RUN; a receiver accepts a version-1 sender (which never sends it). */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 1;
 export const PAGE_SIZE = 4096;
 export const FRAME_HEADER_BYTES = 5;
 
@@ -26,11 +25,6 @@ export const FrameType = {
   DEVICE_STATE: 0x06,
   /** 16 ASCII hex chars: the source digest after the last page; nothing follows. */
   COMPLETE: 0x07,
-  /**
-   * n u32 page indices, then the n pages' 4096 bytes each, back to back (payload n × 4100 bytes): the
-   * receiver can read the data straight into the target frames. Protocol version 2.
-   */
-  PAGE_RUN: 0x08,
   /** Receiver accepted the HELLO. Empty payload. */
   HELLO_ACK: 0x81,
   /** 16 ASCII hex chars: the target digest after applying everything. */
@@ -52,9 +46,6 @@ export const XBZRLE_RECORD_HEADER_BYTES = 6;
  */
 export const SOCKET_READ_BUFFER_BYTES = 256 * 1024;
 
-/** Pages per batch (PAGES and PAGE_RUN frames hold at most this many). */
-export const BATCH_PAGES = 256;
-
 /** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, STACK.md §8). */
 export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
 
@@ -62,7 +53,6 @@ export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
 export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
   [FrameType.HELLO]: 64 * 1024,
   [FrameType.PAGES]: BATCH_PAYLOAD_BYTES,
-  [FrameType.PAGE_RUN]: BATCH_PAYLOAD_BYTES,
   [FrameType.ZERO]: BATCH_PAYLOAD_BYTES,
   [FrameType.XBZRLE]: BATCH_PAYLOAD_BYTES,
   [FrameType.ROUND]: 4,

@@ -1,5 +1,5 @@
 /**
- * Builds PAGE_RUN (PAGES with XBZRLE on), XBZRLE and ZERO frames for the sender. Each page is copied once, from guest memory
+ * Builds PAGES, XBZRLE and ZERO frames for the sender. Each page is copied once, from guest memory
  * straight into a ring buffer of the FrameWriter; no object is created per page.
  * Callers check `*Full` before adding and await the matching flush; every round ends with flushAll().
  * Each non-zero page's frame hash is cached as it is copied (await initHashing() before adding pages).
@@ -10,7 +10,6 @@ import { xbzrleEncode } from '../encoding/xbzrle.js';
 import type { XbzrleCache } from '../encoding/xbzrle-cache.js';
 import { writeFrameHeader, writeU32 } from './codec.js';
 import {
-  BATCH_PAGES,
   BATCH_PAYLOAD_BYTES,
   FRAME_HEADER_BYTES,
   FrameType,
@@ -21,8 +20,6 @@ import {
 import type { FrameWriter } from './frame-writer.js';
 
 const ZERO_FRAME_PAYLOAD_BYTES = 64 * 1024;
-/** Where a PAGE_RUN batch's page data starts in its buffer (after the header and room for every index). */
-const RUN_DATA_AT = FRAME_HEADER_BYTES + BATCH_PAGES * 4;
 
 export interface BatchCounters {
   pagesRaw: number;
@@ -98,14 +95,12 @@ export class PageBatcher {
       return;
     }
     if (cache === null) {
-      // A PAGE_RUN: indices at the front, data from RUN_DATA_AT (flushRaw closes the gap).
       const raw = this.raw!;
-      const n = this.rawFill / PAGE_RECORD_BYTES;
-      writeU32(raw, FRAME_HEADER_BYTES + n * 4, page);
+      writeU32(raw, FRAME_HEADER_BYTES + this.rawFill, page);
       // Straight from the frame's slab (a plain Uint8Array: its subarray is cheap, unlike a Buffer's).
       const pool = memory.pool;
       const off = pool.frameByteOffset(frame);
-      raw.set(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), RUN_DATA_AT + n * PAGE_SIZE);
+      raw.set(pool.slabBytes(frame).subarray(off, off + PAGE_SIZE), FRAME_HEADER_BYTES + this.rawFill + 4);
       // Hash while the page is in cache: the digests at the switch-over then only hash later writes.
       if (this.hashOnCopy) cacheFrameHash(pool, frame);
       this.rawFill += PAGE_RECORD_BYTES;
@@ -155,12 +150,7 @@ export class PageBatcher {
     const bytes = this.rawFill;
     this.raw = null;
     this.rawFill = 0;
-    if (this.cache !== null) return this.writer.sendBatch(buf, FrameType.PAGES, bytes);
-    // Move the n indices up against the data; the header goes right before them.
-    const n = bytes / PAGE_RECORD_BYTES;
-    const start = (BATCH_PAGES - n) * 4;
-    buf.copyWithin(FRAME_HEADER_BYTES + start, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + n * 4);
-    await this.writer.sendBatchAt(buf, start, FrameType.PAGE_RUN, bytes);
+    await this.writer.sendBatch(buf, FrameType.PAGES, bytes);
   }
 
   private async flushXbz(): Promise<void> {
