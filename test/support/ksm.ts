@@ -1,11 +1,10 @@
 // Helpers of the KSM, overcommit and placement integration tests (test/ksm-*.test.ts,
 // test/overcommit-*.test.ts, test/placement-*.test.ts): the duplicate structure of an image, waiting
 // on a node's reported figures, and waiting for ksmd to converge.
-import { credentials, Server, ServerCredentials, type Metadata, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { imageTemplate } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { freePort } from '@vmm/local-cluster/ports';
+import { RegistryRelay } from './registry-relay.js';
 import { waitFor } from './wait-for.js';
 
 export const PAGE_BYTES = 4096;
@@ -132,57 +131,30 @@ export async function deleteVmsAndWait(api: ClusterApi, vmIds: readonly string[]
 }
 
 /**
- * A RegistryService between the agents and the controller that forwards every call unchanged and
- * keeps the last NodeReport of each node (the host KSM figures are reported but not exposed by the
- * public API). Point the agents' CONTROLLER_ADDRESS at `address`.
+ * Keeps the last NodeReport of each node, seen through a RegistryRelay (the host KSM figures are
+ * reported but not exposed by the public API). Point the agents' CONTROLLER_ADDRESS at `address`.
  */
 export class NodeReportTap {
   readonly last = new Map<string, agent.NodeReport>();
-  private constructor(
-    private readonly server: Server,
-    private readonly upstream: agent.RegistryServiceClient,
-    readonly address: string,
-  ) {}
+  private relay!: RegistryRelay;
+
+  private constructor() {}
 
   static async start(controllerAddress: string): Promise<NodeReportTap> {
-    const upstream = new agent.RegistryServiceClient(controllerAddress, credentials.createInsecure());
-    const server = new Server();
-    const address = `127.0.0.1:${await freePort()}`;
-    let tap: NodeReportTap | undefined;
-    server.addService(agent.RegistryServiceService, {
-      register: (
-        call: { request: agent.RegisterRequest; metadata: Metadata },
-        callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void,
-      ) => upstream.register(call.request, call.metadata, { deadline: Date.now() + 10_000 }, (err, res) => callback(err, res)),
-      streamReports: (
-        call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
-        callback: (e: ServiceError | null, r?: agent.StreamReportsResponse) => void,
-      ) => {
-        let answered = false;
-        const out = upstream.streamReports(call.metadata, (err, res) => {
-          if (answered) return;
-          answered = true;
-          callback(err, res);
-        });
-        call.on('data', (msg: agent.StreamReportsRequest) => {
-          if (msg.report?.nodeId) tap?.last.set(msg.report.nodeId, msg.report);
-          out.write(msg);
-        });
-        call.on('end', () => out.end());
-        call.on('cancelled', () => out.cancel());
-        call.on('error', () => out.cancel());
-      },
+    const tap = new NodeReportTap();
+    tap.relay = await RegistryRelay.start(controllerAddress, (report) => {
+      if (report.nodeId) tap.last.set(report.nodeId, report);
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    tap = new NodeReportTap(server, upstream, address);
     return tap;
   }
 
-  async stop(): Promise<void> {
-    this.upstream.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    this.server.forceShutdown();
+  /** Where the agents should report (their CONTROLLER_ADDRESS). */
+  get address(): string {
+    return this.relay.address;
+  }
+
+  stop(): Promise<void> {
+    return this.relay.stop();
   }
 }
+

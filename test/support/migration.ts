@@ -1,7 +1,7 @@
 // Helpers of the migration integration tests (test/migration-*.test.ts): agent clients, waiting on
 // migration phases, collecting a WatchMigration stream, and a report tap that sees the agents'
 // NodeReports (writes_total is reported by agents but not exposed by the public API).
-import { credentials, Server, ServerCredentials, type Metadata, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { agent, cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
 import { promiseClient } from '@vmm/local-cluster/grpc-client';
@@ -9,6 +9,7 @@ import { freePort } from '@vmm/local-cluster/ports';
 import type { ClusterOptions } from '@vmm/local-cluster/cluster';
 import { expect } from 'vitest';
 import { startTestCluster, type TestCluster } from './cluster.js';
+import { RegistryRelay } from './registry-relay.js';
 import { waitFor } from './wait-for.js';
 
 const { MigrationPhase, VmState, WorkloadKind } = cluster;
@@ -186,55 +187,23 @@ export interface TappedVmReport {
 
 export class ReportTap {
   readonly reports: TappedVmReport[] = [];
-  private constructor(
-    private readonly server: Server,
-    private readonly upstream: agent.RegistryServiceClient,
-    readonly address: string,
-  ) {}
+  private relay!: RegistryRelay;
+
+  private constructor() {}
 
   /** Listens on a free port and forwards to the controller at `controllerAddress` (connected lazily). */
   static async start(controllerAddress: string): Promise<ReportTap> {
-    const upstream = new agent.RegistryServiceClient(controllerAddress, credentials.createInsecure());
-    const server = new Server();
-    const port = await freePort();
-    const address = `127.0.0.1:${port}`;
-    let tap: ReportTap | undefined;
-    server.addService(agent.RegistryServiceService, {
-      register: (
-        call: { request: agent.RegisterRequest; metadata: Metadata },
-        callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void,
-      ) => {
-        upstream.register(call.request, call.metadata, { deadline: Date.now() + 10_000 }, (err, res) => callback(err, res));
-      },
-      streamReports: (
-        call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
-        callback: (e: ServiceError | null, r?: agent.StreamReportsResponse) => void,
-      ) => {
-        let answered = false;
-        const answer = (err: ServiceError | null, res?: agent.StreamReportsResponse) => {
-          if (answered) return;
-          answered = true;
-          callback(err, res);
-        };
-        const out = upstream.streamReports(call.metadata, (err, res) => answer(err, res));
-        call.on('data', (msg: agent.StreamReportsRequest) => {
-          tap?.record(msg.report);
-          out.write(msg);
-        });
-        call.on('end', () => out.end());
-        call.on('cancelled', () => out.cancel());
-        call.on('error', () => out.cancel());
-      },
-    });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(address, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    tap = new ReportTap(server, upstream, address);
+    const tap = new ReportTap();
+    tap.relay = await RegistryRelay.start(controllerAddress, (report) => tap.record(report));
     return tap;
   }
 
-  private record(report: agent.NodeReport | undefined): void {
-    if (!report) return;
+  /** Where the agents should report (their CONTROLLER_ADDRESS). */
+  get address(): string {
+    return this.relay.address;
+  }
+
+  private record(report: agent.NodeReport): void {
     const atMs = Date.now();
     for (const vm of report.vms) {
       this.reports.push({
@@ -259,10 +228,8 @@ export class ReportTap {
     return waitFor(() => this.of(vmId).find((r) => r.atMs >= afterMs && check(r)), timeoutMs, `a report of ${vmId}`);
   }
 
-  async stop(): Promise<void> {
-    this.upstream.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    this.server.forceShutdown();
+  stop(): Promise<void> {
+    return this.relay.stop();
   }
 }
 
