@@ -76,16 +76,7 @@ export class GuestMemory implements DirtyLogOwner {
       this.markDirty(page);
       return;
     }
-    let frame = this.map[page];
-    if (frame === -1) {
-      frame = this.pool.allocate(false);
-      this.map[page] = frame;
-      this.resident++;
-    } else if (this.pool.refCount(frame) > 1) {
-      this.pool.decRef(frame);
-      frame = this.pool.allocate(false);
-      this.map[page] = frame;
-    }
+    const frame = this.frameToOverwrite(page);
     const bytes = this.pool.slabBytes(frame);
     const off = this.pool.frameByteOffset(frame);
     if (srcOffset === 0 && src.length === PAGE_SIZE) bytes.set(src, off);
@@ -111,7 +102,6 @@ export class GuestMemory implements DirtyLogOwner {
     if (!Number.isInteger(srcOffset)) throw new OutOfRangeError('src offset', srcOffset, src.length - PAGE_SIZE);
     for (let i = 0; i < count; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
     const pool = this.pool;
-    const map = this.map;
     const aligned = ((src.byteOffset + srcOffset) & 3) === 0 && (strideBytes & 3) === 0;
     const words = aligned ? wordsOf(src) : null;
     // A plain Uint8Array over src's buffer: subarray of a Node Buffer builds a Buffer, several times dearer.
@@ -126,16 +116,7 @@ export class GuestMemory implements DirtyLogOwner {
         this.markDirty(page);
         continue;
       }
-      let frame = map[page]!;
-      if (frame === -1) {
-        frame = pool.allocate(false);
-        map[page] = frame;
-        this.resident++;
-      } else if (pool.refCount(frame) > 1) {
-        pool.decRef(frame);
-        frame = pool.allocate(false);
-        map[page] = frame;
-      }
+      const frame = this.frameToOverwrite(page);
       pool.slabBytes(frame).set(bytes.subarray(base + at, base + at + PAGE_SIZE), pool.frameByteOffset(frame));
       pool.invalidateHash(frame);
       this.markDirty(page);
@@ -263,16 +244,7 @@ export class GuestMemory implements DirtyLogOwner {
     this.checkRange(firstPage, count);
     const rng = new Xoshiro128(seed);
     for (let page = firstPage; page < firstPage + count; page++) {
-      let frame = this.map[page];
-      if (frame === -1) {
-        frame = this.pool.allocate(false);
-        this.map[page] = frame;
-        this.resident++;
-      } else if (this.pool.refCount(frame) > 1) {
-        this.pool.decRef(frame);
-        frame = this.pool.allocate(false);
-        this.map[page] = frame;
-      }
+      const frame = this.frameToOverwrite(page);
       const words = this.pool.slabWords(frame);
       const w0 = this.pool.frameWordOffset(frame);
       rng.fill(words, w0, w0 + PAGE_WORDS);
@@ -297,6 +269,25 @@ export class GuestMemory implements DirtyLogOwner {
 
   get isReleased(): boolean {
     return this.released;
+  }
+
+  /**
+   * A frame of the page's own that the caller overwrites whole: a new one for an unbacked page, and a
+   * new one instead of a shared (KSM) frame, with no copy since every byte is about to be replaced.
+   * Its content is undefined until the caller writes it.
+   */
+  private frameToOverwrite(page: number): number {
+    let frame = this.map[page]!;
+    if (frame === -1) {
+      frame = this.pool.allocate(false);
+      this.map[page] = frame;
+      this.resident++;
+    } else if (this.pool.refCount(frame) > 1) {
+      this.pool.decRef(frame);
+      frame = this.pool.allocate(false);
+      this.map[page] = frame;
+    }
+    return frame;
   }
 
   private unback(page: number): void {
