@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { FramePool, type VirtualMachine } from '@vmm/emulator';
 import { MigrationReceiver, MigrationSender, connectOutgoing, listenForIncoming, type OutgoingResult } from '@vmm/migration';
 import { makeIncomingVm, makeSourceVm } from '@vmm/migration/testing/vm-fixture';
-import { Worker, arg, emit, log, median, round3, serve } from './bench-util.js';
+import { Worker, arg, collectGarbage, emit, log, median, round3, serve } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const PAGE_RECORD = 4100;
@@ -26,6 +26,7 @@ async function receiverRole(): Promise<void> {
   const pool = new FramePool();
   let pending: Promise<unknown> | null = null;
   serve(async (msg) => {
+    if (msg.cmd === 'listen-engine' || msg.cmd === 'listen-raw') collectGarbage();
     if (msg.cmd === 'listen-engine') {
       const memoryMib = msg.memoryMib as number;
       const vm = makeIncomingVm(pool, 'bench-vm', memoryMib);
@@ -102,6 +103,7 @@ async function senderRole(): Promise<void> {
       vm = makeSourceVm(new FramePool(), 'bench-vm', { memoryMib, workingSetMib: memoryMib, kind: 'idle', dirtyRatePagesPerSec: 0 });
       return {};
     }
+    if (msg.cmd === 'send-engine' || msg.cmd === 'send-raw') collectGarbage();
     if (msg.cmd === 'send-engine') {
       const cpu0 = process.cpuUsage();
       const connection = await connectOutgoing(`127.0.0.1:${msg.port as number}`);

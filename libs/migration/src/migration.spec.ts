@@ -227,11 +227,24 @@ describe('in-process migration', () => {
     out.abort();
   });
 
+  it('the receiver refuses a sender of a newer protocol version and discards the incoming VM', async () => {
+    await initHashing();
+    const target = makeIncomingVm(new FramePool(), 'vm-1', 4);
+    vms.push(target);
+    const [, b] = duplexPair();
+    const hello = { version: 3, migrationId: 'mig-1', token: 'secret', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2 };
+    await expect(new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' }).run(b, hello)).rejects.toThrow(
+      /protocol version 3, expected 1\.\.2/,
+    );
+    expect(target.state).toBe('stopped');
+  });
+
   it('the receiver gives up on a silent sender after the completion timeout announced in HELLO', async () => {
     await initHashing();
     const target = makeIncomingVm(new FramePool(), 'vm-1', 4);
     vms.push(target);
     const [, b] = duplexPair();
+    // A version-1 sender (no PAGE_RUN) is still accepted: the receiver waits for its pages.
     const hello = { version: 1, migrationId: 'mig-1', token: 'secret', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2, completionTimeoutMs: 1 };
     const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' });
     const started = Date.now();

@@ -27,6 +27,8 @@ export interface SenderStats {
   pagesTotal: number;
   pagesSent: number;
   pagesRaw: number;
+  /** Of pagesRaw: written straight from the guest's frames (PAGE_RUN), not copied into a batch. */
+  pagesWithoutCopy: number;
   pagesZero: number;
   pagesXbzrle: number;
   pagesUnchanged: number;

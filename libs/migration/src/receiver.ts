@@ -19,6 +19,7 @@ import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, 
 import {
   BATCH_PAYLOAD_BYTES,
   FrameType,
+  MIN_PROTOCOL_VERSION,
   PAGE_RECORD_BYTES,
   PAGE_SIZE,
   PROTOCOL_VERSION,
@@ -57,7 +58,7 @@ export interface IncomingResult {
   abort(): void;
 }
 
-const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
+const SENDER_TYPES = [FrameType.PAGES, FrameType.PAGE_RUN, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
 
 /** Constant-time token comparison. */
 export function tokenMatches(expected: string, presented: unknown): boolean {
@@ -93,7 +94,9 @@ export class MigrationReceiver {
 
     const acceptHello = (h: HelloPayload): void => {
       if (!tokenMatches(this.opts.token, h.token)) throw new TokenMismatchError(migrationId);
-      if (h.version !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`);
+      if (!Number.isInteger(h.version) || h.version < MIN_PROTOCOL_VERSION || h.version > PROTOCOL_VERSION) {
+        throw new ProtocolError(`protocol version ${h.version}, expected ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
+      }
       if (h.migrationId !== migrationId) throw new ProtocolError(`HELLO for migration ${h.migrationId}, expected ${migrationId}`);
       if (h.pageCount !== memory.pageCount) {
         throw new MigrationStateError(`migration ${migrationId}: source has ${h.pageCount} pages, incoming VM ${memory.pageCount}`);
@@ -134,6 +137,11 @@ export class MigrationReceiver {
           memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
           if (count > 0) hasher.noteWritten(pages[count - 1]!);
           this.stats.pagesRaw += count;
+        },
+        onPageRun: (pages, src, offset) => {
+          memory.writePagesFrom(pages, pages.length, src, offset, PAGE_SIZE);
+          hasher.noteWritten(pages[pages.length - 1]!);
+          this.stats.pagesRaw += pages.length;
         },
         onFrame: (type, payload) => {
           switch (type) {

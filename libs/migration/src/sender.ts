@@ -307,6 +307,7 @@ export class MigrationSender {
       return this.readyResult(sourceDigest, targetDigest, pausedAtMs, performance.now() - startMs, stats, wasRunning);
     } catch (err) {
       dirtyLog.disable();
+      batcher.release();
       const state: string = vm.state;
       if (state !== 'stopped') {
         vm.setThrottle(0);

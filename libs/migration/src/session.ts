@@ -56,6 +56,7 @@ export class PeerSession {
       {
         onPage: own.onPage,
         onPages: own.onPages,
+        onPageRun: own.onPageRun,
         onFrame: (type, payload) => {
           if (type === FrameType.ERROR) {
             const e = decodeJson<ErrorPayload>(payload, 'ERROR');

@@ -16,6 +16,18 @@ function pagesFrame(pages: number[]): Buffer {
   return buf;
 }
 
+function pageRunFrame(pages: number[]): Buffer {
+  const buf = Buffer.alloc(FRAME_HEADER_BYTES + pages.length * PAGE_RECORD_BYTES);
+  writeFrameHeader(buf, 0, FrameType.PAGE_RUN, pages.length * PAGE_RECORD_BYTES);
+  const data = FRAME_HEADER_BYTES + pages.length * 4;
+  pages.forEach((p, i) => {
+    writeU32(buf, FRAME_HEADER_BYTES + i * 4, p);
+    buf.fill((p % 250) + 1, data + i * PAGE_SIZE, data + (i + 1) * PAGE_SIZE);
+    buf[data + i * PAGE_SIZE] = 255 - (p % 250); // first byte differs from the rest: pages must not shift
+  });
+  return buf;
+}
+
 function collect(bytes: Buffer, chunkSize: number) {
   const frames: { type: number; payload: Buffer }[] = [];
   const pages: { page: number; first: number; last: number }[] = [];
@@ -51,6 +63,41 @@ describe('frame codec', () => {
     expect(decodeDigest(frames[3]!.payload)).toBe('0123456789abcdef');
     expect(frames[4]!.payload.length).toBe(0);
     expect(pages).toEqual([3, 9, 300].map((p) => ({ page: p, first: (p % 250) + 1, last: (p % 250) + 1 })));
+  });
+
+  const runs = Buffer.concat([pageRunFrame([5, 6, 7, 40]), encodeRound(2), pageRunFrame([1000]), pagesFrame([3])]);
+  const runPages = [5, 6, 7, 40, 1000].map((p) => ({ page: p, first: 255 - (p % 250), last: (p % 250) + 1 }));
+
+  it.each([1, 3, 7, 4096, 4099, 4100, 4117, 9000, runs.length])('hands PAGE_RUN pages to onPage in chunks of %d bytes', (chunk) => {
+    const { frames, pages, idle } = collect(runs, chunk);
+    expect(idle).toBe(true);
+    expect(frames.map((f) => f.type)).toEqual([FrameType.ROUND]);
+    expect(pages).toEqual([...runPages.slice(0, 4), runPages[4], { page: 3, first: 4, last: 4 }]);
+  });
+
+  it.each([5000, 4117, runs.length])('hands whole PAGE_RUN pages to onPageRun without copying (chunks of %d bytes)', (chunk) => {
+    const seen: { page: number; first: number; last: number; bulk: boolean }[] = [];
+    const parser = new FrameParser(
+      {
+        onPage: (page, src, off) => seen.push({ page, first: src[off]!, last: src[off + PAGE_SIZE - 1]!, bulk: false }),
+        onPageRun: (pages, src, off) => {
+          pages.forEach((page, i) => seen.push({ page, first: src[off + i * PAGE_SIZE]!, last: src[off + (i + 1) * PAGE_SIZE - 1]!, bulk: true }));
+        },
+        onFrame: () => undefined,
+      },
+      ALL,
+    );
+    for (let off = 0; off < runs.length; off += chunk) parser.push(runs.subarray(off, off + chunk));
+    expect(parser.idle).toBe(true);
+    expect(seen.map(({ bulk: _, ...p }) => p)).toEqual([...runPages, { page: 3, first: 4, last: 4 }]);
+    if (chunk === runs.length) expect(seen.slice(0, 5).every((p) => p.bulk)).toBe(true);
+  });
+
+  it('rejects a PAGE_RUN frame that is not whole pages', () => {
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, FrameType.PAGE_RUN, 2 * PAGE_RECORD_BYTES - 4);
+    const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, ALL);
+    expect(() => parser.push(header)).toThrow(/PAGE_RUN frame of 8196 bytes is not a whole number of pages/);
   });
 
   it('rejects a frame type the end does not accept', () => {

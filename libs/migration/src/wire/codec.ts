@@ -1,7 +1,8 @@
 /**
  * Encoding of control frames and an incremental parser for every frame type.
  * The parser never holds more than one frame's payload (bounded by MAX_PAYLOAD_BYTES), and hands
- * PAGES records to the caller as (chunk, offset) without copying whenever a record lies in one chunk.
+ * PAGES records and PAGE_RUN pages to the caller as (chunk, offset) without copying whenever a page
+ * lies in one chunk.
  */
 import { ProtocolError } from '../errors.js';
 import {
@@ -9,6 +10,7 @@ import {
   FrameType,
   MAX_PAYLOAD_BYTES,
   PAGE_RECORD_BYTES,
+  PAGE_SIZE,
   frameTypeName,
   type ErrorPayload,
   type HelloPayload,
@@ -77,6 +79,11 @@ export interface FrameHandlers {
    * all in one chunk and one frame. When present it is used instead of onPage for such runs.
    */
   onPages?(src: Uint8Array, srcOffset: number, count: number): void;
+  /**
+   * Optional bulk form for PAGE_RUN: page `pages[i]` is the 4096 bytes at src[srcOffset + i * 4096],
+   * for every i < pages.length, all in one chunk. Without it, each page goes to onPage.
+   */
+  onPageRun?(pages: Uint32Array, src: Uint8Array, srcOffset: number): void;
   /** Any other frame; `payload` is valid during the call only. */
   onFrame(type: number, payload: Uint8Array): void;
 }
@@ -92,6 +99,12 @@ export class FrameParser {
   private bodyFill = 0;
   private readonly record = new Uint8Array(PAGE_RECORD_BYTES);
   private recordFill = 0;
+  /** PAGE_RUN: its page indices (gathered first), how many, and how many pages were handed on. */
+  private readonly runIndexBytes = new Uint8Array((MAX_PAYLOAD_BYTES[FrameType.PAGE_RUN]! / PAGE_RECORD_BYTES) * 4);
+  private readonly runPages = new Uint32Array(this.runIndexBytes.length / 4);
+  private runCount = 0;
+  private runIndexFill = 0;
+  private runDone = 0;
   /** Bytes consumed so far, for stats. */
   bytesParsed = 0;
 
@@ -119,6 +132,7 @@ export class FrameParser {
         continue;
       }
       if (this.type === FrameType.PAGES) off = this.pushPages(chunk, off);
+      else if (this.type === FrameType.PAGE_RUN) off = this.pushRun(chunk, off);
       else off = this.pushBody(chunk, off);
     }
   }
@@ -132,22 +146,26 @@ export class FrameParser {
       throw new ProtocolError(`unexpected frame type ${frameTypeName(type)}`);
     }
     if (bytes > max) throw new ProtocolError(`${frameTypeName(type)} frame of ${bytes} bytes exceeds ${max}`);
-    if (type === FrameType.PAGES && bytes % PAGE_RECORD_BYTES !== 0) {
-      throw new ProtocolError(`PAGES frame of ${bytes} bytes is not a whole number of records`);
+    const paged = type === FrameType.PAGES || type === FrameType.PAGE_RUN;
+    if (paged && bytes % PAGE_RECORD_BYTES !== 0) {
+      throw new ProtocolError(`${frameTypeName(type)} frame of ${bytes} bytes is not a whole number of pages`);
     }
     this.type = type;
     this.remaining = bytes;
     this.payloadBytes = bytes;
     this.bodyFill = 0;
     this.recordFill = 0;
-    if (type !== FrameType.PAGES && this.body.length < bytes) this.body = new Uint8Array(bytes);
+    this.runCount = bytes / PAGE_RECORD_BYTES;
+    this.runIndexFill = 0;
+    this.runDone = 0;
+    if (!paged && this.body.length < bytes) this.body = new Uint8Array(bytes);
     if (bytes === 0) this.endFrame();
   }
 
   private endFrame(): void {
     const type = this.type;
     this.type = -1;
-    if (type !== FrameType.PAGES) this.handlers.onFrame(type, this.body.subarray(0, this.payloadBytes));
+    if (type !== FrameType.PAGES && type !== FrameType.PAGE_RUN) this.handlers.onFrame(type, this.body.subarray(0, this.payloadBytes));
   }
 
   private pushPages(chunk: Uint8Array, start: number): number {
@@ -176,6 +194,50 @@ export class FrameParser {
     }
     if (this.remaining > 0 && off < len) {
       const take = len - off; // less than one record
+      this.record.set(chunk.subarray(off, len), 0);
+      this.recordFill = take;
+      this.remaining -= take;
+      off = len;
+    }
+    if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
+    return off;
+  }
+
+  /** PAGE_RUN: gathers the indices, then hands on the pages as they arrive (split pages gathered). */
+  private pushRun(chunk: Uint8Array, start: number): number {
+    let off = start;
+    const len = chunk.length;
+    const count = this.runCount;
+    const indexBytes = count * 4;
+    if (this.runIndexFill < indexBytes) {
+      const take = Math.min(indexBytes - this.runIndexFill, len - off);
+      this.runIndexBytes.set(chunk.subarray(off, off + take), this.runIndexFill);
+      this.runIndexFill += take;
+      off += take;
+      this.remaining -= take;
+      if (this.runIndexFill < indexBytes) return off;
+      for (let i = 0; i < count; i++) this.runPages[i] = readU32(this.runIndexBytes, i * 4);
+    }
+    if (this.recordFill > 0) {
+      const take = Math.min(PAGE_SIZE - this.recordFill, len - off);
+      this.record.set(chunk.subarray(off, off + take), this.recordFill);
+      this.recordFill += take;
+      off += take;
+      this.remaining -= take;
+      if (this.recordFill < PAGE_SIZE) return off;
+      this.recordFill = 0;
+      this.handlers.onPage(this.runPages[this.runDone++]!, this.record, 0);
+    }
+    const whole = Math.min(count - this.runDone, Math.floor((len - off) / PAGE_SIZE));
+    if (whole > 0) {
+      if (this.handlers.onPageRun) this.handlers.onPageRun(this.runPages.subarray(this.runDone, this.runDone + whole), chunk, off);
+      else for (let i = 0; i < whole; i++) this.handlers.onPage(this.runPages[this.runDone + i]!, chunk, off + i * PAGE_SIZE);
+      this.runDone += whole;
+      off += whole * PAGE_SIZE;
+      this.remaining -= whole * PAGE_SIZE;
+    }
+    if (this.runDone < count && off < len) {
+      const take = len - off; // less than one page
       this.record.set(chunk.subarray(off, len), 0);
       this.recordFill = take;
       this.remaining -= take;

@@ -31,6 +31,8 @@ export class FrameWriter {
   private readonly pending: (Promise<void> | null)[];
   /** Slots handed out by acquire() and not yet sent: never handed out twice. */
   private readonly acquired: boolean[];
+  /** PAGE_RUN writes not yet taken by the stream. */
+  private readonly runsInFlight = new Set<Promise<void>>();
   private next = 0;
   private lastYieldMs = performance.now();
   private writeOk = true;
@@ -49,6 +51,14 @@ export class FrameWriter {
     this.ring = Array.from({ length: ringSize }, () => Buffer.allocUnsafe(FRAME_HEADER_BYTES + BATCH_PAYLOAD_BYTES));
     this.pending = new Array<Promise<void> | null>(ringSize).fill(null);
     this.acquired = new Array<boolean>(ringSize).fill(false);
+  }
+
+  /**
+   * True when a write's callback means the stream copied the bytes out (a socket): PAGE_RUN data may
+   * then be written straight from the guest's frames, held (pinned by the caller) until that callback.
+   */
+  get zeroCopy(): boolean {
+    return this.reuseBuffers;
   }
 
   /** A ring buffer free for a new batch; its payload starts at FRAME_HEADER_BYTES. */
@@ -78,6 +88,27 @@ export class FrameWriter {
     await this.afterWrite();
   }
 
+  /**
+   * Sends a frame whose payload ends in bytes the writer must not copy (PAGE_RUN): `head` (frame header
+   * and the start of the payload), then `data`, in one writev. `written` runs once the stream no longer
+   * needs `data`, also when the send fails or is cancelled.
+   */
+  async sendWithoutCopy(head: Uint8Array, data: Uint8Array, written: () => void): Promise<void> {
+    try {
+      await this.bucket.take(head.length + data.length, this.signal);
+    } catch (err) {
+      written();
+      throw err;
+    }
+    this.stream.cork();
+    void this.write(head);
+    const done = this.write(data).then(written);
+    this.stream.uncork();
+    this.runsInFlight.add(done);
+    void done.then(() => this.runsInFlight.delete(done));
+    await this.afterWrite();
+  }
+
   /** Sends a complete frame built elsewhere (control frames, zero ranges). */
   async sendFrame(frame: Uint8Array): Promise<void> {
     await this.bucket.take(frame.length, this.signal);
@@ -87,7 +118,7 @@ export class FrameWriter {
 
   /** Resolves once every write was taken by the stream. */
   async flushed(): Promise<void> {
-    await Promise.all(this.pending.filter((p) => p !== null));
+    await Promise.all([...this.pending.filter((p) => p !== null), ...this.runsInFlight]);
     this.pending.fill(null);
   }
 

@@ -5,7 +5,9 @@
  *
  * Pure constants: the codec and the docs must agree with this file.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+/** Oldest sender version a receiver accepts: version 2 only added PAGE_RUN, which a version-1 sender never sends. */
+export const MIN_PROTOCOL_VERSION = 1;
 export const PAGE_SIZE = 4096;
 export const FRAME_HEADER_BYTES = 5;
 
@@ -25,6 +27,11 @@ export const FrameType = {
   DEVICE_STATE: 0x06,
   /** 16 ASCII hex chars: the source digest after the last page; nothing follows. */
   COMPLETE: 0x07,
+  /**
+   * Version 2: n u32 page indices, then the n pages' 4096 bytes back to back (n = payload / 4100). The
+   * sender writes the data straight from the guest frames, without copying it into a batch.
+   */
+  PAGE_RUN: 0x08,
   /** Receiver accepted the HELLO. Empty payload. */
   HELLO_ACK: 0x81,
   /** 16 ASCII hex chars: the target digest after applying everything. */
@@ -53,6 +60,7 @@ export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
 export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
   [FrameType.HELLO]: 64 * 1024,
   [FrameType.PAGES]: BATCH_PAYLOAD_BYTES,
+  [FrameType.PAGE_RUN]: BATCH_PAYLOAD_BYTES,
   [FrameType.ZERO]: BATCH_PAYLOAD_BYTES,
   [FrameType.XBZRLE]: BATCH_PAYLOAD_BYTES,
   [FrameType.ROUND]: 4,

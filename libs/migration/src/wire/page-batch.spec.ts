@@ -1,3 +1,5 @@
+import net from 'node:net';
+import { once } from 'node:events';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FramePool, GuestMemory, initHashing } from '@vmm/emulator';
 import { TokenBucket } from '../bandwidth.js';
@@ -39,6 +41,47 @@ async function batches(memory: GuestMemory, cache: XbzrleCache | null, fill: (b:
   return { seen, counters: batcher.counters };
 }
 
+/**
+ * A sender's batcher over a real loopback socket (PAGE_RUN goes without a copy only there) and a
+ * receiving parser that applies every page to `target`. `close()` flushes, waits until the target
+ * applied every byte, and closes both ends.
+ */
+async function overSocket(memory: GuestMemory, target: GuestMemory) {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  const [[accepted]] = await Promise.all([once(server, 'connection') as Promise<[net.Socket]>, once(client, 'connect')]);
+  const parser = new FrameParser(
+    {
+      onPage: (page, src, off) => target.writePage(page, src, off),
+      onPageRun: (pages, src, off) => target.writePagesFrom(pages, pages.length, src, off, PAGE_SIZE),
+      onFrame: (type, payload) => {
+        if (type === FrameType.ZERO) forEachZeroRange(payload, (first, count) => { for (let i = 0; i < count; i++) target.zeroPage(first + i); });
+      },
+    },
+    new Set([FrameType.PAGES, FrameType.PAGE_RUN, FrameType.ZERO]),
+  );
+  accepted.on('data', (c: Buffer) => parser.push(c));
+  const writer = new FrameWriter(client, new TokenBucket(Infinity), new AbortController().signal);
+  const batcher = new PageBatcher(memory, writer, null);
+  return {
+    batcher,
+    async close() {
+      await batcher.flushAll();
+      await writer.flushed();
+      const deadline = Date.now() + 5000;
+      while (parser.bytesParsed < writer.bytesWritten && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      client.destroy();
+      accepted.destroy();
+      server.close();
+      expect(parser.bytesParsed).toBe(writer.bytesWritten);
+    },
+  };
+}
+
+const refCounts = (memory: GuestMemory, pages: number) => [...Array(pages).keys()].map((p) => memory.pool.refCount(memory.frameOf(p)));
+
 async function addAll(b: PageBatcher, pages: number[], useDelta: boolean) {
   for (const p of pages) {
     if (b.full) await b.flushFull();
@@ -78,5 +121,62 @@ describe('page batches', () => {
     expect(counters.xbzrleOverflows).toBe(1);
     expect(cache.lookup(5)).toBe(-1); // a zeroed page leaves the cache
     memory.release();
+  });
+
+  describe('over a socket', () => {
+    it('writes runs of consecutive frames straight from the slabs and copies short runs into PAGES', async () => {
+      const memory = new GuestMemory(new FramePool(), 2048);
+      const target = new GuestMemory(new FramePool(), 2048);
+      for (const p of [1500, 1700, 1900]) memory.fillRandom(p, 1, p); // frames 0..2: one run, 3 < MIN_RUN_PAGES
+      memory.fillRandom(0, 1000, 1); // frames 3..1002: runs of 253, 256, 256, 235 (a run ends at its slab)
+      const link = await overSocket(memory, target);
+      await addAll(link.batcher, [...Array(2048).keys()], false);
+      await link.close();
+      expect(link.batcher.counters).toMatchObject({ pagesRaw: 1003, pagesWithoutCopy: 1000, pagesZero: 1045 });
+      expect(target.digest()).toBe(memory.digest());
+      // Every pin was dropped once the socket took the bytes.
+      expect(new Set(refCounts(memory, 1000))).toEqual(new Set([1]));
+      expect(memory.pool.framesInUse).toBe(1003);
+      memory.release();
+      target.release();
+    });
+
+    it('keeps a run\'s frames pinned until sent: a guest write copies the page away, the run carries what was read', async () => {
+      const memory = new GuestMemory(new FramePool(), 512);
+      const target = new GuestMemory(new FramePool(), 512);
+      memory.fillRandom(0, 64, 7);
+      const before = new Uint8Array(PAGE_SIZE);
+      memory.readPage(10, before);
+      const frame10 = memory.frameOf(10);
+      const link = await overSocket(memory, target);
+      await addAll(link.batcher, [...Array(64).keys()], false); // one open run, nothing sent yet
+      expect(memory.pool.refCount(frame10)).toBe(2);
+      memory.writeWord(10, 0, 0xdead, 0xbeef); // copy-on-write: page 10 gets a frame of its own
+      expect(memory.frameOf(10)).not.toBe(frame10);
+      memory.zeroPage(11); // its pinned frame is not freed under the run
+      expect(memory.pool.refCount(frame10 + 1)).toBe(1);
+      await link.close();
+      const got = new Uint8Array(PAGE_SIZE);
+      target.readPage(10, got);
+      expect(Buffer.compare(got, before)).toBe(0); // the next round resends page 10 (it is dirty)
+      expect(memory.pool.refCount(frame10)).toBe(0); // unpinned and freed
+      expect(memory.pool.framesInUse).toBe(63); // 64 - page 11 (zeroed); page 10 moved
+      memory.release();
+      target.release();
+    });
+
+    it('release() unpins the frames of runs never sent', async () => {
+      const memory = new GuestMemory(new FramePool(), 512);
+      memory.fillRandom(0, 300, 3);
+      const link = await overSocket(memory, new GuestMemory(new FramePool(), 512));
+      // Page 256 starts a slab: the run of 0..255 is closed (sent by the next flushFull) and 256 opens one.
+      await addAll(link.batcher, [...Array(257).keys()], false);
+      expect(new Set(refCounts(memory, 257))).toEqual(new Set([2]));
+      link.batcher.release();
+      link.batcher.release();
+      expect(new Set(refCounts(memory, 300))).toEqual(new Set([1]));
+      await link.close(); // nothing left to send
+      memory.release();
+    });
   });
 });
