@@ -1,53 +1,70 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FramePool, GuestMemory, initHashing } from '@vmm/emulator';
-import { BackgroundHasher, IN_STREAM_STEP_PAGES, STEP_PAGES } from './background-hasher.js';
+import { BackgroundHasher, GAP_STEP_PAGES, STEP_PAGES, STREAM_QUIET_MS } from './background-hasher.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Polls `cond` every turn; fails after `timeoutMs`. */
+async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
 
 describe('BackgroundHasher', () => {
   beforeAll(() => initHashing());
 
-  it('follows the pages written so far, one step per event-loop turn, and never walks beyond them', async () => {
-    const memory = new GuestMemory(new FramePool(), 3 * STEP_PAGES);
-    memory.fillRandom(0, 3 * STEP_PAGES, 1);
+  it('follows the pages written so far, one gap-sized step per event-loop turn, and never walks beyond them', async () => {
+    const memory = new GuestMemory(new FramePool(), 4 * GAP_STEP_PAGES);
+    memory.fillRandom(0, 4 * GAP_STEP_PAGES, 1);
     const hasher = new BackgroundHasher(memory);
-    hasher.noteWritten(STEP_PAGES + 9); // pages 0..STEP_PAGES+9 written
+    hasher.noteWritten(GAP_STEP_PAGES + 9); // pages 0..GAP_STEP_PAGES+9 written, no read ever: a quiet stream
     expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false); // nothing before the turn ends
     await turn();
-    expect(memory.pool.hashValid(memory.frameOf(STEP_PAGES - 1))).toBe(true);
-    expect(memory.pool.hashValid(memory.frameOf(STEP_PAGES))).toBe(false); // one step per turn
+    expect(memory.pool.hashValid(memory.frameOf(GAP_STEP_PAGES - 1))).toBe(true);
+    expect(memory.pool.hashValid(memory.frameOf(GAP_STEP_PAGES))).toBe(false); // one step per turn
     await turn();
-    expect(memory.pool.hashValid(memory.frameOf(STEP_PAGES + 9))).toBe(true);
-    expect(memory.pool.hashValid(memory.frameOf(STEP_PAGES + 10))).toBe(false); // not written yet
+    expect(memory.pool.hashValid(memory.frameOf(GAP_STEP_PAGES + 9))).toBe(true);
+    expect(memory.pool.hashValid(memory.frameOf(GAP_STEP_PAGES + 10))).toBe(false); // not written yet
     expect(hasher.running).toBe(false);
     memory.writeWord(3, 0, 1, 1); // a later round rewrites a page behind the cursor
     hasher.restart();
     await turn();
     expect(memory.pool.hashValid(memory.frameOf(3))).toBe(true);
     hasher.stop();
-    hasher.noteWritten(3 * STEP_PAGES - 1);
+    hasher.noteWritten(4 * GAP_STEP_PAGES - 1);
     await turn();
-    expect(memory.pool.hashValid(memory.frameOf(2 * STEP_PAGES))).toBe(false); // stopped for good
+    expect(memory.pool.hashValid(memory.frameOf(3 * GAP_STEP_PAGES))).toBe(false); // stopped for good
     memory.release();
   });
 
-  it('yields in turns that read data, and finishes the pass before whenCaughtUp calls back', async () => {
+  it('waits while the stream flows, hashes in its gaps, and finishes in whole steps before whenCaughtUp calls back', async () => {
     const memory = new GuestMemory(new FramePool(), 2 * STEP_PAGES);
     memory.fillRandom(0, 2 * STEP_PAGES, 2);
     const hasher = new BackgroundHasher(memory);
+    hasher.noteRead(); // data arriving
+    const readAt = performance.now();
     hasher.noteWritten(2 * STEP_PAGES - 1);
-    hasher.noteRead(1024, 1024); // data arrived this turn
+    for (let i = 0; i < 3; i++) await turn();
+    // Turns without a read right after one are not a gap: nothing hashed until the stream is quiet.
+    if (performance.now() - readAt < STREAM_QUIET_MS) expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false);
+    expect(hasher.running).toBe(true);
+    await waitFor(() => memory.pool.hashValid(memory.frameOf(0)));
+    expect(performance.now() - readAt).toBeGreaterThanOrEqual(STREAM_QUIET_MS);
+    hasher.noteRead(); // the stream flows again: the pass pauses
+    const paused = [...Array(2 * STEP_PAGES).keys()].filter((p) => memory.pool.hashValid(memory.frameOf(p))).length;
     await turn();
-    expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false); // skipped for receiving
-    await turn(); // a turn without a read: a step (small right after a read, whole on a quiet connection)
-    expect(memory.pool.hashValid(memory.frameOf(IN_STREAM_STEP_PAGES - 1))).toBe(true);
-    hasher.noteRead(1024, 1024);
+    if (performance.now() - readAt < STREAM_QUIET_MS) {
+      expect([...Array(2 * STEP_PAGES).keys()].filter((p) => memory.pool.hashValid(memory.frameOf(p))).length).toBe(paused);
+    }
     let acked = false;
     hasher.whenCaughtUp(() => (acked = true));
     expect(acked).toBe(false);
-    // No longer skipped for reads (the caller waits for the pass): whole steps, at most two left.
+    // The caller waits now: whole steps every turn, reads or not, at most two left.
     for (let i = 0; i < 2 && !acked; i++) {
-      hasher.noteRead(1024, 1024);
+      hasher.noteRead();
       await turn();
     }
     expect(acked).toBe(true);
@@ -55,6 +72,7 @@ describe('BackgroundHasher', () => {
     let again = false;
     hasher.whenCaughtUp(() => (again = true)); // nothing left: at once
     expect(again).toBe(true);
+    expect(hasher.running).toBe(false);
     hasher.stop();
     memory.release();
   });

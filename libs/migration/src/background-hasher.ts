@@ -1,37 +1,36 @@
 /**
- * The receiver's pass over its memory that fills the per-frame hash cache between socket reads,
+ * The receiver's pass over its memory that fills the per-frame hash cache in the gaps of the stream,
  * trailing the pages written so far.
  *
  * Hashing every page as it arrives would slow a receiver-bound stream; hashing everything in one go at
  * a ROUND frame blocks the event loop (the next round's pages, a COMPLETE) for the whole pass. This
- * does the pass in steps of STEP_PAGES pages, one per event-loop turn (setImmediate runs after the
- * turn's I/O), so frames keep flowing. The digest at COMPLETE hashes whatever the pass has not reached
- * or what was written behind it: correctness never depends on the pass.
+ * does the pass in steps between socket reads, so frames keep flowing. The digest at COMPLETE hashes
+ * whatever the pass has not reached or what was written behind it: correctness never depends on it.
  *
- * While data flows, a turn that read from the socket skips its step (noteRead): on a receiver-bound
- * stream hashing would take the CPU from receiving (0.25 of the 0.7 CPU-s a GiB cost the receiver);
- * a turn without a read (a bandwidth cap, a slower sender: the receiver has idle time) takes a small
- * step. What the pass did not reach by the end of round 0 is hashed before ROUND_ACK (whenCaughtUp),
- * while the source waits for it, so the digest under pause still only hashes the last round.
+ * While data flows (a read less than STREAM_QUIET_MS ago) the pass does nothing and checks again on a
+ * timer: on two cores a full-speed stream needs every cycle of both ends, and turns without a read
+ * there are moments when the receiver outpaces a CPU-bound sender, not idle time. (Re-polling with
+ * setImmediate instead would also keep the event loop from ever blocking in epoll: a busy loop.) A
+ * stream with gaps (a bandwidth cap, later rounds) gets its pages hashed in the gaps. What the pass did
+ * not reach by the end of round 0 is hashed before ROUND_ACK (whenCaughtUp), in whole steps, while the
+ * source waits for it and hashes its own pages: the two passes run side by side on the two cores, and
+ * the digest under pause still only hashes the last round.
  */
 import type { GuestMemory } from '@vmm/emulator';
 
-/** Pages walked per step: at most that many 4 KiB hashes (a few ms), usually far fewer. */
+/** Pages per step while the source waits (whenCaughtUp): a few ms of hashing per event-loop turn. */
 export const STEP_PAGES = 4096;
-/**
- * Pages per step while a stream flows (a turn in which nothing was read): about one read buffer's
- * worth (~60 µs), so that the socket buffer does not fill up and stall the sender meanwhile.
- */
-export const IN_STREAM_STEP_PAGES = 64;
-/** A stream counts as flowing for this long after a read: steps stay small meanwhile. */
-const STREAM_QUIET_MS = 2;
+/** Pages per step in a gap of the stream: about 1.5 ms, so that the next data waits little. */
+export const GAP_STEP_PAGES = 1024;
+/** A stream counts as flowing for this long after a read: no hashing meanwhile. */
+export const STREAM_QUIET_MS = 2;
 
 export class BackgroundHasher {
   private cursor = 0;
   private limit = 0; // pages below were written at some point: the pass never walks beyond
   private stopped = false;
-  private timer: NodeJS.Immediate | null = null;
-  private readSinceStep = false;
+  private immediate: NodeJS.Immediate | null = null;
+  private timeout: NodeJS.Timeout | null = null;
   private lastReadMs = -Infinity;
   private caughtUp: (() => void) | null = null;
 
@@ -39,7 +38,7 @@ export class BackgroundHasher {
 
   /** True while a pass is under way. */
   get running(): boolean {
-    return this.timer !== null;
+    return this.immediate !== null || this.timeout !== null;
   }
 
   /**
@@ -51,14 +50,8 @@ export class BackgroundHasher {
     this.schedule();
   }
 
-  /**
-   * A socket read of `bytes` arrived (`fullBytes`: the read buffer's size; kept for callers, the pass
-   * yields on any read): this turn's step is skipped.
-   */
-  noteRead(bytes: number, fullBytes: number): void {
-    void bytes;
-    void fullBytes;
-    this.readSinceStep = true;
+  /** Data arrived from the socket: the pass waits until the stream has been quiet for STREAM_QUIET_MS. */
+  noteRead(): void {
     this.lastReadMs = performance.now();
   }
 
@@ -69,12 +62,16 @@ export class BackgroundHasher {
   }
 
   /**
-   * Calls `done` once the pass has reached every page written so far (at once if it has). Steps are
-   * not skipped for a backlog meanwhile: the caller waits for this. A stopped hasher never calls it.
+   * Calls `done` once the pass has reached every page written so far (at once if it has). The pass
+   * no longer waits for quiet meanwhile: the caller waits for this. A stopped hasher never calls it.
    */
   whenCaughtUp(done: () => void): void {
     this.caughtUp?.();
     this.caughtUp = done;
+    if (this.timeout !== null) {
+      clearTimeout(this.timeout);
+      this.timeout = null;
+    }
     this.schedule();
     this.settle();
   }
@@ -90,33 +87,36 @@ export class BackgroundHasher {
   stop(): void {
     this.stopped = true;
     this.caughtUp = null;
-    if (this.timer !== null) clearImmediate(this.timer);
-    this.timer = null;
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    if (this.timeout !== null) clearTimeout(this.timeout);
+    this.immediate = null;
+    this.timeout = null;
   }
 
   private schedule(): void {
-    if (this.timer === null && !this.stopped && this.cursor < this.limit) this.timer = setImmediate(this.step);
+    if (this.running || this.stopped || this.cursor >= this.limit) return;
+    const flowingForMs = this.caughtUp === null ? STREAM_QUIET_MS - (performance.now() - this.lastReadMs) : 0;
+    if (flowingForMs > 0) {
+      this.timeout = setTimeout(this.step, Math.ceil(flowingForMs));
+      this.timeout.unref();
+    } else {
+      this.immediate = setImmediate(this.step);
+    }
   }
 
   private readonly step = (): void => {
+    this.immediate = null;
+    this.timeout = null;
     const memory = this.memory;
-    if (memory.isReleased) {
-      this.timer = null;
+    if (memory.isReleased || this.stopped) return;
+    const waiting = this.caughtUp !== null;
+    if (!waiting && performance.now() - this.lastReadMs < STREAM_QUIET_MS) {
+      this.schedule(); // data came in meanwhile: wait for the next gap
       return;
     }
-    if (this.caughtUp === null && this.readSinceStep) {
-      // Data came in this turn: receiving comes first. A turn without a read (the receiver outpaces
-      // the sender) takes a small step, a quiet connection whole ones; the rest waits for whenCaughtUp.
-      this.readSinceStep = false;
-      this.timer = setImmediate(this.step);
-      return;
-    }
-    const flowing = this.caughtUp === null && performance.now() - this.lastReadMs < STREAM_QUIET_MS;
-    const stepPages = flowing ? IN_STREAM_STEP_PAGES : STEP_PAGES;
-    const end = Math.min(this.limit, memory.pageCount, this.cursor + stepPages);
+    const end = Math.min(this.limit, memory.pageCount, this.cursor + (waiting ? STEP_PAGES : GAP_STEP_PAGES));
     if (end > this.cursor) memory.cachePageHashRange(this.cursor, end - this.cursor);
     this.cursor = Math.max(this.cursor, end);
-    this.timer = null;
     this.schedule();
     this.settle();
   };

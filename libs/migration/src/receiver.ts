@@ -23,7 +23,6 @@ import {
   PAGE_RECORD_BYTES,
   PAGE_SIZE,
   PROTOCOL_VERSION,
-  SOCKET_READ_BUFFER_BYTES,
   XBZRLE_RECORD_HEADER_BYTES,
   type HelloPayload,
 } from './wire/frame.js';
@@ -115,8 +114,8 @@ export class MigrationReceiver {
     };
 
     const hasher = new BackgroundHasher(memory);
-    // Tells the pass when the socket has more waiting (a full read): it yields to receiving then.
-    const onRead = (chunk: Uint8Array) => hasher.noteRead(chunk.length, SOCKET_READ_BUFFER_BYTES);
+    // The pass hashes in the stream's gaps only: every read tells it the stream still flows.
+    const onRead = () => hasher.noteRead();
     connection.on('data', onRead);
     const session = new PeerSession(
       connection,

@@ -47,10 +47,7 @@ export const PAGE_RECORD_BYTES = 4 + PAGE_SIZE;
 export const ZERO_RECORD_BYTES = 8;
 export const XBZRLE_RECORD_HEADER_BYTES = 6;
 
-/**
- * Bytes per socket read on the receiving end (transport.ts reads into one reused buffer this big). A
- * read that fills it means the socket had more waiting: the receiver's background hashing yields then.
- */
+/** Bytes per socket read on the receiving end (transport.ts reads into one reused buffer this big). */
 export const SOCKET_READ_BUFFER_BYTES = 256 * 1024;
 
 /** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, STACK.md §8). */
