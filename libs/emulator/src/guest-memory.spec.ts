@@ -195,6 +195,30 @@ describe('GuestMemory', () => {
     expect(pool.framesInUse).toBe(3);
   });
 
+  it('writePagesFrom copies back-to-back pages into consecutive frames as stretches, and each page right', () => {
+    const pool = new FramePool({ slabFrames: 8 });
+    const mem = new GuestMemory(pool, 64);
+    mem.writeWord(20, 0, 7, 7); // already backed: page 20's frame does not follow the others
+    const pages = Uint32Array.of(10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 27, 28);
+    const src = new Uint8Array(3 + pages.length * PAGE_SIZE).subarray(3); // unaligned view into a bigger buffer
+    pages.forEach((p, i) => {
+      if (p === 22) return; // arrives as zeros: breaks the stretch, unbacks the page
+      src.fill(p, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+      src[i * PAGE_SIZE] = 200 + i; // the first byte of each page tells a shifted copy
+    });
+    mem.writePagesFrom(pages, pages.length, src, 0, PAGE_SIZE);
+    pages.forEach((p, i) => {
+      if (p === 22) return expect(mem.isZero(22)).toBe(true);
+      const view = mem.pageView(p)!;
+      expect(view[0]).toBe(200 + i);
+      expect(view[1]).toBe(p);
+      expect(view[PAGE_SIZE - 1]).toBe(p);
+    });
+    // 8-frame slabs: stretches stop at a slab's end and around page 20's older frame.
+    expect(mem.frameOf(11)).toBe(mem.frameOf(10) + 1);
+    expect(pool.framesInUse).toBe(pages.length - 1);
+  });
+
   it('writePagesFrom checks the whole batch before writing any page', () => {
     const { mem } = setup();
     const src = new Uint8Array(2 * PAGE_SIZE).fill(1);

@@ -107,6 +107,12 @@ export class GuestMemory implements DirtyLogOwner {
     // A plain Uint8Array over src's buffer: subarray of a Node Buffer builds a Buffer, several times dearer.
     const bytes = bytesOf(src);
     const base = src.byteOffset;
+    // Pages whose source bytes and target frames both follow each other (a PAGE_RUN into freshly
+    // allocated frames) are copied as one stretch: a typed-array view per page cost more than its copy.
+    let stretchSlab: Uint8Array | null = null;
+    let stretchDst = 0;
+    let stretchSrc = 0;
+    let stretchBytes = 0;
     let at = srcOffset;
     for (let i = 0; i < count; i++, at += strideBytes) {
       const page = pages[i]!;
@@ -117,10 +123,21 @@ export class GuestMemory implements DirtyLogOwner {
         continue;
       }
       const frame = this.frameToOverwrite(page);
-      pool.slabBytes(frame).set(bytes.subarray(base + at, base + at + PAGE_SIZE), pool.frameByteOffset(frame));
+      const slab = pool.slabBytes(frame);
+      const dst = pool.frameByteOffset(frame);
+      if (slab === stretchSlab && dst === stretchDst + stretchBytes && base + at === stretchSrc + stretchBytes) {
+        stretchBytes += PAGE_SIZE;
+      } else {
+        if (stretchSlab !== null) stretchSlab.set(new Uint8Array(bytes.buffer, stretchSrc, stretchBytes), stretchDst);
+        stretchSlab = slab;
+        stretchDst = dst;
+        stretchSrc = base + at;
+        stretchBytes = PAGE_SIZE;
+      }
       pool.invalidateHash(frame);
       this.markDirty(page);
     }
+    if (stretchSlab !== null) stretchSlab.set(new Uint8Array(bytes.buffer, stretchSrc, stretchBytes), stretchDst);
   }
 
   /**
