@@ -7,6 +7,8 @@ import { MigrationSender } from './sender.js';
 import type { PartialMigrationPolicy } from './policy.js';
 import { duplexPair } from './testing/duplex-pair.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
+import { encodeFrame, writeFrameHeader } from './wire/codec.js';
+import { FrameType } from './wire/frame.js';
 
 const vms: VirtualMachine[] = [];
 afterEach(() => {
@@ -234,8 +236,25 @@ describe('in-process migration', () => {
     const [, b] = duplexPair();
     const hello = { version: 3, migrationId: 'mig-1', token: 'secret', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2 };
     await expect(new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' }).run(b, hello)).rejects.toThrow(
-      /protocol version 3, expected 1\.\.2/,
+      /sender speaks protocol versions 3\.\.3, this receiver 1\.\.2/,
     );
+    expect(target.state).toBe('stopped');
+  });
+
+  it('a version-1 sender gets an empty HELLO_ACK, and a PAGE_RUN from it is a protocol error', async () => {
+    await initHashing();
+    const target = makeIncomingVm(new FramePool(), 'vm-1', 4);
+    vms.push(target);
+    const [a, b] = duplexPair();
+    const acks: Buffer[] = [];
+    a.on('data', (c: Buffer) => acks.push(c));
+    const hello = { version: 1, migrationId: 'mig-1', token: 'secret', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2 };
+    const run = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 'secret' }).run(b, hello);
+    const pageRun = Buffer.alloc(5 + 4100);
+    writeFrameHeader(pageRun, 0, FrameType.PAGE_RUN, 4100);
+    a.write(pageRun);
+    await expect(run).rejects.toThrow(/unexpected frame type PAGE_RUN/);
+    expect(Buffer.concat(acks).subarray(0, 5)).toEqual(encodeFrame(FrameType.HELLO_ACK)); // header only: empty payload
     expect(target.state).toBe('stopped');
   });
 

@@ -15,7 +15,7 @@ import type { ReceiverStats } from './progress.js';
 import { BackgroundHasher } from './background-hasher.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
-import { decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
+import { agreedVersion, decodeDigest, decodeJson, encodeDigestFrame, encodeHelloAck, encodeRound, readU32 } from './wire/codec.js';
 import {
   BATCH_PAYLOAD_BYTES,
   FrameType,
@@ -57,7 +57,7 @@ export interface IncomingResult {
   abort(): void;
 }
 
-const SENDER_TYPES = [FrameType.PAGES, FrameType.PAGE_RUN, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
+const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
 
 /** Constant-time token comparison. */
 export function tokenMatches(expected: string, presented: unknown): boolean {
@@ -91,10 +91,14 @@ export class MigrationReceiver {
     let finish!: (r: { sourceDigest: string; targetDigest: string }) => void;
     const completed = new Promise<{ sourceDigest: string; targetDigest: string }>((resolve) => (finish = resolve));
 
-    const acceptHello = (h: HelloPayload): void => {
+    /** Checks the HELLO, prepares the memory, and returns the HELLO_ACK to send. */
+    const acceptHello = (h: HelloPayload): Buffer => {
       if (!tokenMatches(this.opts.token, h.token)) throw new TokenMismatchError(migrationId);
-      if (!Number.isInteger(h.version) || h.version < MIN_PROTOCOL_VERSION || h.version > PROTOCOL_VERSION) {
-        throw new ProtocolError(`protocol version ${h.version}, expected ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`);
+      const version = agreedVersion(h);
+      if (version === null) {
+        throw new ProtocolError(
+          `sender speaks protocol versions ${h.version}..${h.maxVersion ?? h.version}, this receiver ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`,
+        );
       }
       if (h.migrationId !== migrationId) throw new ProtocolError(`HELLO for migration ${h.migrationId}, expected ${migrationId}`);
       if (h.pageCount !== memory.pageCount) {
@@ -111,6 +115,8 @@ export class MigrationReceiver {
       trace(migrationId, () => `reserved ${reservation!.frames} frames in ${(performance.now() - reserveStart).toFixed(1)} ms`);
       accepted.delete(FrameType.HELLO);
       for (const t of SENDER_TYPES) accepted.add(t);
+      if (version >= 2) accepted.add(FrameType.PAGE_RUN);
+      return encodeHelloAck(h, version);
     };
 
     const hasher = new BackgroundHasher(memory);
@@ -145,8 +151,7 @@ export class MigrationReceiver {
         onFrame: (type, payload) => {
           switch (type) {
             case FrameType.HELLO:
-              acceptHello(decodeJson<HelloPayload>(payload, 'HELLO'));
-              session.reply(encodeFrame(FrameType.HELLO_ACK));
+              session.reply(acceptHello(decodeJson<HelloPayload>(payload, 'HELLO')));
               return;
             case FrameType.ZERO:
               forEachZeroRange(payload, (first, count) => {
@@ -203,15 +208,16 @@ export class MigrationReceiver {
       FrameType.COMPLETE,
     );
     if (hello) {
+      let ack: Buffer;
       try {
-        acceptHello(hello);
+        ack = acceptHello(hello);
       } catch (err) {
         session.fail(err as Error);
         connection.off('data', onRead);
         if (vm.state !== 'stopped') vm.stop();
         throw err;
       }
-      session.reply(encodeFrame(FrameType.HELLO_ACK));
+      session.reply(ack);
     }
 
     try {

@@ -15,8 +15,8 @@ import { ConvergenceError, DigestMismatchError, MigrationStateError, ProtocolErr
 import { assertTransition, type MigrationPhase } from './phase.js';
 import { bandwidthBytesPerSec, resolvePolicy, type MigrationPolicy, type PartialMigrationPolicy } from './policy.js';
 import type { MigrationProgress, SenderStats } from './progress.js';
-import { encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32 } from './wire/codec.js';
-import { FrameType, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
+import { decodeHelloAck, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32 } from './wire/codec.js';
+import { FrameType, MIN_PROTOCOL_VERSION, PAGE_SIZE, PROTOCOL_VERSION } from './wire/frame.js';
 import { FrameWriter } from './wire/frame-writer.js';
 import { PageBatcher } from './wire/page-batch.js';
 import { PeerSession } from './session.js';
@@ -184,10 +184,11 @@ export class MigrationSender {
       const hashMsPerPage = calibrateHashMsPerPage(memory);
       this.setPhase('PREPARING');
       await writer.sendFrame(
-        encodeHello({ version: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages, completionTimeoutMs: policy.completionTimeoutMs }),
+        encodeHello({ version: MIN_PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION, migrationId, token: this.opts.token, pageCount, memoryMib: vm.memoryMib, image: vm.image, vcpus: vm.vcpus, residentPages: memory.residentPages, completionTimeoutMs: policy.completionTimeoutMs }),
       );
-      await session.expect(FrameType.HELLO_ACK);
-      trace(migrationId, () => `HELLO_ACK after ${(performance.now() - startMs).toFixed(1)} ms`);
+      const version = decodeHelloAck(await session.expect(FrameType.HELLO_ACK));
+      if (version >= 2) batcher.enablePageRuns();
+      trace(migrationId, () => `HELLO_ACK (protocol version ${version}) after ${(performance.now() - startMs).toFixed(1)} ms`);
 
       this.setPhase('PRECOPY');
       let lastSyncMs = performance.now();

@@ -1,11 +1,12 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FramePool, initHashing, type VirtualMachine } from '@vmm/emulator';
+import { FramePool, GuestMemory, initHashing, type VirtualMachine } from '@vmm/emulator';
 import { MigrationReceiver } from './receiver.js';
 import { MigrationSender } from './sender.js';
 import { connectOutgoing, listenForIncoming, parseAddress } from './transport.js';
-import { FrameParser, decodeJson, encodeHello } from './wire/codec.js';
-import { FrameType } from './wire/frame.js';
+import { FrameParser, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32 } from './wire/codec.js';
+import { FrameType, type HelloPayload } from './wire/frame.js';
+import { forEachZeroRange } from './encoding/zero-runs.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
 
 const cleanups: (() => void)[] = [];
@@ -54,6 +55,69 @@ describe('tcp transport', () => {
     inc.commit();
     expect(target.state).toBe('running');
     expect(source.state).toBe('stopped');
+  });
+
+  it('speaks protocol version 1 to a receiver that predates PAGE_RUN (a rolling upgrade, target not yet upgraded)', async () => {
+    await initHashing();
+    const source = track(makeSourceVm(new FramePool(), 'vm-old', { memoryMib: 16, workingSetMib: 8, kind: 'idle', dirtyRatePagesPerSec: 0 }));
+    const target = new GuestMemory(new FramePool(), 16 * 256);
+    cleanups.push(() => target.release());
+    // A version-1 receiver, as it was: HELLO must say version 1, HELLO_ACK is empty, PAGE_RUN is unknown.
+    const server = net.createServer();
+    cleanups.push(() => server.close());
+    server.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const hellos: HelloPayload[] = [];
+    server.on('connection', (socket: net.Socket) => {
+      cleanups.push(() => socket.destroy());
+      const parser = new FrameParser(
+        {
+          onPage: (page, src, off) => target.writePage(page, src, off),
+          onFrame: (type, payload) => {
+            if (type === FrameType.HELLO) {
+              const hello = decodeJson<HelloPayload>(payload, 'HELLO');
+              hellos.push(hello);
+              if (hello.version !== 1) return socket.destroy();
+              socket.write(encodeFrame(FrameType.HELLO_ACK));
+            }
+            if (type === FrameType.ZERO) forEachZeroRange(payload, (first, count) => { for (let p = first; p < first + count; p++) target.zeroPage(p); });
+            if (type === FrameType.ROUND && readU32(payload, 0) > 0) socket.write(encodeRound(readU32(payload, 0), FrameType.ROUND_ACK));
+            if (type === FrameType.COMPLETE) socket.write(encodeDigestFrame(FrameType.VERIFIED, target.digest()));
+          },
+        },
+        new Set([FrameType.HELLO, FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE]),
+      );
+      socket.on('data', (c: Buffer) => {
+        try {
+          parser.push(c);
+        } catch {
+          socket.destroy(); // e.g. a PAGE_RUN: the migration fails and the test with it
+        }
+      });
+    });
+    const socket = await connectOutgoing(`127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+    const out = await new MigrationSender({ vm: source, migrationId: 'mig-old', token: 't' }).run(socket);
+    expect(hellos[0]).toMatchObject({ version: 1, maxVersion: 2 });
+    expect(out.targetDigest).toBe(out.sourceDigest);
+    expect(out.stats.pagesRaw).toBe(8 * 256);
+    expect(out.stats.pagesWithoutCopy).toBe(0);
+    out.abort();
+  });
+
+  it('sends pages without a copy (PAGE_RUN) to a receiver of this version', async () => {
+    await initHashing();
+    const source = track(makeSourceVm(new FramePool(), 'vm-new', { memoryMib: 16, workingSetMib: 8, kind: 'idle', dirtyRatePagesPerSec: 0 }));
+    const target = track(makeIncomingVm(new FramePool(), 'vm-new', 16));
+    const listener = await listenForIncoming({ token: 't', migrationId: 'mig-new' });
+    cleanups.push(() => listener.close());
+    const incoming = listener.accept.then(({ connection, hello }) => new MigrationReceiver({ vm: target, migrationId: 'mig-new', token: 't' }).run(connection, hello));
+    const out = await new MigrationSender({ vm: source, migrationId: 'mig-new', token: 't' }).run(await connectOutgoing(listener.address));
+    const inc = await incoming;
+    expect(inc.targetDigest).toBe(out.sourceDigest);
+    expect(out.stats.pagesWithoutCopy).toBe(8 * 256); // the working set was written in page order
+    expect(source.memory.pool.framesInUse).toBe(8 * 256); // every pin dropped
+    out.abort();
+    inc.abort();
   });
 
   it('answers a wrong token with an ERROR, keeps listening, and accepts the right one', async () => {

@@ -1,6 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../errors.js';
-import { FrameParser, decodeDigest, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32, writeFrameHeader, writeU32 } from './codec.js';
+import {
+  FrameParser,
+  agreedVersion,
+  decodeDigest,
+  decodeHelloAck,
+  decodeJson,
+  encodeDigestFrame,
+  encodeFrame,
+  encodeHello,
+  encodeHelloAck,
+  encodeRound,
+  readU32,
+  writeFrameHeader,
+  writeU32,
+} from './codec.js';
 import { FRAME_HEADER_BYTES, FrameType, PAGE_RECORD_BYTES, PAGE_SIZE, type HelloPayload } from './frame.js';
 
 const ALL = new Set(Object.values(FrameType) as number[]);
@@ -117,6 +131,25 @@ describe('frame codec', () => {
     writeFrameHeader(header, 0, FrameType.PAGES, PAGE_RECORD_BYTES + 1);
     const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, ALL);
     expect(() => parser.push(header)).toThrow(/whole number/);
+  });
+
+  it('agrees on the highest version both ends speak, or on none', () => {
+    expect(agreedVersion({ version: 1, maxVersion: 2 })).toBe(2);
+    expect(agreedVersion({ version: 1 })).toBe(1); // a version-1 sender
+    expect(agreedVersion({ version: 1, maxVersion: 9 })).toBe(2); // a newer sender that still speaks ours
+    expect(agreedVersion({ version: 3, maxVersion: 4 })).toBeNull();
+    expect(agreedVersion({ version: 2, maxVersion: 1 })).toBeNull();
+    expect(agreedVersion({ version: 1.5 })).toBeNull();
+  });
+
+  it('HELLO_ACK carries the agreed version only to a sender that offered a range', () => {
+    const payloadOf = (frame: Buffer) => collect(frame, frame.length).frames[0]!.payload;
+    const toOld = payloadOf(encodeHelloAck({}, 1));
+    expect(toOld.length).toBe(0); // what a version-1 sender's parser requires
+    expect(decodeHelloAck(toOld)).toBe(1);
+    expect(decodeHelloAck(payloadOf(encodeHelloAck({ maxVersion: 2 }, 2)))).toBe(2);
+    expect(() => decodeHelloAck(Buffer.from([3, 0, 0, 0]))).toThrow(/protocol version 3/);
+    expect(() => decodeHelloAck(Buffer.from([1, 0]))).toThrow(ProtocolError);
   });
 
   it('refuses to encode a payload over the type limit', () => {

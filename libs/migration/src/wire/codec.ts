@@ -9,8 +9,10 @@ import {
   FRAME_HEADER_BYTES,
   FrameType,
   MAX_PAYLOAD_BYTES,
+  MIN_PROTOCOL_VERSION,
   PAGE_RECORD_BYTES,
   PAGE_SIZE,
+  PROTOCOL_VERSION,
   frameTypeName,
   type ErrorPayload,
   type HelloPayload,
@@ -50,6 +52,33 @@ export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0
 export const encodeJsonFrame = (type: number, value: unknown): Buffer =>
   encodeFrame(type, Buffer.from(JSON.stringify(value), 'utf8'));
 export const encodeHello = (hello: HelloPayload): Buffer => encodeJsonFrame(FrameType.HELLO, hello);
+
+/**
+ * The protocol version both ends speak, given the sender's HELLO (it offers version..maxVersion) and
+ * this end's MIN_PROTOCOL_VERSION..PROTOCOL_VERSION; null when the ranges do not meet.
+ */
+export function agreedVersion(hello: Pick<HelloPayload, 'version' | 'maxVersion'>): number | null {
+  const low = hello.version;
+  const high = hello.maxVersion ?? low;
+  if (!Number.isInteger(low) || !Number.isInteger(high) || high < low) return null;
+  const agreed = Math.min(high, PROTOCOL_VERSION);
+  return agreed >= Math.max(low, MIN_PROTOCOL_VERSION) ? agreed : null;
+}
+
+/** HELLO_ACK: the agreed version for a sender that offered a range, empty for one that did not (version 1). */
+export function encodeHelloAck(hello: Pick<HelloPayload, 'maxVersion'>, agreed: number): Buffer {
+  if (hello.maxVersion === undefined) return encodeFrame(FrameType.HELLO_ACK);
+  const payload = Buffer.allocUnsafe(4);
+  writeU32(payload, 0, agreed);
+  return encodeFrame(FrameType.HELLO_ACK, payload);
+}
+
+/** The version a HELLO_ACK agreed on: an empty one (a receiver that predates maxVersion) means 1. */
+export function decodeHelloAck(payload: Uint8Array): number {
+  const version = payload.length === 0 ? 1 : payload.length === 4 ? readU32(payload, 0) : -1;
+  if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) throw new ProtocolError(`HELLO_ACK agreed on protocol version ${version}`);
+  return version;
+}
 export const encodeError = (error: ErrorPayload): Buffer => encodeJsonFrame(FrameType.ERROR, error);
 export const encodeDigestFrame = (type: number, digest: string): Buffer =>
   encodeFrame(type, Buffer.from(digest.padEnd(16, ' ').slice(0, 16), 'ascii'));

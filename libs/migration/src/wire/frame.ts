@@ -5,8 +5,9 @@
  *
  * Pure constants: the codec and the docs must agree with this file.
  */
+/** Highest protocol version this build speaks (2 added PAGE_RUN). */
 export const PROTOCOL_VERSION = 2;
-/** Oldest sender version a receiver accepts: version 2 only added PAGE_RUN, which a version-1 sender never sends. */
+/** Lowest version this build speaks: both ends agree on a version in HELLO / HELLO_ACK. */
 export const MIN_PROTOCOL_VERSION = 1;
 export const PAGE_SIZE = 4096;
 export const FRAME_HEADER_BYTES = 5;
@@ -32,7 +33,7 @@ export const FrameType = {
    * sender writes the data straight from the guest frames, without copying it into a batch.
    */
   PAGE_RUN: 0x08,
-  /** Receiver accepted the HELLO. Empty payload. */
+  /** Receiver accepted the HELLO. Empty, or (to a sender that offered maxVersion) u32 agreed version. */
   HELLO_ACK: 0x81,
   /** 16 ASCII hex chars: the target digest after applying everything. */
   VERIFIED: 0x82,
@@ -63,7 +64,7 @@ export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
   [FrameType.ROUND]: 4,
   [FrameType.DEVICE_STATE]: 16 * 1024 * 1024,
   [FrameType.COMPLETE]: 16,
-  [FrameType.HELLO_ACK]: 0,
+  [FrameType.HELLO_ACK]: 4,
   [FrameType.VERIFIED]: 16,
   [FrameType.ROUND_ACK]: 4,
   [FrameType.ERROR]: 64 * 1024,
@@ -71,7 +72,13 @@ export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
 
 /** The VM as announced in HELLO; the receiver checks it against its incoming VM. */
 export interface HelloPayload {
+  /** Lowest protocol version the sender speaks (a version-1 receiver requires exactly 1 here). */
   version: number;
+  /**
+   * Highest version the sender speaks (optional, absent = `version`). A receiver that knows it answers
+   * with the agreed version in HELLO_ACK; one that does not ignores it, and version 1 is spoken.
+   */
+  maxVersion?: number;
   migrationId: string;
   token: string;
   pageCount: number;

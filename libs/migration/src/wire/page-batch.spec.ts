@@ -46,7 +46,7 @@ async function batches(memory: GuestMemory, cache: XbzrleCache | null, fill: (b:
  * receiving parser that applies every page to `target`. `close()` flushes, waits until the target
  * applied every byte, and closes both ends.
  */
-async function overSocket(memory: GuestMemory, target: GuestMemory) {
+async function overSocket(memory: GuestMemory, target: GuestMemory, pageRuns = true) {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -65,6 +65,7 @@ async function overSocket(memory: GuestMemory, target: GuestMemory) {
   accepted.on('data', (c: Buffer) => parser.push(c));
   const writer = new FrameWriter(client, new TokenBucket(Infinity), new AbortController().signal);
   const batcher = new PageBatcher(memory, writer, null);
+  if (pageRuns) batcher.enablePageRuns();
   return {
     batcher,
     async close() {
@@ -137,6 +138,19 @@ describe('page batches', () => {
       // Every pin was dropped once the socket took the bytes.
       expect(new Set(refCounts(memory, 1000))).toEqual(new Set([1]));
       expect(memory.pool.framesInUse).toBe(1003);
+      memory.release();
+      target.release();
+    });
+
+    it('copies every page into PAGES for a receiver that agreed on protocol version 1 (no PAGE_RUN)', async () => {
+      const memory = new GuestMemory(new FramePool(), 1024);
+      const target = new GuestMemory(new FramePool(), 1024);
+      memory.fillRandom(0, 600, 4);
+      const link = await overSocket(memory, target, false);
+      await addAll(link.batcher, [...Array(1024).keys()], false);
+      await link.close();
+      expect(link.batcher.counters).toMatchObject({ pagesRaw: 600, pagesWithoutCopy: 0 });
+      expect(target.digest()).toBe(memory.digest());
       memory.release();
       target.release();
     });

@@ -64,8 +64,8 @@ export class PageBatcher {
   private runCount = 0;
   /** A closed run waiting to be sent (the next flushFull sends it). */
   private closedRun: { head: Buffer; data: Uint8Array; firstFrame: number; count: number } | null = null;
-  /** Pages written straight from guest frames use PAGE_RUN (a socket, no XBZRLE). */
-  private readonly zeroCopy: boolean;
+  /** Runs go as PAGE_RUN, straight from the frames: see enablePageRuns(). */
+  private pageRuns = false;
   /**
    * Hash each raw page as it is copied (default). The sender turns it off for round 0 at unlimited
    * bandwidth, where it hashes in a pass while waiting for the round's ROUND_ACK instead.
@@ -77,14 +77,20 @@ export class PageBatcher {
     private readonly memory: GuestMemory,
     private readonly writer: FrameWriter,
     private readonly cache: XbzrleCache | null,
-  ) {
-    this.zeroCopy = cache === null && writer.zeroCopy;
+  ) {}
+
+  /**
+   * The receiver speaks PAGE_RUN (protocol version 2): from now on runs go without a copy, where the
+   * writer allows it (a socket) and no XBZRLE cache needs a copy of every page anyway.
+   */
+  enablePageRuns(): void {
+    this.pageRuns = this.cache === null && this.writer.zeroCopy;
   }
 
   /** True when the next page may not fit: `await flushFull()` first. */
   get full(): boolean {
     // With runs, adding a page may close a short open run into the PAGES batch: room for one is kept.
-    const rawRoom = this.zeroCopy ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
+    const rawRoom = this.pageRuns ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
     return (
       this.raw === null ||
       this.rawFill + rawRoom > BATCH_PAYLOAD_BYTES ||
@@ -97,7 +103,7 @@ export class PageBatcher {
   /** Sends whichever batch is full and acquires fresh buffers. */
   async flushFull(): Promise<void> {
     await this.sendClosedRun();
-    const rawRoom = this.zeroCopy ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
+    const rawRoom = this.pageRuns ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
     if (this.raw !== null && this.rawFill + rawRoom > BATCH_PAYLOAD_BYTES) await this.flushRaw();
     if (this.xbz !== null && this.xbzFill + XBZRLE_RECORD_HEADER_BYTES + PAGE_SIZE > BATCH_PAYLOAD_BYTES) await this.flushXbz();
     if (this.zeros.full) await this.flushZeros();
@@ -132,7 +138,7 @@ export class PageBatcher {
       this.counters.pagesZero++;
       return;
     }
-    if (this.zeroCopy) {
+    if (this.pageRuns) {
       this.addToRun(page, frame);
       return;
     }
@@ -208,6 +214,10 @@ export class PageBatcher {
   private closeRun(): void {
     const count = this.runCount;
     if (count === 0) return;
+    // Misuse (add() without checking `full`) throws before anything changes: release() still unpins.
+    if (count >= MIN_RUN_PAGES ? this.closedRun !== null : this.raw === null || this.rawFill + count * PAGE_RECORD_BYTES > BATCH_PAYLOAD_BYTES) {
+      throw new Error('PageBatcher: add() while full (await flushFull() first)');
+    }
     this.runCount = 0;
     const pool = this.memory.pool;
     const first = this.runFrame;
