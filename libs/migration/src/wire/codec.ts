@@ -201,11 +201,9 @@ export class FrameParser {
     let off = start;
     const len = chunk.length;
     if (this.recordFill > 0) {
-      const take = Math.min(PAGE_RECORD_BYTES - this.recordFill, len - off);
-      this.record.set(chunk.subarray(off, off + take), this.recordFill);
+      const take = this.gather(this.record, this.recordFill, PAGE_RECORD_BYTES, chunk, off);
       this.recordFill += take;
       off += take;
-      this.remaining -= take;
       if (this.recordFill < PAGE_RECORD_BYTES) return off;
       this.recordFill = 0;
       this.handlers.onPage(readU32(this.record, 0), this.record, 4);
@@ -222,14 +220,22 @@ export class FrameParser {
       this.remaining -= PAGE_RECORD_BYTES;
     }
     if (this.remaining > 0 && off < len) {
-      const take = len - off; // less than one record
-      this.record.set(chunk.subarray(off, len), 0);
-      this.recordFill = take;
-      this.remaining -= take;
+      this.recordFill = this.gather(this.record, 0, PAGE_RECORD_BYTES, chunk, off); // less than one record
       off = len;
     }
     if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
     return off;
+  }
+
+  /**
+   * Copies into `into[have…]` what `chunk[off…]` holds of the `need - have` bytes still missing (a
+   * record, page or index list split across reads); returns how many bytes it took.
+   */
+  private gather(into: Uint8Array, have: number, need: number, chunk: Uint8Array, off: number): number {
+    const take = Math.min(need - have, chunk.length - off);
+    into.set(chunk.subarray(off, off + take), have);
+    this.remaining -= take;
+    return take;
   }
 
   /** PAGE_RUN: gathers the indices, then hands on the pages as they arrive (split pages gathered). */
@@ -239,20 +245,16 @@ export class FrameParser {
     const count = this.runCount;
     const indexBytes = count * 4;
     if (this.runIndexFill < indexBytes) {
-      const take = Math.min(indexBytes - this.runIndexFill, len - off);
-      this.runIndexBytes.set(chunk.subarray(off, off + take), this.runIndexFill);
+      const take = this.gather(this.runIndexBytes, this.runIndexFill, indexBytes, chunk, off);
       this.runIndexFill += take;
       off += take;
-      this.remaining -= take;
       if (this.runIndexFill < indexBytes) return off;
       for (let i = 0; i < count; i++) this.runPages[i] = readU32(this.runIndexBytes, i * 4);
     }
     if (this.recordFill > 0) {
-      const take = Math.min(PAGE_SIZE - this.recordFill, len - off);
-      this.record.set(chunk.subarray(off, off + take), this.recordFill);
+      const take = this.gather(this.record, this.recordFill, PAGE_SIZE, chunk, off);
       this.recordFill += take;
       off += take;
-      this.remaining -= take;
       if (this.recordFill < PAGE_SIZE) return off;
       this.recordFill = 0;
       this.handlers.onPage(this.runPages[this.runDone++]!, this.record, 0);
@@ -266,10 +268,7 @@ export class FrameParser {
       this.remaining -= whole * PAGE_SIZE;
     }
     if (this.runDone < count && off < len) {
-      const take = len - off; // less than one page
-      this.record.set(chunk.subarray(off, len), 0);
-      this.recordFill = take;
-      this.remaining -= take;
+      this.recordFill = this.gather(this.record, 0, PAGE_SIZE, chunk, off); // less than one page
       off = len;
     }
     if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
