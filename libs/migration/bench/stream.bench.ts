@@ -3,7 +3,7 @@
  * Sender process: a paused 1 GiB VM whose every page is random. Receiver process: an incoming VM.
  * Measured at the receiver: first byte → last byte of round 0's pages (engine; pages are applied as they
  * arrive, so this is the receiver's pace), first → last byte
- * (raw socket moving the same number of bytes). Interleaved, median of --reps (5: the raw baseline alone swings 1–3.5 GB/s between repetitions here).
+ * (raw socket moving the same number of bytes). Interleaved, median of --reps (15: the raw baseline alone swings 1.4–3.4 GB/s between repetitions here, and 5-rep medians of the ratio scattered 0.72–1.43).
  * One JSON line per case on stdout (BENCH.md), logs on stderr.
  */
 import net from 'node:net';
@@ -135,7 +135,7 @@ async function senderRole(): Promise<void> {
 
 async function main(): Promise<void> {
   const memoryMib = Number(arg('mib') ?? (arg('quick') !== undefined ? 256 : 1024));
-  const reps = Number(arg('reps') ?? 5);
+  const reps = Number(arg('reps') ?? 15);
   const receiver = new Worker(SELF, 'receiver');
   const sender = new Worker(SELF, 'sender');
   try {
