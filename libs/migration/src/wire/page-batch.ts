@@ -113,6 +113,7 @@ export class PageBatcher {
 
   /** Sends everything pending (end of a round). */
   async flushAll(): Promise<void> {
+    await this.sendClosedRun(); // the open run may close long below
     if (this.runCount > 0 && this.runCount < MIN_RUN_PAGES && (this.raw === null || this.rawFill + this.runCount * PAGE_RECORD_BYTES > BATCH_PAYLOAD_BYTES)) {
       await this.flushRaw();
       this.raw = await this.writer.acquire();
