@@ -34,6 +34,60 @@ async function helloWith(port: number, token: string): Promise<{ type: number; p
   });
 }
 
+/**
+ * A receiver built from the wire format alone, as another implementation (or an older agent) would be:
+ * HELLO must offer `version`; it acks with that version (empty for 1, which knows no PAGE_RUN), applies
+ * pages to `target`, acks rounds and answers COMPLETE with its digest. `pauseEveryReadMs` stops reading
+ * for that long after every read: a slow target.
+ */
+async function fakeReceiver(target: GuestMemory, opts: { version: 1 | 2; pauseEveryReadMs?: number }) {
+  const server = net.createServer();
+  cleanups.push(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const hellos: HelloPayload[] = [];
+  let pauses = 0;
+  const types = [FrameType.HELLO, FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
+  server.on('connection', (socket: net.Socket) => {
+    cleanups.push(() => socket.destroy());
+    const parser = new FrameParser(
+      {
+        onPage: (page, src, off) => target.writePage(page, src, off),
+        onFrame: (type, payload) => {
+          if (type === FrameType.HELLO) {
+            const hello = decodeJson<HelloPayload>(payload, 'HELLO');
+            hellos.push(hello);
+            if (opts.version === 1) {
+              if (hello.version !== 1) return socket.destroy();
+              socket.write(encodeFrame(FrameType.HELLO_ACK));
+            } else {
+              socket.write(encodeFrame(FrameType.HELLO_ACK, Buffer.from([2, 0, 0, 0])));
+            }
+          }
+          if (type === FrameType.ZERO) forEachZeroRange(payload, (first, count) => { for (let p = first; p < first + count; p++) target.zeroPage(p); });
+          if (type === FrameType.ROUND && readU32(payload, 0) > 0) socket.write(encodeRound(readU32(payload, 0), FrameType.ROUND_ACK));
+          if (type === FrameType.COMPLETE) socket.write(encodeDigestFrame(FrameType.VERIFIED, target.digest()));
+        },
+      },
+      new Set(opts.version === 1 ? types : [...types, FrameType.PAGE_RUN]),
+    );
+    socket.on('data', (c: Buffer) => {
+      try {
+        parser.push(c);
+      } catch {
+        socket.destroy(); // e.g. a PAGE_RUN to a version-1 receiver: the migration fails and the test with it
+        return;
+      }
+      if (opts.pauseEveryReadMs) {
+        pauses++;
+        socket.pause();
+        setTimeout(() => socket.resume(), opts.pauseEveryReadMs);
+      }
+    });
+  });
+  return { address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, hellos, pauses: () => pauses };
+}
+
 describe('tcp transport', () => {
   it('migrates a running VM over a real loopback socket', async () => {
     await initHashing();
@@ -62,45 +116,27 @@ describe('tcp transport', () => {
     const source = track(makeSourceVm(new FramePool(), 'vm-old', { memoryMib: 16, workingSetMib: 8, kind: 'idle', dirtyRatePagesPerSec: 0 }));
     const target = new GuestMemory(new FramePool(), 16 * 256);
     cleanups.push(() => target.release());
-    // A version-1 receiver, as it was: HELLO must say version 1, HELLO_ACK is empty, PAGE_RUN is unknown.
-    const server = net.createServer();
-    cleanups.push(() => server.close());
-    server.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    const hellos: HelloPayload[] = [];
-    server.on('connection', (socket: net.Socket) => {
-      cleanups.push(() => socket.destroy());
-      const parser = new FrameParser(
-        {
-          onPage: (page, src, off) => target.writePage(page, src, off),
-          onFrame: (type, payload) => {
-            if (type === FrameType.HELLO) {
-              const hello = decodeJson<HelloPayload>(payload, 'HELLO');
-              hellos.push(hello);
-              if (hello.version !== 1) return socket.destroy();
-              socket.write(encodeFrame(FrameType.HELLO_ACK));
-            }
-            if (type === FrameType.ZERO) forEachZeroRange(payload, (first, count) => { for (let p = first; p < first + count; p++) target.zeroPage(p); });
-            if (type === FrameType.ROUND && readU32(payload, 0) > 0) socket.write(encodeRound(readU32(payload, 0), FrameType.ROUND_ACK));
-            if (type === FrameType.COMPLETE) socket.write(encodeDigestFrame(FrameType.VERIFIED, target.digest()));
-          },
-        },
-        new Set([FrameType.HELLO, FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE]),
-      );
-      socket.on('data', (c: Buffer) => {
-        try {
-          parser.push(c);
-        } catch {
-          socket.destroy(); // e.g. a PAGE_RUN: the migration fails and the test with it
-        }
-      });
-    });
-    const socket = await connectOutgoing(`127.0.0.1:${(server.address() as net.AddressInfo).port}`);
-    const out = await new MigrationSender({ vm: source, migrationId: 'mig-old', token: 't' }).run(socket);
-    expect(hellos[0]).toMatchObject({ version: 1, maxVersion: 2 });
+    const fake = await fakeReceiver(target, { version: 1 });
+    const out = await new MigrationSender({ vm: source, migrationId: 'mig-old', token: 't' }).run(await connectOutgoing(fake.address));
+    expect(fake.hellos[0]).toMatchObject({ version: 1, maxVersion: 2 });
     expect(out.targetDigest).toBe(out.sourceDigest);
     expect(out.stats.pagesRaw).toBe(8 * 256);
     expect(out.stats.pagesWithoutCopy).toBe(0);
+    out.abort();
+  });
+
+  it('a slow receiver slows the sender: what is queued (pinned guest frames included) stays bounded', async () => {
+    await initHashing();
+    const source = track(makeSourceVm(new FramePool(), 'vm-slow', { memoryMib: 32, workingSetMib: 24, kind: 'idle', dirtyRatePagesPerSec: 0 }));
+    const target = new GuestMemory(new FramePool(), 32 * 256);
+    cleanups.push(() => target.release());
+    const fake = await fakeReceiver(target, { version: 2, pauseEveryReadMs: 2 });
+    const out = await new MigrationSender({ vm: source, migrationId: 'mig-slow', token: 't' }).run(await connectOutgoing(fake.address));
+    expect(out.targetDigest).toBe(out.sourceDigest);
+    expect(out.stats.pagesWithoutCopy).toBe(24 * 256);
+    // A few batches queued at most (the drain rule), never the 24 MiB of the VM.
+    expect(out.stats.maxBufferedBytes).toBeLessThanOrEqual(7 * 1024 * 1024);
+    expect(fake.pauses()).toBeGreaterThan(10); // it really was slow
     out.abort();
   });
 
