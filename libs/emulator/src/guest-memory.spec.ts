@@ -219,6 +219,31 @@ describe('GuestMemory', () => {
     expect(pool.framesInUse).toBe(pages.length - 1);
   });
 
+  it('prepareOverwrite maps a private frame to every page and tells whether they follow each other; finishOverwrite unbacks zero pages', () => {
+    const pool = new FramePool({ slabFrames: 8 });
+    const mem = new GuestMemory(pool, 64);
+    const log = mem.createDirtyLog();
+    const first = mem.prepareOverwrite(Uint32Array.of(3, 4, 5, 9));
+    expect(first).toBe(mem.frameOf(3));
+    expect([4, 5, 9].map((p) => mem.frameOf(p))).toEqual([first + 1, first + 2, first + 3]);
+    const slab = pool.slabBytes(first);
+    const off = pool.frameByteOffset(first);
+    slab.fill(7, off, off + 3 * PAGE_SIZE); // pages 3, 4, 5 land; page 9 arrives as zeros
+    slab.fill(0, off + 3 * PAGE_SIZE, off + 4 * PAGE_SIZE);
+    mem.finishOverwrite(Uint32Array.of(3, 4, 5, 9));
+    expect(mem.pageView(4)![100]).toBe(7);
+    expect(mem.isZero(9)).toBe(true);
+    expect(pool.framesInUse).toBe(3);
+    const bits = new Uint32Array(2);
+    log.sync(bits);
+    expect(bits[0]).toBe((1 << 3) | (1 << 4) | (1 << 5) | (1 << 9));
+    // A page already backed elsewhere, or a slab boundary, breaks the sequence: -1, every page still mapped.
+    expect(mem.prepareOverwrite(Uint32Array.of(20, 21, 4))).toBe(-1);
+    expect(mem.frameOf(21)).not.toBe(-1);
+    expect(() => mem.prepareOverwrite(Uint32Array.of(30, 64))).toThrow(OutOfRangeError);
+    expect(mem.frameOf(30)).toBe(-1); // checked before anything changed
+  });
+
   it('writePagesFrom checks the whole batch before writing any page', () => {
     const { mem } = setup();
     const src = new Uint8Array(2 * PAGE_SIZE).fill(1);

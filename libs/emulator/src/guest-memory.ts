@@ -141,6 +141,50 @@ export class GuestMemory implements DirtyLogOwner {
   }
 
   /**
+   * Prepares `pages` for an in-place overwrite (the migration receiver lets the kernel read a PAGE_RUN's
+   * data straight into their frames): maps a private frame to each page as a whole-page write does,
+   * marks it dirty and invalidates its hash. Returns the first page's frame when the frames follow each
+   * other in one slab (then `pool.slabBytes(frame)` from `pool.frameByteOffset(frame)` holds the pages
+   * back to back), else -1; either way every page has its frame. Contents are undefined until all
+   * bytes landed: then call finishOverwrite(pages). Checks every page before changing anything.
+   */
+  prepareOverwrite(pages: Uint32Array): number {
+    this.checkLive();
+    for (let i = 0; i < pages.length; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    const pool = this.pool;
+    let first = -1;
+    let consecutive = true;
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i]!;
+      const frame = this.frameToOverwrite(page);
+      if (i === 0) first = frame;
+      else if (frame !== first + i || frame % pool.slabFrames === 0) consecutive = false;
+      pool.invalidateHash(frame);
+      this.markDirty(page);
+    }
+    return consecutive ? first : -1;
+  }
+
+  /**
+   * Ends an in-place overwrite (prepareOverwrite): invalidates each frame's hash again (a background
+   * pass may have hashed it half-written) and unbacks the pages that came in all zeros.
+   */
+  finishOverwrite(pages: Uint32Array): void {
+    this.checkLive();
+    const pool = this.pool;
+    for (let i = 0; i < pages.length; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i]!;
+      const frame = this.map[page]!;
+      if (frame === -1) continue;
+      pool.invalidateHash(frame);
+      const bytes = pool.slabBytes(frame);
+      const off = pool.frameByteOffset(frame);
+      if (bytes[off] === 0 && isZeroSpan(bytes, off)) this.unback(page);
+    }
+  }
+
+  /**
    * Makes the page zero and frees its frame (or drops its share of it). The page is marked dirty only if
    * its content changes: KSM's use_zero_pages merging of a page that already holds zeros is not a write.
    */

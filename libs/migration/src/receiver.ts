@@ -15,6 +15,7 @@ import type { ReceiverStats } from './progress.js';
 import { BackgroundHasher } from './background-hasher.js';
 import { PeerSession } from './session.js';
 import { trace } from './trace.js';
+import { setReadTarget } from './read-target.js';
 import { agreedVersion, decodeDigest, decodeJson, encodeDigestFrame, encodeHelloAck, encodeRound, readU32 } from './wire/codec.js';
 import {
   BATCH_PAYLOAD_BYTES,
@@ -57,6 +58,8 @@ export interface IncomingResult {
   abort(): void;
 }
 
+/** Fewer pages than this are not worth reads of their own (a header, the indices, the data). */
+const MIN_IN_PLACE_PAGES = 16;
 const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
 
 /** Constant-time token comparison. */
@@ -71,7 +74,7 @@ export class MigrationReceiver {
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   /** Page indices of one run of PAGES records (a frame holds at most BATCH_PAGES). */
   private readonly runPages = new Uint32Array(BATCH_PAYLOAD_BYTES / PAGE_RECORD_BYTES);
-  private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
+  private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, pagesInPlace: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
 
   constructor(private readonly opts: ReceiverOptions) {}
 
@@ -148,6 +151,21 @@ export class MigrationReceiver {
           hasher.noteWritten(pages[pages.length - 1]!);
           this.stats.pagesRaw += pages.length;
         },
+        // A PAGE_RUN into frames that follow each other (round 0 into the reservation: nearly always)
+        // is read by the kernel straight into them: no copy out of the read buffer.
+        runTarget: (pages) => {
+          if (pages.length < MIN_IN_PLACE_PAGES) return null;
+          const frame = memory.prepareOverwrite(pages);
+          if (frame === -1) return null;
+          const off = memory.pool.frameByteOffset(frame);
+          return memory.pool.slabBytes(frame).subarray(off, off + pages.length * PAGE_SIZE);
+        },
+        onRunInPlace: (pages) => {
+          memory.finishOverwrite(pages);
+          hasher.noteWritten(pages[pages.length - 1]!);
+          this.stats.pagesRaw += pages.length;
+          this.stats.pagesInPlace += pages.length;
+        },
         onFrame: (type, payload) => {
           switch (type) {
             case FrameType.HELLO:
@@ -207,6 +225,7 @@ export class MigrationReceiver {
       accepted,
       FrameType.COMPLETE,
     );
+    setReadTarget(connection, (buffer) => (memory.isReleased ? null : session.readTarget(buffer)));
     if (hello) {
       let ack: Buffer;
       try {
@@ -214,6 +233,7 @@ export class MigrationReceiver {
       } catch (err) {
         session.fail(err as Error);
         connection.off('data', onRead);
+        setReadTarget(connection, null);
         if (vm.state !== 'stopped') vm.stop();
         throw err;
       }
@@ -228,11 +248,13 @@ export class MigrationReceiver {
       });
       const { sourceDigest, targetDigest } = await Promise.race([completed, aborted]);
       connection.off('data', onRead);
+      setReadTarget(connection, null);
       reservation?.release();
       return this.readyResult(announced!, sourceDigest, targetDigest);
     } catch (err) {
       hasher.stop();
       connection.off('data', onRead);
+      setReadTarget(connection, null);
       const error = session.failure(err);
       session.fail(error);
       if (vm.state !== 'stopped') vm.stop();

@@ -57,6 +57,8 @@ export class PeerSession {
         onPage: own.onPage,
         onPages: own.onPages,
         onPageRun: own.onPageRun,
+        runTarget: own.runTarget,
+        onRunInPlace: own.onRunInPlace,
         onFrame: (type, payload) => {
           if (type === FrameType.ERROR) {
             const e = decodeJson<ErrorPayload>(payload, 'ERROR');
@@ -84,6 +86,11 @@ export class PeerSession {
   /** Aborted when the migration must stop; `signal.reason` is the error to report. */
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /** Where the next socket read should land (FrameParser.readTarget); null once the session ended. */
+  readTarget(buffer: Uint8Array): Uint8Array | null {
+    return this.done ? null : this.parser.readTarget(buffer);
   }
 
   get bytesReceived(): number {

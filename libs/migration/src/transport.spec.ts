@@ -151,6 +151,7 @@ describe('tcp transport', () => {
     const inc = await incoming;
     expect(inc.targetDigest).toBe(out.sourceDigest);
     expect(out.stats.pagesWithoutCopy).toBe(8 * 256); // the working set was written in page order
+    expect(inc.stats.pagesInPlace).toBe(8 * 256); // and the target's kernel read it into its frames
     expect(source.memory.pool.framesInUse).toBe(8 * 256); // every pin dropped
     out.abort();
     inc.abort();

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { ConnectionLostError, MigrationCancelledError, ProtocolError, TokenMismatchError } from './errors.js';
+import { readTargetOf } from './read-target.js';
 import { tokenMatches } from './receiver.js';
 import { FrameParser, decodeJson, encodeError } from './wire/codec.js';
 import { FrameType, SOCKET_READ_BUFFER_BYTES, type HelloPayload } from './wire/frame.js';
@@ -141,14 +142,17 @@ function readingIntoReusedBuffer(accepted: net.Socket): net.Socket {
   }
   holder._handle = null; // the accepted wrapper must not close or read the handle any more
   const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  const socket: net.Socket = new net.Socket({
+  let socket: net.Socket | null = null;
+  socket = new net.Socket({
     handle: handle as never,
     readable: true,
     writable: true,
     onread: {
-      buffer,
+      // Node asks a function for the buffer of every next read (Node 20): a reader registered with
+      // setReadTarget may point it elsewhere, e.g. into guest frames.
+      buffer: () => (socket === null ? null : readTargetOf(socket)?.(buffer)) ?? buffer,
       callback: (bytes: number, buf: Uint8Array) => {
-        socket.emit('data', buf.subarray(0, bytes));
+        socket!.emit('data', buf.subarray(0, bytes));
         return true;
       },
     },
@@ -156,6 +160,7 @@ function readingIntoReusedBuffer(accepted: net.Socket): net.Socket {
   socket.pause(); // reading starts when a consumer resumes it
   return socket;
 }
+
 
 /** Splits "host:port" or "[v6]:port". */
 export function parseAddress(address: string): { host: string; port: number } {

@@ -107,6 +107,58 @@ describe('frame codec', () => {
     if (chunk === runs.length) expect(seen.slice(0, 5).every((p) => p.bulk)).toBe(true);
   });
 
+  it('PAGE_RUN in place: points reads at the header, the indices, then the target view; counts what lands there, copies the rest in', () => {
+    const frame = pageRunFrame([5, 6, 7, 40]);
+    const target = new Uint8Array(4 * PAGE_SIZE + 8).subarray(4, 4 + 4 * PAGE_SIZE); // a view inside a bigger buffer
+    const inPlace: number[][] = [];
+    const parser = new FrameParser(
+      {
+        onPage: () => expect.unreachable('pages go to the target view'),
+        runTarget: (pages) => {
+          expect([...pages]).toEqual([5, 6, 7, 40]);
+          return target;
+        },
+        onRunInPlace: (pages) => inPlace.push([...pages]),
+        onFrame: () => undefined,
+      },
+      ALL,
+    );
+    const buffer = new Uint8Array(64 * 1024);
+    expect(parser.readTarget(buffer)).toBeNull(); // nothing known yet: the whole buffer
+    parser.push(frame.subarray(0, 2)); // part of the header
+    expect(parser.readTarget(buffer)).toBeNull();
+    parser.push(frame.subarray(2, 5 + 10)); // the header and 10 index bytes
+    expect(parser.readTarget(buffer)!.length).toBe(16 - 10); // just the missing indices
+    parser.push(frame.subarray(15, 21 + 100)); // the last indices and 100 data bytes (copied in)
+    const view = parser.readTarget(buffer)!;
+    expect(view.buffer).toBe(target.buffer);
+    expect(view.byteOffset).toBe(target.byteOffset + 100);
+    // The kernel reads straight into the view: simulate a read of 5000 bytes there.
+    view.set(frame.subarray(121, 121 + 5000));
+    parser.push(view.subarray(0, 5000));
+    const rest = parser.readTarget(buffer)!;
+    expect(rest.byteOffset).toBe(target.byteOffset + 5100);
+    rest.set(frame.subarray(5121));
+    parser.push(rest.subarray(0, frame.length - 5121));
+    expect(inPlace).toEqual([[5, 6, 7, 40]]);
+    expect(parser.idle).toBe(true);
+    expect(Buffer.compare(Buffer.from(target), frame.subarray(21))).toBe(0);
+    // After a PAGE_RUN the next read is just a header: another PAGE_RUN's data must not land in the buffer.
+    expect(parser.readTarget(buffer)!.length).toBe(5);
+  });
+
+  it('PAGE_RUN without a target view (runTarget gives null) takes the usual path', () => {
+    const seen: number[] = [];
+    const parser = new FrameParser(
+      { onPage: (page) => seen.push(page), runTarget: () => null, onRunInPlace: () => expect.unreachable(), onFrame: () => undefined },
+      ALL,
+    );
+    const frame = pageRunFrame([1, 2]);
+    parser.push(frame);
+    expect(seen).toEqual([1, 2]);
+    expect(parser.idle).toBe(true);
+  });
+
   it('rejects a PAGE_RUN frame that is not whole pages', () => {
     const header = Buffer.alloc(FRAME_HEADER_BYTES);
     writeFrameHeader(header, 0, FrameType.PAGE_RUN, 2 * PAGE_RECORD_BYTES - 4);

@@ -113,6 +113,14 @@ export interface FrameHandlers {
    * for every i < pages.length, all in one chunk. Without it, each page goes to onPage.
    */
   onPageRun?(pages: Uint32Array, src: Uint8Array, srcOffset: number): void;
+  /**
+   * Optional, PAGE_RUN in place: called once its indices arrived; returns where the frame's data
+   * (pages.length × 4096 bytes, back to back) should land, e.g. the pages' own frames, or null for the
+   * usual path. With a view, readTarget() points the socket's reads into it, any data that arrives
+   * elsewhere is copied into it, and onRunInPlace(pages) is called once it holds every byte.
+   */
+  runTarget?(pages: Uint32Array): Uint8Array | null;
+  onRunInPlace?(pages: Uint32Array): void;
   /** Any other frame; `payload` is valid during the call only. */
   onFrame(type: number, payload: Uint8Array): void;
 }
@@ -134,6 +142,10 @@ export class FrameParser {
   private runCount = 0;
   private runIndexFill = 0;
   private runDone = 0;
+  /** PAGE_RUN in place: the view runTarget gave, and how many of its bytes arrived. */
+  private runView: Uint8Array | null = null;
+  private runViewFill = 0;
+  private lastWasRun = false;
   /** Bytes consumed so far, for stats. */
   bytesParsed = 0;
 
@@ -187,6 +199,9 @@ export class FrameParser {
     this.runCount = bytes / PAGE_RECORD_BYTES;
     this.runIndexFill = 0;
     this.runDone = 0;
+    this.runView = null;
+    this.runViewFill = 0;
+    this.lastWasRun = type === FrameType.PAGE_RUN;
     if (!paged && this.body.length < bytes) this.body = new Uint8Array(bytes);
     if (bytes === 0) this.endFrame();
   }
@@ -250,7 +265,11 @@ export class FrameParser {
       off += take;
       if (this.runIndexFill < indexBytes) return off;
       for (let i = 0; i < count; i++) this.runPages[i] = readU32(this.runIndexBytes, i * 4);
+      const view = this.handlers.runTarget?.(this.runPages.subarray(0, count)) ?? null;
+      if (view !== null && view.length !== count * PAGE_SIZE) throw new RangeError(`runTarget gave ${view.length} bytes for ${count} pages`);
+      this.runView = view;
     }
+    if (this.runView !== null) return this.pushRunInPlace(chunk, off);
     if (this.recordFill > 0) {
       const take = this.gather(this.record, this.recordFill, PAGE_SIZE, chunk, off);
       this.recordFill += take;
@@ -273,6 +292,38 @@ export class FrameParser {
     }
     if (this.remaining === 0 && this.recordFill === 0) this.type = -1;
     return off;
+  }
+
+  /** PAGE_RUN data with a target view: a read that landed in it is only counted, anything else is copied in. */
+  private pushRunInPlace(chunk: Uint8Array, off: number): number {
+    const view = this.runView!;
+    const take = Math.min(view.length - this.runViewFill, chunk.length - off);
+    const landed = chunk.buffer === view.buffer && chunk.byteOffset + off === view.byteOffset + this.runViewFill;
+    if (!landed) view.set(chunk.subarray(off, off + take), this.runViewFill);
+    this.runViewFill += take;
+    this.remaining -= take;
+    if (this.runViewFill === view.length) {
+      this.runView = null;
+      this.type = -1;
+      this.handlers.onRunInPlace?.(this.runPages.subarray(0, this.runCount));
+    }
+    return off + take;
+  }
+
+  /**
+   * Where the next socket read should land, given the read buffer the transport would use: inside a
+   * PAGE_RUN's data with a target view, that view (the kernel copies straight into guest frames);
+   * before a PAGE_RUN's indices, or after a PAGE_RUN at the next frame header, just the bytes still
+   * missing of them, so that the data behind is not read into the buffer; otherwise null (the buffer).
+   */
+  readTarget(buffer: Uint8Array): Uint8Array | null {
+    if (this.type === FrameType.PAGE_RUN) {
+      if (this.runView !== null) return this.runView.subarray(this.runViewFill);
+      const missing = this.runCount * 4 - this.runIndexFill;
+      return missing > 0 ? buffer.subarray(0, missing) : null;
+    }
+    if (this.type < 0 && this.lastWasRun) return buffer.subarray(0, FRAME_HEADER_BYTES - this.headerFill);
+    return null;
   }
 
   private pushBody(chunk: Uint8Array, start: number): number {
