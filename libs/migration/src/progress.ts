@@ -53,8 +53,8 @@ export interface SenderStats {
 export interface ReceiverStats {
   rounds: number;
   pagesRaw: number;
-  /** Of pagesRaw: read by the kernel straight into their frames (PAGE_RUN in place). */
-  pagesInPlace: number;
+  /** Page bytes the kernel read straight into their frames (PAGE_RUN in place), not via the read buffer. */
+  bytesInPlace: number;
   pagesZero: number;
   pagesXbzrle: number;
   bytesReceived: number;

@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { initHashing, type FrameReservation, type VirtualMachine } from '@vmm/emulator';
+import { initHashing, type FramePool, type FrameReservation, type VirtualMachine } from '@vmm/emulator';
 import { forEachZeroRange } from './encoding/zero-runs.js';
 import { xbzrleDecode } from './encoding/xbzrle.js';
 import { DigestMismatchError, MigrationStateError, ProtocolError, TokenMismatchError } from './errors.js';
@@ -62,6 +62,33 @@ export interface IncomingResult {
 const MIN_IN_PLACE_PAGES = 16;
 const SENDER_TYPES = [FrameType.PAGES, FrameType.ZERO, FrameType.XBZRLE, FrameType.ROUND, FrameType.DEVICE_STATE, FrameType.COMPLETE];
 
+/** The frames of the PAGE_RUN being read in place, held by one more reference each. */
+class PinnedRun {
+  private frame = -1;
+  private count = 0;
+
+  constructor(private readonly pool: FramePool) {}
+
+  pin(frame: number, count: number): void {
+    this.unpin();
+    for (let i = 0; i < count; i++) this.pool.incRef(frame + i);
+    this.frame = frame;
+    this.count = count;
+  }
+
+  unpin(): void {
+    for (let i = 0; i < this.count; i++) this.pool.decRef(this.frame + i);
+    this.count = 0;
+  }
+
+  /** After a failure: a read may still be armed with the run's frames until the socket is closed. */
+  unpinOnClose(connection: Duplex): void {
+    if (this.count === 0) return;
+    if (connection.closed) this.unpin();
+    else connection.once('close', () => this.unpin());
+  }
+}
+
 /** Constant-time token comparison. */
 export function tokenMatches(expected: string, presented: unknown): boolean {
   if (typeof presented !== 'string') return false;
@@ -74,7 +101,7 @@ export class MigrationReceiver {
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   /** Page indices of one run of PAGES records (a frame holds at most BATCH_PAGES). */
   private readonly runPages = new Uint32Array(BATCH_PAYLOAD_BYTES / PAGE_RECORD_BYTES);
-  private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, pagesInPlace: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
+  private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, bytesInPlace: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
 
   constructor(private readonly opts: ReceiverOptions) {}
 
@@ -123,6 +150,7 @@ export class MigrationReceiver {
     };
 
     const hasher = new BackgroundHasher(memory);
+    const pinned = new PinnedRun(memory.pool);
     // The pass hashes in the stream's gaps only: every read tells it the stream still flows.
     const onRead = () => hasher.noteRead();
     connection.on('data', onRead);
@@ -152,19 +180,25 @@ export class MigrationReceiver {
           this.stats.pagesRaw += pages.length;
         },
         // A PAGE_RUN into frames that follow each other (round 0 into the reservation: nearly always)
-        // is read by the kernel straight into them: no copy out of the read buffer.
+        // is read by the kernel straight into them: no copy out of the read buffer. The socket's next
+        // read is armed with the view before anything else can happen, and stays armed if the
+        // migration ends meanwhile (an abort, the VM discarded): its frames are pinned until the run
+        // completed or, failing that, the socket closed, so that no read can land in a frame that was
+        // freed and handed to another VM.
         runTarget: (pages) => {
           if (pages.length < MIN_IN_PLACE_PAGES) return null;
           const frame = memory.prepareOverwrite(pages);
           if (frame === -1) return null;
+          pinned.pin(frame, pages.length);
           const off = memory.pool.frameByteOffset(frame);
           return memory.pool.slabBytes(frame).subarray(off, off + pages.length * PAGE_SIZE);
         },
-        onRunInPlace: (pages) => {
+        onRunInPlace: (pages, landedBytes) => {
           memory.finishOverwrite(pages);
+          pinned.unpin();
           hasher.noteWritten(pages[pages.length - 1]!);
           this.stats.pagesRaw += pages.length;
-          this.stats.pagesInPlace += pages.length;
+          this.stats.bytesInPlace += landedBytes;
         },
         onFrame: (type, payload) => {
           switch (type) {
@@ -257,6 +291,7 @@ export class MigrationReceiver {
       setReadTarget(connection, null);
       const error = session.failure(err);
       session.fail(error);
+      pinned.unpinOnClose(connection);
       if (vm.state !== 'stopped') vm.stop();
       reservation?.release();
       trace(migrationId, () => `receiver failed, incoming VM discarded: ${error.message}`);

@@ -4,7 +4,7 @@ import { FramePool, GuestMemory, initHashing, type VirtualMachine } from '@vmm/e
 import { MigrationReceiver } from './receiver.js';
 import { MigrationSender } from './sender.js';
 import { connectOutgoing, listenForIncoming, parseAddress } from './transport.js';
-import { FrameParser, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32 } from './wire/codec.js';
+import { FrameParser, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, encodeRound, readU32, writeFrameHeader, writeU32 } from './wire/codec.js';
 import { FrameType, type HelloPayload } from './wire/frame.js';
 import { forEachZeroRange } from './encoding/zero-runs.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
@@ -13,6 +13,15 @@ const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
+
+/** Polls `cond` every 5 ms; fails after `timeoutMs`. */
+async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 function track(vm: VirtualMachine): VirtualMachine {
   cleanups.push(() => vm.state !== 'stopped' && vm.stop());
@@ -151,10 +160,42 @@ describe('tcp transport', () => {
     const inc = await incoming;
     expect(inc.targetDigest).toBe(out.sourceDigest);
     expect(out.stats.pagesWithoutCopy).toBe(8 * 256); // the working set was written in page order
-    expect(inc.stats.pagesInPlace).toBe(8 * 256); // and the target's kernel read it into its frames
+    // and the target's kernel read it straight into its frames (all but what came with the first run's header)
+    expect(inc.stats.bytesInPlace).toBeGreaterThan(0.9 * 8 * 1024 * 1024);
     expect(source.memory.pool.framesInUse).toBe(8 * 256); // every pin dropped
     out.abort();
     inc.abort();
+  });
+
+  it('a receiver aborted in the middle of an in-place PAGE_RUN keeps its frames pinned until the socket closed', async () => {
+    await initHashing();
+    const pool = new FramePool();
+    const target = track(makeIncomingVm(pool, 'vm-pin', 4));
+    const listener = await listenForIncoming({ token: 't', migrationId: 'mig-pin' });
+    cleanups.push(() => listener.close());
+    const abort = new AbortController();
+    const incoming = listener.accept.then(({ connection, hello }) =>
+      new MigrationReceiver({ vm: target, migrationId: 'mig-pin', token: 't', signal: abort.signal }).run(connection, hello),
+    );
+    incoming.catch(() => undefined);
+    // A sender by hand: HELLO, then half of a 64-page PAGE_RUN.
+    const socket = net.connect({ host: '127.0.0.1', port: listener.port });
+    cleanups.push(() => socket.destroy());
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(encodeHello({ version: 1, maxVersion: 2, migrationId: 'mig-pin', token: 't', pageCount: 4 * 256, memoryMib: 4, image: 'empty', vcpus: 2, residentPages: 64 }));
+    await new Promise((r) => socket.once('data', r)); // HELLO_ACK
+    const pages = 64;
+    const frame = Buffer.alloc(5 + pages * 4100, 1);
+    writeFrameHeader(frame, 0, FrameType.PAGE_RUN, pages * 4100);
+    for (let i = 0; i < pages; i++) writeU32(frame, 5 + 4 * i, i);
+    socket.write(Buffer.concat([encodeRound(0), frame.subarray(0, 5 + pages * 4 + 32 * 4096)]));
+    await waitFor(() => pool.framesInUse >= pages); // the run's frames are mapped and the reads land in them
+    abort.abort();
+    await expect(incoming).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(target.state).toBe('stopped');
+    expect(pool.framesInUse).toBe(pages); // the VM let go of them, the armed read has not
+    socket.destroy();
+    await waitFor(() => pool.framesInUse === 0); // the receiver's socket closed: unpinned and freed
   });
 
   it('answers a wrong token with an ERROR, keeps listening, and accepts the right one', async () => {

@@ -118,7 +118,7 @@ describe('frame codec', () => {
           expect([...pages]).toEqual([5, 6, 7, 40]);
           return target;
         },
-        onRunInPlace: (pages) => inPlace.push([...pages]),
+        onRunInPlace: (pages, landed) => inPlace.push([...pages, landed]),
         onFrame: () => undefined,
       },
       ALL,
@@ -140,7 +140,7 @@ describe('frame codec', () => {
     expect(rest.byteOffset).toBe(target.byteOffset + 5100);
     rest.set(frame.subarray(5121));
     parser.push(rest.subarray(0, frame.length - 5121));
-    expect(inPlace).toEqual([[5, 6, 7, 40]]);
+    expect(inPlace).toEqual([[5, 6, 7, 40, 4 * PAGE_SIZE - 100]]); // all but the 100 bytes that came with the indices
     expect(parser.idle).toBe(true);
     expect(Buffer.compare(Buffer.from(target), frame.subarray(21))).toBe(0);
     // After a PAGE_RUN the next read is just a header: another PAGE_RUN's data must not land in the buffer.

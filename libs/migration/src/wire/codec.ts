@@ -120,7 +120,8 @@ export interface FrameHandlers {
    * elsewhere is copied into it, and onRunInPlace(pages) is called once it holds every byte.
    */
   runTarget?(pages: Uint32Array): Uint8Array | null;
-  onRunInPlace?(pages: Uint32Array): void;
+  /** `landedBytes`: how many of the view's bytes the socket read straight into it (the rest was copied). */
+  onRunInPlace?(pages: Uint32Array, landedBytes: number): void;
   /** Any other frame; `payload` is valid during the call only. */
   onFrame(type: number, payload: Uint8Array): void;
 }
@@ -145,7 +146,9 @@ export class FrameParser {
   /** PAGE_RUN in place: the view runTarget gave, and how many of its bytes arrived. */
   private runView: Uint8Array | null = null;
   private runViewFill = 0;
-  private lastWasRun = false;
+  private runViewLanded = 0;
+  /** The last frame was a PAGE_RUN read in place: another likely follows, read its header on its own. */
+  private lastWasInPlace = false;
   /** Bytes consumed so far, for stats. */
   bytesParsed = 0;
 
@@ -201,7 +204,8 @@ export class FrameParser {
     this.runDone = 0;
     this.runView = null;
     this.runViewFill = 0;
-    this.lastWasRun = type === FrameType.PAGE_RUN;
+    this.runViewLanded = 0;
+    this.lastWasInPlace = false;
     if (!paged && this.body.length < bytes) this.body = new Uint8Array(bytes);
     if (bytes === 0) this.endFrame();
   }
@@ -299,13 +303,15 @@ export class FrameParser {
     const view = this.runView!;
     const take = Math.min(view.length - this.runViewFill, chunk.length - off);
     const landed = chunk.buffer === view.buffer && chunk.byteOffset + off === view.byteOffset + this.runViewFill;
-    if (!landed) view.set(chunk.subarray(off, off + take), this.runViewFill);
+    if (landed) this.runViewLanded += take;
+    else view.set(chunk.subarray(off, off + take), this.runViewFill);
     this.runViewFill += take;
     this.remaining -= take;
     if (this.runViewFill === view.length) {
       this.runView = null;
       this.type = -1;
-      this.handlers.onRunInPlace?.(this.runPages.subarray(0, this.runCount));
+      this.lastWasInPlace = true;
+      this.handlers.onRunInPlace?.(this.runPages.subarray(0, this.runCount), this.runViewLanded);
     }
     return off + take;
   }
@@ -313,8 +319,9 @@ export class FrameParser {
   /**
    * Where the next socket read should land, given the read buffer the transport would use: inside a
    * PAGE_RUN's data with a target view, that view (the kernel copies straight into guest frames);
-   * before a PAGE_RUN's indices, or after a PAGE_RUN at the next frame header, just the bytes still
-   * missing of them, so that the data behind is not read into the buffer; otherwise null (the buffer).
+   * before a PAGE_RUN's indices, or at the next frame header after a PAGE_RUN read in place, just the
+   * bytes still missing of them, so that the data behind is not read into the buffer; otherwise null
+   * (the buffer).
    */
   readTarget(buffer: Uint8Array): Uint8Array | null {
     if (this.type === FrameType.PAGE_RUN) {
@@ -322,7 +329,7 @@ export class FrameParser {
       const missing = this.runCount * 4 - this.runIndexFill;
       return missing > 0 ? buffer.subarray(0, missing) : null;
     }
-    if (this.type < 0 && this.lastWasRun) return buffer.subarray(0, FRAME_HEADER_BYTES - this.headerFill);
+    if (this.type < 0 && this.lastWasInPlace) return buffer.subarray(0, FRAME_HEADER_BYTES - this.headerFill);
     return null;
   }
 
