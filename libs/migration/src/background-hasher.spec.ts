@@ -1,17 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FramePool, GuestMemory, initHashing } from '@vmm/emulator';
 import { BackgroundHasher, GAP_STEP_PAGES, STEP_PAGES, STREAM_QUIET_MS } from './background-hasher.js';
+import { waitFor } from './testing/wait-for.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** Polls `cond` every turn; fails after `timeoutMs`. */
-async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 describe('BackgroundHasher', () => {
   beforeAll(() => initHashing());
@@ -51,7 +43,7 @@ describe('BackgroundHasher', () => {
     // Turns without a read right after one are not a gap: nothing hashed until the stream is quiet.
     if (performance.now() - readAt < STREAM_QUIET_MS) expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false);
     expect(hasher.running).toBe(true);
-    await waitFor(() => memory.pool.hashValid(memory.frameOf(0)));
+    await waitFor(() => memory.pool.hashValid(memory.frameOf(0)), 2000, 1);
     expect(performance.now() - readAt).toBeGreaterThanOrEqual(STREAM_QUIET_MS);
     hasher.noteRead(); // the stream flows again: the pass pauses
     const paused = [...Array(2 * STEP_PAGES).keys()].filter((p) => memory.pool.hashValid(memory.frameOf(p))).length;

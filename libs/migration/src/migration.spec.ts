@@ -9,20 +9,12 @@ import { duplexPair } from './testing/duplex-pair.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
 import { encodeFrame, writeFrameHeader } from './wire/codec.js';
 import { FrameType } from './wire/frame.js';
+import { waitFor } from './testing/wait-for.js';
 
 const vms: VirtualMachine[] = [];
 afterEach(() => {
   for (const vm of vms.splice(0)) if (vm.state !== 'stopped') vm.stop();
 });
-
-/** Polls `cond` every 5 ms; fails after `timeoutMs`. */
-async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function setup(kind: WorkloadKind, rate: number, memoryMib = 32, workingSetMib = 8) {
   const pool = new FramePool();
@@ -125,7 +117,7 @@ describe('in-process migration', () => {
     const writesBefore = source.writesTotal;
     const run = migrate(source, target, { maxBandwidthMibPerSec: 16, downtimeLimitMs: 1 }, { senderSignal: ctl.signal });
     // Cancel once pages arrive at the target, i.e. truly mid-precopy.
-    await waitFor(() => target.memory.residentPages > 256);
+    await waitFor(() => target.memory.residentPages > 256, 10_000);
     ctl.abort('operator said stop');
     const { out, inc, sender } = await run;
     expect(out.status === 'rejected' && out.reason).toBeInstanceOf(MigrationCancelledError);
@@ -147,7 +139,7 @@ describe('in-process migration', () => {
     const digestBefore = source.memory.digest();
     const ctl = new AbortController();
     const run = migrate(source, target, { maxBandwidthMibPerSec: 8 }, { senderSignal: ctl.signal });
-    await waitFor(() => target.memory.residentPages > 512);
+    await waitFor(() => target.memory.residentPages > 512, 10_000);
     ctl.abort();
     const { out } = await run;
     expect(out.status === 'rejected' && (out.reason as { code: string }).code).toBe('CANCELLED');
@@ -160,7 +152,7 @@ describe('in-process migration', () => {
     const { source, target } = setup('uniform', 20_000, 32, 16);
     const ctl = new AbortController();
     const run = migrate(source, target, { maxBandwidthMibPerSec: 8 }, { receiverSignal: ctl.signal });
-    await waitFor(() => target.memory.residentPages > 512);
+    await waitFor(() => target.memory.residentPages > 512, 10_000);
     ctl.abort('target node draining');
     const { out, inc } = await run;
     expect(inc.status === 'rejected' && inc.reason).toBeInstanceOf(MigrationCancelledError);

@@ -8,20 +8,12 @@ import { FrameParser, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, e
 import { FrameType, type HelloPayload } from './wire/frame.js';
 import { forEachZeroRange } from './encoding/zero-runs.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
+import { waitFor } from './testing/wait-for.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
-
-/** Polls `cond` every 5 ms; fails after `timeoutMs`. */
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function track(vm: VirtualMachine): VirtualMachine {
   cleanups.push(() => vm.state !== 'stopped' && vm.stop());
