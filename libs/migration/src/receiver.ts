@@ -218,20 +218,14 @@ export class MigrationReceiver {
               this.stats.rounds++;
               const round = readU32(payload, 0);
               if (round === 0) return;
-              if (round === 1) {
-                // Round 0 is applied. The pass yielded to receiving while the socket had a backlog:
-                // finish it (in steps; the source waits for this ack and hashes its own pages
-                // meanwhile) before acknowledging, so that the round's time counts it and the digest
-                // under pause does not.
-                hasher.whenCaughtUp(() => session.reply(encodeRound(round, FrameType.ROUND_ACK)));
-                return;
-              }
-              // Everything before this frame is applied: let the sender time its round by our pace.
-              session.reply(encodeRound(round, FrameType.ROUND_ACK));
-              // Hash what arrived in this round while the source still runs (the background pass
-              // already followed round 0 as it came, in page order): the digest under pause then only
-              // hashes what arrived since.
-              hasher.restart();
+              // The round that just ended is applied. Its pages are hashed before the ack (in steps;
+              // the source waits for it, and hashes its own round-0 pages meanwhile), so that the
+              // round's time counts the hashing and the digest under pause only hashes the pages of
+              // the paused round: the pass hashes only in the stream's gaps, and a pre-copy round at
+              // full speed has none. Round 0 arrived in page order and the pass followed it; a later
+              // round's pages lie anywhere behind it.
+              if (round > 1) hasher.restart();
+              hasher.whenCaughtUp(() => session.reply(encodeRound(round, FrameType.ROUND_ACK)));
               return;
             }
             case FrameType.DEVICE_STATE:
@@ -242,7 +236,9 @@ export class MigrationReceiver {
               hasher.stop();
               const sourceDigest = decodeDigest(payload);
               vm.loadDeviceState(deviceState);
+              const digestStart = performance.now();
               const targetDigest = memory.digest();
+              trace(migrationId, () => `receiver digest in ${(performance.now() - digestStart).toFixed(1)} ms`);
               session.reply(encodeDigestFrame(FrameType.VERIFIED, targetDigest));
               if (targetDigest !== sourceDigest) throw new DigestMismatchError(migrationId, sourceDigest, targetDigest);
               this.stats.bytesReceived = session.bytesReceived;

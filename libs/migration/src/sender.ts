@@ -282,10 +282,16 @@ export class MigrationSender {
       });
       stopAndCopyPages = await sendRound(this.round, false, true);
       pagesSent += stopAndCopyPages;
+      const sentAt = performance.now();
       await writer.sendFrame(encodeFrame(FrameType.DEVICE_STATE, vm.saveDeviceState()));
       const sourceDigest = memory.digest();
+      const digestAt = performance.now();
       await writer.sendFrame(encodeDigestFrame(FrameType.COMPLETE, sourceDigest));
       const targetDigest = await session.expectDigest(FrameType.VERIFIED);
+      trace(migrationId, () => {
+        const now = performance.now();
+        return `stop-and-copy: ${stopAndCopyPages} pages queued in ${(sentAt - pausedAtPerf).toFixed(1)} ms, source digest ${(digestAt - sentAt).toFixed(1)} ms, VERIFIED after ${(now - digestAt).toFixed(1)} ms more (paused ${(now - pausedAtPerf).toFixed(1)} ms)`;
+      });
       if (targetDigest !== sourceDigest) throw new DigestMismatchError(migrationId, sourceDigest, targetDigest);
       await writer.flushed();
       dirtyLog.disable();
