@@ -100,7 +100,7 @@ export class GuestMemory implements DirtyLogOwner {
     if (count === 0) return;
     this.checkSpan('src', src, srcOffset + (count - 1) * strideBytes);
     if (!Number.isInteger(srcOffset)) throw new OutOfRangeError('src offset', srcOffset, src.length - PAGE_SIZE);
-    for (let i = 0; i < count; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    this.checkPages(pages, count);
     const pool = this.pool;
     const aligned = ((src.byteOffset + srcOffset) & 3) === 0 && (strideBytes & 3) === 0;
     const words = aligned ? wordsOf(src) : null;
@@ -150,7 +150,7 @@ export class GuestMemory implements DirtyLogOwner {
    */
   prepareOverwrite(pages: Uint32Array): number {
     this.checkLive();
-    for (let i = 0; i < pages.length; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    this.checkPages(pages, pages.length);
     const pool = this.pool;
     let first = -1;
     let consecutive = true;
@@ -172,7 +172,7 @@ export class GuestMemory implements DirtyLogOwner {
   finishOverwrite(pages: Uint32Array): void {
     this.checkLive();
     const pool = this.pool;
-    for (let i = 0; i < pages.length; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
+    this.checkPages(pages, pages.length);
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
       const frame = this.map[page]!;
@@ -374,6 +374,11 @@ export class GuestMemory implements DirtyLogOwner {
 
   private checkLive(): void {
     if (this.released) throw new MemoryReleasedError();
+  }
+
+  /** Every one of pages[0..count) is in range (a batch is checked before any of it is written). */
+  private checkPages(pages: Uint32Array, count: number): void {
+    for (let i = 0; i < count; i++) if (pages[i]! >= this.pageCount) throw new OutOfRangeError('page', pages[i]!, this.pageCount);
   }
 
   private checkPage(page: number): void {
