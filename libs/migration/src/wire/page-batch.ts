@@ -89,22 +89,31 @@ export class PageBatcher {
 
   /** True when the next page may not fit: `await flushFull()` first. */
   get full(): boolean {
-    // With runs, adding a page may close a short open run into the PAGES batch: room for one is kept.
-    const rawRoom = this.pageRuns ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
     return (
-      this.raw === null ||
-      this.rawFill + rawRoom > BATCH_PAYLOAD_BYTES ||
+      !this.rawFits(this.rawRecordsKept) ||
       this.closedRun !== null ||
       (this.cache !== null && (this.xbz === null || this.xbzFill + XBZRLE_RECORD_HEADER_BYTES + PAGE_SIZE > BATCH_PAYLOAD_BYTES)) ||
       this.zeros.full
     );
   }
 
+  /** The PAGES batch has a buffer with room for `records` more records. */
+  private rawFits(records: number): boolean {
+    return this.raw !== null && this.rawFill + records * PAGE_RECORD_BYTES <= BATCH_PAYLOAD_BYTES;
+  }
+
+  /**
+   * Records the PAGES batch keeps room for before each add(): with runs, adding a page may close a
+   * short open run into it.
+   */
+  private get rawRecordsKept(): number {
+    return this.pageRuns ? MIN_RUN_PAGES : 1;
+  }
+
   /** Sends whichever batch is full and acquires fresh buffers. */
   async flushFull(): Promise<void> {
     await this.sendClosedRun();
-    const rawRoom = this.pageRuns ? MIN_RUN_PAGES * PAGE_RECORD_BYTES : PAGE_RECORD_BYTES;
-    if (this.raw !== null && this.rawFill + rawRoom > BATCH_PAYLOAD_BYTES) await this.flushRaw();
+    if (this.raw !== null && !this.rawFits(this.rawRecordsKept)) await this.flushRaw();
     if (this.xbz !== null && this.xbzFill + XBZRLE_RECORD_HEADER_BYTES + PAGE_SIZE > BATCH_PAYLOAD_BYTES) await this.flushXbz();
     if (this.zeros.full) await this.flushZeros();
     if (this.raw === null) this.raw = await this.writer.acquire();
@@ -114,7 +123,7 @@ export class PageBatcher {
   /** Sends everything pending (end of a round). */
   async flushAll(): Promise<void> {
     await this.sendClosedRun(); // the open run may close long below
-    if (this.runCount > 0 && this.runCount < MIN_RUN_PAGES && (this.raw === null || this.rawFill + this.runCount * PAGE_RECORD_BYTES > BATCH_PAYLOAD_BYTES)) {
+    if (this.runCount > 0 && this.runCount < MIN_RUN_PAGES && !this.rawFits(this.runCount)) {
       await this.flushRaw();
       this.raw = await this.writer.acquire();
     }
@@ -216,7 +225,7 @@ export class PageBatcher {
     const count = this.runCount;
     if (count === 0) return;
     // Misuse (add() without checking `full`) throws before anything changes: release() still unpins.
-    if (count >= MIN_RUN_PAGES ? this.closedRun !== null : this.raw === null || this.rawFill + count * PAGE_RECORD_BYTES > BATCH_PAYLOAD_BYTES) {
+    if (count >= MIN_RUN_PAGES ? this.closedRun !== null : !this.rawFits(count)) {
       throw new Error('PageBatcher: add() while full (await flushFull() first)');
     }
     this.runCount = 0;
