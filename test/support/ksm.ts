@@ -69,7 +69,7 @@ export function waitForNode(
       return predicate(n) ? n : undefined;
     },
     timeoutMs,
-    `${what} [last ${last}]`,
+    what,
     intervalMs,
   ).catch((err: Error) => {
     throw new Error(`${err.message} [last ${last}]`);
