@@ -5,7 +5,7 @@
 // merge, and each node's real use must be what 2 merged copies hold.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 import { expectedPagesSharing, imageShape, imageVm, MIB, nodeFigures, PAGE_BYTES, waitForKsmSettled, waitForNode } from './support/ksm.js';
 import { expectCompleted, policy, waitForFinal } from './support/migration.js';
 
@@ -26,11 +26,7 @@ describe('KSM across a live migration', () => {
     api = c.api();
   });
 
-  afterAll(async () => {
-    for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
-    api?.close();
-    await c?.stop();
-  });
+  afterAll(() => stopTestCluster(c, api, vmIds));
 
   it('the source stops counting the VM and frees its frames; the target merges it with its own copies', async () => {
     for (let i = 0; i < 3; i++) vmIds.push((await api.createVm(imageVm(IMAGE, `src-${i}`, SOURCE))).vmId);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import { REPO_ROOT } from '@vmm/local-cluster/cluster';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 import { expectGrpcError, status } from './support/grpc.js';
 import {
   expectedPagesSharing,
@@ -54,11 +54,7 @@ describe(`KSM with ${COPIES} idle ${IMAGE} VMs on one node`, () => {
     api = c.api();
   });
 
-  afterAll(async () => {
-    for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
-    api?.close();
-    await c?.stop();
-  });
+  afterAll(() => stopTestCluster(c, api, vmIds));
 
   it('GetNode and ListNodes show ksm counters and the knobs the agents started with', async () => {
     const n = await waitForNode(api, NODE, (x) => x.lastReportMs > 0 && x.ksmKnobs?.pagesToScan !== undefined, 10_000, 'a first report');

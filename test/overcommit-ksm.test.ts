@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 import {
   expectedPagesSharing,
   imageShape,
@@ -56,11 +56,7 @@ describe(`${COPIES} idle ${IMAGE} VMs on a ${NODE_MIB} MiB node`, () => {
     api = c.api();
   });
 
-  afterAll(async () => {
-    for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
-    api?.close();
-    await c?.stop();
-  });
+  afterAll(() => stopTestCluster(c, api, vmIds));
 
   it('stay on the node while KSM keeps its real use low, though their allocation exceeds its physical memory', async () => {
     expect(COPIES * imageMib, 'the premise: unmerged, the images would cross the high watermark').toBeGreaterThan(HIGH * NODE_MIB);

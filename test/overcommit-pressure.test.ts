@@ -20,7 +20,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 import { nodeFigures, waitForNode } from './support/ksm.js';
 import { expectCompleted, FINAL_PHASES, listAllMigrations, short, waitForFinal } from './support/migration.js';
 import { listAllVms } from './support/vms.js';
@@ -93,11 +93,7 @@ describe('memory-pressure balancer', () => {
     api = c.api();
   });
 
-  afterAll(async () => {
-    for (const vm of vms.values()) await api?.deleteVm({ vmId: vm.vmId }).catch(() => {});
-    api?.close();
-    await c?.stop();
-  });
+  afterAll(() => stopTestCluster(c, api, [...vms.values()].map((vm) => vm.vmId)));
 
   it('leaves a node under its high watermark alone, then migrates VMs off once real use crosses it, to a node with room', async () => {
     vms.set('hold', await api.createVm(writingVm('hold', ROOMY_HOLD_MIB, 20, ROOMY, 0)));

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
+import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 import {
   deleteVmsAndWait,
   expectedNodeSharing,
@@ -76,11 +76,7 @@ describe('sharing-aware placement', () => {
     api = c.api();
   });
 
-  afterAll(async () => {
-    for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
-    api?.close();
-    await c?.stop();
-  });
+  afterAll(() => stopTestCluster(c, api, vmIds));
 
   it('groups VMs of the same image on one node when the scheduler chooses', async () => {
     const vms: cluster.Vm[] = [];

@@ -1,5 +1,6 @@
 import { inject } from 'vitest';
 import { startCluster, type ClusterOptions, type LocalCluster } from '@vmm/local-cluster/cluster';
+import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
 import { removePrefix, uniquePrefix } from './redis-prefix.js';
 
 export type TestCluster = LocalCluster & {
@@ -45,4 +46,14 @@ export async function startTestCluster(options: Omit<ClusterOptions, 'redisUrl' 
       }
     },
   });
+}
+
+/**
+ * A suite's teardown: deletes the VMs it created (best effort: a VM may be gone already), closes its
+ * API client and stops its cluster. Each step tolerates what never started.
+ */
+export async function stopTestCluster(c: TestCluster | undefined, api: ClusterApi | undefined, vmIds: Iterable<string> = []): Promise<void> {
+  for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
+  api?.close();
+  await c?.stop();
 }
