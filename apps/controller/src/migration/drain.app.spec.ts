@@ -8,6 +8,7 @@ import { IDLE_WORKLOAD } from '../testing/records.js';
 import { defaultProgress } from '../testing/fake-agent.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { DRAIN_MAX_ATTEMPTS, DrainCoordinator } from './drain.coordinator.js';
+import { MigrationService } from './migration.service.js';
 
 const { MigrationPhase: P, NodeState, VmState } = cluster;
 const NOT_CONVERGED: Partial<agent.MigrationProgress>[] = [
@@ -93,6 +94,29 @@ describe('DrainNode', () => {
       source().progressScript = defaultProgress;
       await c.api.uncordonNode('node-1');
       await c.api.deleteVm(vm.vmId);
+    }
+  });
+
+  it('answers with every migration of the drain, also those its coordinator started while DrainNode ran', async () => {
+    const vms = [];
+    for (let i = 0; i < 3; i++) vms.push(await c.api.createVm({ name: `d-${++seq}`, vcpus: 1, memoryMib: 128, workload: IDLE_WORKLOAD, nodeId: 'node-1' }));
+    const service = c.controller.get(MigrationService);
+    const migrate = service.migrate.bind(service);
+    let swept: string[] = [];
+    // The coordinator's sweep runs at its own pace: here it lands right after DrainNode marked the node.
+    service.migrate = async (...args) => {
+      if (swept.length === 0) swept = await c.controller.get(DrainCoordinator).sweep();
+      return migrate(...args);
+    };
+    try {
+      const drained = await c.api.drainNode('node-1');
+      expect(swept).toHaveLength(3); // the sweep started all three; DrainNode's own attempts found them migrating
+      expect(drained.migrations.map((m) => m.migrationId).sort()).toEqual([...swept].sort());
+      for (const vm of vms) await drainMigrations(vm.vmId, 1);
+    } finally {
+      service.migrate = migrate;
+      await c.api.uncordonNode('node-1');
+      for (const vm of vms) await c.api.deleteVm(vm.vmId);
     }
   });
 });

@@ -21,12 +21,11 @@ import { NoCapacityError } from '../errors.js';
 import { MigrationRepository } from '../redis/migration.repository.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
-import { DRAIN_POLICY } from './migration-validation.js';
+import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt } from './migration-validation.js';
 import { MigrationService } from './migration.service.js';
 
 /** Migrations per VM and drain (the first one included). */
 export const DRAIN_MAX_ATTEMPTS = 3;
-export const DRAIN_REASON = 'drain';
 
 @Injectable()
 export class DrainCoordinator implements OnApplicationBootstrap, OnModuleDestroy {
@@ -74,9 +73,7 @@ export class DrainCoordinator implements OnApplicationBootstrap, OnModuleDestroy
   }
 
   private async retry(node: NodeRecord, vm: VmRecord): Promise<string | undefined> {
-    const attempts = (await this.migrationRecords.listForVm(vm.vmId)).filter(
-      (m) => m.reason === DRAIN_REASON && m.sourceNodeId === node.nodeId && m.createdAtMs >= node.drainStartedAtMs,
-    );
+    const attempts = (await this.migrationRecords.listForVm(vm.vmId)).filter((m) => isDrainAttempt(m, node.nodeId, node.drainStartedAtMs));
     // In flight; or cancelled by an operator, who wants it left where it is.
     if (attempts.some((m) => !isFinal(m.phase) || m.phase === 'CANCELLED')) return undefined;
     const log = { nodeId: node.nodeId, vmId: vm.vmId, attempts: attempts.length };

@@ -1,6 +1,7 @@
 /** MigrateVm request validation (API.md): pure checks of the policy fields. */
 import type { cluster } from '@vmm/proto';
 import { InvalidArgumentError } from '../errors.js';
+import type { MigrationRecord } from './migration-record.js';
 
 export const DEFAULT_POLICY: cluster.MigrationPolicy = {
   downtimeLimitMs: 300,
@@ -17,6 +18,13 @@ export const DEFAULT_POLICY: cluster.MigrationPolicy = {
  * throttled (auto-converge) rather than failing NOT_CONVERGED: a drain must get every VM off.
  */
 export const DRAIN_POLICY: cluster.MigrationPolicy = { ...DEFAULT_POLICY, autoConverge: true };
+/** The reason recorded on drain migrations. */
+export const DRAIN_REASON = 'drain';
+
+/** A migration made by the drain of `nodeId` that started at `drainStartedAtMs` (DrainNode's or its coordinator's). */
+export function isDrainAttempt(m: Pick<MigrationRecord, 'reason' | 'sourceNodeId' | 'createdAtMs'>, nodeId: string, drainStartedAtMs: number): boolean {
+  return m.reason === DRAIN_REASON && m.sourceNodeId === nodeId && m.createdAtMs >= drainStartedAtMs;
+}
 
 /** Fills unset (0) fields with defaults; negative or non-finite values are INVALID_ARGUMENT. */
 export function validatePolicy(policy: Partial<cluster.MigrationPolicy> | null | undefined): cluster.MigrationPolicy {

@@ -36,7 +36,7 @@ import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
 import { hashToMigration, toProtoMigration, type MigrationRecord } from './migration-record.js';
-import { DRAIN_POLICY, validatePolicy } from './migration-validation.js';
+import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt, validatePolicy } from './migration-validation.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
 const { VmState } = cluster;
@@ -185,14 +185,19 @@ export class MigrationService {
    */
   async drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
     await this.nodeService.require(nodeId);
-    await this.nodes.setFields(nodeId, { draining: '1', cordoned: '1', drainStartedAtMs: String(Date.now()) });
+    const drainStartedAtMs = Date.now();
+    await this.nodes.setFields(nodeId, { draining: '1', cordoned: '1', drainStartedAtMs: String(drainStartedAtMs) });
     const started: cluster.Migration[] = [];
     for (const vm of await this.vms.getMany(await this.vms.idsOnNode(nodeId))) {
       if (vm.state !== VmState.VM_STATE_RUNNING) continue;
       try {
-        started.push(await this.migrate({ vmId: vm.vmId, policy: DRAIN_POLICY }, 'drain'));
+        started.push(await this.migrate({ vmId: vm.vmId, policy: DRAIN_POLICY }, DRAIN_REASON));
       } catch (error) {
-        this.logger.warn({ nodeId, vmId: vm.vmId, err: error }, 'drain: could not start a migration');
+        // The drain coordinator's sweep sees the node draining from the line above on, and may have
+        // started this VM's migration meanwhile: that one is part of this drain too.
+        const bySweep = (await this.migrations.listForVm(vm.vmId)).find((m) => isDrainAttempt(m, nodeId, drainStartedAtMs) && !isFinal(m.phase));
+        if (bySweep) started.push(toProtoMigration(bySweep));
+        else this.logger.warn({ nodeId, vmId: vm.vmId, err: error }, 'drain: could not start a migration');
       }
     }
     return { node: await this.nodeService.get(nodeId), migrations: started };
