@@ -94,7 +94,8 @@ describe('node agent', () => {
     const nodeReport = registry.reports.at(-1)!;
     expect(nodeReport.nodeId).toBe('node-under-test');
     expect(nodeReport.memoryUsedBytes).toBeGreaterThan(0);
-    expect(nodeReport.rssBytes).toBeGreaterThan(0);
+    expect(nodeReport.bootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(nodeReport.seq).toBeGreaterThan(0);
 
     // A spec without a workload (an idle guest) survives ListVms and the next Register unchanged.
     const idle = await unary<agent.CreateVmRequest, agent.VmStatus>(client.createVm, {
@@ -115,8 +116,8 @@ describe('node agent', () => {
     expect(await statusOf(unary(client.setKsm, { knobs: { pagesToScan: 0 } }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.setKsm, { knobs: { run: 7 } }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't' }))).toBe(status.INVALID_ARGUMENT);
-    expect(await statusOf(unary(client.commitIncoming, { migrationId: 'unknown', fencingEpoch: 1 }))).toBe(status.NOT_FOUND);
-    expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '' }))).toBe(status.OK);
+    expect(await statusOf(unary(client.commitIncoming, { migrationId: 'unknown', fencingEpoch: 1, vmId: '' }))).toBe(status.NOT_FOUND);
+    expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '', fencingEpoch: 0 }))).toBe(status.OK);
     expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);
     expect(running.vms.get('bad')).toBeUndefined();
   });

@@ -9,9 +9,16 @@ import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-
 import { NestPinoLogger } from './logger.js';
 import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
+import { randomUUID } from 'node:crypto';
+import { LeaseGuard } from './lease/lease-guard.js';
+import { ReportAckHandler } from './registry/ack-handler.js';
 import { ControllerLink } from './registry/controller-link.js';
 import { ReportBuilder } from './registry/report-builder.js';
+import { AgentStateStore } from './state/agent-state.store.js';
 import { VmManager } from './vm/vm-manager.js';
+
+/** The lease a fresh agent assumes until the controller's first ack names one. */
+export const INITIAL_LEASE_MS = 5_000;
 
 /** A started agent: its parts (for tests and the shutdown path) and how to stop it. */
 export interface RunningAgent {
@@ -20,6 +27,7 @@ export interface RunningAgent {
   readonly migrations: MigrationService;
   readonly ksm: KsmService;
   readonly link: ControllerLink;
+  readonly lease: LeaseGuard;
   /** host:port the gRPC server listens on. */
   readonly address: string;
   /** Stops reporting, stops every VM, closes the server. Idempotent. */
@@ -29,6 +37,9 @@ export interface RunningAgent {
 /** Boots the agent: hashing, the VM manager, the gRPC server, then the controller link. */
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   await initHashing();
+  if (!config.stateDir) log.warn('STATE_DIR is not set: fences and migration state are kept in memory only and lost when the agent restarts');
+  const store = AgentStateStore.open(config.stateDir || undefined, log.child({ component: 'state' }));
+  const bootId = randomUUID();
   const vms = new VmManager(
     new FramePool(),
     {
@@ -36,6 +47,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       maxMemoryMib: Math.floor(config.memoryMib * config.ramAllocationRatio),
     },
     log.child({ component: 'vm-manager' }),
+    undefined,
+    store,
   );
   const ksm = new KsmService(vms.pool, config.ksm, log.child({ component: 'ksm' }));
   vms.setHooks({ started: (entry) => ksm.attach(entry), stopping: (entry) => ksm.detach(entry) });
@@ -51,11 +64,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   await app.listen();
   log.info({ address, advertiseAddress: config.advertiseAddress, nodeId: config.nodeId }, 'listening');
 
+  const lease = new LeaseGuard(vms, migrations, log.child({ component: 'lease' }), INITIAL_LEASE_MS);
+  lease.start();
   const link = new ControllerLink({
     config,
     vms,
-    reports: new ReportBuilder(vms, config, { ksm }),
+    reports: new ReportBuilder(vms, config, { ksm, migrations: migrations.ledger, bootId }),
     log: log.child({ component: 'controller-link' }),
+    acks: new ReportAckHandler(vms, migrations, lease, log.child({ component: 'reconcile' })),
+    bootId,
   });
   link.start();
 
@@ -65,11 +82,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(AGENT_SERVICE_NAME, 'NOT_SERVING');
       await link.stop();
+      lease.stop();
       migrations.abortAll('the node agent is shutting down');
       vms.stopAll();
       ksm.stop();
       await app.close();
       log.info('stopped');
     })());
-  return { app, vms, migrations, ksm, link, address, stop };
+  return { app, vms, migrations, ksm, link, lease, address, stop };
 }

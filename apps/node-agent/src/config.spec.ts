@@ -22,6 +22,7 @@ describe('loadAgentConfig', () => {
       reportIntervalMs: 1000,
       ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: false },
       logLevel: 'info',
+      stateDir: '',
     });
   });
 
@@ -57,6 +58,7 @@ describe('loadAgentConfig', () => {
       reportIntervalMs: 250,
       ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5, maxPageSharing: 16, useZeroPages: true },
       logLevel: 'debug',
+      stateDir: '',
     });
   });
 
@@ -108,6 +110,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
+        'STATE_DIR',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -22,6 +22,7 @@ export const agentEnv = {
   KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans' },
   KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (at least 2)' },
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
+  STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -42,6 +43,8 @@ export interface AgentConfig {
   ramAllocationRatio: number;
   reportIntervalMs: number;
   ksm: KsmSettings;
+  /** '' = keep fences and migration state in memory only (tests). */
+  stateDir: string;
   logLevel: LogLevel;
 }
 
@@ -119,6 +122,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       maxPageSharing: int('KSM_MAX_PAGE_SHARING', 2, 0x7fffffff),
       useZeroPages: int('KSM_USE_ZERO_PAGES', 0, 1) === 1,
     },
+    stateDir: raw('STATE_DIR'),
     logLevel,
   };
   if (problems.length > 0) throw new ConfigError(problems);

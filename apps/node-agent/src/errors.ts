@@ -112,3 +112,46 @@ export class ShuttingDownError extends Error {
     this.name = 'ShuttingDownError';
   }
 }
+
+/** STATE_DIR cannot be used (not creatable, unreadable, or a state file this version does not read). */
+export class StateDirError extends Error {
+  readonly code = 'STATE_DIR';
+  constructor(
+    readonly dir: string,
+    detail: string,
+  ) {
+    super(`state directory ${dir}: ${detail}`);
+    this.name = 'StateDirError';
+  }
+}
+
+/**
+ * A decision about a migration contradicts one this agent already applied: a release after the source
+ * resumed, an abort after the target resumed or the source released. The agent keeps what it did.
+ */
+export class DecisionConflictError extends Error {
+  readonly code = 'DECISION_CONFLICT';
+  constructor(
+    readonly migrationId: string,
+    readonly applied: string,
+    readonly refused: string,
+  ) {
+    super(`migration ${migrationId}: refusing ${refused}, this node already applied ${applied}`);
+    this.name = 'DecisionConflictError';
+  }
+}
+
+/**
+ * The incoming copy of a migration is gone (the agent restarted, or it was discarded), so it can never
+ * be committed here: the controller may resume the source's copy instead.
+ */
+export class IncomingLostError extends Error {
+  readonly code = 'INCOMING_LOST';
+  constructor(
+    readonly migrationId: string,
+    detail: string,
+  ) {
+    super(`migration ${migrationId}: the incoming copy is lost (${detail})`);
+    this.name = 'IncomingLostError';
+  }
+}

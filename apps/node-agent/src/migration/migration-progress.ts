@@ -37,6 +37,7 @@ const EMPTY: agent.MigrationProgress = {
   targetDigest: '',
   error: '',
   pausedAtMs: 0,
+  errorReason: '',
 };
 
 /** One engine progress event (after each round, at each phase change) as sent to the controller. */
@@ -90,6 +91,7 @@ export function finalMessage(runner: SourceRunner, last: agent.MigrationProgress
     ...base,
     phase:
       code === 'CANCELLED' ? cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED : cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
-    error: `${code}: ${error?.message ?? 'unknown failure'}`,
+    error: error?.message ?? 'unknown failure',
+    errorReason: code,
   };
 }

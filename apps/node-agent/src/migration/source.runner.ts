@@ -34,6 +34,11 @@ export interface SourceRunnerOptions {
   onProgress: (progress: MigrationProgress) => void;
   /** The switch-over's cost beyond the engine's own prediction (commit path), learned by the agent. */
   switchOverOverheadMs?: number;
+  /**
+   * Told synchronously on every state change, before anyone hears of it (the ledger makes it durable):
+   * `ready` is on disk before the COMMITTING message goes to the controller.
+   */
+  onState: (state: OutgoingState) => void;
 }
 
 /** Streams a VM to the target's data listener with the pre-copy engine. */
@@ -139,6 +144,7 @@ export class SourceRunner {
 
   private transition(next: OutgoingState): boolean {
     if (!allowed[this.current].includes(next)) return false;
+    this.opts.onState(next);
     this.current = next;
     return true;
   }

@@ -39,6 +39,8 @@ export interface TargetRunnerOptions {
   log: Logger;
   /** Removes the discarded VM from the node. */
   onDiscard: (runner: TargetRunner) => void;
+  /** Told synchronously on every state change, before it takes effect (`committed` is durable before the VM resumes). */
+  onState: (state: IncomingState) => void;
 }
 
 /** Accepts one token-checked data connection and receives the VM into the paused incoming VM. */
@@ -161,6 +163,7 @@ export class TargetRunner {
 
   private transition(next: IncomingState): boolean {
     if (!allowed[this.current].includes(next)) return false;
+    this.opts.onState(next);
     this.current = next;
     return true;
   }

@@ -1,10 +1,15 @@
-import { credentials, Metadata, type ClientUnaryCall, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ClientDuplexStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
 import type { VmManager } from '../vm/vm-manager.js';
 import { backoffDelayMs, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import type { ReportBuilder } from './report-builder.js';
+
+/** What happens to a report's answer: the lease, the directives, the confirmations (registry/ack-handler.ts). */
+export interface AckHandler {
+  onAck(ack: agent.ReportAck, report: agent.NodeReport): void;
+}
 
 export const AGENT_VERSION = '0.1.0';
 const REGISTER_TIMEOUT_MS = 5_000;
@@ -29,13 +34,16 @@ const allowed: Record<LinkState, readonly LinkState[]> = {
   stopped: [],
 };
 
-/** gRPC channel options: reconnect fast when the controller comes back; notice a dead peer. */
+/** gRPC channel options: reconnect fast when the controller comes back; notice a dead or frozen peer. */
 const CHANNEL_OPTIONS = {
   'grpc.initial_reconnect_backoff_ms': 200,
   'grpc.max_reconnect_backoff_ms': 5_000,
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
 };
+/** Reports waiting for their ack, at most: a controller that stopped answering gets no more. */
+const MAX_UNACKED_REPORTS = 8;
 
 export interface ControllerLinkDeps {
   config: AgentConfig;
@@ -43,6 +51,9 @@ export interface ControllerLinkDeps {
   reports: ReportBuilder;
   log: Logger;
   backoff?: BackoffOptions;
+  acks?: AckHandler;
+  /** RegisterRequest.boot_id. */
+  bootId?: string;
 }
 
 /**
@@ -52,7 +63,7 @@ export interface ControllerLinkDeps {
 export class ControllerLink {
   private current: LinkState = 'idle';
   private loop: Promise<void> | undefined;
-  private call: ClientWritableStream<agent.StreamReportsRequest> | undefined;
+  private call: ClientDuplexStream<agent.StreamReportsRequest, agent.ReportAck> | undefined;
   private registerCall: ClientUnaryCall | undefined;
   private wake: (() => void) | undefined;
   /** Report interval in force, ms: the controller's answer to Register, else the configured one. */
@@ -61,6 +72,8 @@ export class ControllerLink {
   registrations = 0;
   /** Reports handed to the stream since start. */
   reportsSent = 0;
+  /** Acks received since start. */
+  acksReceived = 0;
 
   constructor(private readonly deps: ControllerLinkDeps) {
     this.intervalMs = deps.config.reportIntervalMs;
@@ -142,6 +155,7 @@ export class ControllerLink {
       agentVersion: AGENT_VERSION,
       reportIntervalMs: config.reportIntervalMs,
       vms: vms.list(),
+      bootId: this.deps.bootId ?? '',
     };
     return new Promise((resolve, reject) => {
       this.registerCall = client.register(request, new Metadata(), { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err, response) => {
@@ -152,25 +166,45 @@ export class ControllerLink {
     });
   }
 
-  /** Resolves when the stream ends, for whatever reason; never rejects. */
+  /**
+   * Resolves when the stream ends, for whatever reason; never rejects. Each report is answered by a
+   * ReportAck (lease, directives); a report is sent only while fewer than MAX_UNACKED_REPORTS wait.
+   */
   private streamReports(client: agent.RegistryServiceClient): Promise<void> {
     const { log } = this.deps;
     return new Promise<void>((resolve) => {
       let waitingForDrain = false;
       let timer: NodeJS.Timeout | undefined;
-      const call = client.streamReports((err: ServiceError | null) => {
+      let ended = false;
+      const unacked = new Map<number, agent.NodeReport>();
+      const call = client.streamReports();
+      const end = (err: ServiceError | undefined): void => {
+        if (ended) return;
+        ended = true;
         clearInterval(timer);
         this.call = undefined;
         if (err && this.current !== 'stopped') log.warn({ err: describe(err) }, 'report stream ended');
         else if (!err) log.info('report stream closed by the controller');
         resolve();
-      });
+      };
       this.call = call;
-      // Failures arrive through the callback; a listener keeps a stray 'error' from being fatal.
-      call.on('error', () => {});
+      call.on('data', (ack: agent.ReportAck) => {
+        const seq = Number(ack.seq);
+        const report = unacked.get(seq);
+        for (const s of unacked.keys()) if (s <= seq) unacked.delete(s);
+        if (!report) return;
+        this.acksReceived++;
+        try {
+          this.deps.acks?.onAck(ack, report);
+        } catch (err) {
+          log.error({ err }, 'applying a report ack failed');
+        }
+      });
+      call.on('error', (err: ServiceError) => end(err));
+      call.on('end', () => end(undefined));
       const tick = (): void => {
         // A slow controller: skip this tick; the dirty log keeps accumulating for the next report.
-        if (this.current !== 'reporting' || waitingForDrain) return;
+        if (this.current !== 'reporting' || waitingForDrain || unacked.size >= MAX_UNACKED_REPORTS) return;
         let report: agent.NodeReport;
         try {
           report = this.deps.reports.build();
@@ -179,6 +213,7 @@ export class ControllerLink {
           return;
         }
         this.reportsSent++;
+        unacked.set(Number(report.seq), report);
         if (!call.write({ report })) {
           waitingForDrain = true;
           call.once('drain', () => (waitingForDrain = false));

@@ -13,7 +13,7 @@ let vms: VmManager;
 function setup(): { builder: ReportBuilder; write: (vmId: string, ...pages: number[]) => void } {
   clockMs = 1_000;
   vms = new VmManager(new FramePool(), { maxVcpus: 8, maxMemoryMib: 256 }, silentLogger, () => clockMs);
-  const builder = new ReportBuilder(vms, config, { nowMs: () => clockMs, rssBytes: () => 123_456 });
+  const builder = new ReportBuilder(vms, config, { nowMs: () => clockMs, bootId: 'boot-1' });
   const write = (vmId: string, ...pages: number[]) => {
     for (const page of pages) vms.require(vmId).vm.memory.writeWord(page, 8, page + 1, 0);
   };
@@ -39,7 +39,8 @@ describe('ReportBuilder', () => {
     expect(report).toMatchObject({
       nodeId: 'node-t',
       memoryUsedBytes: vms.pool.bytesInUse,
-      rssBytes: 123_456,
+      bootId: 'boot-1',
+      seq: 1,
       ksm: { pagesShared: 0, pagesSharing: 0, fullScans: 0, generalProfitBytes: 0 },
       ksmKnobs: { run: 1, pagesToScan: 100, sleepMillisecs: 20 },
     });

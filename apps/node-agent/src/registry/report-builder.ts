@@ -2,6 +2,7 @@ import { encodeBitmapRle } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { AgentConfig } from '../config.js';
 import type { KsmService } from '../ksm/ksm.service.js';
+import type { MigrationLedger } from '../migration/migration-ledger.js';
 import { toVmState, type ManagedVm, type VmManager } from '../vm/vm-manager.js';
 
 /** Counters when no ksmd runs (tests of the report alone). */
@@ -26,13 +27,16 @@ function asBuffer(bytes: Uint8Array): Buffer {
 export interface ReportSources {
   /** The node's ksmd; without it the KSM counters are zero and the knobs the configured ones. */
   ksm?: Pick<KsmService, 'stats' | 'knobs' | 'hostKsm'>;
+  /** The migration ends this node holds; without it none are reported. */
+  migrations?: Pick<MigrationLedger, 'reported'>;
   nowMs?: () => number;
-  rssBytes?: () => number;
+  /** Random per agent process (RegisterRequest.boot_id). */
+  bootId?: string;
 }
 
 export class ReportBuilder {
   private readonly nowMs: () => number;
-  private readonly rssBytes: () => number;
+  private seq = 0;
 
   constructor(
     private readonly vms: VmManager,
@@ -40,7 +44,6 @@ export class ReportBuilder {
     private readonly sources: ReportSources = {},
   ) {
     this.nowMs = sources.nowMs ?? (() => performance.now());
-    this.rssBytes = sources.rssBytes ?? (() => process.memoryUsage.rss());
   }
 
   build(): agent.NodeReport {
@@ -65,7 +68,9 @@ export class ReportBuilder {
             ...(this.config.ksm.useZeroPages !== undefined && { useZeroPages: this.config.ksm.useZeroPages }),
           },
       hostKsm: ksm ? ksm.hostKsm() : { sysfs: {}, process: {} },
-      rssBytes: this.rssBytes(),
+      migrations: this.sources.migrations?.reported() ?? [],
+      bootId: this.sources.bootId ?? '',
+      seq: ++this.seq,
     };
   }
 
@@ -85,6 +90,8 @@ export class ReportBuilder {
       residentPages: vm.state === 'stopped' ? 0 : vm.memory.residentPages,
       fencingEpoch: entry.fencingEpoch,
       writesTotal: vm.writesTotal,
+      migrationId: entry.role === 'outgoing' ? entry.migrationId : '',
+      leasePaused: entry.leasePaused,
     };
   }
 }

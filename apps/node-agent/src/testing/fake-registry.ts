@@ -1,10 +1,18 @@
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
 
-/** A stand-in controller for tests: a plain grpc-js RegistryService that records what agents send. */
+/**
+ * A stand-in controller for tests: a plain grpc-js RegistryService that records what agents send and
+ * acks every report (with `leaseMs` and whatever `directivesFor` returns).
+ */
 export class FakeRegistry {
   readonly registrations: agent.RegisterRequest[] = [];
   readonly reports: agent.NodeReport[] = [];
+  /** The lease every ack grants; 0 = acks carry no lease. */
+  leaseMs = 60_000;
+  /** When false, reports are not answered (a controller that stopped acking). */
+  acking = true;
+  directivesFor: (report: agent.NodeReport) => agent.Directive[] = () => [];
   /** Report streams the agent half-closed (a clean end). */
   streamsEnded = 0;
   private server: Server | undefined;
@@ -31,13 +39,16 @@ export class FakeRegistry {
         this.registrations.push(call.request);
         callback(null, { nodeId: call.request.nodeId, reportIntervalMs: this.reportIntervalMs });
       },
-      streamReports: (call, callback) => {
+      streamReports: (call) => {
         call.on('data', (request: agent.StreamReportsRequest) => {
-          if (request.report) this.reports.push(request.report);
+          const report = request.report;
+          if (!report) return;
+          this.reports.push(report);
+          if (this.acking) call.write({ seq: report.seq, leaseMs: this.leaseMs, directives: this.directivesFor(report) });
         });
         call.on('end', () => {
           this.streamsEnded++;
-          callback(null, {});
+          call.end();
         });
         call.on('error', () => {});
       },

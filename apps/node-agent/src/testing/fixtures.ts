@@ -3,6 +3,7 @@ import { pino } from 'pino';
 
 /** A VmSpec as the controller sends it, small enough for tests. */
 export function vmSpec(overrides: Partial<agent.VmSpec> = {}): agent.VmSpec {
+  // Spread last: an override of undefined (e.g. workload) is kept, as the controller may send it.
   return {
     vmId: 'vm-1',
     name: 'test-vm',
@@ -12,6 +13,7 @@ export function vmSpec(overrides: Partial<agent.VmSpec> = {}): agent.VmSpec {
     workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 1 },
     labels: {},
     fencingEpoch: 0,
+    restartPolicy: cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
     ...overrides,
   };
 }

@@ -1,27 +1,32 @@
+import type { AgentStateStore } from '../state/agent-state.store.js';
 import { VmFencedError } from '../errors.js';
 
 /**
  * Fencing epochs of VM ids this node gave up. A migration commit bumps a VM's epoch; the source is
  * then fenced at the new epoch and must never run the VM under an older one (split-brain guard).
- * Kept for the agent's lifetime: a few bytes per VM that ever left the node.
+ * Kept in STATE_DIR (AgentStateStore), so that a restarted agent still refuses the old epochs: a few
+ * bytes per VM that ever left the node.
  */
 export class FenceRegistry {
-  private readonly fencedAt = new Map<string, number>();
+  constructor(private readonly store: AgentStateStore) {}
 
-  /** Raises the fence of `vmId` to `epoch` (never lowers it). */
+  /** Raises the fence of `vmId` to `epoch` (never lowers it); durable when it returns. */
   fence(vmId: string, epoch: number): void {
-    const current = this.fencedAt.get(vmId);
-    if (current === undefined || epoch > current) this.fencedAt.set(vmId, epoch);
+    const current = this.epochOf(vmId);
+    if (current !== undefined && epoch <= current) return;
+    this.store.update((s) => {
+      s.fences[vmId] = epoch;
+    });
   }
 
   /** The epoch `vmId` is fenced at, or undefined. */
   epochOf(vmId: string): number | undefined {
-    return this.fencedAt.get(vmId);
+    return this.store.fences()[vmId];
   }
 
   /** @throws VmFencedError when `epoch` is older than the fence of `vmId` */
   check(vmId: string, epoch: number): void {
-    const fenced = this.fencedAt.get(vmId);
+    const fenced = this.epochOf(vmId);
     if (fenced !== undefined && epoch < fenced) throw new VmFencedError(vmId, epoch, fenced);
   }
 }

@@ -2,6 +2,7 @@ import { VirtualMachine, type FramePool } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
 import { VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
+import { AgentStateStore } from '../state/agent-state.store.js';
 import { DirtyTracker } from './dirty-tracker.js';
 import { FenceRegistry } from './fence-registry.js';
 import { validateVmSpec, type VmLimits } from './vm-spec.js';
@@ -19,8 +20,23 @@ export interface ManagedVm {
   spec: agent.VmSpec;
   fencingEpoch: number;
   role: VmRole;
+  /** The migration this VM is the source of while `role` is `outgoing`. */
+  migrationId: string;
   readonly tracker: DirtyTracker;
   readonly createdAtMs: number;
+  /**
+   * False for a VM migrated in until the controller confirms it here (a report ack): until then the
+   * controller may still resume the source's copy instead, so the lease guards it like a restartable VM.
+   */
+  confirmed: boolean;
+  /** Paused by the lease guard (not by anyone else): resumed by the guard when the lease is renewed. */
+  leasePaused: boolean;
+}
+
+/** The lease guards this VM: the controller may run another copy of it elsewhere if it loses contact with this node. */
+export function isLeaseGuarded(entry: Pick<ManagedVm, 'spec' | 'confirmed' | 'role'>): boolean {
+  if (entry.role === 'incoming') return false;
+  return !entry.confirmed || entry.spec.restartPolicy === cluster.RestartPolicy.RESTART_POLICY_ALWAYS;
 }
 
 /** Emulator state → cluster state; a migration in flight shows as MIGRATING on the source. */
@@ -42,7 +58,7 @@ export interface VmLifecycleHooks {
  */
 export class VmManager {
   private readonly vms = new Map<string, ManagedVm>();
-  readonly fences = new FenceRegistry();
+  readonly fences: FenceRegistry;
   private hooks: VmLifecycleHooks | undefined;
 
   constructor(
@@ -50,7 +66,10 @@ export class VmManager {
     private readonly limits: VmLimits,
     private readonly log: Logger,
     private readonly nowMs: () => number = () => performance.now(),
-  ) {}
+    readonly store: AgentStateStore = AgentStateStore.open(undefined),
+  ) {
+    this.fences = new FenceRegistry(store);
+  }
 
   setHooks(hooks: VmLifecycleHooks): void {
     this.hooks = hooks;
@@ -88,8 +107,11 @@ export class VmManager {
       spec: valid.spec,
       fencingEpoch,
       role: options.incoming ? 'incoming' : 'none',
+      migrationId: '',
       tracker: new DirtyTracker(vm.memory.createDirtyLog(), vm.memory.pageCount, this.nowMs()),
       createdAtMs: Date.now(),
+      confirmed: true,
+      leasePaused: false,
     };
     this.vms.set(vmId, entry);
     if (!options.incoming) {
@@ -132,8 +154,41 @@ export class VmManager {
     entry.fencingEpoch = fencingEpoch;
     entry.spec = { ...entry.spec, fencingEpoch };
     entry.role = 'none';
+    entry.confirmed = false;
     entry.tracker.reset(this.nowMs());
     this.notify('started', entry);
+  }
+
+  /**
+   * A paused source copy that the controller says runs on here (a rolled back or reverted migration):
+   * it becomes an ordinary VM again under `fencingEpoch` (the VM's epoch, or the reverted one).
+   */
+  resumeOutgoing(entry: ManagedVm, fencingEpoch: number): void {
+    this.fences.check(entry.vm.id, fencingEpoch);
+    if (fencingEpoch > entry.fencingEpoch) {
+      entry.fencingEpoch = fencingEpoch;
+      entry.spec = { ...entry.spec, fencingEpoch };
+    }
+    entry.role = 'none';
+    entry.migrationId = '';
+  }
+
+  /** The lease ran out: a guarded VM stops running until the controller confirms it again. */
+  pauseForLease(entry: ManagedVm): boolean {
+    if (!isLeaseGuarded(entry) || entry.vm.state !== 'running' || entry.role !== 'none') return false;
+    entry.vm.pause();
+    entry.leasePaused = true;
+    this.log.warn({ vmId: entry.vm.id, fencingEpoch: entry.fencingEpoch }, 'lease with the controller expired: vm paused');
+    return true;
+  }
+
+  /** The controller confirmed the VM here at its epoch: it runs again if the lease guard had paused it. */
+  confirm(entry: ManagedVm): void {
+    entry.confirmed = true;
+    if (!entry.leasePaused) return;
+    entry.leasePaused = false;
+    if (entry.vm.state === 'paused') entry.vm.resume();
+    this.log.info({ vmId: entry.vm.id, fencingEpoch: entry.fencingEpoch }, 'lease renewed: vm resumed');
   }
 
   private notify(event: keyof VmLifecycleHooks, entry: ManagedVm): void {
@@ -173,6 +228,11 @@ export class VmManager {
       fencingEpoch: entry.fencingEpoch,
       spec: { ...entry.spec, fencingEpoch: entry.fencingEpoch },
     };
+  }
+
+  /** Every VM of this node, migration targets included (lease guard, reconcile). */
+  entries(): ManagedVm[] {
+    return [...this.vms.values()];
   }
 
   /** Every VM except migration targets not yet committed (they are not the controller's VMs yet). */

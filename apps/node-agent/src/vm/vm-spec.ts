@@ -53,7 +53,7 @@ export function validateVmSpec(spec: agent.VmSpec | undefined, limits: VmLimits)
   if (image.pages > pageCount) {
     throw new InvalidVmSpecError('memory_mib', `image ${image.name} needs ${image.pages / PAGES_PER_MIB} MiB`);
   }
-  if (!Number.isInteger(spec.fencingEpoch) || spec.fencingEpoch < 0) {
+  if (!Number.isSafeInteger(spec.fencingEpoch) || spec.fencingEpoch < 0) {
     throw new InvalidVmSpecError('fencing_epoch', `must be a non-negative integer, got ${spec.fencingEpoch}`);
   }
   const workload = toWorkloadConfig(spec.workload ?? undefined, memoryMib);
@@ -70,6 +70,7 @@ export function validateVmSpec(spec: agent.VmSpec | undefined, limits: VmLimits)
       : { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 },
     labels: { ...(spec.labels ?? {}) },
     fencingEpoch: spec.fencingEpoch,
+    restartPolicy: spec.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
   };
   return { spec: clean, memoryMib, vcpus, image: image.name, workload };
 }
