@@ -32,6 +32,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
     ksmKnobs: { run: 1, pagesToScan: 100, sleepMillisecs: 20 },
     lastReportMs: Date.now(),
     cordoned: false,
+    reportedVms: [],
     ...overrides,
   };
 }
@@ -247,6 +248,7 @@ describe('vmctl against a fake ClusterService', () => {
         nodeId: '',
         antiAffinityGroup: '',
         labels: { tier: 'db' },
+        restartPolicy: 'RESTART_POLICY_NEVER',
       },
     ]);
     expect(out).toMatch(/^vm db-9 \(9a2b3c4d5e\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);

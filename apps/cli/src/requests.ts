@@ -1,6 +1,7 @@
 // Turns parsed command-line options into request messages, validating what the CLI can check
 // itself (the controller checks the rest and answers INVALID_ARGUMENT naming the field).
-import type { cluster } from '@vmm/proto';
+import { cluster } from '@vmm/proto';
+import { UsageError } from './errors.js';
 import { collectLabel, parseBool, parseInteger, parseMemoryMib, parseNumber, requireName } from './args.js';
 import { parseWorkload } from './workload.js';
 
@@ -12,6 +13,18 @@ export interface CreateOptions {
   node?: string;
   antiAffinity?: string;
   label?: string[];
+  restart?: string;
+}
+
+const RESTART_POLICIES: Record<string, cluster.RestartPolicy> = {
+  never: cluster.RestartPolicy.RESTART_POLICY_NEVER,
+  always: cluster.RestartPolicy.RESTART_POLICY_ALWAYS,
+};
+
+function parseRestartPolicy(value: string | undefined): cluster.RestartPolicy {
+  const policy = RESTART_POLICIES[(value ?? 'never').trim().toLowerCase()];
+  if (policy === undefined) throw new UsageError(`--restart must be never or always, got ${JSON.stringify(value)}`);
+  return policy;
 }
 
 export function buildCreateRequest(name: string, opts: CreateOptions): cluster.CreateVmRequest {
@@ -26,6 +39,7 @@ export function buildCreateRequest(name: string, opts: CreateOptions): cluster.C
     nodeId: opts.node?.trim() ?? '',
     antiAffinityGroup: opts.antiAffinity?.trim() ?? '',
     labels,
+    restartPolicy: parseRestartPolicy(opts.restart),
   };
 }
 

@@ -22,7 +22,8 @@ import { PlacementRepository } from './redis/placement.repository.js';
 import { createKeys, REDIS, REDIS_KEYS } from './redis/redis.provider.js';
 import { VmRepository } from './redis/vm.repository.js';
 import { RegistryService } from './registry/registry.service.js';
-import { StaleCopyReaper } from './registry/stale-copy.reaper.js';
+import { HaSweeper } from './vm/ha.sweeper.js';
+import { VmRestarter } from './vm/vm-restarter.js';
 import { VmService } from './vm/vm.service.js';
 
 export interface AppDeps {
@@ -55,7 +56,8 @@ export class AppModule {
         NodeService,
         VmService,
         RegistryService,
-        StaleCopyReaper,
+        VmRestarter,
+        HaSweeper,
         MigrationService,
         NodeReadinessSweeper,
         MemoryPressureBalancer,

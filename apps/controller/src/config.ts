@@ -19,6 +19,10 @@ export const controllerEnv = {
     default: '1000',
     doc: 'report interval told to agents; a node is NOT_READY after 3 missed intervals',
   },
+  NODE_LEASE_MS: {
+    default: '5000',
+    doc: "each report ack renews the node's lease for this long; an agent whose lease runs out pauses its restartable VMs, which the controller boots elsewhere only after twice this (at least 3 report intervals)",
+  },
   MAX_MIGRATIONS_CLUSTER: { default: '5', doc: 'migrations in flight in the cluster' },
   MAX_MIGRATIONS_OUTBOUND_PER_NODE: { default: '2', doc: 'per source node' },
   MAX_MIGRATIONS_INBOUND_PER_NODE: { default: '2', doc: 'per target node' },
@@ -45,6 +49,15 @@ export interface ControllerConfig {
   reportIntervalMs: number;
   /** A node is NOT_READY when its last report is older than this (3 report intervals). */
   nodeStaleAfterMs: number;
+  /** The lease a report ack grants (T): agents pause restartable VMs after T without an ack; restarts elsewhere wait 2T. */
+  nodeLeaseMs: number;
+  /** A VM placed on a node whose reports leave it out for this long is lost (FAILED, or restarted). */
+  missingVmGraceMs: number;
+  /**
+   * When this controller process started: a node that was ready before is not judged NOT_READY until
+   * its agent had the time to report to this process (the reports of a stopped controller are lost).
+   */
+  startedAtMs: number;
   maxMigrationsCluster: number;
   maxMigrationsOutboundPerNode: number;
   maxMigrationsInboundPerNode: number;
@@ -115,6 +128,9 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     apiTokens,
     reportIntervalMs,
     nodeStaleAfterMs: reportIntervalMs * NOT_READY_AFTER_INTERVALS,
+    nodeLeaseMs: Math.max(int('NODE_LEASE_MS', 100, 3_600_000), reportIntervalMs * NOT_READY_AFTER_INTERVALS),
+    missingVmGraceMs: reportIntervalMs * NOT_READY_AFTER_INTERVALS,
+    startedAtMs: Date.now(),
     maxMigrationsCluster: int('MAX_MIGRATIONS_CLUSTER', 1, 10_000),
     maxMigrationsOutboundPerNode: int('MAX_MIGRATIONS_OUTBOUND_PER_NODE', 1, 10_000),
     maxMigrationsInboundPerNode: int('MAX_MIGRATIONS_INBOUND_PER_NODE', 1, 10_000),

@@ -41,6 +41,8 @@ export async function startController(config: ControllerConfig, logger: Logger):
         url,
         loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
         maxReceiveMessageLength: MAX_MESSAGE_BYTES,
+        // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
+        keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
         onLoadPackageDefinition: (pkg: PackageDefinition, server: Pick<Server, 'addService'>) =>
           attachHealthAndReflection(pkg, server as Server, health),
       },

@@ -10,6 +10,20 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { credentials } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
 
+/**
+ * Agents restart during tests and demos: reconnect quickly instead of backing off for long. Keepalive
+ * pings notice an agent that went silent (frozen, partitioned) in seconds, also while a progress
+ * stream is open and no message flows.
+ */
+export const AGENT_CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 2000,
+  'grpc.use_local_subchannel_pool': 1,
+  'grpc.keepalive_time_ms': 5_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+};
+
 /** A replaced channel is closed only after the longest call that may have been queued on it. */
 export const RETIRED_CHANNEL_CLOSE_MS = 60_000;
 
@@ -22,12 +36,7 @@ export class AgentClientPool implements OnModuleDestroy {
   get(address: string): agent.AgentServiceClient {
     let client = this.clients.get(address);
     if (!client) {
-      client = new agent.AgentServiceClient(address, credentials.createInsecure(), {
-        // Agents restart during tests and demos: reconnect quickly instead of backing off for long.
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 2000,
-        'grpc.use_local_subchannel_pool': 1,
-      });
+      client = new agent.AgentServiceClient(address, credentials.createInsecure(), AGENT_CHANNEL_OPTIONS);
       this.clients.set(address, client);
     }
     return client;

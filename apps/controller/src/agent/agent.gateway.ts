@@ -7,6 +7,7 @@ import { connectivityState, Metadata, status, type ServiceError } from '@grpc/gr
 import { agent, type cluster } from '@vmm/proto';
 import type { NodeRecord } from '../common/model.js';
 import { AgentRejectedError, AgentUnavailableError, NotImplementedError } from '../errors.js';
+import type { CommitAttempt } from '../migration/migration-steps.js';
 import { AgentClientPool } from './agent-client.pool.js';
 
 /** Creating a VM loads its image into emulator memory: allow for large VMs on a busy machine. */
@@ -75,6 +76,25 @@ export class AgentGateway {
 
   commitIncoming(node: NodeRecord, req: agent.CommitIncomingRequest): Promise<agent.CommitIncomingResponse> {
     return this.call(node, 'CommitIncoming', (c) => c.commitIncoming.bind(c) as UnaryMethod<agent.CommitIncomingRequest, agent.CommitIncomingResponse>, req, 20_000);
+  }
+
+  /**
+   * One CommitIncoming attempt, classified for the reconciler: NOT_FOUND (the target never held or
+   * forgot the migration and does not run the VM) and DATA_LOSS (INCOMING_LOST) mean the copy is gone.
+   */
+  async attemptCommit(node: NodeRecord | undefined, req: agent.CommitIncomingRequest): Promise<CommitAttempt> {
+    if (!node) return { kind: 'unreachable', detail: 'the target node is not registered' };
+    try {
+      const { resumedAtMs } = await this.commitIncoming(node, req);
+      return { kind: 'resumed', resumedAtMs: Number(resumedAtMs) };
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      if (error instanceof AgentRejectedError && (error.grpcCode === status.NOT_FOUND || error.grpcCode === status.DATA_LOSS)) {
+        return { kind: 'lost', detail };
+      }
+      if (error instanceof AgentUnavailableError) return { kind: 'unreachable', detail };
+      return { kind: 'refused', detail };
+    }
   }
 
   async releaseOutgoing(node: NodeRecord, req: agent.ReleaseOutgoingRequest): Promise<void> {

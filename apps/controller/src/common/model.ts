@@ -31,6 +31,8 @@ export interface NodeRecord {
   agentVersion: string;
   /** Image → number of VMs of that image placed on the node. */
   imageCounts: Record<string, number>;
+  /** What the agent's last report said it holds (Node.reported_vms). */
+  reportedVms: cluster.ReportedVm[];
 }
 
 export interface VmRecord {
@@ -49,6 +51,11 @@ export interface VmRecord {
   dirtyRatePagesPerSec: number;
   workingSetPages: number;
   residentPages: number;
+  restartPolicy: cluster.RestartPolicy;
+  /** The migration in flight (set while MIGRATING). */
+  migrationId: string;
+  /** Why the VM is FAILED ('' otherwise). */
+  failureReason: string;
 }
 
 /** What the scheduler needs to know about a VM being placed. */

@@ -17,9 +17,11 @@ export class PeriodicSweep<T> {
     private readonly logger: Logger,
   ) {}
 
-  start(intervalMs: number, tick: () => Promise<unknown>): void {
+  /** `immediately`: one pass now as well (a sweep whose work may be waiting since before this process started). */
+  start(intervalMs: number, tick: () => Promise<unknown>, immediately = false): void {
     this.timer = setInterval(() => void tick(), intervalMs);
     this.timer.unref();
+    if (immediately) void tick();
   }
 
   stop(): void {

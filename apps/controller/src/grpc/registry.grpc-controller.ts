@@ -1,10 +1,11 @@
 /**
- * agent.v1.RegistryService: agents register and stream reports. Unauthenticated for now
- * (agent ↔ controller auth is left for later). Reports are applied one at a time, in order.
+ * agent.v1.RegistryService: agents register and stream reports; each report is answered by a
+ * ReportAck on the same stream. Unauthenticated for now (agent ↔ controller auth comes with mutual
+ * TLS). Reports are applied one at a time, in order.
  */
 import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
-import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { agent } from '@vmm/proto';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { RegistryService } from '../registry/registry.service.js';
@@ -25,34 +26,36 @@ export class RegistryGrpcController {
   }
 
   /**
-   * Client stream of reports. The raw call (not an rxjs Subject) lets us pause the stream while a
-   * report is being written, so a fast agent cannot pile reports up in memory. An unknown node
-   * ends the call with NOT_FOUND: the agent must register again.
+   * Bidi stream: a report in, its ack out. The raw call (not an rxjs Subject) lets us pause the stream
+   * while a report is being applied, so a fast agent cannot pile reports up in memory. An unknown
+   * node ends the call with NOT_FOUND: the agent must register again.
    */
   @GrpcStreamCall(SERVICE, 'StreamReports')
-  streamReports(
-    call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
-    callback: sendUnaryData<agent.StreamReportsResponse>,
-  ): void {
+  streamReports(call: ServerDuplexStream<agent.StreamReportsRequest, agent.ReportAck>): void {
     let settled = false;
     const finish = (error: unknown) => {
       if (settled) return;
       settled = true;
       if (error) {
         const payload = toGrpcError(error, this.logger);
-        callback({ code: payload.code, details: payload.details });
+        call.emit('error', { code: payload.code, details: payload.details });
       } else {
-        callback(null, {});
+        call.end();
       }
     };
     call.on('data', (msg: agent.StreamReportsRequest) => {
       call.pause();
       this.registry.report(msg.report).then(
-        () => call.resume(),
+        (ack) => {
+          if (settled) return;
+          call.write(ack);
+          call.resume();
+        },
         (error: unknown) => finish(error),
       );
     });
     call.on('end', () => finish(null));
     call.on('error', () => finish(null));
+    call.on('cancelled', () => finish(null));
   }
 }

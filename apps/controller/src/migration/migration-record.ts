@@ -1,11 +1,17 @@
 /**
- * A migration as the controller keeps it (Redis hash `mig:<id>`), its wire shape, and the mapping
- * between the shared phase model (@vmm/migration/phase) and the proto enum.
+ * A migration as the controller keeps it (Redis hash `mig:<id>`) and its wire shape. The phase model
+ * and its proto names belong to @vmm/migration/phase.
  */
 import { cluster } from '@vmm/proto';
-import { allowedTransitions, MIGRATION_PHASES, type MigrationPhase } from '@vmm/migration/phase';
+import { toProtoPhase, type MigrationPhase } from '@vmm/migration/phase';
 // Type only (erased): the controller must not load the engine or the emulator at run time.
 import type { MigrationProgress } from '@vmm/migration/progress';
+
+/** One phase entered, and when (wall clock ms). */
+export interface PhaseTransition {
+  phase: MigrationPhase;
+  timeMs: number;
+}
 
 /**
  * The engine's progress (id, phase, round, pages, bytes, rates, expected downtime, throttle), as the
@@ -21,21 +27,34 @@ export interface MigrationRecord extends MigrationProgress {
   sourceDigest: string;
   targetDigest: string;
   error: string;
+  /** Stable code of a failure (NOT_CONVERGED, CONNECTION_LOST, DIGEST_MISMATCH, TARGET_LOST, …). */
+  errorReason: string;
   policy: cluster.MigrationPolicy;
   reason: string;
   createdAtMs: number;
+  startedAtMs: number;
   finishedAtMs: number;
   /** One-time secret the source presents on the target's data connection. */
   token: string;
+  /** The target's data listener, once PrepareIncoming answered. */
+  dataAddress: string;
   /** 0 until the source paused (the engine's progress leaves it out until then). */
   pausedAtMs: number;
-  /** Room reserved on the target while the migration runs. */
+  /** Room reserved on the target while the migration runs (given back, or become the VM's, at the end). */
   vcpus: number;
   memoryMib: number;
   antiAffinityGroup: string;
   reserved: boolean;
-  committed: boolean;
+  /** The VM's epoch when the migration was created (N); the commit gives it N+1. */
+  sourceEpoch: number;
+  /** The epoch the commit gave the VM on the target (N+1); 0 before the commit. */
   fencingEpoch: number;
+  committedAtMs: number;
+  /** When the target was seen running the VM (its CommitIncoming answer or its report): no revert after it. */
+  targetResumedAtMs: number;
+  /** A revert gave the VM back to its source under this epoch (N+2); 0 otherwise. */
+  revertedEpoch: number;
+  transitions: PhaseTransition[];
   /** Bumped by every change; WatchMigration emits each revision once. */
   rev: number;
 }
@@ -55,28 +74,13 @@ export const PROGRESS_FIELDS = [
   'throttlePercent',
 ] as const;
 
-export function toProtoPhase(phase: MigrationPhase): cluster.MigrationPhase {
-  return `MIGRATION_PHASE_${phase}` as cluster.MigrationPhase;
-}
-
-export function fromProtoPhase(phase: cluster.MigrationPhase | string): MigrationPhase | undefined {
-  const name = String(phase).replace(/^MIGRATION_PHASE_/, '');
-  return (MIGRATION_PHASES as readonly string[]).includes(name) ? (name as MigrationPhase) : undefined;
-}
-
-/** Phases from which `to` may be reached in one step (the CAS list for the Lua scripts), as proto names. */
-export function phasesLeadingTo(to: MigrationPhase, includeSelf = false): string[] {
-  const from = MIGRATION_PHASES.filter((p) => allowedTransitions(p).includes(to) || (includeSelf && p === to));
-  return from.map(toProtoPhase);
-}
-
 export function toProtoMigration(m: MigrationRecord): cluster.Migration {
   return {
     migrationId: m.migrationId,
     vmId: m.vmId,
     sourceNodeId: m.sourceNodeId,
     targetNodeId: m.targetNodeId,
-    phase: toProtoPhase(m.phase),
+    phase: toProtoPhase(m.phase) as cluster.MigrationPhase,
     round: m.round,
     pagesTotal: m.pagesTotal,
     pagesSent: m.pagesSent,
@@ -91,59 +95,10 @@ export function toProtoMigration(m: MigrationRecord): cluster.Migration {
     sourceDigest: m.sourceDigest,
     targetDigest: m.targetDigest,
     error: m.error,
+    errorReason: m.errorReason,
     policy: m.policy,
     reason: m.reason,
     createdAtMs: m.createdAtMs,
     finishedAtMs: m.finishedAtMs,
-  };
-}
-
-const num = (v: string | undefined): number => {
-  const n = Number(v);
-  return v === undefined || v === '' || !Number.isFinite(n) ? 0 : n;
-};
-
-export function hashToMigration(h: Record<string, string>): MigrationRecord | undefined {
-  if (!h.migrationId) return undefined;
-  const phase = fromProtoPhase(h.phase ?? '') ?? 'FAILED';
-  let policy: cluster.MigrationPolicy;
-  try {
-    policy = JSON.parse(h.policy ?? '{}') as cluster.MigrationPolicy;
-  } catch {
-    policy = {} as cluster.MigrationPolicy;
-  }
-  return {
-    migrationId: h.migrationId,
-    vmId: h.vmId ?? '',
-    sourceNodeId: h.sourceNodeId ?? '',
-    targetNodeId: h.targetNodeId ?? '',
-    phase,
-    round: num(h.round),
-    pagesTotal: num(h.pagesTotal),
-    pagesSent: num(h.pagesSent),
-    bytesSent: num(h.bytesSent),
-    dirtyPagesRemaining: num(h.dirtyPagesRemaining),
-    dirtyRatePagesPerSec: num(h.dirtyRatePagesPerSec),
-    throughputBytesPerSec: num(h.throughputBytesPerSec),
-    expectedDowntimeMs: num(h.expectedDowntimeMs),
-    downtimeMs: num(h.downtimeMs),
-    totalTimeMs: num(h.totalTimeMs),
-    throttlePercent: num(h.throttlePercent),
-    sourceDigest: h.sourceDigest ?? '',
-    targetDigest: h.targetDigest ?? '',
-    error: h.error ?? '',
-    policy,
-    reason: h.reason ?? '',
-    createdAtMs: num(h.createdAtMs),
-    finishedAtMs: num(h.finishedAtMs),
-    token: h.token ?? '',
-    pausedAtMs: num(h.pausedAtMs),
-    vcpus: num(h.vcpus),
-    memoryMib: num(h.memoryMib),
-    antiAffinityGroup: h.antiAffinityGroup ?? '',
-    reserved: h.reserved === '1',
-    committed: h.committed === '1',
-    fencingEpoch: num(h.fencingEpoch),
-    rev: num(h.rev),
   };
 }

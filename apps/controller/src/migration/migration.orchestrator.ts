@@ -1,37 +1,47 @@
 /**
- * Runs one migration end to end, as the BullMQ job of that migration:
+ * Drives every migration to an end, level-triggered: each pass re-reads the migration, asks
+ * nextStep() (migration-steps.ts) what to do from its recorded phase, carries that out (each side
+ * effect idempotent) and asks again. A BullMQ job per migration runs the passes; a sweep re-queues any
+ * open migration that no job drives (a job BullMQ gave up on, a controller restarted any number of
+ * times), so nothing depends on BullMQ's stall count.
  *
  *   PENDING → (slot) → PREPARING: target PrepareIncoming → PRECOPY: source StartOutgoing, progress
  *   written every round → STOP_AND_COPY → the source reports COMMITTING with both digests →
- *   commit in Redis (VM's node + fencing epoch, Lua) → target CommitIncoming → source
- *   ReleaseOutgoing → COMPLETED.
+ *   commit in Redis (the VM's node and epoch N+1, atomically) → target CommitIncoming(N+1) →
+ *   source ReleaseOutgoing(N+1) → COMPLETED.
  *
- * Anything before the Redis commit rolls back: AbortMigration on both agents, the target's room
- * given back, the VM RUNNING on the source. Each pass re-reads the migration, so a job taken over
- * after a controller restart either finishes a commit or rolls back.
+ * Decisions are written to Redis before any agent is told: a rollback (Redis first, so that nothing
+ * commits after it) before the agents resume the source at N; a commit before the target resumes; a
+ * revert (the target lost its copy before resuming it) before the source resumes at N+2. An error
+ * after the commit never rolls back: the pass is retried until the commit completes or is reverted.
  */
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { isFinal } from '@vmm/migration/phase';
+import { fromProtoPhase } from '@vmm/migration/phase';
 import type { agent } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
-import type { NodeRecord } from '../common/model.js';
+import { PeriodicSweep } from '../common/periodic-sweep.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
-import { NodeRepository } from '../redis/node.repository.js';
+import { AgentRejectedError, AgentUnavailableError } from '../errors.js';
 import { MigrationQueueRepository, type JobVerdict } from '../redis/migration-queue.repository.js';
-import { MigrationRepository } from '../redis/migration.repository.js';
+import { MigrationRepository, type Fields, type Outcome } from '../redis/migration.repository.js';
+import { NodeRepository } from '../redis/node.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
 import { toVmSpec } from '../vm/vm.service.js';
-import { fromProtoPhase, PROGRESS_FIELDS, type MigrationRecord } from './migration-record.js';
+import { PROGRESS_FIELDS, type MigrationRecord } from './migration-record.js';
+import { afterCommitAttempt, afterStream, FAILURE_REASONS, nextStep, type SourceVerdict } from './migration-steps.js';
+import { streamDeadlineMs } from './stream-deadline.js';
 
 const SLOT_RETRY_MS = 250;
-const SHUTDOWN_REASON = 'the controller shut down during the migration';
-const COMMIT_ATTEMPTS = 5;
-const COMMIT_RETRY_MS = 1000;
-/** Beyond the policy's completion timeout, time for preparing, the last round and verification. */
-const STREAM_MARGIN_MS = 60_000;
-
-type Fields = Record<string, string | number>;
+/** After a pass failed on an unexpected error (Redis down, a bug): wait, then re-read and go on. */
+const PASS_RETRY_MS = 1_000;
+/** The sweep that re-queues open migrations no job drives, and frees stranded slots. */
+const RESYNC_INTERVAL_MS = 5_000;
+/** Telling agents about a final outcome: a few tries, then the reports' reconcile takes over. */
+const SETTLE_ATTEMPTS = 3;
+const SETTLE_RETRY_MS = 300;
+/** How long shutdown waits for the passes of this process to reach a safe point. */
+const SHUTDOWN_WAIT_MS = 3_000;
 
 export function progressFields(p: agent.MigrationProgress): Fields {
   const fields: Fields = {};
@@ -42,11 +52,40 @@ export function progressFields(p: agent.MigrationProgress): Fields {
   return fields;
 }
 
+function verdictOf(p: agent.MigrationProgress | undefined): SourceVerdict {
+  const phase = p ? fromProtoPhase(p.phase) : undefined;
+  return {
+    phase: phase === 'COMMITTING' || phase === 'FAILED' || phase === 'CANCELLED' ? phase : 'NONE',
+    lastPhase: phase ?? '',
+    sourceDigest: p?.sourceDigest ?? '',
+    targetDigest: p?.targetDigest ?? '',
+    error: p?.error ?? '',
+    errorReason: p?.errorReason ?? '',
+  };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The stable reason of an agent call's failure. */
+function reasonOf(error: unknown): string {
+  if (error instanceof AgentUnavailableError) return FAILURE_REASONS.AGENT_UNAVAILABLE;
+  if (error instanceof AgentRejectedError) return FAILURE_REASONS.AGENT_REJECTED;
+  return FAILURE_REASONS.INTERNAL;
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 @Injectable()
 export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDestroy {
+  /** Cancels of the progress streams this process holds. */
   private readonly streams = new Map<string, () => void>();
-  /** Migrations this process is running right now. */
-  private readonly running = new Map<string, MigrationRecord>();
+  /** Migrations whose source stream this process started: without it PRECOPY means another process started it. */
+  private readonly streamed = new Set<string>();
+  /** Migrations a pass of this process drives right now (one at a time each). */
+  private readonly running = new Set<string>();
+  private readonly resyncs: PeriodicSweep<string>;
   private shuttingDown = false;
 
   constructor(
@@ -57,59 +96,38 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     @Inject(NodeRepository) private readonly nodes: NodeRepository,
     @Inject(VmRepository) private readonly vms: VmRepository,
     @Inject(AgentGateway) private readonly agents: AgentGateway,
-  ) {}
+  ) {
+    this.resyncs = new PeriodicSweep('migration resync', logger);
+  }
 
   onApplicationBootstrap(): void {
     this.queue.startWorker((id) => this.process(id));
-  }
-
-  /** One pass of the job. */
-  async process(migrationId: string): Promise<JobVerdict> {
-    const m = await this.migrations.get(migrationId);
-    if (!m || isFinal(m.phase)) return { done: true };
-    if (m.phase === 'COMMITTING') {
-      if (m.committed) await this.finishCommit(m);
-      else await this.rollback(m, 'FAILED', 'commit interrupted');
-      await this.migrations.releaseSlot(m);
-      return { done: true };
-    }
-    if (m.phase !== 'PENDING') {
-      // In flight when its controller stopped: the agents rolled back when the progress stream broke.
-      await this.rollback(m, 'FAILED', 'the controller restarted during the migration');
-      await this.migrations.releaseSlot(m);
-      return { done: true };
-    }
-    const slot = await this.migrations.acquireSlot(m, {
-      cluster: this.config.maxMigrationsCluster,
-      outboundPerNode: this.config.maxMigrationsOutboundPerNode,
-      inboundPerNode: this.config.maxMigrationsInboundPerNode,
-    });
-    if (slot !== 'OK') return { done: false, retryAfterMs: SLOT_RETRY_MS };
-    this.running.set(migrationId, m);
-    try {
-      await this.run(m);
-    } finally {
-      this.running.delete(migrationId);
-      await this.migrations.releaseSlot(m);
-    }
-    return { done: true };
+    this.resyncs.start(RESYNC_INTERVAL_MS, () => this.resync(), true);
   }
 
   /**
-   * Graceful shutdown: uncommitted migrations this process runs are rolled back now (the agents
-   * roll back too when the stream breaks), so a restarted controller finds them FAILED, not stuck.
+   * Shutdown: streams this process holds are cancelled (a source still sending rolls back; a ready one
+   * waits for a decision), and passes stop at their next step. Migrations before the commit roll back
+   * now; the next controller finishes committed ones.
    */
   async onModuleDestroy(): Promise<void> {
-    const reason = SHUTDOWN_REASON;
     this.shuttingDown = true;
-    await Promise.all(
-      [...this.running.values()].map(async (m) => {
-        this.cancelLocal(m.migrationId);
-        const now = await this.migrations.get(m.migrationId).catch(() => undefined);
-        if (!now || now.committed || isFinal(now.phase)) return;
-        await this.abortAndRollback(m, 'FAILED', reason).catch(() => undefined);
-      }),
-    );
+    this.resyncs.stop();
+    for (const cancel of this.streams.values()) cancel();
+    const deadline = Date.now() + SHUTDOWN_WAIT_MS;
+    while (this.running.size > 0 && Date.now() < deadline) await delay(20);
+  }
+
+  /** One BullMQ job run: drives the migration until it is final (or shutdown). */
+  async process(migrationId: string): Promise<JobVerdict> {
+    // A job delivered twice (BullMQ took it for stalled while this process was frozen): one pass at a time.
+    if (this.running.has(migrationId)) return { done: true };
+    this.running.add(migrationId);
+    try {
+      return await this.drive(migrationId);
+    } finally {
+      this.running.delete(migrationId);
+    }
   }
 
   /** Stops a stream this process is reading (CancelMigration); the agents are told separately. */
@@ -117,124 +135,229 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     this.streams.get(migrationId)?.();
   }
 
-  private async run(m: MigrationRecord): Promise<void> {
-    const id = m.migrationId;
-    const startedAtMs = Date.now();
-    if (!(await this.migrations.advance(id, 'PREPARING', { startedAtMs }))) return this.rollback(m, 'FAILED', 'not started');
-    const log = this.logger.child({ migrationId: id, vmId: m.vmId, source: m.sourceNodeId, target: m.targetNodeId });
-    log.info('migration started');
-    try {
-      const [vm, source, target] = await Promise.all([this.vms.get(m.vmId), this.nodes.get(m.sourceNodeId), this.nodes.get(m.targetNodeId)]);
-      if (!vm || !source || !target) return await this.rollback(m, 'FAILED', 'the vm or a node disappeared');
-      const { dataAddress } = await this.agents.prepareIncoming(target, { migrationId: id, spec: toVmSpec(vm), token: m.token });
-      if (!(await this.migrations.advance(id, 'PRECOPY'))) return await this.abortAndRollback(m, 'FAILED', 'cancelled while preparing');
-      const deadlineMs = (m.policy.completionTimeoutMs || 120_000) + STREAM_MARGIN_MS;
-      let markReady: (p: agent.MigrationProgress) => void = () => undefined;
-      const ready = new Promise<agent.MigrationProgress>((resolve) => (markReady = resolve));
-      const outgoing = this.agents.startOutgoing(
-        source,
-        { migrationId: id, vmId: m.vmId, targetDataAddress: dataAddress, token: m.token, policy: m.policy },
-        deadlineMs,
-        async (p) => {
-          if (fromProtoPhase(p.phase) !== 'COMMITTING') await this.onProgress(id, p);
-        },
-        (p) => {
-          if (fromProtoPhase(p.phase) === 'COMMITTING') markReady(p);
-        },
-      );
-      this.streams.set(id, outgoing.cancel);
-      let last: agent.MigrationProgress | undefined;
+  private async drive(id: string): Promise<JobVerdict> {
+    for (;;) {
+      if (this.shuttingDown) return { done: false, retryAfterMs: PASS_RETRY_MS };
       try {
-        // Commit as soon as the source reports a verified copy: the VM is paused until the target resumes it.
-        last = await Promise.race([outgoing.done, ready]);
-      } finally {
-        this.streams.delete(id);
-      }
-      outgoing.done.catch(() => undefined);
-      const phase = last ? fromProtoPhase(last.phase) : undefined;
-      if (!last || phase !== 'COMMITTING') {
-        const error = last?.error || `the source ended the migration in ${phase ?? 'no phase'}`;
-        return await this.abortAndRollback(m, phase === 'CANCELLED' ? 'CANCELLED' : 'FAILED', error);
-      }
-      if (!last.sourceDigest || last.sourceDigest !== last.targetDigest) {
-        return await this.abortAndRollback(m, 'FAILED', `digest mismatch: source ${last.sourceDigest || '-'} target ${last.targetDigest || '-'}`);
-      }
-      const fields = progressFields(last);
-      const readyAtMs = Date.now();
-      const epoch = await this.migrations.commit(m, fields);
-      if (epoch === 0) return await this.abortAndRollback(m, 'FAILED', 'cancelled before the commit');
-      log.info({ fencingEpoch: epoch, sourceDowntimeMs: last.downtimeMs, pausedForMsAtReady: readyAtMs - Number(fields.pausedAtMs ?? readyAtMs), commitMs: Date.now() - readyAtMs }, 'migration committed');
-      await this.finishCommit({ ...m, fencingEpoch: epoch, pausedAtMs: Number(fields.pausedAtMs ?? 0) }, source, target);
-    } catch (error) {
-      log.warn({ err: error }, 'migration failed');
-      const reason = this.shuttingDown ? SHUTDOWN_REASON : error instanceof Error ? error.message : String(error);
-      await this.abortAndRollback(m, 'FAILED', reason);
-    }
-  }
-
-  private async onProgress(id: string, p: agent.MigrationProgress): Promise<void> {
-    const phase = fromProtoPhase(p.phase);
-    if (phase === 'PRECOPY' || phase === 'STOP_AND_COPY') await this.migrations.advance(id, phase, progressFields(p), true);
-  }
-
-  /** After the Redis commit: the target resumes the VM, the source destroys its copy. Idempotent. */
-  private async finishCommit(m: MigrationRecord, knownSource?: NodeRecord, knownTarget?: NodeRecord): Promise<void> {
-    const id = m.migrationId;
-    const [source, target] =
-      knownSource && knownTarget ? [knownSource, knownTarget] : await Promise.all([this.nodes.get(m.sourceNodeId), this.nodes.get(m.targetNodeId)]);
-    let resumedAtMs = 0;
-    let lastError = 'target node is gone';
-    for (let attempt = 0; target && attempt < COMMIT_ATTEMPTS; attempt++) {
-      try {
-        resumedAtMs = Number((await this.agents.commitIncoming(target, { migrationId: id, fencingEpoch: m.fencingEpoch })).resumedAtMs);
-        lastError = '';
-        break;
+        const m = await this.migrations.get(id);
+        if (!m) return { done: true };
+        const step = nextStep(m, this.streamed.has(id));
+        switch (step.kind) {
+          case 'admit':
+            if (!(await this.admit(m))) return { done: false, retryAfterMs: SLOT_RETRY_MS };
+            break;
+          case 'prepare-target':
+            await this.prepareTarget(m);
+            break;
+          case 'stream':
+            await this.stream(m);
+            break;
+          case 'reattach':
+            await this.reattach(m);
+            break;
+          case 'commit-target': {
+            const waitMs = await this.commitTarget(m);
+            if (waitMs > 0) await delay(waitMs);
+            break;
+          }
+          case 'complete':
+            await this.complete(m);
+            break;
+          case 'settle':
+            await this.settle(m);
+            this.streamed.delete(id);
+            return { done: true };
+        }
       } catch (error) {
-        lastError = error instanceof Error ? error.message : String(error);
-        await new Promise((r) => setTimeout(r, COMMIT_RETRY_MS));
+        // Never a rollback here: after the commit only completing or reverting is allowed, and before
+        // it the next pass decides from the record. Redis or an agent may be back by then.
+        this.logger.warn({ migrationId: id, err: describe(error) }, 'migration pass failed; retrying');
+        await delay(PASS_RETRY_MS);
       }
     }
-    if (lastError) {
-      // Past the point of no return: the VM belongs to the target, which did not resume it.
-      this.logger.error({ migrationId: id, err: lastError }, 'committed migration: target did not resume the vm');
-      await this.vms.setFields(m.vmId, { state: 'VM_STATE_FAILED' });
-      await this.migrations.advance(id, 'FAILED', { error: `committed, but the target did not resume the vm: ${lastError}`, finishedAtMs: Date.now() });
+  }
+
+  private async admit(m: MigrationRecord): Promise<boolean> {
+    const slot = await this.migrations.acquireSlot(m, {
+      cluster: this.config.maxMigrationsCluster,
+      outboundPerNode: this.config.maxMigrationsOutboundPerNode,
+      inboundPerNode: this.config.maxMigrationsInboundPerNode,
+    });
+    if (slot !== 'OK') return false;
+    await this.migrations.advance(m.migrationId, 'PREPARING', { startedAtMs: Date.now() });
+    return true;
+  }
+
+  private async prepareTarget(m: MigrationRecord): Promise<void> {
+    const [vm, target] = await Promise.all([this.vms.get(m.vmId), this.nodes.get(m.targetNodeId)]);
+    if (!vm || !target) return this.rollback(m, 'FAILED', { error: 'the vm or its target node disappeared', errorReason: FAILURE_REASONS.VM_GONE });
+    let dataAddress: string;
+    try {
+      ({ dataAddress } = await this.agents.prepareIncoming(target, { migrationId: m.migrationId, spec: toVmSpec(vm), token: m.token }));
+    } catch (error) {
+      return this.rollback(m, 'FAILED', { error: describe(error), errorReason: reasonOf(error) });
+    }
+    // This process streams it from here on; another process finding it in PRECOPY re-attaches instead.
+    this.streamed.add(m.migrationId);
+    await this.migrations.advance(m.migrationId, 'PRECOPY', { dataAddress });
+  }
+
+  /** Streams the VM from its source; ends in a commit or a rollback. */
+  private async stream(m: MigrationRecord): Promise<void> {
+    const id = m.migrationId;
+    // One attempt per process: whatever happens below ends in a commit or a rollback.
+    this.streamed.delete(id);
+    const [vm, source] = await Promise.all([this.vms.get(m.vmId), this.nodes.get(m.sourceNodeId)]);
+    if (!vm || !source) return this.rollback(m, 'FAILED', { error: 'the vm or its source node disappeared', errorReason: FAILURE_REASONS.VM_GONE });
+    let markReady: (p: agent.MigrationProgress) => void = () => undefined;
+    const ready = new Promise<agent.MigrationProgress>((resolve) => (markReady = resolve));
+    const outgoing = this.agents.startOutgoing(
+      source,
+      { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false },
+      streamDeadlineMs(m.policy, vm.memoryMib),
+      async (p) => {
+        const phase = fromProtoPhase(p.phase);
+        if (phase === 'PRECOPY') await this.migrations.update(id, 'PRECOPY', progressFields(p));
+        else if (phase === 'STOP_AND_COPY') await this.migrations.advance(id, 'STOP_AND_COPY', progressFields(p), true);
+      },
+      (p) => {
+        if (fromProtoPhase(p.phase) === 'COMMITTING') markReady(p);
+      },
+    );
+    this.streams.set(id, outgoing.cancel);
+    let last: agent.MigrationProgress | undefined;
+    let failure: unknown;
+    try {
+      // Commit as soon as the source reports a verified copy: the VM is paused until the target resumes it.
+      last = await Promise.race([outgoing.done, ready]);
+    } catch (error) {
+      failure = error;
+    } finally {
+      this.streams.delete(id);
+    }
+    outgoing.done.catch(() => undefined);
+    if (failure !== undefined) {
+      if (this.shuttingDown) return this.rollback(m, 'FAILED', { error: 'the controller shut down during the migration', errorReason: FAILURE_REASONS.SHUTDOWN });
+      return this.rollback(m, 'FAILED', { error: describe(failure), errorReason: reasonOf(failure) });
+    }
+    await this.decide(m, verdictOf(last));
+  }
+
+  /** A PRECOPY/STOP_AND_COPY migration this process did not start: commit a verified copy the source holds, else roll back. */
+  private async reattach(m: MigrationRecord): Promise<void> {
+    const source = await this.nodes.get(m.sourceNodeId);
+    let last: agent.MigrationProgress | undefined;
+    try {
+      if (!source) throw new Error('the source node disappeared');
+      const request = { migrationId: m.migrationId, vmId: m.vmId, targetDataAddress: m.dataAddress || '127.0.0.1:1', token: m.token, policy: m.policy, reattach: true };
+      last = await this.agents.startOutgoing(source, request, 10_000, async () => undefined).done;
+    } catch (error) {
+      this.logger.info({ migrationId: m.migrationId, err: describe(error) }, 'no verified copy to re-attach to');
+    }
+    const verdict = verdictOf(last);
+    if (verdict.phase !== 'COMMITTING') {
+      return this.rollback(m, 'FAILED', { error: 'the controller restarted during the migration', errorReason: FAILURE_REASONS.CONTROLLER_RESTARTED });
+    }
+    this.logger.info({ migrationId: m.migrationId }, 're-attached to a verified source after a controller restart');
+    await this.decide(m, verdict, last);
+  }
+
+  /** The source's verdict: commit a verified copy, or roll back. */
+  private async decide(m: MigrationRecord, verdict: SourceVerdict, last?: agent.MigrationProgress): Promise<void> {
+    const next = afterStream(verdict);
+    if (next.kind === 'rollback') return this.rollback(m, next.phase, next);
+    const fields = last ? progressFields(last) : {};
+    const epoch = await this.migrations.commit(m, { ...fields, sourceDigest: verdict.sourceDigest, targetDigest: verdict.targetDigest });
+    if (epoch > 0) {
+      this.logger.info({ migrationId: m.migrationId, vmId: m.vmId, fencingEpoch: epoch }, 'migration committed');
       return;
     }
+    // Not committable: cancelled or failed meanwhile (the next pass settles it), or the record no longer fits.
+    const now = await this.migrations.get(m.migrationId);
+    if (now && !now.committedAtMs && now.phase !== 'FAILED' && now.phase !== 'CANCELLED') {
+      await this.rollback(now, 'FAILED', { error: 'the commit was refused: the vm record changed', errorReason: FAILURE_REASONS.INTERNAL });
+    }
+  }
+
+  /** COMMITTING: CommitIncoming at N+1 until the target resumed; a target that lost its copy is reverted. Returns ms to wait. */
+  private async commitTarget(m: MigrationRecord): Promise<number> {
+    const target = await this.nodes.get(m.targetNodeId);
+    const attempt = await this.agents.attemptCommit(target, { migrationId: m.migrationId, fencingEpoch: m.fencingEpoch, vmId: m.vmId });
+    const next = afterCommitAttempt(attempt, target?.lastReportMs ?? 0, Date.now(), this.config.nodeLeaseMs);
+    if (next.kind === 'retry') return next.afterMs;
+    if (next.kind === 'resumed') {
+      await this.migrations.markTargetResumed(m, next.resumedAtMs);
+      return 0;
+    }
+    const epoch = await this.migrations.revert(m, { error: `committed, but the target lost the vm before resuming it: ${next.detail}`, errorReason: FAILURE_REASONS.TARGET_LOST }, next.silentBeforeMs);
+    if (epoch > 0) this.logger.warn({ migrationId: m.migrationId, vmId: m.vmId, fencingEpoch: epoch, detail: next.detail }, 'commit reverted: the source resumes its verified copy');
+    return epoch > 0 ? 0 : 500;
+  }
+
+  /** The target runs the VM: release the source (a copy it keeps is fenced, and destroyed through its reports), then COMPLETED. */
+  private async complete(m: MigrationRecord): Promise<void> {
+    const source = await this.nodes.get(m.sourceNodeId);
     if (source) {
       await this.agents
-        .releaseOutgoing(source, { migrationId: id, vmId: m.vmId, fencingEpoch: m.fencingEpoch })
-        .catch((error: unknown) => this.logger.warn({ migrationId: id, err: error }, 'source did not release its copy (it is fenced)'));
+        .releaseOutgoing(source, { migrationId: m.migrationId, vmId: m.vmId, fencingEpoch: m.fencingEpoch })
+        .catch((error: unknown) => this.logger.warn({ migrationId: m.migrationId, err: describe(error) }, 'source did not release its copy (it is fenced; its reports will)'));
     }
     const now = Date.now();
     const fields: Fields = { finishedAtMs: now, totalTimeMs: now - (m.createdAtMs || now) };
-    if (resumedAtMs > 0 && m.pausedAtMs > 0) fields.downtimeMs = Math.max(0, resumedAtMs - m.pausedAtMs);
-    await this.migrations.finishVm(m.vmId, id);
-    await this.migrations.advance(id, 'COMPLETED', fields);
-    this.logger.info({ migrationId: id, vmId: m.vmId, target: m.targetNodeId, downtimeMs: fields.downtimeMs, resumedAtMs }, 'migration completed');
+    if (m.targetResumedAtMs > 0 && m.pausedAtMs > 0) fields.downtimeMs = Math.max(0, m.targetResumedAtMs - m.pausedAtMs);
+    if (await this.migrations.complete(m, fields)) {
+      this.logger.info({ migrationId: m.migrationId, vmId: m.vmId, target: m.targetNodeId, downtimeMs: fields.downtimeMs }, 'migration completed');
+    }
   }
 
-  private async abortAndRollback(m: MigrationRecord, phase: 'FAILED' | 'CANCELLED', error: string): Promise<void> {
-    await this.abortAgents(m, error);
-    await this.rollback(m, phase, error);
+  /** Before the commit: Redis first (nothing commits after it), then the agents are told in settle(). */
+  private async rollback(m: MigrationRecord, phase: 'FAILED' | 'CANCELLED', outcome: Outcome): Promise<void> {
+    if (await this.migrations.rollback(m, phase, outcome)) {
+      this.logger.warn({ migrationId: m.migrationId, vmId: m.vmId, phase, ...outcome }, 'migration rolled back');
+    }
   }
 
-  /** Best effort: both ends roll back on their own when the stream breaks, too. */
-  async abortAgents(m: MigrationRecord, reason: string): Promise<void> {
+  /**
+   * A final migration: its slot goes back, and the agents hear what Redis says (the source resumes at
+   * the VM's epoch, the target discards), a few times; after that, the agents' reports reconcile.
+   */
+  private async settle(m: MigrationRecord): Promise<void> {
+    await this.migrations.releaseSlot(m);
+    if (m.phase === 'COMPLETED') return;
+    const epoch = m.revertedEpoch || m.sourceEpoch;
+    await this.tellAgents(m, `the migration ${m.phase === 'CANCELLED' ? 'was cancelled' : 'failed'}: ${m.error}`, epoch);
+  }
+
+  /** AbortMigration to both ends (resume the source at `epoch`, discard the target), retried a little. */
+  async tellAgents(m: Pick<MigrationRecord, 'migrationId' | 'sourceNodeId' | 'targetNodeId'>, reason: string, epoch: number): Promise<void> {
     const [source, target] = await Promise.all([this.nodes.get(m.sourceNodeId), this.nodes.get(m.targetNodeId)]);
     await Promise.all(
-      [source, target].map((node) =>
-        node
-          ? this.agents.abortMigration(node, { migrationId: m.migrationId, reason }).catch((error: unknown) => {
-              this.logger.warn({ migrationId: m.migrationId, nodeId: node.nodeId, err: error }, 'AbortMigration failed');
-            })
-          : undefined,
-      ),
+      [source, target].map(async (node) => {
+        if (!node) return;
+        for (let attempt = 1; attempt <= SETTLE_ATTEMPTS; attempt++) {
+          try {
+            await this.agents.abortMigration(node, { migrationId: m.migrationId, reason, fencingEpoch: epoch });
+            return;
+          } catch (error) {
+            if (error instanceof AgentRejectedError || attempt === SETTLE_ATTEMPTS) {
+              this.logger.warn({ migrationId: m.migrationId, nodeId: node.nodeId, err: describe(error) }, 'AbortMigration not applied; the node\'s reports will reconcile it');
+              return;
+            }
+            await delay(SETTLE_RETRY_MS);
+          }
+        }
+      }),
     );
   }
 
-  private async rollback(m: MigrationRecord, phase: 'FAILED' | 'CANCELLED', error: string): Promise<void> {
-    await this.migrations.rollback(m, phase, error);
-    this.logger.warn({ migrationId: m.migrationId, vmId: m.vmId, phase, error }, 'migration rolled back');
+  /** Re-queues open migrations that no pass drives, and gives back slots of migrations that ended. */
+  async resync(): Promise<string[]> {
+    return this.resyncs.run(async (requeued) => {
+      for (const id of await this.migrations.openIds()) {
+        if (this.running.has(id)) continue;
+        if (await this.queue.ensureQueued(id)) requeued.push(id);
+      }
+      for (const m of await this.migrations.getMany(await this.migrations.strandedSlots())) await this.migrations.releaseSlot(m);
+    });
   }
 }

@@ -35,7 +35,8 @@ import { PAGE_BYTES } from '../scheduler/migration-cost.js';
 import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
 import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
-import { hashToMigration, toProtoMigration, type MigrationRecord } from './migration-record.js';
+import { migrationFromEvent } from '../redis/migration-codec.js';
+import { toProtoMigration, type MigrationRecord } from './migration-record.js';
 import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt, validatePolicy } from './migration-validation.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
@@ -95,7 +96,11 @@ export class MigrationService {
         try {
           await this.queue.enqueue(migrationId);
         } catch (error) {
-          await this.migrations.rollback({ migrationId, vmId: vm.vmId }, 'FAILED', 'could not queue the migration');
+          await this.migrations.rollback(
+            { migrationId, vmId: vm.vmId, targetNodeId: target.nodeId, antiAffinityGroup: vm.antiAffinityGroup },
+            'FAILED',
+            { error: 'could not queue the migration', errorReason: 'INTERNAL' },
+          );
           throw error;
         }
         this.logger.info({ migrationId, vmId: vm.vmId, source: vm.nodeId, target: target.nodeId, reason }, 'migration queued');
@@ -131,25 +136,29 @@ export class MigrationService {
       let lastRev = -1;
       let unsubscribe: (() => void) | undefined;
       let closed = false;
-      const emit = (rev: number, m: cluster.Migration) => {
-        if (closed || rev <= lastRev) return;
-        lastRev = rev;
-        subscriber.next(m);
-        const phase = String(m.phase).replace('MIGRATION_PHASE_', '');
-        if (['COMPLETED', 'FAILED', 'CANCELLED'].includes(phase)) {
+      const emit = (m: MigrationRecord) => {
+        if (closed || m.rev <= lastRev) return;
+        lastRev = m.rev;
+        subscriber.next(toProtoMigration(m));
+        if (isFinal(m.phase)) {
           closed = true;
           subscriber.complete();
+          unsubscribe?.();
         }
       };
+      const reread = () => {
+        if (closed) return;
+        this.migrations.get(migrationId).then(
+          (m) => m && emit(m),
+          () => undefined, // Redis is away: the next resync tries again
+        );
+      };
       void (async () => {
-        unsubscribe = await this.events.subscribe(migrationId, (payload) => {
-          const m = migrationFromEvent(payload);
-          if (m) emit(m.rev, toProtoMigration(m));
-        });
+        unsubscribe = await this.events.subscribe(migrationId, { onRecord: emit, resync: reread });
         if (closed) return unsubscribe();
         // Read after subscribing, so that no change falls between the two.
         const current = await this.migrations.get(migrationId);
-        if (current) emit(current.rev, toProtoMigration(current));
+        if (current) emit(current);
       })().catch((error: unknown) => subscriber.error(error));
       return () => {
         closed = true;
@@ -163,8 +172,8 @@ export class MigrationService {
     if (isFinal(m.phase)) return toProtoMigration(m);
     if (!isCancellable(m.phase)) throw new MigrationNotCancellableError(migrationId, m.phase);
     // One atomic step: CANCELLED, the target's room given back, the VM RUNNING on its source. The
-    // commit requires STOP_AND_COPY, so nothing can commit after this.
-    await this.migrations.rollback(m, 'CANCELLED', 'cancelled');
+    // commit requires an open phase before COMMITTING, so nothing can commit after this.
+    await this.migrations.rollback(m, 'CANCELLED', { error: 'cancelled', errorReason: 'CANCELLED' });
     const after = await this.require(migrationId);
     if (after.phase !== 'CANCELLED') {
       if (isFinal(after.phase)) return toProtoMigration(after);
@@ -173,7 +182,7 @@ export class MigrationService {
     const neverStarted = m.phase === 'PENDING' && (await this.queue.removeWaiting(migrationId));
     this.orchestrator.cancelLocal(migrationId);
     // Agents forget unknown migration ids, so telling both ends is always safe.
-    if (!neverStarted) await this.orchestrator.abortAgents(m, 'cancelled');
+    if (!neverStarted) await this.orchestrator.tellAgents(m, 'cancelled', m.sourceEpoch);
     this.logger.info({ migrationId, vmId: m.vmId, phase: m.phase }, 'migration cancelled');
     return this.get(migrationId);
   }
@@ -219,18 +228,6 @@ export class MigrationService {
     const ranked = rankNodes(nodes, request, { nowMs: now, staleAfterMs: this.config.nodeStaleAfterMs, antiAffinityNodeIds });
     if (ranked.candidates.length === 0) throw new NoCapacityError(`no target: ${describeRejections(ranked.rejected)}`);
     return ranked.candidates;
-  }
-}
-
-/** An event is the migration's hash as HGETALL's flat [field, value, …] array, JSON-encoded. */
-function migrationFromEvent(payload: string): MigrationRecord | undefined {
-  try {
-    const flat = JSON.parse(payload) as string[];
-    const hash: Record<string, string> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) hash[flat[i]!] = String(flat[i + 1]);
-    return hashToMigration(hash);
-  } catch {
-    return undefined;
   }
 }
 

@@ -8,7 +8,7 @@ import { LOGGER, type Logger } from '../common/logger.js';
 import { PeriodicSweep } from '../common/periodic-sweep.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { NodeRepository } from '../redis/node.repository.js';
-import { isNodeReady } from './node-state.js';
+import { isNodeReadySince } from './node-state.js';
 
 @Injectable()
 export class NodeReadinessSweeper implements OnApplicationBootstrap, OnModuleDestroy {
@@ -34,7 +34,7 @@ export class NodeReadinessSweeper implements OnApplicationBootstrap, OnModuleDes
   async sweep(nowMs = Date.now()): Promise<string[]> {
     return this.sweeps.run(async (changed) => {
       for (const node of await this.nodes.list()) {
-        const ready = isNodeReady(node, nowMs, this.config.nodeStaleAfterMs);
+        const ready = isNodeReadySince(node, nowMs, this.config.nodeStaleAfterMs, this.config.startedAtMs);
         if (ready === node.readyRecorded) continue;
         if (!(await this.nodes.recordReadiness(node.nodeId, ready, node.lastReportMs))) continue;
         changed.push(node.nodeId);

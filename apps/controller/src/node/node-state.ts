@@ -14,12 +14,23 @@ export function isNodeReady(node: Pick<NodeRecord, 'lastReportMs'>, nowMs: numbe
   return nowMs - node.lastReportMs <= staleAfterMs;
 }
 
+/**
+ * Readiness as a restarted controller may judge it: a node recorded ready keeps that until its agent
+ * had `staleAfterMs` to report to this process (started at `sinceMs`); a node recorded not ready,
+ * or one silent for longer, is judged by its last report.
+ */
+export function isNodeReadySince(node: Pick<NodeRecord, 'lastReportMs' | 'readyRecorded'>, nowMs: number, staleAfterMs: number, sinceMs: number): boolean {
+  if (isNodeReady(node, nowMs, staleAfterMs)) return true;
+  return node.readyRecorded && nowMs - sinceMs <= staleAfterMs;
+}
+
 export function nodeStateOf(
-  node: Pick<NodeRecord, 'lastReportMs' | 'cordoned' | 'draining'>,
+  node: Pick<NodeRecord, 'lastReportMs' | 'cordoned' | 'draining' | 'readyRecorded'>,
   nowMs: number,
   staleAfterMs: number,
+  sinceMs = 0,
 ): cluster.NodeState {
-  if (!isNodeReady(node, nowMs, staleAfterMs)) return cluster.NodeState.NODE_STATE_NOT_READY;
+  if (!isNodeReadySince(node, nowMs, staleAfterMs, sinceMs)) return cluster.NodeState.NODE_STATE_NOT_READY;
   if (node.draining) return cluster.NodeState.NODE_STATE_DRAINING;
   if (node.cordoned) return cluster.NodeState.NODE_STATE_CORDONED;
   return cluster.NodeState.NODE_STATE_READY;

@@ -63,7 +63,7 @@ export class NodeService {
     return {
       nodeId: n.nodeId,
       address: n.address,
-      state: nodeStateOf(n, nowMs, this.config.nodeStaleAfterMs),
+      state: nodeStateOf(n, nowMs, this.config.nodeStaleAfterMs, this.config.startedAtMs),
       vcpus: n.vcpus,
       memoryMib: n.memoryMib,
       cpuAllocationRatio: n.cpuAllocationRatio,
@@ -83,6 +83,7 @@ export class NodeService {
       ksmKnobs: n.ksmKnobs ?? {},
       lastReportMs: n.lastReportMs,
       cordoned: n.cordoned,
+      reportedVms: n.reportedVms,
     };
   }
 }

@@ -1,23 +1,30 @@
-/** Runs a Lua script by SHA1, loading it on NOSCRIPT (after a Redis restart or SCRIPT FLUSH). */
-import { createHash } from 'node:crypto';
+/**
+ * A Lua script registered with ioredis (defineCommand): ioredis runs it by SHA1 and loads it again on
+ * NOSCRIPT itself (after a Redis restart or SCRIPT FLUSH). Keys arrive as KEYS, arguments as ARGV.
+ */
 import type { Redis } from 'ioredis';
 
+type ScriptCommand = (numberOfKeys: number, ...keysAndArgs: (string | number)[]) => Promise<unknown>;
+
 export class LuaScript {
-  private readonly sha: string;
+  /** The command name ioredis defines on each connection: `vmm_` + the script's name in snake case. */
+  private readonly command: string;
 
   constructor(
     readonly name: string,
     private readonly source: string,
   ) {
-    this.sha = createHash('sha1').update(source).digest('hex');
+    this.command = `vmm_${name.replace(/[^A-Za-z0-9]/g, '_')}`;
   }
 
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return redis.eval(this.source, keys.length, ...keys, ...args);
-    }
+  run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const commands = redis as unknown as Record<string, ScriptCommand | undefined>;
+    if (typeof commands[this.command] !== 'function') redis.defineCommand(this.command, { lua: this.source });
+    return commands[this.command]!(keys.length, ...keys, ...args);
+  }
+
+  /** Runs a script that takes its arguments as one JSON object (ARGV[1]). */
+  runJson(redis: Redis, keys: readonly string[], args: object): Promise<unknown> {
+    return this.run(redis, keys, [JSON.stringify(args)]);
   }
 }

@@ -2,6 +2,10 @@
  * The durable migration queue (BullMQ): one job per migration, jobId = migrationId so a duplicate
  * is dropped. The worker's concurrency is the cluster limit; a job whose node slots are taken goes
  * back to the queue (delayed) instead of holding a worker slot. BullMQ stays inside this file.
+ *
+ * BullMQ is how passes get scheduled, not what keeps a migration alive: a job it gave up on (stalled
+ * too often, failed) is replaced by ensureQueued(), which the orchestrator's sweep calls for every
+ * open migration, so any number of controller restarts ends every migration.
  */
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
@@ -21,6 +25,14 @@ export type JobVerdict = { done: true } | { done: false; retryAfterMs: number };
 
 export type MigrationProcessor = (migrationId: string) => Promise<JobVerdict>;
 
+const JOB_OPTIONS = (migrationId: string) => ({
+  jobId: migrationId,
+  attempts: 1_000,
+  backoff: { type: 'fixed' as const, delay: 1_000 },
+  removeOnComplete: 1000,
+  removeOnFail: 1000,
+});
+
 @Injectable()
 export class MigrationQueueRepository implements OnModuleDestroy {
   private readonly queue: Queue<MigrationJobData>;
@@ -36,11 +48,22 @@ export class MigrationQueueRepository implements OnModuleDestroy {
   }
 
   async enqueue(migrationId: string): Promise<void> {
-    await this.queue.add(
-      'migrate',
-      { migrationId },
-      { jobId: migrationId, attempts: 3, backoff: { type: 'fixed', delay: 500 }, removeOnComplete: 1000, removeOnFail: 1000 },
-    );
+    await this.queue.add('migrate', { migrationId }, JOB_OPTIONS(migrationId));
+  }
+
+  /**
+   * Makes sure a job will drive the migration: true when it had to queue one (no job, or one that
+   * BullMQ has completed or failed), false when a job is waiting, delayed or active already.
+   */
+  async ensureQueued(migrationId: string): Promise<boolean> {
+    const job = await this.queue.getJob(migrationId);
+    if (job) {
+      const state = await job.getState();
+      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
+      await job.remove().catch(() => undefined);
+    }
+    await this.enqueue(migrationId);
+    return true;
   }
 
   /** Removes a job that has not started (a cancelled PENDING migration); false if it is running or gone. */
@@ -70,9 +93,11 @@ export class MigrationQueueRepository implements OnModuleDestroy {
         connection: this.workerConnection,
         prefix: this.config.redisPrefix,
         concurrency: this.config.maxMigrationsCluster,
-        // A controller that dies mid-migration: its job is picked up again after the lock expires.
+        // A controller that dies mid-migration: its job is picked up again after the lock expires, as
+        // often as it takes (and ensureQueued() replaces a job BullMQ gave up on anyway).
         lockDuration: 15_000,
         stalledInterval: 5_000,
+        maxStalledCount: 1_000_000,
       },
     );
     this.worker.on('failed', (job, err) => {

@@ -33,6 +33,17 @@ const create = (vmId: string, targetNodeId: string, migrationId = `mig-${++seq}`
   migrations
     .create({ migrationId, vmId, targetNodeId, policy: DEFAULT_POLICY, reason: 'user', createdAtMs: Date.now(), token: 'secret-token' }, Date.now(), STALE_MS)
     .then((outcome) => ({ outcome, migrationId }));
+const record = async (migrationId: string) => (await migrations.get(migrationId))!;
+const failed = { error: 'test', errorReason: 'TEST' };
+
+/** A migration of a fresh VM from a to b, committed: the VM on b at epoch 2. */
+async function committed(group = 'g') {
+  const vm = await runningVm('a', { antiAffinityGroup: group });
+  const { migrationId } = await create(vm.vmId, 'b');
+  for (const phase of ['PREPARING', 'PRECOPY', 'STOP_AND_COPY'] as const) await migrations.advance(migrationId, phase);
+  expect(await migrations.commit(await record(migrationId), { sourceDigest: 'x', targetDigest: 'x' })).toBe(2);
+  return { vm, migrationId };
+}
 
 beforeEach(async () => {
   const keys = redisKeys(db.newPrefix());
@@ -49,6 +60,7 @@ describe('create', () => {
     const vm = await runningVm('a', { antiAffinityGroup: 'g' });
     const { outcome, migrationId } = await create(vm.vmId, 'b');
     expect(outcome).toBe('OK');
+    expect(await migrations.openIds()).toEqual([migrationId]);
     expect(await migrations.get(migrationId)).toMatchObject({ phase: 'PENDING', sourceNodeId: 'a', targetNodeId: 'b', reserved: true, memoryMib: 400 });
     expect((await vms.get(vm.vmId))!.state).toBe('VM_STATE_MIGRATING');
     expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 0 });
@@ -89,15 +101,17 @@ describe('phase changes follow the shared phase model', () => {
 });
 
 describe('commit', () => {
-  it('moves the VM, bumps the epoch, and moves allocations and group membership', async () => {
+  it('moves the VM, bumps the epoch, and moves allocations and group membership; a retry answers the same epoch', async () => {
     const vm = await runningVm('a', { antiAffinityGroup: 'g' });
     const { migrationId } = await create(vm.vmId, 'b');
     await migrations.advance(migrationId, 'PREPARING');
-    expect(await migrations.commit({ migrationId, vmId: vm.vmId }, {})).toBe(0);
+    expect(await migrations.commit(await record(migrationId), {})).toBe(0);
     await migrations.advance(migrationId, 'PRECOPY');
     await migrations.advance(migrationId, 'STOP_AND_COPY');
-    expect(await migrations.commit({ migrationId, vmId: vm.vmId }, { sourceDigest: 'x', targetDigest: 'x' })).toBe(2);
-    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'COMMITTING', committed: true, reserved: false, fencingEpoch: 2, sourceDigest: 'x' });
+    expect(await migrations.commit(await record(migrationId), { sourceDigest: 'x', targetDigest: 'x' })).toBe(2);
+    expect(await migrations.commit(await record(migrationId), { sourceDigest: 'x', targetDigest: 'x' })).toBe(2);
+    expect(await record(migrationId)).toMatchObject({ phase: 'COMMITTING', reserved: false, fencingEpoch: 2, sourceEpoch: 1, sourceDigest: 'x' });
+    expect((await record(migrationId)).transitions.map((t) => t.phase)).toEqual(['PENDING', 'PREPARING', 'PRECOPY', 'STOP_AND_COPY', 'COMMITTING']);
     expect(await vms.get(vm.vmId)).toMatchObject({ nodeId: 'b', fencingEpoch: 2, state: 'VM_STATE_MIGRATING' });
     expect(await nodes.get('a')).toMatchObject({ memoryMibAllocated: 0, vcpusAllocated: 0, vmCount: 0 });
     expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 1 });
@@ -105,13 +119,54 @@ describe('commit', () => {
     expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['b']));
     expect(Object.fromEntries((await nodes.list()).map((n) => [n.nodeId, n.imageCounts]))).toEqual({ a: {}, b: { empty: 1 } });
     // Committed: neither a rollback nor a cancel undoes it.
-    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'CANCELLED', 'too late');
-    expect((await migrations.get(migrationId))!.phase).toBe('COMMITTING');
-    await migrations.finishVm(vm.vmId, migrationId);
+    expect(await migrations.rollback(await record(migrationId), 'CANCELLED', failed)).toBe(false);
+    expect((await record(migrationId)).phase).toBe('COMMITTING');
+    // COMPLETED only once the target was seen running it.
+    expect(await migrations.complete(await record(migrationId), {})).toBe(false);
+    expect(await migrations.markTargetResumed(await record(migrationId), 123)).toBe(true);
+    expect(await migrations.complete(await record(migrationId), { finishedAtMs: 5 })).toBe(true);
+    expect(await record(migrationId)).toMatchObject({ phase: 'COMPLETED', targetResumedAtMs: 123, finishedAtMs: 5 });
+    expect(await migrations.openIds()).toEqual([]);
     expect((await vms.get(vm.vmId))!.state).toBe('VM_STATE_RUNNING');
     // Deleting the VM afterwards releases it from the target.
     await placement.release(vm.vmId);
     expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 0, vmCount: 0 });
+  });
+
+  it('commits from PRECOPY through STOP_AND_COPY in one step, as the phase model allows', async () => {
+    const vm = await runningVm('a');
+    const { migrationId } = await create(vm.vmId, 'b');
+    await migrations.advance(migrationId, 'PREPARING');
+    await migrations.advance(migrationId, 'PRECOPY');
+    expect(await migrations.commit(await record(migrationId), {})).toBe(2);
+    expect((await record(migrationId)).transitions.map((t) => t.phase).slice(-2)).toEqual(['STOP_AND_COPY', 'COMMITTING']);
+  });
+});
+
+describe('revert', () => {
+  it('gives a committed VM back to its source under N+2 while the target has not resumed it', async () => {
+    const { vm, migrationId } = await committed();
+    expect(await migrations.revert(await record(migrationId), { error: 'target lost', errorReason: 'TARGET_LOST' })).toBe(3);
+    expect(await record(migrationId)).toMatchObject({ phase: 'FAILED', errorReason: 'TARGET_LOST', revertedEpoch: 3 });
+    expect(await vms.get(vm.vmId)).toMatchObject({ nodeId: 'a', fencingEpoch: 3, state: 'VM_STATE_RUNNING', migrationId: '' });
+    expect(await nodes.get('a')).toMatchObject({ memoryMibAllocated: 400, vcpusAllocated: 1, vmCount: 1 });
+    expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 0, vcpusAllocated: 0, vmCount: 0 });
+    expect(await vms.idsOnNode('a')).toEqual([vm.vmId]);
+    expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['a']));
+    expect(await migrations.openIds()).toEqual([]);
+    // Final: it cannot be reverted again, nor resumed on the target.
+    expect(await migrations.revert(await record(migrationId), failed)).toBe(0);
+    expect(await migrations.markTargetResumed({ migrationId, fencingEpoch: 2 }, 1)).toBe(false);
+  });
+
+  it('is refused once the target resumed, and while the target reported after the silence bound', async () => {
+    const first = await committed('');
+    const since = Date.now() - 60_000;
+    expect(await migrations.revert(await record(first.migrationId), failed, since)).toBe(0); // b reported after `since`
+    expect(await migrations.markTargetResumed(await record(first.migrationId), 7)).toBe(true);
+    expect(await migrations.revert(await record(first.migrationId), failed)).toBe(0);
+    expect((await record(first.migrationId)).phase).toBe('COMMITTING');
+    expect((await vms.get(first.vm.vmId))!.nodeId).toBe('b');
   });
 });
 
@@ -119,14 +174,15 @@ describe('rollback', () => {
   it('gives the room back once, keeps a CANCELLED phase, and puts the VM back to RUNNING', async () => {
     const vm = await runningVm('a', { antiAffinityGroup: 'g' });
     const { migrationId } = await create(vm.vmId, 'b');
-    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'CANCELLED', 'cancelled');
-    await migrations.rollback({ migrationId, vmId: vm.vmId }, 'FAILED', 'late failure');
-    expect(await migrations.get(migrationId)).toMatchObject({ phase: 'CANCELLED', error: 'cancelled', reserved: false });
-    expect((await migrations.get(migrationId))!.finishedAtMs).toBeGreaterThan(0);
+    expect(await migrations.rollback(await record(migrationId), 'CANCELLED', { error: 'cancelled', errorReason: 'CANCELLED' })).toBe(true);
+    expect(await migrations.rollback(await record(migrationId), 'FAILED', { error: 'late failure', errorReason: 'X' })).toBe(false);
+    expect(await record(migrationId)).toMatchObject({ phase: 'CANCELLED', error: 'cancelled', errorReason: 'CANCELLED', reserved: false });
+    expect((await record(migrationId)).finishedAtMs).toBeGreaterThan(0);
     expect(await vms.get(vm.vmId)).toMatchObject({ state: 'VM_STATE_RUNNING', nodeId: 'a', fencingEpoch: 1 });
     expect(await nodes.get('b')).toMatchObject({ memoryMibAllocated: 0, vcpusAllocated: 0 });
     expect(await vms.antiAffinityNodeIds('g')).toEqual(new Set(['a']));
     expect(await migrations.advance(migrationId, 'PREPARING')).toBe(false);
+    expect(await migrations.openIds()).toEqual([]);
     expect((await create(vm.vmId, 'b')).outcome).toBe('OK');
   });
 });
@@ -146,5 +202,7 @@ describe('slots', () => {
     expect(await migrations.acquireSlot(m('7', 'x', 'b'), limits)).toBe('CLUSTER');
     await migrations.releaseSlot(m('2', 'a', 'c'));
     expect(await migrations.acquireSlot(m('7', 'x', 'b'), limits)).toBe('INBOUND');
+    // None of these is open: all are stranded slots to give back.
+    expect((await migrations.strandedSlots()).sort()).toEqual(['4', '6']);
   });
 });

@@ -27,21 +27,26 @@ export interface VmMeasurement {
   dirtyRatePagesPerSec: number;
   workingSetPages: number;
   residentPages: number;
+  /** The copy is the source of a migration in flight: its state is the migration's business. */
+  outgoing: boolean;
 }
 
 export interface NodeReportUpdate {
   memoryUsedBytes: number;
-  rssBytes: number;
   ksm: cluster.KsmStats | undefined;
   ksmKnobs: cluster.KsmKnobs | undefined;
   vms: readonly VmMeasurement[];
+  /** Node.reported_vms: every copy the agent reported, migration copies included. */
+  reportedVms: readonly cluster.ReportedVm[];
+  /** A VM placed here that reports leave out for this long is returned as missing. */
+  missingGraceMs: number;
 }
 
-/** A copy of a VM an agent runs although the VM is placed elsewhere under a higher epoch. */
-export interface StaleCopy {
-  vmId: string;
-  currentEpoch: number;
-  currentState: cluster.VmState;
+export interface ReportResult {
+  known: boolean;
+  wasNotReady: boolean;
+  /** VMs placed on the node, RUNNING or PAUSED, that its reports left out for longer than the grace. */
+  missing: string[];
 }
 
 const applyReport = new LuaScript('apply-report', APPLY_REPORT_LUA);
@@ -124,33 +129,38 @@ export class NodeRepository {
     return this.setFields(nodeId, fields);
   }
 
-  /**
-   * Applies a report; `known: false` when the node is not registered (the agent must register
-   * again). `staleCopies`: reported VMs placed on another node under a higher fencing epoch.
-   */
-  async applyReport(
-    nodeId: string,
-    nowMs: number,
-    update: NodeReportUpdate,
-  ): Promise<{ known: boolean; wasNotReady: boolean; vmsUpdated: number; staleCopies: StaleCopy[] }> {
-    const keys = [this.keys.node(nodeId), ...update.vms.map((vm) => this.keys.vm(vm.vmId))];
-    const args: (string | number)[] = [
+  /** Applies a report (see APPLY_REPORT_LUA); `known: false` when the node is not registered (the agent must register again). */
+  async applyReport(nodeId: string, nowMs: number, update: NodeReportUpdate): Promise<ReportResult> {
+    const placed = await this.redis.zrangebylex(this.keys.nodeVms(nodeId), '-', '+');
+    const keys = [this.keys.node(nodeId), ...update.vms.map((vm) => this.keys.vm(vm.vmId)), ...placed.map((id) => this.keys.vm(id))];
+    const args = {
       nodeId,
       nowMs,
-      update.memoryUsedBytes,
-      JSON.stringify(update.ksm ?? {}),
-      update.ksmKnobs ? JSON.stringify(update.ksmKnobs) : '',
-      update.rssBytes,
-    ];
-    for (const vm of update.vms) {
-      args.push(vm.vmId, vm.state, vm.dirtyRatePagesPerSec, vm.workingSetPages, vm.residentPages, vm.fencingEpoch);
-    }
-    const [flag, updated, stale] = (await applyReport.run(this.redis, keys, args)) as [number, number, string[]];
-    const staleCopies: StaleCopy[] = [];
-    for (let i = 0; i + 2 < stale.length; i += 3) {
-      staleCopies.push({ vmId: stale[i]!, currentEpoch: Number(stale[i + 1]), currentState: stale[i + 2] as cluster.VmState });
-    }
-    return { known: flag !== -1, wasNotReady: flag === 1, vmsUpdated: updated, staleCopies };
+      memoryUsedBytes: update.memoryUsedBytes,
+      ksm: JSON.stringify(update.ksm ?? {}),
+      ksmKnobs: update.ksmKnobs ? JSON.stringify(update.ksmKnobs) : '',
+      reportedVms: JSON.stringify(update.reportedVms),
+      missingGraceMs: update.missingGraceMs,
+      vms: update.vms,
+      placed,
+    };
+    const [flag, missing] = (await applyReport.runJson(this.redis, keys, args)) as [number, string[]];
+    return { known: flag !== -1, wasNotReady: flag === 1, missing: missing ?? [] };
+  }
+
+  /** VM id → epoch of the VMs deleted while their node was unreachable. */
+  async tombstones(nodeId: string): Promise<Map<string, number>> {
+    const h = await this.redis.hgetall(this.keys.nodeTombstones(nodeId));
+    return new Map(Object.entries(h).map(([vmId, epoch]) => [vmId, Number(epoch)]));
+  }
+
+  /** Remembers a VM deleted on a node that could not be told: its copy is destroyed when the node reports it. */
+  async addTombstone(nodeId: string, vmId: string, fencingEpoch: number): Promise<void> {
+    await this.redis.hset(this.keys.nodeTombstones(nodeId), vmId, String(fencingEpoch));
+  }
+
+  async clearTombstones(nodeId: string, vmIds: readonly string[]): Promise<void> {
+    if (vmIds.length > 0) await this.redis.hdel(this.keys.nodeTombstones(nodeId), ...vmIds);
   }
 
   /** Records a readiness change seen by the sweep, unless a report arrived since `seenLastReportMs`. */

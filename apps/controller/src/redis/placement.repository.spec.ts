@@ -124,30 +124,47 @@ describe('pagination index', () => {
 });
 
 describe('reports', () => {
+  const report = (vms: { vmId: string; state: cluster.VmState; fencingEpoch: number; residentPages?: number; outgoing?: boolean }[], over: object = {}) => ({
+    memoryUsedBytes: 0,
+    ksm: undefined,
+    ksmKnobs: undefined,
+    reportedVms: [],
+    missingGraceMs: 1_000,
+    vms: vms.map((v) => ({ dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1, outgoing: false, ...v })),
+    ...over,
+  });
+
   it('update the node and its VMs; skip VMs placed elsewhere; unknown node is reported', async () => {
     const v = vm();
     await reserve(v);
     await vms.setState(v.vmId, cluster.VmState.VM_STATE_RUNNING, [cluster.VmState.VM_STATE_PENDING]);
-    const r = await nodes.applyReport('n1', 42, {
-      memoryUsedBytes: 3 * 1024 * 1024,
-      rssBytes: 1,
-      ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 0, pagesVolatile: 0, fullScans: 3, generalProfitBytes: 4096 },
-      ksmKnobs: { run: 1 },
-      vms: [
-        { vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12, fencingEpoch: v.fencingEpoch },
-        { vmId: 'vm-unknown', state: cluster.VmState.VM_STATE_RUNNING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1, fencingEpoch: 0 },
-      ],
-    });
-    expect(r).toEqual({ known: true, wasNotReady: false, vmsUpdated: 1, staleCopies: [] });
-    expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 9.5, workingSetPages: 11, residentPages: 12 });
+    const reportedVms = [{ vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, fencingEpoch: 1, migrationRole: cluster.MigrationRole.MIGRATION_ROLE_NONE, migrationId: '' }];
+    const r = await nodes.applyReport(
+      'n1',
+      42,
+      report(
+        [
+          { vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, fencingEpoch: v.fencingEpoch, residentPages: 12 },
+          { vmId: 'vm-unknown', state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: 0 },
+        ],
+        {
+          memoryUsedBytes: 3 * 1024 * 1024,
+          ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 0, pagesVolatile: 0, fullScans: 3, generalProfitBytes: 4096 },
+          ksmKnobs: { run: 1 },
+          reportedVms,
+        },
+      ),
+    );
+    expect(r).toEqual({ known: true, wasNotReady: false, missing: [] });
+    expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 12 });
     expect(await vms.get('vm-unknown')).toBeUndefined();
-    expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 } });
-    const gone = await nodes.applyReport('ghost', 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
+    expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 }, reportedVms });
+    const gone = await nodes.applyReport('ghost', 1, report([]));
     expect(gone.known).toBe(false);
     expect(await db.redis.exists(keys.node('ghost'))).toBe(0);
   });
 
-  it('return copies of VMs placed on another node under a higher epoch as stale, and leave them alone', async () => {
+  it('leave copies of VMs placed elsewhere, or at another epoch, untouched', async () => {
     const v = vm();
     await reserve(v);
     await vms.setFields(v.vmId, { state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: '3', residentPages: '5' });
@@ -155,18 +172,27 @@ describe('reports', () => {
       { nodeId: 'n2', address: '127.0.0.1:2', vcpus: 8, memoryMib: 1000, cpuAllocationRatio: 4, ramAllocationRatio: 1.5, agentVersion: '' },
       Date.now(),
     );
-    const copy = (fencingEpoch: number) => ({
-      memoryUsedBytes: 0,
-      rssBytes: 0,
-      ksm: undefined,
-      ksmKnobs: undefined,
-      vms: [{ vmId: v.vmId, state: cluster.VmState.VM_STATE_MIGRATING, dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 99, fencingEpoch }],
-    });
-    expect((await nodes.applyReport('n2', Date.now(), copy(2))).staleCopies).toEqual([
-      { vmId: v.vmId, currentEpoch: 3, currentState: cluster.VmState.VM_STATE_RUNNING },
-    ]);
-    expect((await nodes.applyReport('n2', Date.now(), copy(3))).staleCopies).toEqual([]);
+    await nodes.applyReport('n2', Date.now(), report([{ vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, fencingEpoch: 3, residentPages: 99 }]));
+    await nodes.applyReport('n1', Date.now(), report([{ vmId: v.vmId, state: cluster.VmState.VM_STATE_PAUSED, fencingEpoch: 2, residentPages: 99 }]));
     expect(await vms.get(v.vmId)).toMatchObject({ nodeId: 'n1', state: cluster.VmState.VM_STATE_RUNNING, residentPages: 5 });
+  });
+
+  it('mark a VM the node leaves out as missing, and return it once the grace has passed', async () => {
+    const v = vm();
+    await reserve(v);
+    await vms.setState(v.vmId, cluster.VmState.VM_STATE_RUNNING, [cluster.VmState.VM_STATE_PENDING]);
+    const pending = vm();
+    await reserve(pending); // PENDING (being created): never missing
+    expect((await nodes.applyReport('n1', 10_000, report([]))).missing).toEqual([]);
+    expect((await nodes.applyReport('n1', 10_999, report([]))).missing).toEqual([]);
+    expect((await nodes.applyReport('n1', 11_000, report([]))).missing).toEqual([v.vmId]);
+    // Reported again: no longer missing, and the clock starts over.
+    await nodes.applyReport('n1', 11_500, report([{ vmId: v.vmId, state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: v.fencingEpoch }]));
+    expect((await nodes.applyReport('n1', 12_000, report([]))).missing).toEqual([]);
+    // A migration's source copy is its migration's business: reported, it is present, and its state is left alone.
+    await nodes.applyReport('n1', 12_100, report([{ vmId: v.vmId, state: cluster.VmState.VM_STATE_MIGRATING, fencingEpoch: v.fencingEpoch, outgoing: true }]));
+    expect((await vms.get(v.vmId))!.state).toBe(cluster.VmState.VM_STATE_RUNNING);
+    expect((await nodes.applyReport('n1', 13_500, report([]))).missing).toEqual([]);
   });
 
   it('readiness transitions are recorded once, and a newer report wins', async () => {
@@ -174,7 +200,7 @@ describe('reports', () => {
     expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(true);
     expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(false);
     expect((await nodes.get('n1'))!.readyRecorded).toBe(false);
-    const r = await nodes.applyReport('n1', node.lastReportMs + 1, { memoryUsedBytes: 0, rssBytes: 0, ksm: undefined, ksmKnobs: undefined, vms: [] });
+    const r = await nodes.applyReport('n1', node.lastReportMs + 1, report([]));
     expect(r.wasNotReady).toBe(true);
     expect(await nodes.recordReadiness('n1', false, node.lastReportMs)).toBe(false);
   });

@@ -3,7 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { VmRecord } from '../common/model.js';
 import { LuaScript } from './lua-script.js';
-import { RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/placement.lua.js';
+import { MOVE_FOR_RESTART_LUA, RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/placement.lua.js';
 import { vmToFields } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
@@ -22,6 +22,9 @@ export type ReserveOutcome =
 
 const reserveVm = new LuaScript('reserve-vm', RESERVE_VM_LUA);
 const releaseVm = new LuaScript('release-vm', RELEASE_VM_LUA);
+const moveForRestart = new LuaScript('move-for-restart', MOVE_FOR_RESTART_LUA);
+
+export type RestartMoveOutcome = { outcome: 'OK'; fencingEpoch: number } | { outcome: Exclude<ReserveOutcome, 'OK' | 'NAME_TAKEN' | 'VM_EXISTS'> | 'CHANGED' | 'NOT_SILENT' };
 
 @Injectable()
 export class PlacementRepository {
@@ -66,5 +69,28 @@ export class PlacementRepository {
     const k = this.keys;
     const result = await releaseVm.run(this.redis, [k.vm(vmId), k.vmNames(), k.vms()], [vmId, k.prefix]);
     return result === 1;
+  }
+
+  /** Moves a lost VM to `newNodeId` under a new epoch, PENDING (see MOVE_FOR_RESTART_LUA). */
+  async moveForRestart(
+    vm: Pick<VmRecord, 'vmId' | 'nodeId' | 'fencingEpoch' | 'antiAffinityGroup'>,
+    newNodeId: string,
+    opts: { from: readonly string[]; nowMs: number; staleAfterMs: number; silentBeforeMs: number },
+  ): Promise<RestartMoveOutcome> {
+    const k = this.keys;
+    const keys = [
+      k.vm(vm.vmId),
+      k.node(vm.nodeId),
+      k.node(newNodeId),
+      k.nodeVms(vm.nodeId),
+      k.nodeVms(newNodeId),
+      k.nodeImages(vm.nodeId),
+      k.nodeImages(newNodeId),
+      vm.antiAffinityGroup ? k.antiAffinity(vm.antiAffinityGroup) : k.vmNames(),
+    ];
+    const args = { expectedNodeId: vm.nodeId, expectedEpoch: vm.fencingEpoch, from: opts.from, newNodeId, nowMs: opts.nowMs, staleAfterMs: opts.staleAfterMs, silentBeforeMs: opts.silentBeforeMs };
+    const [outcome, epoch] = (await moveForRestart.runJson(this.redis, keys, args)) as [string, number?];
+    if (outcome === 'OK') return { outcome: 'OK', fencingEpoch: Number(epoch) };
+    return { outcome: outcome as Exclude<RestartMoveOutcome['outcome'], 'OK'> } as RestartMoveOutcome;
   }
 }

@@ -41,6 +41,7 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     ksmKnobs: json<cluster.KsmKnobs>(h.ksmKnobs),
     agentVersion: h.agentVersion ?? '',
     imageCounts: {},
+    reportedVms: json<cluster.ReportedVm[]>(h.reportedVms) ?? [],
   };
 }
 
@@ -62,6 +63,7 @@ export function vmToFields(vm: VmRecord): string[] {
     'dirtyRatePagesPerSec', String(vm.dirtyRatePagesPerSec),
     'workingSetPages', String(vm.workingSetPages),
     'residentPages', String(vm.residentPages),
+    'restartPolicy', vm.restartPolicy,
   ];
 }
 
@@ -88,5 +90,8 @@ export function hashToVm(h: Hash): VmRecord | undefined {
     dirtyRatePagesPerSec: num(h.dirtyRatePagesPerSec),
     workingSetPages: num(h.workingSetPages),
     residentPages: num(h.residentPages),
+    restartPolicy: (h.restartPolicy as cluster.RestartPolicy) || cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
+    migrationId: h.migrationId ?? '',
+    failureReason: h.failureReason ?? '',
   };
 }

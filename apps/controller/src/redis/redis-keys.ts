@@ -13,6 +13,8 @@
  * migs                 zset   every migration id (score 0; ids sort by creation time)
  * vm-migs:<vmId>       zset   the migrations of one VM
  * mig-events:<id>      pubsub channel: the migration after each change (WatchMigration)
+ * migs-open            set    migrations not final yet: the reconciler drives each to an end
+ * node-tombstones:<id> hash   VM id → epoch of VMs deleted while their node was unreachable (destroyed when it reports them)
  * mig-active           set    migrations holding an in-flight slot (cluster limit)
  * mig-out:<nodeId>     set    … of which outbound from the node
  * mig-in:<nodeId>      set    … of which inbound to the node
@@ -36,6 +38,8 @@ export function redisKeys(prefix: string) {
     migrations: () => `${p}migs`,
     vmMigrations: (vmId: string) => `${p}vm-migs:${vmId}`,
     migrationEvents: (id: string) => `${p}mig-events:${id}`,
+    migrationsOpen: () => `${p}migs-open`,
+    nodeTombstones: (nodeId: string) => `${p}node-tombstones:${nodeId}`,
     migrationsActive: () => `${p}mig-active`,
     migrationsOut: (nodeId: string) => `${p}mig-out:${nodeId}`,
     migrationsIn: (nodeId: string) => `${p}mig-in:${nodeId}`,

@@ -62,6 +62,13 @@ export class VmRepository {
     return (await setVmState.run(this.redis, [this.keys.vm(vmId)], [state, ...expected])) === 1;
   }
 
+  /** Compare-and-set to FAILED with the reason; false if the VM is gone or not in one of `expected`. */
+  async fail(vm: Pick<VmRecord, 'vmId'>, reason: string, expected: readonly cluster.VmState[]): Promise<boolean> {
+    if (!(await this.setState(vm.vmId, 'VM_STATE_FAILED' as cluster.VmState, expected))) return false;
+    await this.setFields(vm.vmId, { failureReason: reason });
+    return true;
+  }
+
   /** Sets fields of an existing VM; false if it is gone. */
   async setFields(vmId: string, fields: Record<string, string>): Promise<boolean> {
     return (await setIfExists.run(this.redis, [this.keys.vm(vmId)], Object.entries(fields).flat())) === 1;

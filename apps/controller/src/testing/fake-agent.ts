@@ -38,6 +38,9 @@ export class FakeAgent {
   private readonly aborted = new Set<string>();
   private server = new Server();
   private reportStream: ReturnType<agent.RegistryServiceClient['streamReports']> | undefined;
+  /** Every ReportAck the controller sent, in order. */
+  readonly acks: agent.ReportAck[] = [];
+  private seq = 0;
   private registry: agent.RegistryServiceClient | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
 
@@ -165,7 +168,10 @@ export class FakeAgent {
       registry.register(this.registerRequest(), (e, r) => (e ? reject(e) : resolve(r))),
     );
     this.stopReporting();
-    this.reportStream = registry.streamReports(() => undefined);
+    const stream = registry.streamReports();
+    stream.on('data', (ack: agent.ReportAck) => this.acks.push(ack));
+    stream.on('error', () => undefined);
+    this.reportStream = stream;
     this.reportTimer = setInterval(() => void this.report().catch(() => undefined), Number(res.reportIntervalMs));
     return res;
   }
@@ -176,6 +182,7 @@ export class FakeAgent {
     if (!stream) return Promise.reject(new Error('not registered'));
     const report = agent.NodeReport.fromPartial({
       nodeId: this.options.nodeId,
+      seq: ++this.seq,
       sentAtMs: Date.now(),
       memoryUsedBytes: 64 * 1024 * 1024,
       ksm: { pagesShared: 1, pagesSharing: 2, pagesUnshared: 3, pagesVolatile: 4, fullScans: 5, generalProfitBytes: 8192 },

@@ -26,6 +26,7 @@ export function testNode(
     ksmKnobs: undefined,
     agentVersion: '',
     imageCounts: {},
+    reportedVms: [],
     ...fields,
   };
 }
@@ -44,6 +45,9 @@ export function testVm(fields: Pick<VmRecord, 'vmId' | 'name' | 'nodeId' | 'memo
     dirtyRatePagesPerSec: 0,
     workingSetPages: 0,
     residentPages: 0,
+    restartPolicy: cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
+    migrationId: '',
+    failureReason: '',
     ...fields,
   };
 }

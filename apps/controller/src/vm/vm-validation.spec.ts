@@ -28,7 +28,10 @@ describe('validateCreateVm', () => {
       nodeId: '',
       antiAffinityGroup: '',
       labels: { tier: 'web' },
+      restartPolicy: 'RESTART_POLICY_UNSPECIFIED',
     });
+    expect(validateCreateVm(good({ restartPolicy: cluster.RestartPolicy.RESTART_POLICY_ALWAYS }), LARGEST).restartPolicy).toBe('RESTART_POLICY_ALWAYS');
+    expect(() => validateCreateVm(good({ restartPolicy: 'RESTART_POLICY_SOMETIMES' as cluster.RestartPolicy }), LARGEST)).toThrow(/restart_policy/);
   });
 
   it('defaults an empty image to "empty"', () => {

@@ -38,7 +38,14 @@ export interface CreateVmSpec {
   nodeId: string;
   antiAffinityGroup: string;
   labels: Record<string, string>;
+  restartPolicy: cluster.RestartPolicy;
 }
+
+const RESTART_POLICIES = new Set<string>([
+  cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
+  cluster.RestartPolicy.RESTART_POLICY_NEVER,
+  cluster.RestartPolicy.RESTART_POLICY_ALWAYS,
+]);
 
 function wholeNumber(field: string, value: unknown, min: number): number {
   const n = typeof value === 'number' ? value : Number(value ?? 0);
@@ -70,7 +77,9 @@ export function validateCreateVm(req: Partial<cluster.CreateVmRequest>, largest:
   const antiAffinityGroup = (req.antiAffinityGroup ?? '').trim();
   if (antiAffinityGroup.length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('anti_affinity_group', 'too long');
   const labels = validateLabels(req.labels ?? {});
-  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels };
+  const restartPolicy = req.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED;
+  if (!RESTART_POLICIES.has(restartPolicy)) throw new InvalidArgumentError('restart_policy', `unknown restart policy ${String(restartPolicy)}`);
+  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels, restartPolicy };
 }
 
 function validateWorkload(w: cluster.Workload | undefined, memoryMib: number): cluster.Workload {

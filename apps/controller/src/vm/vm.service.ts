@@ -77,6 +77,9 @@ export class VmService {
       dirtyRatePagesPerSec: 0,
       workingSetPages: 0,
       residentPages: 0,
+      restartPolicy: spec.restartPolicy,
+      migrationId: '',
+      failureReason: '',
     };
     const node = await this.reserveOnFirst(vm, candidates, spec.nodeId !== '');
 
@@ -109,7 +112,10 @@ export class VmService {
     return { vms: page.vms.map(toProtoVm), nextPageToken: nextPageToken(page.more, page.vms.at(-1)?.vmId, nodeId) };
   }
 
-  /** Deletes on the agent, then releases the allocation and indexes. Idempotent on the agent side. */
+  /**
+   * Deletes on the agent, then releases the allocation and indexes. A node that cannot be told now
+   * (not ready, or unreachable) gets a tombstone: its copy is destroyed when it reports it again.
+   */
   async delete(vmId: string): Promise<void> {
     const vm = await this.require(vmId);
     if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vmId, 'migrating');
@@ -118,13 +124,13 @@ export class VmService {
     }
     const node = await this.nodes.get(vm.nodeId);
     if (node) {
+      // The tombstone first: a report read before the agent's delete finds it, not a VM to adopt.
+      await this.nodes.addTombstone(node.nodeId, vmId, vm.fencingEpoch);
       try {
         await this.agents.deleteVm(node, vmId);
       } catch (error) {
-        // A dead node's VMs are gone with it; only a live agent must confirm the deletion.
-        const nodeDown = !isNodeReady(node, Date.now(), this.config.nodeStaleAfterMs);
-        if (!(error instanceof AgentUnavailableError && nodeDown)) throw error;
-        this.logger.warn({ vmId, nodeId: node.nodeId }, 'vm deleted while its node is not ready');
+        if (!(error instanceof AgentUnavailableError)) throw error;
+        this.logger.warn({ vmId, nodeId: node.nodeId }, 'vm deleted while its node cannot be reached: destroyed when it reports again');
       }
     }
     await this.placement.release(vmId);
@@ -191,6 +197,7 @@ export function toVmSpec(vm: VmRecord): agent.VmSpec {
     workload: vm.workload,
     labels: vm.labels,
     fencingEpoch: vm.fencingEpoch,
+    restartPolicy: vm.restartPolicy,
   };
 }
 
@@ -211,5 +218,6 @@ export function toProtoVm(vm: VmRecord): cluster.Vm {
     antiAffinityGroup: vm.antiAffinityGroup,
     createdAtMs: vm.createdAtMs,
     fencingEpoch: vm.fencingEpoch,
+    restartPolicy: vm.restartPolicy,
   };
 }

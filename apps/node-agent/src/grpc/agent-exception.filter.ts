@@ -25,7 +25,8 @@ const statusByCode: Readonly<Record<string, status>> = {
   CORRUPT_STATE: status.DATA_LOSS,
   INVALID_REQUEST: status.INVALID_ARGUMENT,
   DECISION_CONFLICT: status.FAILED_PRECONDITION,
-  INCOMING_LOST: status.FAILED_PRECONDITION,
+  // The copy is gone for good: the controller may resume the source's instead.
+  INCOMING_LOST: status.DATA_LOSS,
   // @vmm/migration
   INVALID_POLICY: status.INVALID_ARGUMENT,
   INVALID_STATE: status.FAILED_PRECONDITION,

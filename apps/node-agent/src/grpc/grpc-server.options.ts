@@ -27,6 +27,8 @@ export function agentGrpcOptions(url: string, health: HealthImplementation): Grp
       loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
       maxReceiveMessageLength: MAX_MESSAGE_BYTES,
       maxSendMessageLength: MAX_MESSAGE_BYTES,
+      // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
+      keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
       onLoadPackageDefinition: (pkg: protoLoader.PackageDefinition, server: Server) => {
         health.addToServer(server);
         const healthDefinition = protoLoader.loadSync(healthProtoPath);

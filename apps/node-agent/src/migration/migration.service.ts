@@ -135,6 +135,10 @@ export class MigrationService {
     const migrationId = request.migrationId;
     const existing = this.outgoing.get(migrationId);
     if (existing?.state === 'ready') return new Observable((s) => (s.next(finalMessage(existing, undefined)), s.complete()));
+    if (request.reattach) {
+      const end = this.ledger.get(migrationId);
+      throw new MigrationStateError(migrationId, `cannot re-attach: this node's end is ${existing?.state ?? end?.state ?? 'unknown'}`);
+    }
     if (existing?.state === 'sending') throw new VmBusyError(existing.vmId, `migration ${migrationId} is in flight`);
     // A transfer that rolled back may start again (the VM runs here); a released or lost one may not.
     const remembered = this.ledger.get(migrationId);

@@ -128,7 +128,8 @@ describe('live migration between two agents', () => {
     expect(source.vms.require('vm-abort').vm.state).toBe('running');
     expect(source.vms.list().find((v) => v.vmId === 'vm-abort')?.state).toBe(cluster.VmState.VM_STATE_RUNNING);
     expect(target.vms.get('vm-abort')).toBeUndefined();
-    expect(await codeOf(dst.call('commitIncoming', { migrationId: 'm2', fencingEpoch: 1, vmId: 'vm-abort' }))).toBe(status.FAILED_PRECONDITION);
+    // A discarded incoming copy is gone for good (INCOMING_LOST): the controller may resume the source instead.
+    expect(await codeOf(dst.call('commitIncoming', { migrationId: 'm2', fencingEpoch: 1, vmId: 'vm-abort' }))).toBe(status.DATA_LOSS);
     await src.call('deleteVm', { vmId: 'vm-abort' });
   });
 

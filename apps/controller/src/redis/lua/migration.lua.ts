@@ -1,192 +1,309 @@
 /**
  * Lua scripts of migration orchestration. Each changes the migration, its VM and the nodes'
- * allocations in one atomic step; node/aa/node-vms keys are rebuilt from the prefix (single Redis).
- * Every change publishes the migration's whole hash (HGETALL as a JSON array) on its events channel,
- * from inside the script, so that watchers see each step exactly as written.
+ * allocations in one atomic step. Every key a script touches arrives in KEYS (built by redis-keys.ts);
+ * arguments arrive as one JSON object in ARGV[1] (named fields, decoded with cjson), and the phase
+ * lists they check against come from @vmm/migration/phase (nothing here spells a phase set). Every
+ * change bumps `rev`, appends to `transitions` ("PHASE@ms;" per phase entered), and publishes the
+ * migration's whole hash (HGETALL as a JSON array) on its events channel.
  */
+
+/** Shared helpers, prepended to each script below. */
+const PRELUDE = `
+local a = cjson.decode(ARGV[1])
+local function has(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+local function setFields(key, fields)
+  if fields == nil then return end
+  local flat = {}
+  for k, v in pairs(fields) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+end
+local function enter(migKey, phase, nowMs)
+  redis.call('HSET', migKey, 'phase', phase)
+  redis.call('HSET', migKey, 'transitions', (redis.call('HGET', migKey, 'transitions') or '') .. phase .. '@' .. nowMs .. ';')
+end
+local function changed(migKey, channel)
+  redis.call('HINCRBY', migKey, 'rev', 1)
+  redis.call('PUBLISH', channel, cjson.encode(redis.call('HGETALL', migKey)))
+end
+local function add(key, field, delta)
+  if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+end
+local function decrField(key, field)
+  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+`;
 
 /**
  * Create a migration: the VM must be RUNNING on the source; the target must be registered, ready,
  * schedulable, have room within its ratios for the VM, and hold no VM of its anti-affinity group.
- * Reserves that room on the target (allocation and group membership) for the whole migration and
- * marks the VM MIGRATING.
+ * Reserves that room on the target (allocation and group membership) for the whole migration, marks
+ * the VM MIGRATING and the migration open.
  *
  * Input:
  *   KEYS[1] vm hash   KEYS[2] migration hash (new)   KEYS[3] migrations zset   KEYS[4] vm-migrations zset
- *   ARGV[1] migration id   ARGV[2] vm id   ARGV[3] target node id   ARGV[4] key prefix
- *   ARGV[5] now ms   ARGV[6] node stale after ms   ARGV[7..] migration hash field/value pairs
+ *   KEYS[5] target node hash   KEYS[6] the group's anti-affinity hash (any key when the VM has no group)
+ *   KEYS[7] open migrations set   KEYS[8] events channel
+ *   ARGV[1] { migrationId, targetNodeId, nowMs, staleAfterMs, phase, fields }
  * Output: 'OK' | 'NO_VM' | 'VM_MIGRATING' | 'VM_NOT_RUNNING' | 'SAME_NODE' | 'NO_NODE' | 'CORDONED'
  *   | 'DRAINING' | 'NOT_READY' | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
  */
-export const CREATE_MIGRATION_LUA = `
-local vmKey = KEYS[1]
+export const CREATE_MIGRATION_LUA = `${PRELUDE}
+local vmKey, migKey, nodeKey, aaKey = KEYS[1], KEYS[2], KEYS[5], KEYS[6]
 if redis.call('EXISTS', vmKey) == 0 then return 'NO_VM' end
-local v = redis.call('HMGET', vmKey, 'state', 'nodeId', 'vcpus', 'memoryMib', 'antiAffinityGroup')
+local v = redis.call('HMGET', vmKey, 'state', 'nodeId', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'fencingEpoch')
 if v[1] == 'VM_STATE_MIGRATING' then return 'VM_MIGRATING' end
 if v[1] ~= 'VM_STATE_RUNNING' then return 'VM_NOT_RUNNING' end
-local target = ARGV[3]
+local target = a.targetNodeId
 if v[2] == target then return 'SAME_NODE' end
-local prefix = ARGV[4]
-local nodeKey = prefix .. 'node:' .. target
 if redis.call('EXISTS', nodeKey) == 0 then return 'NO_NODE' end
 local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
   'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
 if f[2] == '1' then return 'DRAINING' end
 if f[1] == '1' then return 'CORDONED' end
-if tonumber(ARGV[5]) - tonumber(f[3] or '0') > tonumber(ARGV[6]) then return 'NOT_READY' end
+if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return 'NOT_READY' end
 local vcpus = tonumber(v[3] or '0')
 local mem = tonumber(v[4] or '0')
 if tonumber(f[8] or '0') + vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return 'NO_VCPUS' end
 if tonumber(f[9] or '0') + mem > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return 'NO_MEMORY' end
 local group = v[5] or ''
-if group ~= '' and tonumber(redis.call('HGET', prefix .. 'aa:' .. group, target) or '0') > 0 then return 'ANTI_AFFINITY' end
-redis.call('HINCRBY', nodeKey, 'vcpusAllocated', vcpus)
-redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', mem)
-if group ~= '' then redis.call('HINCRBY', prefix .. 'aa:' .. group, target, 1) end
-redis.call('HSET', vmKey, 'state', 'VM_STATE_MIGRATING', 'migrationId', ARGV[1])
-local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('HSET', KEYS[2], 'sourceNodeId', v[2], 'vcpus', vcpus, 'memoryMib', mem, 'antiAffinityGroup', group,
-  'reserved', '1', 'rev', '1')
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
+if group ~= '' and tonumber(redis.call('HGET', aaKey, target) or '0') > 0 then return 'ANTI_AFFINITY' end
+add(nodeKey, 'vcpusAllocated', vcpus)
+add(nodeKey, 'memoryMibAllocated', mem)
+if group ~= '' then redis.call('HINCRBY', aaKey, target, 1) end
+redis.call('HSET', vmKey, 'state', 'VM_STATE_MIGRATING', 'migrationId', a.migrationId)
+setFields(migKey, a.fields)
+redis.call('HSET', migKey, 'sourceNodeId', v[2], 'vcpus', vcpus, 'memoryMib', mem, 'antiAffinityGroup', group,
+  'reserved', '1', 'sourceEpoch', v[6] or '1', 'rev', '0')
+enter(migKey, a.phase, a.nowMs)
+redis.call('ZADD', KEYS[3], 0, a.migrationId)
+redis.call('ZADD', KEYS[4], 0, a.migrationId)
+redis.call('SADD', KEYS[7], a.migrationId)
+changed(migKey, KEYS[8])
 return 'OK'
 `;
 
 /**
- * Compare-and-set of the phase plus field updates, bumping `rev`. The phase is set only if the
- * current one is in the allowed list (from @vmm/migration/phase); fields are written only then.
+ * Compare-and-set of the phase plus field updates. The phase is set only if the current one is in
+ * `from`; fields are written only then. A final `to` closes the migration (open set).
  *
- * Input:  KEYS[1] migration hash   KEYS[2] events channel   ARGV[1] new phase
- *         ARGV[2] allowed current phases, comma-separated   ARGV[3..] field/value pairs
- * Output: 1 if applied, 0 if the migration is missing or in a phase not allowed
+ * Input:  KEYS[1] migration hash   KEYS[2] events channel   KEYS[3] open migrations set
+ *         ARGV[1] { to, from: [phase…], fields, final, nowMs }
+ * Output: 1 if applied, 0 if the migration is missing or in a phase not in `from`
  */
-export const ADVANCE_MIGRATION_LUA = `
+export const ADVANCE_MIGRATION_LUA = `${PRELUDE}
 local cur = redis.call('HGET', KEYS[1], 'phase')
-if not cur then return 0 end
-local ok = false
-for p in string.gmatch(ARGV[2], '[^,]+') do if p == cur then ok = true end end
-if not ok then return 0 end
-redis.call('HSET', KEYS[1], 'phase', ARGV[1])
-if #ARGV >= 3 then
-  local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
+if not cur or not has(a.from, cur) then return 0 end
+if cur ~= a.to then enter(KEYS[1], a.to, a.nowMs) end
+setFields(KEYS[1], a.fields)
+if a.final then
+  redis.call('SREM', KEYS[3], redis.call('HGET', KEYS[1], 'migrationId'))
 end
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('PUBLISH', KEYS[2], cjson.encode(redis.call('HGETALL', KEYS[1])))
+changed(KEYS[1], KEYS[2])
 return 1
 `;
 
 /**
- * The switch-over commit, the point of no return: STOP_AND_COPY → COMMITTING (from PRECOPY it
- * passes through STOP_AND_COPY in the same step, when the source's last messages came together) and, in the
- * same step, the VM moves to the target with a new fencing epoch; the source gives back its
- * allocation and group membership (the target's were reserved at creation).
+ * The switch-over commit, the point of no return. From a phase with a path to COMMITTING (`paths`:
+ * PRECOPY passes through STOP_AND_COPY in the same step when the source's last messages came
+ * together), and in the same step the VM moves to the target under a new fencing epoch; the source
+ * gives back its allocation and group membership (the target's were reserved at creation).
+ * Idempotent: a migration already committed answers its epoch again.
  *
  * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel
- *         ARGV[1] key prefix   ARGV[2..] field/value pairs
- * Output: the new fencing epoch, or 0 if the migration is no longer committable (cancelled, failed)
+ *         KEYS[4] source node hash   KEYS[5] target node hash   KEYS[6] source node-vms zset
+ *         KEYS[7] target node-vms zset   KEYS[8] source node-images hash   KEYS[9] target node-images hash
+ *         KEYS[10] the group's anti-affinity hash (any key without a group)
+ *         ARGV[1] { paths: { phase: [phase…] }, committed: [phase…], fields, nowMs }
+ * Output: the fencing epoch the VM holds on the target, or 0 if the migration is not committable
  */
-export const COMMIT_MIGRATION_LUA = `
-local m = redis.call('HMGET', KEYS[1], 'phase', 'vmId', 'sourceNodeId', 'targetNodeId', 'vcpus', 'memoryMib',
-  'antiAffinityGroup', 'migrationId')
-if m[1] ~= 'MIGRATION_PHASE_STOP_AND_COPY' and m[1] ~= 'MIGRATION_PHASE_PRECOPY' then return 0 end
-local v = redis.call('HMGET', KEYS[2], 'nodeId', 'migrationId')
+export const COMMIT_MIGRATION_LUA = `${PRELUDE}
+local migKey, vmKey = KEYS[1], KEYS[2]
+local m = redis.call('HMGET', migKey, 'phase', 'vmId', 'sourceNodeId', 'targetNodeId', 'vcpus', 'memoryMib',
+  'antiAffinityGroup', 'migrationId', 'fencingEpoch')
+if not m[1] then return 0 end
+if has(a.committed, m[1]) then return tonumber(m[9] or '0') end
+local path = a.paths[m[1]]
+if path == nil then return 0 end
+local v = redis.call('HMGET', vmKey, 'nodeId', 'migrationId', 'image')
 if v[1] ~= m[3] or v[2] ~= m[8] then return 0 end
-local prefix = ARGV[1]
-local source, target, vmId = m[3], m[4], m[2]
+local vmId = m[2]
 local vcpus, mem, group = tonumber(m[5]), tonumber(m[6]), m[7] or ''
-local sourceKey = prefix .. 'node:' .. source
-if redis.call('EXISTS', sourceKey) == 1 then
-  redis.call('HINCRBY', sourceKey, 'vcpusAllocated', -vcpus)
-  redis.call('HINCRBY', sourceKey, 'memoryMibAllocated', -mem)
-  redis.call('HINCRBY', sourceKey, 'vmCount', -1)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  add(KEYS[4], 'vcpusAllocated', -vcpus)
+  add(KEYS[4], 'memoryMibAllocated', -mem)
+  redis.call('HINCRBY', KEYS[4], 'vmCount', -1)
 end
-redis.call('HINCRBY', prefix .. 'node:' .. target, 'vmCount', 1)
-if group ~= '' then
-  local aaKey = prefix .. 'aa:' .. group
-  if redis.call('HINCRBY', aaKey, source, -1) <= 0 then redis.call('HDEL', aaKey, source) end
-end
-redis.call('ZREM', prefix .. 'node-vms:' .. source, vmId)
-redis.call('ZADD', prefix .. 'node-vms:' .. target, 0, vmId)
-local image = redis.call('HGET', KEYS[2], 'image') or ''
+redis.call('HINCRBY', KEYS[5], 'vmCount', 1)
+if group ~= '' then decrField(KEYS[10], m[3]) end
+redis.call('ZREM', KEYS[6], vmId)
+redis.call('ZADD', KEYS[7], 0, vmId)
+local image = v[3] or ''
 if image ~= '' then
-  local sourceImages = prefix .. 'node-images:' .. source
-  if redis.call('HINCRBY', sourceImages, image, -1) <= 0 then redis.call('HDEL', sourceImages, image) end
-  redis.call('HINCRBY', prefix .. 'node-images:' .. target, image, 1)
+  decrField(KEYS[8], image)
+  redis.call('HINCRBY', KEYS[9], image, 1)
 end
-local epoch = redis.call('HINCRBY', KEYS[2], 'fencingEpoch', 1)
-redis.call('HSET', KEYS[2], 'nodeId', target)
-redis.call('HSET', KEYS[1], 'phase', 'MIGRATION_PHASE_COMMITTING', 'committed', '1', 'reserved', '0', 'fencingEpoch', epoch)
-if #ARGV >= 2 then
-  local fields = {}
-  for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
-end
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('PUBLISH', KEYS[3], cjson.encode(redis.call('HGETALL', KEYS[1])))
+local epoch = redis.call('HINCRBY', vmKey, 'fencingEpoch', 1)
+redis.call('HSET', vmKey, 'nodeId', m[4])
+redis.call('HDEL', vmKey, 'missingSinceMs')
+for _, phase in ipairs(path) do enter(migKey, phase, a.nowMs) end
+redis.call('HSET', migKey, 'reserved', '0', 'fencingEpoch', epoch, 'committedAtMs', a.nowMs)
+setFields(migKey, a.fields)
+changed(migKey, KEYS[3])
 return epoch
 `;
 
 /**
- * End a migration that did not commit: give back the target's reserved room and group
- * membership (once), put the VM back to RUNNING on the source, and set the final phase unless the
- * migration is already final (a cancel set CANCELLED first).
+ * The target resumed the VM (its CommitIncoming answered, or it reported the VM running at the
+ * committed epoch): from now on the commit can no longer be reverted. Idempotent. KEYS[2] is unused
+ * (kept so that every migration script takes the events channel at the same place).
  *
- * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel
- *         ARGV[1] key prefix   ARGV[2] final phase
- *         ARGV[3] error text   ARGV[4] finished at ms
- * Output: 1 if the room was given back now, 0 if it had been already (or the migration committed)
+ * Input:  KEYS[1] migration hash   KEYS[2] events channel
+ *         ARGV[1] { committing, fencingEpoch, resumedAtMs }
+ * Output: 1 when the migration is (now) marked resumed, 0 when it is not COMMITTING at that epoch (reverted)
  */
-export const ROLLBACK_MIGRATION_LUA = `
-local m = redis.call('HMGET', KEYS[1], 'phase', 'reserved', 'committed', 'targetNodeId', 'vcpus', 'memoryMib',
-  'antiAffinityGroup', 'migrationId')
-if not m[1] or m[3] == '1' then return 0 end
-local final = { MIGRATION_PHASE_COMPLETED = true, MIGRATION_PHASE_FAILED = true, MIGRATION_PHASE_CANCELLED = true }
-if not final[m[1]] then
-  redis.call('HSET', KEYS[1], 'phase', ARGV[2], 'error', ARGV[3])
+export const MARK_TARGET_RESUMED_LUA = `${PRELUDE}
+local m = redis.call('HMGET', KEYS[1], 'phase', 'fencingEpoch', 'targetResumedAtMs')
+if m[1] ~= a.committing or tonumber(m[2] or '0') ~= a.fencingEpoch then
+  if m[3] and m[3] ~= '0' then return 1 end
+  return 0
 end
-local finished = redis.call('HGET', KEYS[1], 'finishedAtMs')
-if not finished or finished == '0' then redis.call('HSET', KEYS[1], 'finishedAtMs', ARGV[4]) end
-local v = redis.call('HMGET', KEYS[2], 'state', 'migrationId')
-if v[1] == 'VM_STATE_MIGRATING' and v[2] == m[8] then
-  redis.call('HSET', KEYS[2], 'state', 'VM_STATE_RUNNING')
-  redis.call('HDEL', KEYS[2], 'migrationId')
-end
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('PUBLISH', KEYS[3], cjson.encode(redis.call('HGETALL', KEYS[1])))
-if m[2] ~= '1' then return 0 end
-local prefix = ARGV[1]
-local targetKey = prefix .. 'node:' .. m[4]
-if redis.call('EXISTS', targetKey) == 1 then
-  redis.call('HINCRBY', targetKey, 'vcpusAllocated', -tonumber(m[5]))
-  redis.call('HINCRBY', targetKey, 'memoryMibAllocated', -tonumber(m[6]))
-end
-local group = m[7] or ''
-if group ~= '' then
-  local aaKey = prefix .. 'aa:' .. group
-  if redis.call('HINCRBY', aaKey, m[4], -1) <= 0 then redis.call('HDEL', aaKey, m[4]) end
-end
-redis.call('HSET', KEYS[1], 'reserved', '0')
+if m[3] and m[3] ~= '0' then return 1 end
+-- Not a change watchers see (no field of cluster.v1.Migration): no rev, no event.
+redis.call('HSET', KEYS[1], 'targetResumedAtMs', a.resumedAtMs)
 return 1
 `;
 
 /**
- * Take an in-flight slot: at most ARGV[2] migrations in the cluster, ARGV[3] outbound from the
- * source and ARGV[4] inbound to the target. Idempotent for a migration that holds its slot.
+ * After the target resumed: COMMITTING → COMPLETED, the VM RUNNING on the target again (it stays on
+ * the target either way), the migration closed.
+ *
+ * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel   KEYS[4] open migrations set
+ *         ARGV[1] { from: [phase…], to, fields, nowMs }
+ * Output: 1 if completed now, 0 if it was not in `from` (already completed, or reverted)
+ */
+export const FINISH_MIGRATION_LUA = `${PRELUDE}
+local m = redis.call('HMGET', KEYS[1], 'phase', 'migrationId', 'targetResumedAtMs')
+if not m[1] or not has(a.from, m[1]) then return 0 end
+if not m[3] or m[3] == '0' then return 0 end
+if redis.call('HGET', KEYS[2], 'migrationId') == m[2] then
+  redis.call('HSET', KEYS[2], 'state', 'VM_STATE_RUNNING')
+  redis.call('HDEL', KEYS[2], 'migrationId')
+end
+enter(KEYS[1], a.to, a.nowMs)
+setFields(KEYS[1], a.fields)
+redis.call('SREM', KEYS[4], m[2])
+changed(KEYS[1], KEYS[3])
+return 1
+`;
+
+/**
+ * End a migration that did not commit: from one of `from` (the phases that may still roll back) to
+ * the final `phase`, give back the target's reserved room and group membership, put the VM back to
+ * RUNNING on the source, close the migration. One atomic step, so that nothing can commit after it.
+ *
+ * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel   KEYS[4] target node hash
+ *         KEYS[5] the group's anti-affinity hash (any key without a group)   KEYS[6] open migrations set
+ *         ARGV[1] { phase, from: [phase…], error, errorReason, nowMs }
+ * Output: 1 if rolled back now, 0 if the migration is missing or not in `from` (final or committed)
+ */
+export const ROLLBACK_MIGRATION_LUA = `${PRELUDE}
+local migKey = KEYS[1]
+local m = redis.call('HMGET', migKey, 'phase', 'reserved', 'targetNodeId', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'migrationId')
+if not m[1] or not has(a.from, m[1]) then return 0 end
+enter(migKey, a.phase, a.nowMs)
+redis.call('HSET', migKey, 'error', a.error, 'errorReason', a.errorReason, 'finishedAtMs', a.nowMs)
+local v = redis.call('HMGET', KEYS[2], 'state', 'migrationId')
+if v[2] == m[7] then
+  if v[1] == 'VM_STATE_MIGRATING' then redis.call('HSET', KEYS[2], 'state', 'VM_STATE_RUNNING') end
+  redis.call('HDEL', KEYS[2], 'migrationId')
+end
+if m[2] == '1' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    add(KEYS[4], 'vcpusAllocated', -tonumber(m[4]))
+    add(KEYS[4], 'memoryMibAllocated', -tonumber(m[5]))
+  end
+  if (m[6] or '') ~= '' then decrField(KEYS[5], m[3]) end
+  redis.call('HSET', migKey, 'reserved', '0')
+end
+redis.call('SREM', KEYS[6], m[7])
+changed(migKey, KEYS[3])
+return 1
+`;
+
+/**
+ * Revert a commit whose target lost its copy before it resumed it: the VM goes back to the source
+ * under a newer epoch (the source's verified paused copy runs on), with its allocation, group
+ * membership and indexes; the target gives back what the commit gave it. Refused once the target
+ * resumed (targetResumedAtMs), and, when `silentBeforeMs` is set, unless the target's last report is
+ * older than it (the target's lease has run out, so a copy it may have resumed is paused by now).
+ *
+ * Input:  KEYS[1] migration hash   KEYS[2] vm hash   KEYS[3] events channel
+ *         KEYS[4] source node hash   KEYS[5] target node hash   KEYS[6] source node-vms zset
+ *         KEYS[7] target node-vms zset   KEYS[8] source node-images hash   KEYS[9] target node-images hash
+ *         KEYS[10] the group's anti-affinity hash (any key without a group)   KEYS[11] open migrations set
+ *         ARGV[1] { committing, phase, error, errorReason, nowMs, silentBeforeMs (0 = no check) }
+ * Output: the VM's new epoch, or 0 if not reverted
+ */
+export const REVERT_COMMIT_LUA = `${PRELUDE}
+local migKey, vmKey = KEYS[1], KEYS[2]
+local m = redis.call('HMGET', migKey, 'phase', 'vmId', 'sourceNodeId', 'targetNodeId', 'vcpus', 'memoryMib',
+  'antiAffinityGroup', 'migrationId', 'fencingEpoch', 'targetResumedAtMs')
+if m[1] ~= a.committing then return 0 end
+if m[10] and m[10] ~= '0' then return 0 end
+local v = redis.call('HMGET', vmKey, 'nodeId', 'migrationId', 'fencingEpoch', 'image')
+if v[1] ~= m[4] or v[2] ~= m[8] or v[3] ~= m[9] then return 0 end
+if a.silentBeforeMs > 0 and tonumber(redis.call('HGET', KEYS[5], 'lastReportMs') or '0') >= a.silentBeforeMs then return 0 end
+local vmId = m[2]
+local vcpus, mem, group = tonumber(m[5]), tonumber(m[6]), m[7] or ''
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  add(KEYS[5], 'vcpusAllocated', -vcpus)
+  add(KEYS[5], 'memoryMibAllocated', -mem)
+  redis.call('HINCRBY', KEYS[5], 'vmCount', -1)
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  add(KEYS[4], 'vcpusAllocated', vcpus)
+  add(KEYS[4], 'memoryMibAllocated', mem)
+  redis.call('HINCRBY', KEYS[4], 'vmCount', 1)
+end
+if group ~= '' then
+  decrField(KEYS[10], m[4])
+  redis.call('HINCRBY', KEYS[10], m[3], 1)
+end
+redis.call('ZREM', KEYS[7], vmId)
+redis.call('ZADD', KEYS[6], 0, vmId)
+local image = v[4] or ''
+if image ~= '' then
+  decrField(KEYS[9], image)
+  redis.call('HINCRBY', KEYS[8], image, 1)
+end
+local epoch = redis.call('HINCRBY', vmKey, 'fencingEpoch', 1)
+redis.call('HSET', vmKey, 'nodeId', m[3], 'state', 'VM_STATE_RUNNING')
+redis.call('HDEL', vmKey, 'migrationId', 'missingSinceMs')
+enter(migKey, a.phase, a.nowMs)
+redis.call('HSET', migKey, 'error', a.error, 'errorReason', a.errorReason, 'finishedAtMs', a.nowMs,
+  'revertedAtMs', a.nowMs, 'revertedEpoch', epoch)
+redis.call('SREM', KEYS[11], m[8])
+changed(migKey, KEYS[3])
+return epoch
+`;
+
+/**
+ * Take an in-flight slot: at most `cluster` migrations in the cluster, `outbound` from the source
+ * and `inbound` to the target. Idempotent for a migration that holds its slot.
  *
  * Input:  KEYS[1] active set   KEYS[2] source's outbound set   KEYS[3] target's inbound set
- *         ARGV[1] migration id   ARGV[2] cluster limit   ARGV[3] outbound limit   ARGV[4] inbound limit
+ *         ARGV[1] { migrationId, cluster, outbound, inbound }
  * Output: 'OK' | 'CLUSTER' | 'OUTBOUND' | 'INBOUND'
  */
-export const ACQUIRE_SLOT_LUA = `
-local id = ARGV[1]
+export const ACQUIRE_SLOT_LUA = `${PRELUDE}
+local id = a.migrationId
 if redis.call('SISMEMBER', KEYS[1], id) == 1 then return 'OK' end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 'CLUSTER' end
-if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'OUTBOUND' end
-if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 'INBOUND' end
+if redis.call('SCARD', KEYS[1]) >= a.cluster then return 'CLUSTER' end
+if redis.call('SCARD', KEYS[2]) >= a.outbound then return 'OUTBOUND' end
+if redis.call('SCARD', KEYS[3]) >= a.inbound then return 'INBOUND' end
 redis.call('SADD', KEYS[1], id)
 redis.call('SADD', KEYS[2], id)
 redis.call('SADD', KEYS[3], id)

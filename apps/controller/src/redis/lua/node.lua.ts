@@ -1,47 +1,57 @@
 /** Lua scripts for node records: updates that must not resurrect a node (or VM) that is gone. */
 
 /**
- * Apply one agent report: the node's last report time and memory/KSM figures, and each known VM's
- * measured fields. VMs placed on another node (a stale copy) or unknown are skipped. A VM's state is
- * taken from the report unless the controller owns it right now (PENDING while created, MIGRATING).
- * Stale copies are returned: VMs placed on another node whose fencing epoch is above the reported one.
+ * Apply one agent report: the node's last report time, memory/KSM figures and what it reported holding
+ * (Node.reported_vms), and each VM's measured fields where the node holds the VM at the epoch the
+ * controller does. A VM's state is taken from the report unless the controller owns it right now
+ * (PENDING while created, MIGRATING) or the copy is a migration's source. VMs the controller places
+ * on this node that the report does not list (RUNNING or PAUSED ones) are marked missing since now;
+ * those missing for longer than the grace are returned.
  *
  * Input:
- *   KEYS[1] node hash   KEYS[2..n+1] vm hashes, in report order
- *   ARGV[1] node id   ARGV[2] now ms   ARGV[3] memory used bytes   ARGV[4] ksm stats JSON
- *   ARGV[5] ksm knobs JSON ('' = keep)   ARGV[6] rss bytes
- *   then for each vm, 6 values from ARGV[7]: vm id, state, dirty rate pages/s, working set pages,
- *   resident pages, reported fencing epoch
+ *   KEYS[1] node hash   KEYS[2..n+1] vm hashes, in the order of `vms`   KEYS[n+2..] vm hashes, in the
+ *   order of `placed` (the VMs the node-vms index placed on the node when the report was read)
+ *   ARGV[1] { nodeId, nowMs, memoryUsedBytes, ksm (JSON), ksmKnobs (JSON, '' = keep), reportedVms (JSON),
+ *             missingGraceMs, vms: [{ vmId, state, dirtyRatePagesPerSec, workingSetPages, residentPages,
+ *             fencingEpoch, outgoing }], placed: [vm id…] }
  * Output: { wasNotReady (1 if the node had been recorded NOT_READY, else 0; -1 if the node is unknown),
- *   vms updated, { vm id, current fencing epoch, current state, … } of the stale copies }
+ *   { vm id, … } of VMs missing past the grace }
  */
 export const APPLY_REPORT_LUA = `
+local a = cjson.decode(ARGV[1])
 local nodeKey = KEYS[1]
-if redis.call('EXISTS', nodeKey) == 0 then return { -1, 0, {} } end
+if redis.call('EXISTS', nodeKey) == 0 then return { -1, {} } end
 local wasNotReady = 0
 if redis.call('HGET', nodeKey, 'readyRecorded') == '0' then wasNotReady = 1 end
-redis.call('HSET', nodeKey, 'lastReportMs', ARGV[2], 'readyRecorded', '1', 'memoryUsedBytes', ARGV[3],
-  'ksm', ARGV[4], 'rssBytes', ARGV[6])
-if ARGV[5] ~= '' then redis.call('HSET', nodeKey, 'ksmKnobs', ARGV[5]) end
+redis.call('HSET', nodeKey, 'lastReportMs', a.nowMs, 'readyRecorded', '1', 'memoryUsedBytes', a.memoryUsedBytes,
+  'ksm', a.ksm, 'reportedVms', a.reportedVms)
+if a.ksmKnobs ~= '' then redis.call('HSET', nodeKey, 'ksmKnobs', a.ksmKnobs) end
 local updatable = { VM_STATE_RUNNING = true, VM_STATE_PAUSED = true, VM_STATE_STOPPED = true, VM_STATE_FAILED = true }
-local updated = 0
-local stale = {}
-for i = 2, #KEYS do
-  local base = 7 + (i - 2) * 6
-  local vmKey = KEYS[i]
+local reported = {}
+for i, vm in ipairs(a.vms) do
+  reported[vm.vmId] = true
+  local vmKey = KEYS[i + 1]
   local f = redis.call('HMGET', vmKey, 'nodeId', 'state', 'fencingEpoch')
-  if f[1] == ARGV[1] then
-    redis.call('HSET', vmKey, 'dirtyRatePagesPerSec', ARGV[base + 2], 'workingSetPages', ARGV[base + 3],
-      'residentPages', ARGV[base + 4])
-    if updatable[f[2]] and updatable[ARGV[base + 1]] then redis.call('HSET', vmKey, 'state', ARGV[base + 1]) end
-    updated = updated + 1
-  elseif f[1] and tonumber(ARGV[base + 5]) < tonumber(f[3] or '0') then
-    stale[#stale + 1] = ARGV[base]
-    stale[#stale + 1] = f[3]
-    stale[#stale + 1] = f[2] or ''
+  if f[1] == a.nodeId and tonumber(f[3] or '0') == vm.fencingEpoch then
+    redis.call('HSET', vmKey, 'dirtyRatePagesPerSec', vm.dirtyRatePagesPerSec, 'workingSetPages', vm.workingSetPages,
+      'residentPages', vm.residentPages)
+    if not vm.outgoing and updatable[f[2]] and updatable[vm.state] then redis.call('HSET', vmKey, 'state', vm.state) end
+    redis.call('HDEL', vmKey, 'missingSinceMs')
   end
 end
-return { wasNotReady, updated, stale }
+local expected = { VM_STATE_RUNNING = true, VM_STATE_PAUSED = true }
+local missing = {}
+for j, vmId in ipairs(a.placed) do
+  if not reported[vmId] then
+    local vmKey = KEYS[#a.vms + 1 + j]
+    local f = redis.call('HMGET', vmKey, 'state', 'missingSinceMs', 'nodeId')
+    if expected[f[1]] and f[3] == a.nodeId then
+      if not f[2] then redis.call('HSET', vmKey, 'missingSinceMs', a.nowMs)
+      elseif a.nowMs - tonumber(f[2]) >= a.missingGraceMs then missing[#missing + 1] = vmId end
+    end
+  end
+end
+return { wasNotReady, missing }
 `;
 
 /**

@@ -108,3 +108,63 @@ for i = 2, #ARGV do
 end
 return 0
 `;
+
+/**
+ * Move a VM for a restart (RESTART_POLICY_ALWAYS): from the node it was lost on to `newNodeId` (the
+ * same node is allowed), under epoch + 1, as PENDING until the new node's agent runs it. Checks that
+ * the VM is still where and as the caller saw it; with `silentBeforeMs` the old node's last report must
+ * be older than that (twice its lease: a copy it may still hold is paused by its lease guard).
+ *
+ * Input:  KEYS[1] vm hash   KEYS[2] old node hash   KEYS[3] new node hash   KEYS[4] old node-vms zset
+ *         KEYS[5] new node-vms zset   KEYS[6] old node-images hash   KEYS[7] new node-images hash
+ *         KEYS[8] the group's anti-affinity hash (any key without a group)
+ *         ARGV[1] { expectedNodeId, expectedEpoch, from: [state…], newNodeId, nowMs, staleAfterMs, silentBeforeMs }
+ * Output: { 'OK', new epoch } or { outcome }: 'CHANGED' | 'NOT_SILENT' | 'NO_NODE' | 'CORDONED' | 'DRAINING'
+ *   | 'NOT_READY' | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
+ */
+export const MOVE_FOR_RESTART_LUA = `
+local a = cjson.decode(ARGV[1])
+local function has(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+local v = redis.call('HMGET', KEYS[1], 'nodeId', 'state', 'fencingEpoch', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'image')
+if v[1] ~= a.expectedNodeId or tonumber(v[3] or '-1') ~= a.expectedEpoch or not has(a.from, v[2]) then return { 'CHANGED' } end
+if a.silentBeforeMs > 0 and tonumber(redis.call('HGET', KEYS[2], 'lastReportMs') or '0') >= a.silentBeforeMs then return { 'NOT_SILENT' } end
+local same = a.newNodeId == a.expectedNodeId
+local vcpus, mem, group, image = tonumber(v[4] or '0'), tonumber(v[5] or '0'), v[6] or '', v[7] or ''
+if redis.call('EXISTS', KEYS[3]) == 0 then return { 'NO_NODE' } end
+if not same then
+  local f = redis.call('HMGET', KEYS[3], 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
+    'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
+  if f[1] == '1' then return { 'CORDONED' } end
+  if f[2] == '1' then return { 'DRAINING' } end
+  if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return { 'NOT_READY' } end
+  if tonumber(f[8] or '0') + vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return { 'NO_VCPUS' } end
+  if tonumber(f[9] or '0') + mem > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return { 'NO_MEMORY' } end
+  if group ~= '' and tonumber(redis.call('HGET', KEYS[8], a.newNodeId) or '0') > 0 then return { 'ANTI_AFFINITY' } end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HINCRBY', KEYS[2], 'vcpusAllocated', -vcpus)
+    redis.call('HINCRBY', KEYS[2], 'memoryMibAllocated', -mem)
+    redis.call('HINCRBY', KEYS[2], 'vmCount', -1)
+  end
+  redis.call('HINCRBY', KEYS[3], 'vcpusAllocated', vcpus)
+  redis.call('HINCRBY', KEYS[3], 'memoryMibAllocated', mem)
+  redis.call('HINCRBY', KEYS[3], 'vmCount', 1)
+  if group ~= '' then
+    if redis.call('HINCRBY', KEYS[8], a.expectedNodeId, -1) <= 0 then redis.call('HDEL', KEYS[8], a.expectedNodeId) end
+    redis.call('HINCRBY', KEYS[8], a.newNodeId, 1)
+  end
+  local vmId = redis.call('HGET', KEYS[1], 'vmId')
+  redis.call('ZREM', KEYS[4], vmId)
+  redis.call('ZADD', KEYS[5], 0, vmId)
+  if image ~= '' then
+    if redis.call('HINCRBY', KEYS[6], image, -1) <= 0 then redis.call('HDEL', KEYS[6], image) end
+    redis.call('HINCRBY', KEYS[7], image, 1)
+  end
+end
+local epoch = redis.call('HINCRBY', KEYS[1], 'fencingEpoch', 1)
+redis.call('HSET', KEYS[1], 'nodeId', a.newNodeId, 'state', 'VM_STATE_PENDING', 'restartedAtMs', a.nowMs)
+redis.call('HDEL', KEYS[1], 'missingSinceMs', 'failureReason', 'migrationId')
+return { 'OK', epoch }
+`;
