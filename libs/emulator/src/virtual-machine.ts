@@ -30,7 +30,32 @@ export interface VirtualMachineOptions {
   deviceState?: Uint8Array;
   /** A migration target: paused, memory empty, no image loaded. */
   incoming?: boolean;
+  /**
+   * The time source and tick timer the workload is paced by; the process's (performance.now, an unref'd
+   * setInterval) when absent. Tests pass a manual clock to advance time by hand and assert exact counts.
+   */
+  clock?: VmClock;
 }
+
+/**
+ * What a VM reads the time from and runs its workload ticks on. The pacing depends only on now(): each
+ * tick makes the writes due since the previous one, so how regularly the timer fires sets the granularity,
+ * not the rate. clearInterval is given back whatever setInterval returned.
+ */
+export interface VmClock {
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Calls `tick` every `periodMs` until clearInterval(handle); must not keep the process alive by itself. */
+  setInterval(tick: () => void, periodMs: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+/** The production clock: performance.now() and an unref'd setInterval (a VM alone does not keep the process alive). */
+export const SYSTEM_VM_CLOCK: VmClock = Object.freeze({
+  now: () => performance.now(),
+  setInterval: (tick: () => void, periodMs: number) => setInterval(tick, periodMs).unref(),
+  clearInterval: (handle: unknown) => clearInterval(handle as NodeJS.Timeout),
+});
 
 /** Pacing timer period: writes due are computed from elapsed time, so this only sets the granularity. */
 export const WORKLOAD_TICK_MS = 5;
@@ -47,7 +72,8 @@ export class VirtualMachine {
   private current: VmState = 'paused';
   private load: VcpuWorkload;
   private readonly registers: Uint32Array;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly clock: VmClock;
+  private timer: unknown = undefined; // the clock's interval handle, set exactly while running
 
   constructor(opts: VirtualMachineOptions) {
     if (typeof opts.id !== 'string' || opts.id.length === 0) throw new InvalidArgumentError('id', 'must be a non-empty string');
@@ -67,6 +93,7 @@ export class VirtualMachine {
     this.memoryMib = opts.memoryMib;
     this.vcpus = opts.vcpus;
     this.image = image.name;
+    this.clock = opts.clock ?? SYSTEM_VM_CLOCK;
     this.memory = new GuestMemory(opts.pool, pageCount);
     this.load = new VcpuWorkload(this.memory, opts.workload, hashString32(opts.id));
     this.registers = new Uint32Array(opts.vcpus * VCPU_REGISTERS * 2);
@@ -132,7 +159,7 @@ export class VirtualMachine {
     const next = new VcpuWorkload(this.memory, config, this.load.salt);
     next.writes = this.load.writes;
     next.setThrottle(this.load.throttlePercent);
-    next.resetClock(performance.now());
+    next.resetClock(this.clock.now());
     this.load = next;
   }
 
@@ -179,9 +206,8 @@ export class VirtualMachine {
     }
     this.current = to;
     if (to === 'running') {
-      this.load.resetClock(performance.now());
-      this.timer = setInterval(() => this.tick(), WORKLOAD_TICK_MS);
-      this.timer.unref(); // a VM alone does not keep the process alive
+      this.load.resetClock(this.clock.now());
+      this.timer = this.clock.setInterval(() => this.tick(), WORKLOAD_TICK_MS);
     } else if (to === 'stopped') {
       this.memory.release();
     }
@@ -189,12 +215,14 @@ export class VirtualMachine {
 
   private tick(): void {
     if (this.current !== 'running') return;
-    if (this.load.advance(performance.now()) > 0) this.updateRegisters();
+    // The hot path (every WORKLOAD_TICK_MS per running VM): one clock read, no allocation.
+    if (this.load.advance(this.clock.now()) > 0) this.updateRegisters();
   }
 
+  /** Only called when leaving 'running', so the handle is the live one (a clock may use any value, 0 included). */
   private stopTimer(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.clock.clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   private assertNot(state: VmState, operation: string): void {
