@@ -12,7 +12,7 @@ import { AppModule } from './app.module.js';
 import { createLogger, NestPinoLogger, type Logger } from './common/logger.js';
 import { ConfigError, loadControllerConfig, type ControllerConfig } from './config.js';
 import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
-import { attachHealthAndReflection, createHealth, setAllNotServing } from './grpc/health-reflection.js';
+import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
 import { createRedis } from './redis/redis.provider.js';
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -52,6 +52,9 @@ export async function startController(config: ControllerConfig, logger: Logger):
     throw error;
   }
   app.useGlobalFilters(new GrpcExceptionFilter(logger));
+  const redisHealth = followRedis(health, redis, (serving) =>
+    serving ? logger.info('redis is back: serving') : logger.warn('redis is unreachable: health NOT_SERVING until it is back'),
+  );
   await app.listen();
   logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
   let closing: Promise<void> | undefined;
@@ -60,6 +63,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
     get: (type) => app.get(type, { strict: false }),
     close: () => {
       closing ??= (async () => {
+        redisHealth.stop();
         setAllNotServing(health);
         await app.close();
       })();

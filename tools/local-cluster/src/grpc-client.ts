@@ -81,12 +81,16 @@ export function unary<Req, Res>(
 export function promiseClient<C extends object>(
   client: C,
   service: Record<string, { requestStream: boolean; responseStream: boolean }>,
+  messages: Record<string, unknown> = {},
 ): PromiseClient<C> {
   const out: Record<string, unknown> = {};
   for (const [name, def] of Object.entries(service)) {
     if (def.requestStream || def.responseStream) continue;
     const method = (client as Record<string, UnaryMethod<unknown, unknown>>)[name]!;
-    out[name] = (request: unknown, options?: UnaryCallOptions) => unary(method, client, request, options);
+    // ts-proto's encoder writes an enum field left undefined as -1: fill the request's defaults first.
+    const type = messages[`${name[0]!.toUpperCase()}${name.slice(1)}Request`] as { fromPartial?: (o: unknown) => unknown } | undefined;
+    const complete = type?.fromPartial ? (r: unknown) => type.fromPartial!(r) : (r: unknown) => r;
+    out[name] = (request: unknown, options?: UnaryCallOptions) => unary(method, client, complete(request), options);
   }
   return out as PromiseClient<C>;
 }
@@ -94,7 +98,7 @@ export function promiseClient<C extends object>(
 /** A ClusterService client with promise-returning unary methods; `close()` closes its channel. */
 export function clusterApi(address: string, token?: string) {
   const client = createClusterClient(address, token);
-  return Object.assign(promiseClient(client, cluster.ClusterServiceService), {
+  return Object.assign(promiseClient(client, cluster.ClusterServiceService, cluster as unknown as Record<string, unknown>), {
     client,
     close: () => client.close(),
   });

@@ -16,8 +16,31 @@ export function createHealth(): HealthImplementation {
 }
 
 export function setAllNotServing(health: HealthImplementation): void {
-  health.setStatus('', 'NOT_SERVING');
-  for (const name of SERVED_SERVICES) health.setStatus(name, 'NOT_SERVING');
+  setAll(health, 'NOT_SERVING');
+}
+
+export function setAll(health: HealthImplementation, status: 'SERVING' | 'NOT_SERVING'): void {
+  health.setStatus('', status);
+  for (const name of SERVED_SERVICES) health.setStatus(name, status);
+}
+
+/**
+ * Health follows Redis, the controller's memory: NOT_SERVING from the moment the connection drops
+ * until it is ready again (ioredis reconnects on its own), SERVING otherwise, until shutdown.
+ */
+export function followRedis(health: HealthImplementation, redis: Pick<import('ioredis').Redis, 'on' | 'status'>, onChange?: (serving: boolean) => void): { stop(): void } {
+  let stopped = false;
+  let serving = redis.status === 'ready' || redis.status === 'connecting' || redis.status === 'connect';
+  const set = (next: boolean) => {
+    if (stopped || next === serving) return;
+    serving = next;
+    setAll(health, next ? 'SERVING' : 'NOT_SERVING');
+    onChange?.(next);
+  };
+  redis.on('ready', () => set(true));
+  redis.on('close', () => set(false));
+  redis.on('end', () => set(false));
+  return { stop: () => void (stopped = true) };
 }
 
 export function attachHealthAndReflection(pkg: PackageDefinition, server: Server, health: HealthImplementation): void {

@@ -8,7 +8,8 @@ export const REDIS_KEYS = Symbol('REDIS_KEYS');
 
 export function createRedis(config: Pick<ControllerConfig, 'redisUrl'>): Redis {
   // Commands queue while (re)connecting instead of failing at once; a few retries cover a Redis restart.
-  return new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableReadyCheck: true, lazyConnect: false });
+  // A command with no answer (a Redis that froze) fails after commandTimeout, so that no pass waits forever.
+  return new Redis(config.redisUrl, { maxRetriesPerRequest: 3, enableReadyCheck: true, lazyConnect: false, commandTimeout: 5_000 });
 }
 
 export function createKeys(config: Pick<ControllerConfig, 'redisPrefix'>): RedisKeys {
