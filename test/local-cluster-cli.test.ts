@@ -72,7 +72,7 @@ it.each(['SIGINT', 'SIGTERM'] as const)(
   },
 );
 
-it('without --supervise, a killed agent is one node down and a killed controller leaves the agents running; SIGTERM then stops every process', async () => {
+it('without --supervise, a killed agent is one node down, a killed controller or Redis leaves the agents running; SIGTERM then stops every process', async () => {
   const port = await freePort();
   // No REDIS_URL: the launcher's own redis-server is one of its processes too.
   const l = await launchCluster(['--agents', '3', '--port', String(port), '--report-interval-ms', String(REPORT_INTERVAL_MS)], {
@@ -115,6 +115,13 @@ it('without --supervise, a killed agent is one node down and a killed controller
   expect(l.child.exitCode).toBeNull();
   // Not restarted: still one child process fewer each.
   expect(childPids(l.child.pid!)).toEqual([pid('redis'), pid('node-1'), pid('node-3')].sort((a, b) => a - b));
+
+  // Redis too: the agents go on without it.
+  process.kill(pid('redis'), 'SIGKILL');
+  await waitFor(() => l.stderr().includes(`redis (pid ${pid('redis')}) died`), 10_000, 'Redis\'s death line');
+  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000), `${name} serves`).toBe('SERVING');
+  expect(childPids(l.child.pid!)).toEqual([pid('node-1'), pid('node-3')].sort((a, b) => a - b));
+  expect(l.child.exitCode).toBeNull();
 
   l.child.kill('SIGTERM');
   expect(await l.exited).toBe(0);
