@@ -116,3 +116,12 @@ export class InvalidClusterOptionError extends Error {
     this.name = 'InvalidClusterOptionError';
   }
 }
+
+/** Thrown when a process of a cluster that is stopping or stopped is asked to start. */
+export class ClusterStoppedError extends Error {
+  readonly code = 'CLUSTER_STOPPED';
+  constructor(readonly processName: string) {
+    super(`${processName} cannot be started: its cluster is stopping or stopped`);
+    this.name = 'ClusterStoppedError';
+  }
+}

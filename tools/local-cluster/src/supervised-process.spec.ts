@@ -173,9 +173,13 @@ describe('SupervisedProcess', () => {
     expect(events).toEqual([]);
   });
 
-  it('start() refuses a process that runs', async () => {
+  it('start() refuses a process that runs, and any once retired', async () => {
     const { u } = unit();
     await u.start();
     await expect(u.start()).rejects.toMatchObject({ code: 'PROCESS_RUNNING' });
+    u.retire();
+    await u.stop();
+    await expect(u.start()).rejects.toMatchObject({ code: 'CLUSTER_STOPPED' });
+    expect(u.state).toBe('stopped');
   });
 });

@@ -1,4 +1,4 @@
-import { ProcessNotRunningError, ProcessRunningError, ReadyTimeoutError } from './errors.js';
+import { ClusterStoppedError, ProcessNotRunningError, ProcessRunningError, ReadyTimeoutError } from './errors.js';
 import { transition, type ProcessState } from './process-state.js';
 import type { ExitStatus, ManagedProcess } from './processes.js';
 import { DEFAULT_RESTART_BACKOFF, failuresInARow, restartDelayMs, type RestartBackoff } from './restart-backoff.js';
@@ -94,6 +94,7 @@ export class SupervisedProcess {
 
   /** Starts the process (from stopped or dead) and resolves once it is ready. */
   async start(): Promise<void> {
+    if (this.retired) throw new ClusterStoppedError(this.name);
     if (this.stateValue !== 'stopped' && this.stateValue !== 'dead') throw new ProcessRunningError(this.name, this.stateValue);
     this.clearTimer();
     this.armed = false;
