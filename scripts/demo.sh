@@ -3,6 +3,7 @@
 # cluster and runs the real vmctl against it (tools/local-cluster/src/demo.ts). Options:
 #   --agents N   node agents to start (default 3)
 #   --keep       keep the cluster running after the demo, until Ctrl-C
+#   --supervise  restart any process of the cluster that dies (as `npm run cluster -- --supervise`)
 #   --verbose    echo every log line of the controller and agents
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -6,12 +6,15 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '@vmm/local-cluster/cluster';
+import { REDIS_DURABILITY_ARGS } from '@vmm/local-cluster/redis';
 import { controllerEnv } from '../apps/controller/src/config.js';
 import { agentEnv } from '../apps/node-agent/src/config.js';
 
 interface Service {
   build?: string | { context: string; dockerfile?: string };
   image?: string;
+  restart?: string;
+  volumes?: (string | { type?: string; source?: string; target: string })[];
   command?: string[] | string;
   environment?: Record<string, string | number> | string[];
   healthcheck?: { test: string[] };
@@ -20,6 +23,7 @@ interface Service {
 
 const compose = parse(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
 };
 const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const services = compose.services;
@@ -67,6 +71,29 @@ describe('docker-compose.yml', () => {
     for (const name of AGENTS) {
       for (const key of Object.keys(envOf(services[name]!))) expect(agentEnv, `${name} sets ${key}`).toHaveProperty(key);
     }
+  });
+
+  it('runs a durable Redis: AOF with appendfsync always, its directory on a named volume, restarted when it dies', () => {
+    const redis = services.redis!;
+    const command = commandOf(redis);
+    expect(command[0]).toBe('redis-server');
+    // The flags of every Redis the project starts, in order, and nothing that turns persistence off.
+    const at = command.indexOf(REDIS_DURABILITY_ARGS[0]!);
+    expect(at, command.join(' ')).toBeGreaterThan(0);
+    expect(command.slice(at, at + REDIS_DURABILITY_ARGS.length)).toEqual([...REDIS_DURABILITY_ARGS]);
+    expect(command.filter((arg) => arg === '--appendonly')).toHaveLength(1);
+    const dir = command[command.indexOf('--dir') + 1] ?? '/data'; // redis:7 images keep their files in /data
+    const mounts = (redis.volumes ?? []).map((v) =>
+      typeof v === 'string' ? { source: v.split(':')[0], target: v.split(':')[1] } : { source: v.source, target: v.target },
+    );
+    const dataMount = mounts.find((m) => m.target === dir);
+    expect(dataMount, `a volume mounted on ${dir}`).toBeDefined();
+    expect(Object.keys(compose.volumes ?? {}), 'a named volume, not a bind mount').toContain(dataMount!.source);
+    expect(['always', 'unless-stopped', 'on-failure']).toContain(redis.restart);
+  });
+
+  it('restarts every service that dies', () => {
+    for (const [name, s] of Object.entries(services)) expect(['always', 'unless-stopped', 'on-failure'], name).toContain(s.restart);
   });
 
   it('wires the controller to redis and the agents to the controller by service name', () => {

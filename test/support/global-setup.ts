@@ -1,9 +1,11 @@
 // vitest globalSetup of the integration project: one Redis for the whole run, shared by every test
 // file through provide('redisUrl'); each file isolates itself with its own key prefix.
 // Order: REDIS_URL if set; else a testcontainers Redis when a container runtime answers; else a
-// private redis-server process (tools/local-cluster's redis.ts).
+// private redis-server process (tools/local-cluster's redis.ts). Both are durable as the project's
+// Redis always is (append-only file, fsync on every write: REDIS_DURABILITY_ARGS); the private one keeps
+// its data in a temporary directory that stop() removes.
 import type { TestProject } from 'vitest/node';
-import { startRedis } from '@vmm/local-cluster/redis';
+import { REDIS_DURABILITY_ARGS, startRedis } from '@vmm/local-cluster/redis';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -28,7 +30,8 @@ async function containerRedis(): Promise<RunningRedis | undefined> {
     return undefined;
   }
   const { RedisContainer } = await import('@testcontainers/redis');
-  const container = await new RedisContainer('redis:7-alpine').start();
+  // The container's data lives in the container, removed with it.
+  const container = await new RedisContainer('redis:7-alpine').withCommand(['redis-server', ...REDIS_DURABILITY_ARGS]).start();
   return { url: container.getConnectionUrl(), kind: 'container', stop: async () => void (await container.stop()) };
 }
 

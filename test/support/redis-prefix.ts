@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { countKeysWithPrefix, deleteKeysWithPrefix } from '@vmm/local-cluster/resp-client';
+import { countKeysWithPrefix, deleteKeysWithPrefix } from '@vmm/local-cluster/redis-client';
 
 /** A Redis key prefix nobody else uses (bullmq's `test-${randomUUID()}` habit). */
 export function uniquePrefix(): string {

@@ -2,6 +2,8 @@
 // `npm run demo`: a local cluster (Redis, a controller, 3 agents) and the real `vmctl` at work on it:
 // nodes, VMs of two images with different workloads, their measured dirty rates, a live migration
 // of the busiest VM with its progress and digest check, then a clean stop of every process.
+// Options: --agents N, --keep (leave the cluster running until Ctrl-C), --supervise (restart any
+// process of the cluster that dies, as `npm run cluster -- --supervise`), --verbose.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -10,6 +12,7 @@ import { cluster } from '@vmm/proto';
 import { REPO_ROOT, startCluster, type LocalCluster } from './cluster.js';
 import { delay } from './ports.js';
 import { onTerminationSignal, stopAll } from './processes.js';
+import { describeProcessEvent } from './supervised-process.js';
 
 const VMCTL_MAIN = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
 
@@ -208,7 +211,12 @@ async function runDemo(c: LocalCluster): Promise<void> {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { agents: { type: 'string' }, keep: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' } },
+    options: {
+      agents: { type: 'string' },
+      keep: { type: 'boolean' },
+      supervise: { type: 'boolean' },
+      verbose: { type: 'boolean', short: 'v' },
+    },
   });
   const agents = Number(values.agents ?? 3);
   if (!Number.isInteger(agents) || agents < 2 || agents > 16) throw new Error('--agents must be an integer in [2, 16]');
@@ -236,8 +244,13 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   c = await startCluster({
     agents,
+    supervise: values.supervise ?? false,
     logLevel: process.env.LOG_LEVEL ?? (values.verbose ? 'info' : 'warn'),
     onLine: echoChildLine(values.verbose ?? false),
+    // A process that dies (or, with --supervise, is restarted) is one line, as in `npm run cluster`.
+    onProcessEvent: (event) => {
+      if (!stopping) process.stderr.write(`${yellow(describeProcessEvent(event))}\n`);
+    },
   });
   if (stopping) return;
   note(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: controller ${c.controllerAddress}, agents ${c.agents.map((a) => `${a.nodeId}@${a.address}`).join(', ')}`);

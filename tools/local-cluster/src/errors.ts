@@ -48,12 +48,51 @@ export class EntryPointMissingError extends Error {
   }
 }
 
-/** Thrown for a malformed Redis reply or a Redis error reply (-ERR …). */
-export class RedisProtocolError extends Error {
-  readonly code = 'REDIS_PROTOCOL';
-  constructor(message: string) {
-    super(message);
-    this.name = 'RedisProtocolError';
+/** Thrown when a cluster process is named that the cluster does not have (a typo, or `redis` with REDIS_URL). */
+export class UnknownProcessError extends Error {
+  readonly code = 'UNKNOWN_PROCESS';
+  constructor(
+    readonly processName: string,
+    readonly known: readonly string[],
+  ) {
+    super(`no process ${JSON.stringify(processName)} in this cluster (it has: ${known.join(', ')})`);
+    this.name = 'UnknownProcessError';
+  }
+}
+
+/** Thrown when a signal is asked for a process that is not running (dead, stopped, or between restarts). */
+export class ProcessNotRunningError extends Error {
+  readonly code = 'PROCESS_NOT_RUNNING';
+  constructor(
+    readonly processName: string,
+    readonly state: string,
+  ) {
+    super(`${processName} is not running (${state})`);
+    this.name = 'ProcessNotRunningError';
+  }
+}
+
+/** Thrown when start() is asked for a process that still runs (or is being stopped or restarted). */
+export class ProcessRunningError extends Error {
+  readonly code = 'PROCESS_RUNNING';
+  constructor(
+    readonly processName: string,
+    readonly state: string,
+  ) {
+    super(`${processName} cannot be started: it is ${state}`);
+    this.name = 'ProcessRunningError';
+  }
+}
+
+/** Thrown for a signal the cluster does not send to its processes (only the ones a chaos test needs). */
+export class UnsupportedSignalError extends Error {
+  readonly code = 'UNSUPPORTED_SIGNAL';
+  constructor(
+    readonly signal: string,
+    readonly allowed: readonly string[],
+  ) {
+    super(`signal ${JSON.stringify(signal)} is not one the cluster sends (use ${allowed.join(', ')})`);
+    this.name = 'UnsupportedSignalError';
   }
 }
 
@@ -63,5 +102,26 @@ export class PortInUseError extends Error {
   constructor(readonly port: number) {
     super(`127.0.0.1:${port} is already in use (another cluster or controller?): pick another --port`);
     this.name = 'PortInUseError';
+  }
+}
+
+/** Thrown for a startCluster option that cannot be used; nothing has been started then. */
+export class InvalidClusterOptionError extends Error {
+  readonly code = 'INVALID_CLUSTER_OPTION';
+  constructor(
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`invalid ${option}: ${reason}`);
+    this.name = 'InvalidClusterOptionError';
+  }
+}
+
+/** Thrown when a process of a cluster that is stopping or stopped is asked to start. */
+export class ClusterStoppedError extends Error {
+  readonly code = 'CLUSTER_STOPPED';
+  constructor(readonly processName: string) {
+    super(`${processName} cannot be started: its cluster is stopping or stopped`);
+    this.name = 'ClusterStoppedError';
   }
 }

@@ -1,35 +1,17 @@
-import { Server, ServerCredentials, status, type ServiceDefinition } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkHealth, waitForServing } from './health.js';
 import { freePort } from './ports.js';
 
-// A hand-made Health service: field 1 of HealthCheckResponse is the status enum.
-const HEALTH: ServiceDefinition = {
-  Check: {
-    path: '/grpc.health.v1.Health/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (v: Buffer) => v,
-    requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (v: Buffer) => v,
-    responseDeserialize: (b: Buffer) => b,
-  },
-};
-
+// The servers' own health service (grpc-health-check's HealthImplementation, as the apps use it).
 describe('health probe', () => {
   const server = new Server();
+  const health = new HealthImplementation({ '': 'NOT_SERVING', 'cluster.v1.ClusterService': 'NOT_SERVING' });
   let address = '';
-  let serving = 2; // NOT_SERVING until flipped
-  let lastService = '';
 
   beforeAll(async () => {
-    server.addService(HEALTH, {
-      Check: (call: { request: Buffer }, cb: (err: unknown, res?: Buffer) => void) => {
-        lastService = call.request.length ? call.request.subarray(2).toString() : '';
-        if (lastService === 'missing') return cb({ code: status.NOT_FOUND, details: 'unknown service' });
-        cb(null, Buffer.from([0x08, serving]));
-      },
-    });
+    health.addToServer(server);
     const port = await freePort();
     address = `127.0.0.1:${port}`;
     await new Promise<void>((resolve, reject) =>
@@ -38,15 +20,16 @@ describe('health probe', () => {
   });
   afterAll(() => server.forceShutdown());
 
-  it('decodes the status and sends the service name', async () => {
+  it('reads the status of the server and of a named service', async () => {
     expect(await checkHealth(address)).toBe('NOT_SERVING');
-    expect(await checkHealth(address, 'cluster.v1.ClusterService')).toBe('NOT_SERVING');
-    expect(lastService).toBe('cluster.v1.ClusterService');
+    health.setStatus('cluster.v1.ClusterService', 'SERVING');
+    expect(await checkHealth(address, 'cluster.v1.ClusterService')).toBe('SERVING');
+    expect(await checkHealth(address)).toBe('NOT_SERVING');
     await expect(checkHealth(address, 'missing')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
   it('waits until SERVING', async () => {
-    setTimeout(() => (serving = 1), 300);
+    setTimeout(() => health.setStatus('', 'SERVING'), 300);
     await waitForServing(address, { timeoutMs: 5000, intervalMs: 50 });
     expect(await checkHealth(address)).toBe('SERVING');
   });
@@ -56,5 +39,11 @@ describe('health probe', () => {
     await expect(waitForServing(`127.0.0.1:${port}`, { timeoutMs: 300, intervalMs: 50 })).rejects.toMatchObject({
       code: 'READY_TIMEOUT',
     });
+  });
+
+  it('stops waiting when abort() returns an error', async () => {
+    const port = await freePort();
+    const gone = Object.assign(new Error('the process died'), { code: 'PROCESS_EXITED' });
+    await expect(waitForServing(`127.0.0.1:${port}`, { timeoutMs: 5000, intervalMs: 20, abort: () => gone })).rejects.toBe(gone);
   });
 });

@@ -1,54 +1,56 @@
-import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  loadPackageDefinition,
+  status,
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type ServiceClientConstructor,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath } from 'grpc-health-check';
 import { ReadyTimeoutError } from './errors.js';
 import { delay } from './ports.js';
 
-/** grpc.health.v1.HealthCheckResponse.ServingStatus, by name. */
+/** grpc.health.v1.HealthCheckResponse.ServingStatus, by name (the proto is loaded with `enums: String`). */
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
-const STATUS_NAMES: readonly ServingStatus[] = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
 
-// HealthCheckRequest { string service = 1; } and HealthCheckResponse { ServingStatus status = 1; } are
-// encoded by hand: two fields do not justify a second proto loader in the launcher.
-function encodeRequest(service: string): Buffer {
-  const name = Buffer.from(service, 'utf8');
-  if (name.length === 0) return Buffer.alloc(0);
-  if (name.length > 127) throw new Error('service name too long for the health probe');
-  return Buffer.concat([Buffer.from([0x0a, name.length]), name]);
+interface HealthClient extends Client {
+  check(
+    request: { service: string },
+    options: Partial<CallOptions>,
+    callback: (err: ServiceError | null, response?: { status: ServingStatus }) => void,
+  ): void;
 }
 
-function decodeResponse(buf: Buffer): ServingStatus {
-  let at = 0;
-  while (at < buf.length) {
-    const tag = buf[at++]!;
-    let value = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      byte = buf[at++]!;
-      value |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte & 0x80);
-    if (tag === 0x08) return STATUS_NAMES[value] ?? 'UNKNOWN';
-    if ((tag & 7) === 2) at += value;
+// The health.proto that grpc-health-check ships (the servers use that package too), loaded once.
+let healthClientClass: ServiceClientConstructor | undefined;
+function healthClientConstructor(): ServiceClientConstructor {
+  if (!healthClientClass) {
+    const definition = loadSync(protoPath, { keepCase: true, enums: String, defaults: true });
+    const grpcPackage = loadPackageDefinition(definition) as unknown as {
+      grpc: { health: { v1: { Health: ServiceClientConstructor } } };
+    };
+    healthClientClass = grpcPackage.grpc.health.v1.Health;
   }
-  return 'UNKNOWN'; // proto3 default: status field absent means 0
+  return healthClientClass;
 }
 
 /** One grpc.health.v1.Health/Check call; rejects with the gRPC error if the call fails. */
-export function checkHealth(address: string, service = '', timeoutMs = 1000): Promise<ServingStatus> {
-  const client = new Client(address, credentials.createInsecure());
+export function checkHealth(
+  address: string,
+  service = '',
+  timeoutMs = 1000,
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
+): Promise<ServingStatus> {
+  const Health = healthClientConstructor();
+  const client = new Health(address, channelCredentials) as unknown as HealthClient;
   return new Promise<ServingStatus>((resolve, reject) => {
-    client.makeUnaryRequest(
-      '/grpc.health.v1.Health/Check',
-      encodeRequest,
-      decodeResponse,
-      service,
-      new Metadata(),
-      { deadline: Date.now() + timeoutMs },
-      (err: ServiceError | null, value?: ServingStatus) => {
-        if (err) reject(err);
-        else resolve(value ?? 'UNKNOWN');
-      },
-    );
+    client.check({ service }, { deadline: Date.now() + timeoutMs }, (err, response) => {
+      if (err) reject(err);
+      else resolve(response?.status ?? 'UNKNOWN');
+    });
   }).finally(() => client.close());
 }
 

@@ -1,9 +1,14 @@
 export * from './errors.js';
 export * from './ports.js';
 export * from './processes.js';
-export * from './resp-client.js';
+export * from './process-state.js';
+export * from './restart-backoff.js';
+export * from './supervised-process.js';
+export * from './redis-client.js';
 export * from './redis.js';
 export * from './health.js';
 export * from './grpc-client.js';
+export * from './cluster-env.js';
+export * from './cluster-dirs.js';
 export * from './cluster.js';
 export { parseClusterArgs, USAGE, UsageError, type ClusterArgs } from './args.js';

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// `npm run cluster -- --agents N --port P [--token T] [--node-memory-mib M] [--node-vcpus C]`:
-// a whole cluster on loopback in the foreground, until SIGINT/SIGTERM.
-import { parseClusterArgs, USAGE, UsageError } from './args.js';
+// `npm run cluster -- --agents N --port P [--token T] [--supervise] …` (args.ts has every option): a
+// whole cluster on loopback in the foreground, until SIGINT/SIGTERM. A process of the cluster that dies
+// is one line on stderr; under --supervise it is restarted, otherwise the rest goes on without it.
+import { parseClusterArgs, USAGE, UsageError, type ClusterArgs } from './args.js';
 import { startCluster, type LocalCluster } from './cluster.js';
-import { delay } from './ports.js';
 import { onTerminationSignal, stopAll } from './processes.js';
+import { describeProcessEvent } from './supervised-process.js';
 
 const WARN_LEVELS = new Set([40, 50, 60]); // pino: warn, error, fatal
 
@@ -24,8 +25,20 @@ function echo(verbose: boolean) {
   };
 }
 
+function readyLine(c: LocalCluster, args: ClusterArgs): string {
+  const nodes = c.agents.map((a) => `${a.nodeId}@${a.address}`).join(' ');
+  const extras = [args.token ? 'token required' : '', args.supervise ? 'supervised' : ''].filter(Boolean).map((s) => `; ${s}`).join('');
+  return `cluster ready: controller ${c.controllerAddress} (${c.agents.length} agents: ${nodes}; redis ${c.redisUrl} prefix ${c.prefix}${extras})`;
+}
+
+/** Every process with its pid (chaos tools and tests use them), and where the cluster keeps its files. */
+function processesLine(c: LocalCluster): string {
+  const list = c.processes().map((p) => `${p.name} pid ${p.pid} ${p.address}`);
+  return `processes: ${list.join(', ')}; files in ${c.tempDir}`;
+}
+
 async function main(): Promise<void> {
-  let args;
+  let args: ClusterArgs;
   try {
     args = parseClusterArgs(process.argv.slice(2));
   } catch (err) {
@@ -53,35 +66,34 @@ async function main(): Promise<void> {
     }
   });
 
-  process.stderr.write(`starting Redis, a controller on 127.0.0.1:${args.port} and ${args.agents} agents…\n`);
+  if (args.insecure) process.stderr.write('warning: --insecure: the agent plane (controller <-> agents, agent <-> agent) is plaintext\n');
+  process.stderr.write(
+    `starting Redis, a controller on 127.0.0.1:${args.port} and ${args.agents} agents${args.supervise ? ' (supervised)' : ''}…\n`,
+  );
   cluster = await startCluster({
     agents: args.agents,
     port: args.port,
     token: args.token,
+    readToken: args.readToken,
     nodeMemoryMib: args.nodeMemoryMib,
     nodeVcpus: args.nodeVcpus,
     reportIntervalMs: args.reportIntervalMs,
+    supervise: args.supervise,
+    httpPort: args.httpPort,
+    hypervisor: args.hypervisor,
+    certsDir: args.certsDir,
+    insecure: args.insecure,
+    apiTls: args.apiTls,
     logLevel: process.env.LOG_LEVEL ?? (args.verbose ? 'info' : 'warn'),
     onLine: echo(args.verbose),
+    onProcessEvent: (event) => {
+      if (!shuttingDown) process.stderr.write(`${describeProcessEvent(event)}\n`);
+    },
   });
   if (shuttingDown) return;
-  const nodes = cluster.agents.map((a) => `${a.nodeId}@${a.address}`).join(' ');
-  process.stdout.write(
-    `cluster ready: controller ${cluster.controllerAddress} (${cluster.agents.length} agents: ${nodes}; ` +
-      `redis ${cluster.redisUrl} prefix ${cluster.prefix}${args.token ? '; token required' : ''})\n`,
-  );
-
-  // A child that dies on its own leaves a broken cluster: say so and stop the rest.
-  const all = [cluster.controller, ...cluster.agents.map((a) => a.process)];
-  await Promise.race(all.map((p) => p.exited.then((s) => ({ p, s }))))
-    .then(async ({ p, s }) => {
-      // Ctrl-C reaches the children too (same process group): give our own SIGINT handler a moment.
-      await delay(500);
-      if (shuttingDown) return;
-      process.stderr.write(`${p.name} exited (code ${s.code}, signal ${s.signal}); stopping the cluster\n${p.output()}\n`);
-      await cluster!.stop();
-      process.exit(1);
-    });
+  process.stdout.write(`${readyLine(cluster, args)}\n${processesLine(cluster)}\n`);
+  // Until SIGINT/SIGTERM, whatever dies: the children's pipes close with them, so hold the event loop.
+  setInterval(() => {}, 1 << 30);
 }
 
 main().catch(async (err: unknown) => {

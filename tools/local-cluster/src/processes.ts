@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { ProcessExitedError } from './errors.js';
 
 export interface ExitStatus {
   code: number | null;
@@ -147,6 +148,11 @@ export function spawnProcess(options: SpawnProcessOptions): ManagedProcess {
   live.add(managed);
   void exited.then(() => live.delete(managed));
   return managed;
+}
+
+/** The error for a child that exited while we waited for it to become ready. */
+export function exitedError(child: ManagedProcess): ProcessExitedError {
+  return new ProcessExitedError(child.name, child.child.exitCode, child.child.signalCode, child.output());
 }
 
 /** Every child started by spawnProcess that has not exited yet. */
