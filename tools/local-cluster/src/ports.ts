@@ -1,11 +1,29 @@
 import net from 'node:net';
 
 /**
- * A TCP port that is free on 127.0.0.1 right now: the OS picks one for a listener on port 0, which we
- * close at once. Another process may take it before the caller binds it; callers that spawn a server on
- * it detect that through the server's exit and may retry.
+ * Where freePort() picks from: below Linux's ephemeral range (ip_local_port_range, 32768-60999 by
+ * default). A port the OS hands out for port 0 is also what it hands out for outgoing connections, so
+ * between our check and the child's bind another process's connection (a gRPC channel, a Redis client)
+ * could take it; a port below that range is taken only by another listener that chose it.
  */
-export function freePort(host = '127.0.0.1'): Promise<number> {
+export const PICK_PORT_MIN = 20_000;
+export const PICK_PORT_MAX = 32_767;
+
+/**
+ * A TCP port that is free on 127.0.0.1 right now, chosen at random below the ephemeral range. Another
+ * process may still take it before the caller binds it; callers that spawn a server on it detect that
+ * through the server's exit and may retry.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PICK_PORT_MIN + Math.floor(Math.random() * (PICK_PORT_MAX - PICK_PORT_MIN + 1));
+    if (await isPortFree(port, host)) return port;
+  }
+  return osPickedPort(host);
+}
+
+/** A port the OS picks (listen on 0, close): the fallback when the whole range is busy. */
+function osPickedPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

@@ -29,15 +29,5 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
   }
 }
 
-/** A loopback port nobody listens on right now (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A loopback port nobody listens on right now, below the ephemeral range (one owner: the local cluster's). */
+export { freePort } from '@vmm/local-cluster/ports';
