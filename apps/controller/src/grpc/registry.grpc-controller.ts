@@ -1,25 +1,28 @@
 /**
  * agent.v1.RegistryService: agents register and stream reports. Unauthenticated for now
  * (agent ↔ controller auth is left for later). Reports are applied one at a time, in order.
+ *
+ * StreamReports is served as a raw call (see WithRawStreamCalls), so the generated decorator, which
+ * would bind it as an Observable stream, is replaced by @GrpcMethod/@GrpcStreamCall with the service
+ * name only: each binds the rpc named as its method, and the interface checks those names.
  */
 import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
 import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
 import type { agent } from '@vmm/proto';
+import { REGISTRY_SERVICE_NAME, type RegistryServiceController, type WithRawStreamCalls } from '@vmm/proto/nest';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { toGrpcError } from './grpc-exception.filter.js';
 
-const SERVICE = 'RegistryService';
-
 @Controller()
-export class RegistryGrpcController {
+export class RegistryGrpcController implements WithRawStreamCalls<RegistryServiceController, 'streamReports'> {
   constructor(
     @Inject(RegistryService) private readonly registry: RegistryService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  @GrpcMethod(SERVICE, 'Register')
+  @GrpcMethod(REGISTRY_SERVICE_NAME)
   register(req: agent.RegisterRequest): Promise<agent.RegisterResponse> {
     return this.registry.register(req);
   }
@@ -29,7 +32,7 @@ export class RegistryGrpcController {
    * report is being written, so a fast agent cannot pile reports up in memory. An unknown node
    * ends the call with NOT_FOUND: the agent must register again.
    */
-  @GrpcStreamCall(SERVICE, 'StreamReports')
+  @GrpcStreamCall(REGISTRY_SERVICE_NAME)
   streamReports(
     call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
     callback: sendUnaryData<agent.StreamReportsResponse>,

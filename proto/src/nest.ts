@@ -1,0 +1,41 @@
+/**
+ * @vmm/proto/nest: the NestJS side of the contracts, for the two Nest apps only (it imports
+ * @nestjs/microservices; the CLI and tools import '@vmm/proto', which does not).
+ *
+ * A gRPC controller `implements` its service's generated `…Controller` interface and applies the
+ * generated `@…ControllerMethods()` decorator, which binds every method of the interface to its rpc,
+ * so that a method renamed or dropped in the .proto fails to compile. The message types are the ones
+ * of '@vmm/proto' (both outputs come from the same options, see buf.gen.yaml).
+ */
+import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import type { Observable } from 'rxjs';
+
+export {
+  CLUSTER_SERVICE_NAME,
+  ClusterServiceControllerMethods,
+  type ClusterServiceController,
+} from './gen-nest/cluster/v1/cluster.js';
+export {
+  AGENT_SERVICE_NAME,
+  AgentServiceControllerMethods,
+  REGISTRY_SERVICE_NAME,
+  type AgentServiceController,
+  type RegistryServiceController,
+} from './gen-nest/agent/v1/agent.js';
+
+type StreamRequestOf<M> = M extends (request: Observable<infer Req>) => unknown ? Req : never;
+type StreamResponseOf<M> = M extends (request: never) => infer R ? Exclude<R, Promise<unknown> | Observable<unknown>> : never;
+
+/**
+ * A controller interface whose client-streaming methods `K` are served with @GrpcStreamCall (the raw
+ * grpc-js call, which can be paused: backpressure) instead of the Observable the generated interface
+ * expects (@GrpcStreamMethod has none). Such a controller binds its methods with @GrpcMethod(SERVICE)
+ * and @GrpcStreamCall(SERVICE), whose rpc is the method's own name, capitalized, and not with the
+ * generated decorator, which would bind `K` as an Observable stream.
+ */
+export type WithRawStreamCalls<C, K extends keyof C> = Omit<C, K> & {
+  [P in K]: (
+    call: ServerReadableStream<StreamRequestOf<C[P]>, StreamResponseOf<C[P]>>,
+    callback: sendUnaryData<StreamResponseOf<C[P]>>,
+  ) => void;
+};
