@@ -3,7 +3,7 @@ import type { agent } from '@vmm/proto';
 import type { Logger } from 'pino';
 import { Observable, ReplaySubject } from 'rxjs';
 import type { AgentConfig } from '../config.js';
-import { InvalidRequestError, MigrationNotFoundError, MigrationStateError, VmBusyError, VmFencedError } from '../errors.js';
+import { InvalidRequestError, MigrationNotFoundError, MigrationStepError, VmBusyError, VmFencedError } from '../errors.js';
 import type { VmManager } from '../vm/vm-manager.js';
 import { finalMessage, progressMessage, toEnginePolicy } from './migration-progress.js';
 import { SourceRunner } from './source.runner.js';
@@ -46,7 +46,7 @@ export class MigrationService {
     requireToken(request.token);
     const existing = this.incoming.get(request.migrationId);
     if (existing && existing.state !== 'discarded') {
-      if (existing.state === 'committed') throw new MigrationStateError(request.migrationId, 'already committed');
+      if (existing.state === 'committed') throw new MigrationStepError(request.migrationId, 'already committed');
       // A retry, possibly while the first call is still opening the listener.
       return { dataAddress: await existing.open() };
     }
@@ -86,7 +86,7 @@ export class MigrationService {
     const existing = this.outgoing.get(request.migrationId);
     if (existing?.state === 'ready') return new Observable((s) => (s.next(finalMessage(existing, undefined)), s.complete()));
     if (existing?.state === 'sending') throw new VmBusyError(existing.vmId, `migration ${request.migrationId} is in flight`);
-    if (existing?.state === 'released') throw new MigrationStateError(request.migrationId, 'already released');
+    if (existing?.state === 'released') throw new MigrationStepError(request.migrationId, 'already released');
     const entry = this.vms.require(request.vmId);
     if (entry.role !== 'none') throw new VmBusyError(request.vmId, 'it is already migrating');
     if (entry.vm.state === 'stopped') throw new VmBusyError(request.vmId, 'it is stopped');
@@ -148,7 +148,7 @@ export class MigrationService {
     }
     const entry = this.vms.get(runner.vmId);
     if (runner.state !== 'committed') {
-      if (!entry) throw new MigrationStateError(request.migrationId, `cannot commit: incoming migration is ${runner.state}`);
+      if (!entry) throw new MigrationStepError(request.migrationId, `cannot commit: incoming migration is ${runner.state}`);
       if (request.fencingEpoch < entry.fencingEpoch) throw new VmFencedError(runner.vmId, request.fencingEpoch, entry.fencingEpoch);
       this.vms.fences.check(runner.vmId, request.fencingEpoch);
     }
@@ -195,8 +195,8 @@ export class MigrationService {
     const reason = request.reason || 'aborted by the controller';
     const source = this.outgoing.get(request.migrationId);
     const target = this.incoming.get(request.migrationId);
-    if (source?.state === 'released') throw new MigrationStateError(request.migrationId, 'cannot abort: already released');
-    if (target?.state === 'committed') throw new MigrationStateError(request.migrationId, 'cannot abort: already committed');
+    if (source?.state === 'released') throw new MigrationStepError(request.migrationId, 'cannot abort: already released');
+    if (target?.state === 'committed') throw new MigrationStepError(request.migrationId, 'cannot abort: already committed');
     if (source) {
       source.abort(reason);
       if (source.state === 'rolled-back') this.settleRolledBack(source);
