@@ -9,11 +9,11 @@
 import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
 import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
-import type { agent } from '@vmm/proto';
+import { AGENT_ERROR_DOMAIN, toServerError, type agent } from '@vmm/proto';
 import { REGISTRY_SERVICE_NAME, type RegistryServiceController, type WithRawStreamCalls } from '@vmm/proto/nest';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { toGrpcError } from './grpc-exception.filter.js';
+import { toRichError } from './grpc-exception.filter.js';
 
 @Controller()
 export class RegistryGrpcController implements WithRawStreamCalls<RegistryServiceController, 'streamReports'> {
@@ -42,8 +42,7 @@ export class RegistryGrpcController implements WithRawStreamCalls<RegistryServic
       if (settled) return;
       settled = true;
       if (error) {
-        const payload = toGrpcError(error, this.logger);
-        callback({ code: payload.code, details: payload.details });
+        callback(toServerError(toRichError(error, AGENT_ERROR_DOMAIN, this.logger)));
       } else {
         callback(null, {});
       }
