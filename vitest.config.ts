@@ -19,7 +19,7 @@ const sourceAliases = [
 ];
 
 export default defineConfig({
-  // Nest needs decorator metadata; swc emits it from tsconfig's emitDecoratorMetadata (STACK.md §3).
+  // Nest needs decorator metadata; swc emits it from tsconfig's emitDecoratorMetadata (docs/stack.md §3).
   oxc: false,
   esbuild: false,
   plugins: [swc.vite({ tsconfigFile: path.join(root, 'tsconfig.base.json') })],

@@ -1,4 +1,4 @@
-// `npm run cluster` is what external test clients use (API.md, last section): check its contract
+// `npm run cluster` is what external test clients use (docs/api.md, "A local cluster for clients and tests"): check its contract
 // end to end through the built launcher — the ready line, the nodes it registers, the token, and
 // that SIGINT/SIGTERM leave no process, port or Redis key behind.
 import { spawn, type ChildProcess } from 'node:child_process';

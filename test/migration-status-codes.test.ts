@@ -1,4 +1,4 @@
-// The status codes of the migration methods (API.md's table), against a real controller and agents.
+// The status codes of the migration methods (docs/api.md's table), against a real controller and agents.
 // Every refused request leaves the same VMs, the same allocations, no migration record, and every
 // process alive; none is answered UNKNOWN or INTERNAL.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -38,7 +38,7 @@ export function isServiceError(err: unknown): err is ServiceError {
   );
 }
 
-/** `NOT_FOUND` for 5, the name grpc uses in its docs and in API.md. */
+/** `NOT_FOUND` for 5, the name grpc uses in its docs and in docs/api.md. */
 export function statusName(code: number): string {
   return GrpcStatus[code] ?? `STATUS_${code}`;
 }

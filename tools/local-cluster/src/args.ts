@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 
-/** What `npm run cluster -- …` accepts (API.md, "A local cluster for clients and tests"). */
+/** What `npm run cluster -- …` accepts (docs/api.md, "A local cluster for clients and tests"). */
 export interface ClusterArgs {
   agents: number;
   port: number;

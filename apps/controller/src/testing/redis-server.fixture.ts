@@ -1,5 +1,5 @@
 /**
- * A private redis-server for tests, on a free loopback port, stopped by its PID (STACK.md §7).
+ * A private redis-server for tests, on a free loopback port, stopped by its PID (docs/stack.md §7).
  * Used by specs only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -14,7 +14,7 @@ import { VmManager } from '../vm/vm-manager.js';
 @Controller()
 @AgentServiceControllerMethods()
 export class AgentGrpcController implements AgentServiceController {
-  // Explicit @Inject: DI must not depend on the transformer emitting decorator metadata (STACK.md G5).
+  // Explicit @Inject: DI must not depend on the transformer emitting decorator metadata (docs/stack.md G5).
   constructor(
     @Inject(VmManager) private readonly vms: VmManager,
     @Inject(MigrationService) private readonly migrations: MigrationService,
