@@ -7,8 +7,10 @@
  * so that a method renamed or dropped in the .proto fails to compile. The message types are the ones
  * of '@vmm/proto' (both outputs come from the same options, see buf.gen.yaml).
  */
-import type { sendUnaryData, ServerReadableStream } from '@grpc/grpc-js';
+import { status, type sendUnaryData, type ServerReadableStream } from '@grpc/grpc-js';
+import { RpcException } from '@nestjs/microservices';
 import type { Observable } from 'rxjs';
+import type { RichError } from './rich-error.js';
 
 export {
   CLUSTER_SERVICE_NAME,
@@ -39,3 +41,16 @@ export type WithRawStreamCalls<C, K extends keyof C> = Omit<C, K> & {
     callback: sendUnaryData<StreamResponseOf<C[P]>>,
   ) => void;
 };
+
+/**
+ * An RpcException that carries a gRPC status code (Nest's way of answering with a status directly) as
+ * the rich error it is answered with, its reason the status name (`ABORTED`); undefined for any other
+ * value. Both apps' exception filters pass such exceptions through.
+ */
+export function richErrorOfRpcException(exception: unknown, domain: string): RichError | undefined {
+  if (!(exception instanceof RpcException)) return undefined;
+  const inner = exception.getError() as { code?: unknown; message?: unknown } | string;
+  if (typeof inner !== 'object' || inner === null || typeof inner.code !== 'number') return undefined;
+  const code = inner.code as status;
+  return { code, message: String(inner.message ?? ''), reason: status[code] ?? 'UNKNOWN', domain };
+}

@@ -7,9 +7,9 @@
  * registry), and INVALID_ARGUMENT a google.rpc.BadRequest naming the field (docs/api.md, Errors).
  */
 import { Catch, type ArgumentsHost, type RpcExceptionFilter } from '@nestjs/common';
-import { RpcException } from '@nestjs/microservices';
 import { status } from '@grpc/grpc-js';
 import { API_ERROR_DOMAIN, errorDomainOf, toServerError, type FieldViolation, type RichError } from '@vmm/proto';
+import { richErrorOfRpcException } from '@vmm/proto/nest';
 import { throwError, type Observable } from 'rxjs';
 import type { Logger } from '../common/logger.js';
 import { AgentRejectedError, grpcStatusOf, InvalidArgumentError, isControllerError, type ControllerError } from '../errors.js';
@@ -41,13 +41,8 @@ export function toRichError(error: unknown, domain: string = API_ERROR_DOMAIN, l
     const fieldViolations = code === status.INVALID_ARGUMENT ? fieldViolationsOf(error) : [];
     return { code, message: error.message, reason: error.code, domain, metadata: metadataOf(error), fieldViolations };
   }
-  if (error instanceof RpcException) {
-    const inner = error.getError();
-    if (typeof inner === 'object' && inner !== null && typeof (inner as { code?: unknown }).code === 'number') {
-      const code = (inner as { code: status }).code;
-      return { code, message: String((inner as { message?: unknown }).message ?? ''), reason: status[code] ?? 'UNKNOWN', domain };
-    }
-  }
+  const passed = richErrorOfRpcException(error, domain);
+  if (passed) return passed;
   logger?.error({ err: error }, 'unexpected error in a request handler');
   return { code: status.INTERNAL, message: 'internal error (see the controller log)', reason: 'INTERNAL', domain };
 }

@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { Catch, type ArgumentsHost, type RpcExceptionFilter } from '@nestjs/common';
-import { RpcException } from '@nestjs/microservices';
 import { InvalidArgumentError, OutOfRangeError, UnknownImageError } from '@vmm/emulator';
 import { InvalidKnobError } from '@vmm/ksm';
 import { InvalidPolicyError } from '@vmm/migration';
 import { AGENT_ERROR_DOMAIN, toServerError, type FieldViolation, type RichError } from '@vmm/proto';
+import { richErrorOfRpcException } from '@vmm/proto/nest';
 import type { Logger } from 'pino';
 import { throwError, type Observable } from 'rxjs';
 import { InvalidRequestError, InvalidVmSpecError } from '../errors.js';
@@ -35,13 +35,8 @@ function violation(error: unknown): FieldViolation | undefined {
  * `known` is false for what only a bug can raise (answered INTERNAL, logged with its stack).
  */
 export function toRichError(exception: unknown): RichError & { known: boolean } {
-  if (exception instanceof RpcException) {
-    const inner = exception.getError();
-    if (typeof inner === 'object' && inner !== null && typeof (inner as { code?: unknown }).code === 'number') {
-      const code = (inner as { code: status }).code;
-      return { code, message: exception.message, reason: status[code] ?? 'UNKNOWN', domain: AGENT_ERROR_DOMAIN, known: true };
-    }
-  }
+  const passed = richErrorOfRpcException(exception, AGENT_ERROR_DOMAIN);
+  if (passed) return { ...passed, known: true };
   const message = exception instanceof Error ? exception.message : String(exception);
   const code = (exception as { code?: unknown } | null)?.code;
   if (isKnownErrorCode(code)) {
