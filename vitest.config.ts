@@ -9,6 +9,7 @@ const root = path.dirname(fileURLToPath(import.meta.url));
 // Integration tests start the built apps (dist/) as real processes: `npm test` builds first.
 const sourceAliases = [
   { find: /^@vmm\/proto$/, replacement: path.join(root, 'proto/src/index.ts') },
+  { find: /^@vmm\/proto\/(.*)$/, replacement: path.join(root, 'proto/src/$1.ts') },
   { find: /^@vmm\/local-cluster$/, replacement: path.join(root, 'tools/local-cluster/src/index.ts') },
   { find: /^@vmm\/local-cluster\/(.*)$/, replacement: path.join(root, 'tools/local-cluster/src/$1.ts') },
   ...['emulator', 'migration', 'ksm'].flatMap((lib) => [
@@ -18,7 +19,7 @@ const sourceAliases = [
 ];
 
 export default defineConfig({
-  // Nest needs decorator metadata; swc emits it from tsconfig's emitDecoratorMetadata (STACK.md §3).
+  // Nest needs decorator metadata; swc emits it from tsconfig's emitDecoratorMetadata (docs/stack.md §3).
   oxc: false,
   esbuild: false,
   plugins: [swc.vite({ tsconfigFile: path.join(root, 'tsconfig.base.json') })],
@@ -30,7 +31,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           sequence: { groupOrder: 0 },
-          include: ['libs/*/src/**/*.spec.ts', 'apps/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts'],
+          include: ['proto/src/**/*.spec.ts', 'libs/*/src/**/*.spec.ts', 'apps/*/src/**/*.spec.ts', 'tools/*/src/**/*.spec.ts'],
           testTimeout: 30_000,
         },
       },

@@ -1,4 +1,4 @@
-// Every row of API.md's status-code table, against a real controller and agents over gRPC. After
+// Every row of docs/api.md's status-code table, against a real controller and agents over gRPC. After
 // each bad request: the same VMs, the same allocations, every process still alive.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
@@ -260,7 +260,7 @@ describe('UNAUTHENTICATED', () => {
 });
 
 describe('odd requests outside the table', () => {
-  // API.md: no bad request crashes a process, leaves partial state, or gets UNKNOWN/INTERNAL.
+  // docs/api.md: no bad request crashes a process, leaves partial state, or gets UNKNOWN/INTERNAL.
   it.each([
     ['ListVms with a garbage page_token', () => api.listVms({ nodeId: '', pageSize: 10, pageToken: '%%not-a-token%%' })],
     ['ListVms with a negative page_size', () => api.listVms({ nodeId: '', pageSize: -5, pageToken: '' })],

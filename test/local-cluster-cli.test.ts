@@ -1,4 +1,4 @@
-// `npm run cluster` is what external test clients use (API.md, "A local cluster" and "version 2"):
+// `npm run cluster` is what external test clients use (docs/api.md, "A local cluster" and "version 2"):
 // check its contract end to end through the built launcher: the ready line, the nodes it registers,
 // the token, that a process that dies is one process down (not the end of the cluster), and that
 // SIGINT/SIGTERM leave no process, port, file or Redis key behind.

@@ -95,7 +95,7 @@ describe('MigrateVm moves a running VM whole', () => {
       expect(done.pagesTotal).toBe((128 * 1024 * 1024) / 4096);
       // Measured from the source's pause to the target's resume, so it depends on CPU time: on a
       // saturated machine (load ≫ cores) it can exceed the limit; the engine's estimate counts only
-      // 5 ms for the switch-over path (libs/migration/src/sender.ts SWITCH_OVER_OVERHEAD_MS).
+      // 5 ms for the switch-over path (libs/migration/src/sender.ts DEFAULT_SWITCH_OVER_OVERHEAD_MS).
       expect(done.downtimeMs, `downtime ${done.downtimeMs} ms within the policy's ${pol.downtimeLimitMs} ms`).toBeLessThanOrEqual(pol.downtimeLimitMs);
       expect(done.totalTimeMs).toBeGreaterThanOrEqual(done.downtimeMs);
       console.info(

@@ -26,7 +26,7 @@ import {
 const REPORT_INTERVAL_MS = 250;
 const SOURCE = 'node-1';
 const TARGET = 'node-2';
-/** The second case's target: a node whose agent was never restarted (see the skipped test below). */
+/** The second case's target: a node whose agent the first case did not kill and restart. */
 const TARGET_2 = 'node-3';
 
 let t: MigrationTestCluster;

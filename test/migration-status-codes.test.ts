@@ -1,4 +1,4 @@
-// The status codes of the migration methods (API.md's table), against a real controller and agents.
+// The status codes of the migration methods (docs/api.md's table), against a real controller and agents.
 // Every refused request leaves the same VMs, the same allocations, no migration record, and every
 // process alive; none is answered UNKNOWN or INTERNAL.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -174,8 +174,8 @@ describe('never UNKNOWN or INTERNAL', () => {
   });
 });
 
-// Last: it restarts node-3's agent, and right after a restart the controller's calls to that agent
-// can fail for up to 2 s (see the skipped test in migration-failures.test.ts); nothing after it here.
+// Last: it kills node-3's agent and starts it again, so that no case before it meets a restarted
+// node-3 (the restart itself is covered in migration-failures.test.ts).
 describe('FAILED_PRECONDITION, not-ready target', () => {
   it('MigrateVm to a node whose agent stopped reporting (NOT_READY)', async () => {
     const { api, c } = t;

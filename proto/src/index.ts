@@ -1,3 +1,6 @@
 export * from './paths.js';
+export * from './loader-options.js';
+export * from './grpc-promise.js';
+export * from './rich-error.js';
 export * as cluster from './gen/cluster/v1/cluster.js';
 export * as agent from './gen/agent/v1/agent.js';

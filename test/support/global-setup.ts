@@ -24,7 +24,7 @@ async function containerRedis(): Promise<RunningRedis | undefined> {
   if (process.env.REDIS_TEST_NO_DOCKER === '1') return undefined;
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
-    // Fails within milliseconds when no Docker engine is reachable (STACK.md §7): a cheap probe.
+    // Fails within milliseconds when no Docker engine is reachable (docs/stack.md §7): a cheap probe.
     await getContainerRuntimeClient();
   } catch {
     return undefined;

@@ -4,7 +4,7 @@
  * CONTROLLER_ADDRESS at it to see what agents report beyond what the public API shows (a VM's
  * writes counter, a node's full KSM report).
  */
-import { credentials, Server, ServerCredentials, type Metadata, type ServerReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, type Metadata, type ServerDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
 import { freePort } from '@vmm/local-cluster/ports';
 
@@ -25,16 +25,11 @@ export class RegistryRelay {
         call: { request: agent.RegisterRequest; metadata: Metadata },
         callback: (e: ServiceError | null, r?: agent.RegisterResponse) => void,
       ) => upstream.register(call.request, call.metadata, { deadline: Date.now() + 10_000 }, (err, res) => callback(err, res)),
-      streamReports: (
-        call: ServerReadableStream<agent.StreamReportsRequest, agent.StreamReportsResponse>,
-        callback: (e: ServiceError | null, r?: agent.StreamReportsResponse) => void,
-      ) => {
-        let answered = false;
-        const out = upstream.streamReports(call.metadata, (err, res) => {
-          if (answered) return;
-          answered = true;
-          callback(err, res);
-        });
+      streamReports: (call: ServerDuplexStream<agent.StreamReportsRequest, agent.ReportAck>) => {
+        const out = upstream.streamReports(call.metadata);
+        out.on('data', (ack: agent.ReportAck) => call.write(ack));
+        out.on('end', () => call.end());
+        out.on('error', (err: ServiceError) => call.emit('error', { code: err.code, details: err.details }));
         call.on('data', (msg: agent.StreamReportsRequest) => {
           if (msg.report) onReport(msg.report);
           out.write(msg);

@@ -1,12 +1,5 @@
-import {
-  credentials,
-  Metadata,
-  type CallOptions,
-  type ClientReadableStream,
-  type ClientUnaryCall,
-  type ServiceError,
-} from '@grpc/grpc-js';
-import { cluster } from '@vmm/proto';
+import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { cluster, unaryCall, type UnaryMethodName, type UnaryRequest, type UnaryResponse } from '@vmm/proto';
 import { UsageError } from './errors.js';
 
 export interface ClientOptions {
@@ -18,8 +11,7 @@ export interface ClientOptions {
   timeoutMs: number;
 }
 
-type Callback<T> = (error: ServiceError | null, response: T) => void;
-type UnaryInvoker<T> = (metadata: Metadata, options: Partial<CallOptions>, callback: Callback<T>) => ClientUnaryCall;
+type Client = cluster.ClusterServiceClient;
 
 /** Checks `host:port` (a name or IPv4, or a bracketed IPv6) before grpc-js gets a chance to retry it. */
 export function parseServerAddress(value: string): string {
@@ -44,35 +36,35 @@ export class ClusterApi {
   }
 
   listNodes(): Promise<cluster.ListNodesResponse> {
-    return this.unary((md, o, cb) => this.client.listNodes({}, md, o, cb));
+    return this.call('listNodes', {});
   }
   getNode(nodeId: string): Promise<cluster.Node> {
-    return this.unary((md, o, cb) => this.client.getNode({ nodeId }, md, o, cb));
+    return this.call('getNode', { nodeId });
   }
   cordonNode(nodeId: string): Promise<cluster.Node> {
-    return this.unary((md, o, cb) => this.client.cordonNode({ nodeId }, md, o, cb));
+    return this.call('cordonNode', { nodeId });
   }
   uncordonNode(nodeId: string): Promise<cluster.Node> {
-    return this.unary((md, o, cb) => this.client.uncordonNode({ nodeId }, md, o, cb));
+    return this.call('uncordonNode', { nodeId });
   }
   drainNode(nodeId: string): Promise<cluster.DrainNodeResponse> {
-    return this.unary((md, o, cb) => this.client.drainNode({ nodeId }, md, o, cb));
+    return this.call('drainNode', { nodeId });
   }
   setNodeKsm(nodeId: string, knobs: cluster.KsmKnobs): Promise<cluster.Node> {
-    return this.unary((md, o, cb) => this.client.setNodeKsm({ nodeId, knobs }, md, o, cb));
+    return this.call('setNodeKsm', { nodeId, knobs });
   }
 
   createVm(request: cluster.CreateVmRequest): Promise<cluster.Vm> {
-    return this.unary((md, o, cb) => this.client.createVm(request, md, o, cb));
+    return this.call('createVm', request);
   }
   getVm(vmId: string): Promise<cluster.Vm> {
-    return this.unary((md, o, cb) => this.client.getVm({ vmId }, md, o, cb));
+    return this.call('getVm', { vmId });
   }
   deleteVm(vmId: string): Promise<cluster.DeleteVmResponse> {
-    return this.unary((md, o, cb) => this.client.deleteVm({ vmId }, md, o, cb));
+    return this.call('deleteVm', { vmId });
   }
   listVmsPage(request: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
-    return this.unary((md, o, cb) => this.client.listVms(request, md, o, cb));
+    return this.call('listVms', request);
   }
   /** Every VM (optionally of one node), following `next_page_token` to the end. */
   async listAllVms(nodeId = '', pageSize = 100): Promise<cluster.Vm[]> {
@@ -87,16 +79,16 @@ export class ClusterApi {
   }
 
   migrateVm(request: cluster.MigrateVmRequest): Promise<cluster.Migration> {
-    return this.unary((md, o, cb) => this.client.migrateVm(request, md, o, cb));
+    return this.call('migrateVm', request);
   }
   getMigration(migrationId: string): Promise<cluster.Migration> {
-    return this.unary((md, o, cb) => this.client.getMigration({ migrationId }, md, o, cb));
+    return this.call('getMigration', { migrationId });
   }
   cancelMigration(migrationId: string): Promise<cluster.Migration> {
-    return this.unary((md, o, cb) => this.client.cancelMigration({ migrationId }, md, o, cb));
+    return this.call('cancelMigration', { migrationId });
   }
   listMigrationsPage(request: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
-    return this.unary((md, o, cb) => this.client.listMigrations(request, md, o, cb));
+    return this.call('listMigrations', request);
   }
   async listAllMigrations(vmId = '', pageSize = 100): Promise<cluster.Migration[]> {
     const migrations: cluster.Migration[] = [];
@@ -119,10 +111,7 @@ export class ClusterApi {
     return md;
   }
 
-  private unary<T>(invoke: UnaryInvoker<T>): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const deadline = Date.now() + this.options.timeoutMs;
-      invoke(this.metadata(), { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
-    });
+  private call<K extends UnaryMethodName<Client>>(method: K, request: UnaryRequest<Client[K]>): Promise<UnaryResponse<Client[K]>> {
+    return unaryCall(this.client, method, request, { metadata: this.metadata(), timeoutMs: this.options.timeoutMs });
   }
 }

@@ -1,4 +1,5 @@
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { readStatusDetails } from '@vmm/proto';
 
 /** A bad command line: a malformed value, a missing argument, conflicting options. Exit code 2. */
 export class UsageError extends Error {
@@ -37,18 +38,31 @@ export function isServiceError(err: unknown): err is ServiceError {
   );
 }
 
-/** `NOT_FOUND` for 5, the name grpc uses in its docs and in API.md. */
+/** `NOT_FOUND` for 5, the name grpc uses in its docs and in docs/api.md. */
 export function statusName(code: number): string {
   return GrpcStatus[code] ?? `STATUS_${code}`;
 }
 
-/** One line for the user, never a stack trace: `<STATUS>: <details>` or the plain message. */
+/**
+ * The error's stable code as the server sent it in the rich error details (ErrorInfo.reason), with
+ * the refusing agent's code after it for AGENT_REJECTED (`AGENT_REJECTED: KNOB_BUSY`); undefined when
+ * the server sent none, or only the status name again.
+ */
+export function reasonOf(err: ServiceError): string | undefined {
+  const info = readStatusDetails(err)?.errorInfo;
+  if (!info?.reason || info.reason === statusName(err.code)) return undefined;
+  const agentReason = info.metadata.agentReason;
+  return agentReason ? `${info.reason}: ${agentReason}` : info.reason;
+}
+
+/** One line for the user, never a stack trace: `<STATUS> [<reason>]: <details>` or the plain message. */
 export function describeError(err: unknown): { message: string; exitCode: number } {
   if (isServiceError(err)) {
     // grpc-js appends an empty "Resolution note: " to connection errors; it says nothing.
     const details = (err.details || err.message).replace(/\s*Resolution note:\s*$/, '');
     const exitCode = err.code === GrpcStatus.UNIMPLEMENTED ? EXIT_UNIMPLEMENTED : EXIT_API_ERROR;
-    return { message: `${statusName(err.code)}: ${details}`, exitCode };
+    const reason = reasonOf(err);
+    return { message: `${statusName(err.code)}${reason ? ` [${reason}]` : ''}: ${details}`, exitCode };
   }
   if (err instanceof UsageError) return { message: err.message, exitCode: EXIT_USAGE };
   if (err instanceof MigrationNotCompletedError) return { message: err.message, exitCode: EXIT_API_ERROR };

@@ -7,7 +7,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
 } from '@grpc/grpc-js';
-import { cluster } from '@vmm/proto';
+import { API_ERROR_DOMAIN, cluster, toServerError } from '@vmm/proto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migration } from './format/migration.fixture.js';
 import type { Io } from './io.js';
@@ -79,13 +79,23 @@ function unary<Req, Res>(handler: (req: Req) => Res) {
 }
 
 const notFound = (details: string) => Object.assign(new Error(details), { code: status.NOT_FOUND, details });
+/** An error with the rich details the controller sends (ErrorInfo in the grpc-status-details-bin trailer). */
+const richError = (code: status, message: string, reason: string, metadata: Record<string, string> = {}) =>
+  Object.assign(new Error(message), toServerError({ code, message, reason, domain: API_ERROR_DOMAIN, metadata }));
 
 const fake: Partial<cluster.ClusterServiceServer> = {
   listNodes: unary(() => ({ nodes })),
   getNode: unary((req: cluster.GetNodeRequest) => {
     const found = nodes.find((n) => n.nodeId === req.nodeId);
-    if (!found) throw notFound(`node "${req.nodeId}" not found`);
+    if (!found) throw richError(status.NOT_FOUND, `node "${req.nodeId}" not found`, 'NODE_NOT_FOUND', { nodeId: req.nodeId });
     return found;
+  }),
+  // The controller passing an agent's refusal on.
+  setNodeKsm: unary((req: cluster.SetNodeKsmRequest) => {
+    throw richError(status.FAILED_PRECONDITION, `node "${req.nodeId}" agent refused: SetKsm: cannot change max_page_sharing`, 'AGENT_REJECTED', {
+      nodeId: req.nodeId,
+      agentReason: 'KNOB_BUSY',
+    });
   }),
   // Pages of at most 2, whatever the client asks: the CLI must follow next_page_token.
   listVms: unary((req: cluster.ListVmsRequest) => {
@@ -214,7 +224,7 @@ describe('vmctl against a fake ClusterService', () => {
 
     const missingNode = await vmctl('node', 'node-9');
     expect(missingNode.code).toBe(1);
-    expect(missingNode.err).toBe('error: NOT_FOUND: node "node-9" not found\n');
+    expect(missingNode.err).toBe('error: NOT_FOUND [NODE_NOT_FOUND]: node "node-9" not found\n');
 
     const noToken = await vmctl('--token', 'wrong', 'nodes');
     expect(noToken.code).toBe(1);
@@ -224,6 +234,12 @@ describe('vmctl against a fake ClusterService', () => {
     expect(unimplemented.code).toBe(3);
     expect(unimplemented.err).toMatch(/^error: UNIMPLEMENTED: .+\n$/);
     expect(unimplemented.err).not.toMatch(/\n\s+at /);
+  });
+
+  it("prints the error's reason beside the message, and the refusing agent's reason after AGENT_REJECTED", async () => {
+    const refused = await vmctl('ksm', 'node-1', '--max-page-sharing', '10');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toBe('error: FAILED_PRECONDITION [AGENT_REJECTED: KNOB_BUSY]: node "node-1" agent refused: SetKsm: cannot change max_page_sharing\n');
   });
 
   it('rejects bad arguments with exit 2 before calling the API', async () => {

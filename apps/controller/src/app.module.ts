@@ -1,6 +1,7 @@
 /** Wires the controller: config, logger and Redis as values, repositories, services, gRPC controllers. */
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import type { Redis } from 'ioredis';
+import { LoggerModule } from 'nestjs-pino';
 import { AgentClientPool } from './agent/agent-client.pool.js';
 import { AgentGateway } from './agent/agent.gateway.js';
 import { LOGGER, type Logger } from './common/logger.js';
@@ -37,6 +38,8 @@ export class AppModule {
   static forRoot(deps: AppDeps): DynamicModule {
     return {
       module: AppModule,
+      // Nest's own log lines through the app's pino logger (nestjs-pino; app.useLogger in main.ts).
+      imports: [LoggerModule.forRoot({ pinoHttp: { logger: deps.logger } })],
       controllers: [ClusterGrpcController, RegistryGrpcController],
       providers: [
         { provide: CONFIG, useValue: deps.config },

@@ -83,7 +83,7 @@ afterAll(async () => {
 });
 
 describe('wiring', () => {
-  it('constructor metadata survives the transform (DI guard, STACK.md G5)', () => {
+  it('constructor metadata survives the transform (DI guard, docs/stack.md G5)', () => {
     expect(Reflect.getMetadata('design:paramtypes', VmService)).toBeDefined();
     expect(Reflect.getMetadata('design:paramtypes', NodeService)).toBeDefined();
     expect(Reflect.getMetadata('design:paramtypes', ClusterGrpcController)).toHaveLength(3);

@@ -17,7 +17,8 @@ import {
   VmNameTakenError,
   VmNotFoundError,
 } from './errors.js';
-import { toGrpcError } from './grpc/grpc-exception.filter.js';
+import { readStatusDetails } from '@vmm/proto';
+import { GrpcExceptionFilter, toRichError } from './grpc/grpc-exception.filter.js';
 
 describe('grpcStatusOf', () => {
   it.each([
@@ -45,25 +46,55 @@ describe('grpcStatusOf', () => {
   });
 });
 
-describe('toGrpcError (the exception filter)', () => {
-  it('maps domain errors with their message', () => {
-    expect(toGrpcError(new VmNotFoundError('vm-1'))).toEqual({
+describe('toRichError (the exception filter)', () => {
+  it('maps domain errors with their message, their code as the reason and their context as metadata', () => {
+    expect(toRichError(new VmNotFoundError('vm-1'))).toEqual({
       code: status.NOT_FOUND,
       message: 'vm "vm-1" not found',
-      details: 'vm "vm-1" not found',
+      reason: 'VM_NOT_FOUND',
+      domain: 'cluster.v1',
+      metadata: { vmId: 'vm-1' },
+      fieldViolations: [],
     });
   });
 
-  it('passes an RpcException carrying a gRPC code through', () => {
-    expect(toGrpcError(new RpcException({ code: status.ABORTED, message: 'x' })).code).toBe(status.ABORTED);
+  it('names the bad field of INVALID_ARGUMENT (BadRequest)', () => {
+    expect(toRichError(new InvalidArgumentError('workload.kind', 'must be set')).fieldViolations).toEqual([
+      { field: 'workload.kind', description: 'must be set' },
+    ]);
+  });
+
+  it("carries an agent's refusal: the agent's reason in metadata, its fields when it passes INVALID_ARGUMENT through", () => {
+    const busy = toRichError(new AgentRejectedError('node-1', status.FAILED_PRECONDITION, 'SetKsm: busy', 'KNOB_BUSY'));
+    expect(busy).toMatchObject({ code: status.FAILED_PRECONDITION, reason: 'AGENT_REJECTED', metadata: { nodeId: 'node-1', agentReason: 'KNOB_BUSY' } });
+    const field = { field: 'knobs.pages_to_scan', description: 'must be an integer in 1..4294967295' };
+    expect(toRichError(new AgentRejectedError('node-1', status.INVALID_ARGUMENT, 'SetKsm: bad', 'INVALID_KNOB', [field])).fieldViolations).toEqual([field]);
+  });
+
+  it('answers in the domain of the service called', () => {
+    expect(toRichError(new NodeNotFoundError('n'), 'agent.v1').domain).toBe('agent.v1');
+  });
+
+  it('passes an RpcException carrying a gRPC code through, with the status name as the reason', () => {
+    expect(toRichError(new RpcException({ code: status.ABORTED, message: 'x' }))).toMatchObject({ code: status.ABORTED, reason: 'ABORTED' });
   });
 
   it('turns anything else into INTERNAL, never UNKNOWN, and logs it', () => {
     const logged: unknown[] = [];
     const logger = { error: (o: unknown) => logged.push(o) } as never;
-    const payload = toGrpcError(new TypeError('boom'), logger);
-    expect(payload.code).toBe(status.INTERNAL);
+    const payload = toRichError(new TypeError('boom'), 'cluster.v1', logger);
+    expect(payload).toMatchObject({ code: status.INTERNAL, reason: 'INTERNAL' });
     expect(payload.message).not.toContain('boom');
     expect(logged).toHaveLength(1);
+  });
+
+  it('the filter sends the details trailer, in the domain of the method path', () => {
+    const host = { getArgByIndex: () => ({ getPath: () => '/agent.v1.RegistryService/Register' }) } as never;
+    let sent: unknown;
+    new GrpcExceptionFilter({ error: () => undefined } as never).catch(new InvalidArgumentError('node_id', 'empty'), host).subscribe({ error: (e: unknown) => (sent = e) });
+    expect(sent).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'node_id: empty' });
+    const details = readStatusDetails(sent);
+    expect(details?.errorInfo).toMatchObject({ reason: 'INVALID_ARGUMENT', domain: 'agent.v1' });
+    expect(details?.badRequest?.fieldViolations.map((v) => v.field)).toEqual(['node_id']);
   });
 });

@@ -1,9 +1,11 @@
 /**
  * Domain errors of the controller. Each carries a stable `code`; `grpcStatusOf` maps codes to gRPC
- * statuses in one place, and the one exception filter (grpc/grpc-exception.filter.ts) uses it.
- * Branch on `code`, never on `message`.
+ * statuses in one place (a Record over ControllerErrorCode: a new code fails to compile until mapped),
+ * and the one exception filter (grpc/grpc-exception.filter.ts) uses it and sends the code as the
+ * error's google.rpc.ErrorInfo reason. Branch on `code`, never on `message`.
  */
 import { status } from '@grpc/grpc-js';
+import type { FieldViolation } from '@vmm/proto';
 
 export type ControllerErrorCode =
   | 'INVALID_ARGUMENT'
@@ -29,14 +31,15 @@ export abstract class ControllerError extends Error {
   }
 }
 
-/** A request field is malformed or out of range; `field` is its proto name. */
+/** A request field is malformed or out of range; `field` is its proto name (path: `workload.kind`). */
 export class InvalidArgumentError extends ControllerError {
   readonly code = 'INVALID_ARGUMENT';
   constructor(
     readonly field: string,
-    reason: string,
+    /** What is wrong with it ("must not be empty"). */
+    readonly description: string,
   ) {
-    super(`${field}: ${reason}`);
+    super(`${field}: ${description}`);
   }
 }
 
@@ -132,13 +135,19 @@ export class AgentUnavailableError extends ControllerError {
   }
 }
 
-/** A node agent refused a request for a reason the caller can act on; `grpcCode` is the agent's status. */
+/**
+ * A node agent refused a request for a reason the caller can act on. `grpcCode` is the agent's status,
+ * `reason` the agent's stable code (its ErrorInfo.reason, e.g. KNOB_BUSY; empty if it sent none) and
+ * `fieldViolations` the fields it named (its BadRequest, as paths of the API request).
+ */
 export class AgentRejectedError extends ControllerError {
   readonly code = 'AGENT_REJECTED';
   constructor(
     readonly nodeId: string,
     readonly grpcCode: status,
     detail: string,
+    readonly reason = '',
+    readonly fieldViolations: readonly FieldViolation[] = [],
   ) {
     super(`node ${JSON.stringify(nodeId)} agent refused: ${detail}`);
   }

@@ -8,8 +8,9 @@ import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import type { Server } from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
-import { createLogger, NestPinoLogger, type Logger } from './common/logger.js';
+import { createLogger, type Logger } from './common/logger.js';
 import { ConfigError, loadControllerConfig, type ControllerConfig } from './config.js';
 import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
 import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
@@ -34,7 +35,8 @@ export async function startController(config: ControllerConfig, logger: Logger):
   try {
     app = await NestFactory.createMicroservice<MicroserviceOptions>(AppModule.forRoot({ config, logger, redis }), {
       transport: Transport.GRPC,
-      logger: new NestPinoLogger(logger),
+      // Held until useLogger below: Nest's start-up lines come out through pino like the rest.
+      bufferLogs: true,
       options: {
         package: ['cluster.v1', 'agent.v1'],
         protoPath: [CLUSTER_PROTO, AGENT_PROTO],
@@ -51,6 +53,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
     redis.disconnect();
     throw error;
   }
+  app.useLogger(app.get(NestPinoLogger));
   app.useGlobalFilters(new GrpcExceptionFilter(logger));
   const redisHealth = followRedis(health, redis, (serving) =>
     serving ? logger.info('redis is back: serving') : logger.warn('redis is unreachable: health NOT_SERVING until it is back'),

@@ -1,4 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { AgentGrpcController } from './grpc/agent.grpc-controller.js';
 import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
@@ -9,6 +11,8 @@ export interface AgentModuleDeps {
   vms: VmManager;
   migrations: MigrationService;
   ksm: KsmService;
+  /** The agent's pino logger, which Nest's own messages go to as well. */
+  log: Logger;
 }
 
 @Module({})
@@ -16,6 +20,8 @@ export class AgentModule {
   static forRoot(deps: AgentModuleDeps): DynamicModule {
     return {
       module: AgentModule,
+      // Nest's own log lines through the agent's pino logger (nestjs-pino; app.useLogger in agent.ts).
+      imports: [LoggerModule.forRoot({ pinoHttp: { logger: deps.log } })],
       controllers: [AgentGrpcController],
       providers: [
         { provide: VmManager, useValue: deps.vms },

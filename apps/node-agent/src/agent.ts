@@ -1,12 +1,12 @@
 import type { INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FramePool, initHashing } from '@vmm/emulator';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AgentModule } from './agent.module.js';
 import type { AgentConfig } from './config.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
 import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
-import { NestPinoLogger } from './logger.js';
 import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
 import { randomUUID } from 'node:crypto';
@@ -56,13 +56,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const migrations = new MigrationService(vms, config, log.child({ component: 'migration' }));
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm }), {
+  const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm, log }), {
     ...agentGrpcOptions(address, health),
-    logger: new NestPinoLogger(log.child({ component: 'nest' })),
+    // Held until useLogger below: Nest's start-up lines come out through pino like the rest.
+    bufferLogs: true,
   });
+  app.useLogger(app.get(NestPinoLogger));
   app.useGlobalFilters(new AgentExceptionFilter(log.child({ component: 'grpc' })));
   await app.listen();
-  log.info({ address, advertiseAddress: config.advertiseAddress, nodeId: config.nodeId }, 'listening');
+  log.info({ address, advertiseAddress: config.advertiseAddress }, 'listening');
 
   const lease = new LeaseGuard(vms, migrations, log.child({ component: 'lease' }), INITIAL_LEASE_MS);
   lease.start();

@@ -1,8 +1,11 @@
 /**
- * Errors of the node agent. Each has a stable `code`; the exception filter
- * (grpc/agent-exception.filter.ts) maps codes (these, and the libs' codes) to gRPC statuses.
+ * Errors of the node agent. Each has a stable `code`, a literal type that AgentErrorCode (at the end)
+ * collects; the exception filter (grpc/agent-exception.filter.ts) maps these codes and the libs' to
+ * gRPC statuses in typed Records, so that a new or renamed code fails to compile until it is mapped.
  * Branch on `code`, never on `message`.
  */
+import type { ErrorCodeOf } from '@vmm/emulator';
+import type * as agentErrors from './errors.js';
 
 /** The environment holds a bad configuration value; the agent refuses to start. */
 export class ConfigError extends Error {
@@ -83,15 +86,19 @@ export class MigrationNotFoundError extends Error {
   }
 }
 
-/** A migration request does not fit the migration's current step (e.g. commit before transfer). */
-export class MigrationStateError extends Error {
+/**
+ * A migration request does not fit the migration's current step (e.g. commit before transfer).
+ * Not the engine's MigrationStateError (@vmm/migration, code INVALID_STATE): this one is the agent's
+ * answer to the controller's request.
+ */
+export class MigrationStepError extends Error {
   readonly code = 'MIGRATION_STATE';
   constructor(
     readonly migrationId: string,
     detail: string,
   ) {
     super(`migration ${migrationId}: ${detail}`);
-    this.name = 'MigrationStateError';
+    this.name = 'MigrationStepError';
   }
 }
 
@@ -155,3 +162,6 @@ export class IncomingLostError extends Error {
     this.name = 'IncomingLostError';
   }
 }
+
+/** Every code an error of the agent itself carries. */
+export type AgentErrorCode = ErrorCodeOf<typeof agentErrors>;

@@ -1,7 +1,10 @@
 /**
- * Errors of the emulator. Each has a stable `code` (callers branch on it, never on `message`);
- * the node agent maps codes to gRPC statuses.
+ * Errors of the emulator. Each has a stable `code` (callers branch on it, never on `message`), a
+ * literal type that EmulatorErrorCode (at the end) collects; the node agent maps every one of them to a
+ * gRPC status in a Record<EmulatorErrorCode, status>, so that a new or renamed code fails to compile
+ * until it is mapped.
  */
+import type * as emulatorErrors from './errors.js';
 
 /** A page number, frame number, byte offset or count is outside its valid range. */
 export class OutOfRangeError extends Error {
@@ -88,3 +91,14 @@ export class CorruptStateError extends Error {
     this.name = 'CorruptStateError';
   }
 }
+
+/**
+ * The codes of the error classes a module exports (`typeof import('./errors.js')`): every exported
+ * class whose instances carry a `code`. Derived, not listed, so that no class can be left out.
+ */
+export type ErrorCodeOf<Module> = InstanceType<
+  Extract<Module[keyof Module], abstract new (...args: never) => { readonly code: string }>
+>['code'];
+
+/** Every code an emulator error carries. */
+export type EmulatorErrorCode = ErrorCodeOf<typeof emulatorErrors>;

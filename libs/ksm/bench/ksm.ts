@@ -1,12 +1,12 @@
 /**
- * npm run bench:ksm — same-page merging over emulator memory (BENCH.md, bench `ksm`).
+ * npm run bench:ksm — same-page merging over emulator memory (docs/benchmarks.md, bench `ksm`).
  *
  * Every repetition runs in a fresh child process (`node --expose-gc ksm.js --rep <case>`), so that RSS
  * figures start from a clean heap; the parent prints one JSON line per case with the medians of its
  * repetitions and reps/min/max of the headline figure (pages_per_cpu_second). Progress goes to stderr.
  *
  * Cases:
- * - linux-2x1g-ws256: ANCHORS.md's Linux case, two 1 GiB guests with identical 256 MiB working sets,
+ * - linux-2x1g-ws256: the Linux KSM case of docs/benchmarks.md, two 1 GiB guests with identical 256 MiB working sets,
  *   scanned back to back (no sleep) to measure ksmd's CPU cost; the checksum cache is on (see below).
  * - linux-2x1g-ws256-nocache: the same with every checksum computed from the bytes, as Linux does.
  * - linux-2x1g-ws256-ksmd: the same guests with Linux's knobs on the timer (pages_to_scan 1000,
@@ -46,7 +46,7 @@ const CASES: Record<string, CaseSpec> = {
 };
 const BUSY_WORKING_SET_PAGES = 4096; // hot/cold over the first 16 MiB of the image
 const MAX_FULL_SCANS = 10;
-/** ANCHORS.md: Linux ksmd scans about 200k pages per CPU-second. */
+/** docs/benchmarks.md: Linux ksmd scans about 200k pages per CPU-second. */
 const LINUX_PAGES_PER_CPU_SECOND = 200_000;
 
 function workingSet(mib: number): (mem: GuestMemory) => void {

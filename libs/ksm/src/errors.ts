@@ -1,7 +1,10 @@
 /**
- * Errors of the KSM library. Each has a stable `code` (callers branch on it, never on `message`);
- * the node agent maps codes to gRPC statuses.
+ * Errors of the KSM library. Each has a stable `code` (callers branch on it, never on `message`), a
+ * literal type that KsmErrorCode (at the end) collects; the node agent maps every one of them to a gRPC
+ * status in a Record<KsmErrorCode, status>, so that a new or renamed code fails to compile until mapped.
  */
+import type { ErrorCodeOf } from '@vmm/emulator';
+import type * as ksmErrors from './errors.js';
 
 /** A knob was set to a value Linux would reject with EINVAL (e.g. run=3, pages_to_scan=0, max_page_sharing=1). */
 export class InvalidKnobError extends Error {
@@ -75,3 +78,6 @@ export class InvalidPidError extends Error {
     this.name = 'InvalidPidError';
   }
 }
+
+/** Every code a KSM error carries. */
+export type KsmErrorCode = ErrorCodeOf<typeof ksmErrors>;

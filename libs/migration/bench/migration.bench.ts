@@ -30,7 +30,7 @@ function describe(err: unknown): string {
 }
 const POLICIES = ['default', 'auto-converge', 'xbzrle'] as const;
 type PolicyName = (typeof POLICIES)[number];
-/** The XBZRLE cache QEMU was measured with in ANCHORS.md (its default is 64 MiB). */
+/** The XBZRLE cache QEMU was measured with in docs/benchmarks.md (its default is 64 MiB). */
 const XBZRLE_CACHE_MIB = 256;
 const WARMUP_MS = 300;
 

@@ -4,7 +4,7 @@
  * Measured at the receiver: first byte → last byte of round 0's pages (engine; pages are applied as they
  * arrive, so this is the receiver's pace), first → last byte
  * (raw socket moving the same number of bytes). Interleaved, median of --reps (15: the raw baseline alone swings 1.4–3.4 GB/s between repetitions here, and 5-rep medians of the ratio scattered 0.72–1.43).
- * One JSON line per case on stdout (BENCH.md), logs on stderr.
+ * One JSON line per case on stdout (docs/benchmarks.md), logs on stderr.
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';

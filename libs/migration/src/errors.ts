@@ -1,7 +1,13 @@
 /**
- * Every error the migration engine throws. Each has a stable `code` to branch on (never the message).
+ * Every error the migration engine throws. Each has a stable `code` to branch on (never the message),
+ * a literal type that MigrationErrorCode (at the end) collects; the node agent maps every one of them
+ * to a gRPC status in a Record<MigrationErrorCode, status>, so that a new or renamed code fails to
+ * compile until it is mapped.
  * Pure: no Node imports, so the controller may import it next to the phase model.
  */
+import type { ErrorCodeOf } from '@vmm/emulator';
+import type * as migrationErrors from './errors.js';
+
 export { InvalidPhaseTransitionError } from './phase.js';
 
 /** A policy field is negative, non-finite, or fractional where an integer is required. */
@@ -125,3 +131,6 @@ export class MigrationStateError extends Error {
     this.name = 'MigrationStateError';
   }
 }
+
+/** Every code a migration engine error carries (InvalidPhaseTransitionError's too, re-exported above). */
+export type MigrationErrorCode = ErrorCodeOf<typeof migrationErrors>;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterArgs, UsageError } from './args.js';
 
 describe('parseClusterArgs', () => {
-  it('has the defaults of API.md', () => {
+  it('has the defaults of docs/api.md', () => {
     expect(parseClusterArgs([])).toMatchObject({
       agents: 3,
       port: 50051,

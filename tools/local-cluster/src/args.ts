@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { HYPERVISORS, type Hypervisor } from './cluster-env.js';
 
-/** What `npm run cluster -- …` accepts (API.md, "A local cluster for clients and tests" and "version 2"). */
+/** What `npm run cluster -- …` accepts (docs/api.md, "A local cluster for clients and tests" and "version 2"). */
 export interface ClusterArgs {
   agents: number;
   port: number;

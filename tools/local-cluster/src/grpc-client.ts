@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { cluster } from '@vmm/proto';
 
-/** Metadata carrying `authorization: Bearer <token>`, as API.md's authentication section requires. */
+/** Metadata carrying `authorization: Bearer <token>`, as docs/api.md's authentication section requires. */
 export function bearerMetadata(token: string): Metadata {
   const md = new Metadata();
   md.set('authorization', `Bearer ${token}`);

@@ -92,7 +92,7 @@ export function shortId(id: string): string {
   return id.length > 12 ? id.slice(-8) : id;
 }
 
-/** `VM_STATE_RUNNING` → `RUNNING`: the enum's prefix stripped for display, as API.md writes it. */
+/** `VM_STATE_RUNNING` → `RUNNING`: the enum's prefix stripped for display, as docs/api.md writes it. */
 export function stripEnumPrefix(value: string, prefix: string): string {
   return value.startsWith(prefix) ? value.slice(prefix.length) : value;
 }

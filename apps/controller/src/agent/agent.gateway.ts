@@ -1,10 +1,22 @@
 /**
  * Calls to node agents (AgentService), with deadlines, turning grpc-js failures into domain errors:
- * unreachable → AgentUnavailableError, a refusal about the request → AgentRejectedError.
+ * unreachable → AgentUnavailableError, a refusal about the request → AgentRejectedError, which
+ * carries the agent's stable code as read from the rich error details of its answer (ErrorInfo.reason
+ * in the grpc-status-details-bin trailer), never parsed out of the message text.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { connectivityState, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { agent, type cluster } from '@vmm/proto';
+import {
+  agent,
+  readStatusDetails,
+  unaryCall,
+  type BadRequest,
+  type cluster,
+  type FieldViolation,
+  type UnaryMethodName,
+  type UnaryRequest,
+  type UnaryResponse,
+} from '@vmm/proto';
 import type { NodeRecord } from '../common/model.js';
 import { AgentRejectedError, AgentUnavailableError, NotImplementedError } from '../errors.js';
 import type { CommitAttempt } from '../migration/migration-steps.js';
@@ -28,12 +40,8 @@ const UNAVAILABLE_CODES = new Set<status>([
   status.INTERNAL,
 ]);
 
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: { deadline: number },
-  callback: (error: ServiceError | null, response: Res) => void,
-) => unknown;
+type AgentMethod = UnaryMethodName<agent.AgentServiceClient>;
+type Client = agent.AgentServiceClient;
 
 @Injectable()
 export class AgentGateway {
@@ -46,13 +54,13 @@ export class AgentGateway {
   }
 
   createVm(node: NodeRecord, spec: agent.VmSpec): Promise<agent.VmStatus> {
-    return this.call(node, 'CreateVm', (c) => c.createVm.bind(c) as UnaryMethod<agent.CreateVmRequest, agent.VmStatus>, { spec }, CREATE_VM_DEADLINE_MS);
+    return this.call(node, 'createVm', { spec }, CREATE_VM_DEADLINE_MS);
   }
 
   /** Resolves also when the agent no longer has the VM (NOT_FOUND): deletion is idempotent. */
   async deleteVm(node: NodeRecord, vmId: string): Promise<void> {
     try {
-      await this.call(node, 'DeleteVm', (c) => c.deleteVm.bind(c) as UnaryMethod<agent.DeleteVmRequest, agent.DeleteVmResponse>, { vmId }, AGENT_CALL_DEADLINE_MS);
+      await this.call(node, 'deleteVm', { vmId }, AGENT_CALL_DEADLINE_MS);
     } catch (error) {
       if (error instanceof AgentRejectedError && error.grpcCode === status.NOT_FOUND) return;
       throw error;
@@ -61,7 +69,7 @@ export class AgentGateway {
 
   async setKsm(node: NodeRecord, knobs: cluster.KsmKnobs): Promise<agent.SetKsmResponse> {
     try {
-      return await this.call(node, 'SetKsm', (c) => c.setKsm.bind(c) as UnaryMethod<agent.SetKsmRequest, agent.SetKsmResponse>, { knobs }, AGENT_CALL_DEADLINE_MS);
+      return await this.call(node, 'setKsm', { knobs }, AGENT_CALL_DEADLINE_MS);
     } catch (error) {
       if (error instanceof AgentRejectedError && error.grpcCode === status.UNIMPLEMENTED) {
         throw new NotImplementedError(`SetKsm on node ${node.nodeId}`);
@@ -71,11 +79,11 @@ export class AgentGateway {
   }
 
   prepareIncoming(node: NodeRecord, req: agent.PrepareIncomingRequest): Promise<agent.PrepareIncomingResponse> {
-    return this.call(node, 'PrepareIncoming', (c) => c.prepareIncoming.bind(c) as UnaryMethod<agent.PrepareIncomingRequest, agent.PrepareIncomingResponse>, req, CREATE_VM_DEADLINE_MS);
+    return this.call(node, 'prepareIncoming', req, CREATE_VM_DEADLINE_MS);
   }
 
   commitIncoming(node: NodeRecord, req: agent.CommitIncomingRequest): Promise<agent.CommitIncomingResponse> {
-    return this.call(node, 'CommitIncoming', (c) => c.commitIncoming.bind(c) as UnaryMethod<agent.CommitIncomingRequest, agent.CommitIncomingResponse>, req, 20_000);
+    return this.call(node, 'commitIncoming', req, 20_000);
   }
 
   /**
@@ -98,11 +106,11 @@ export class AgentGateway {
   }
 
   async releaseOutgoing(node: NodeRecord, req: agent.ReleaseOutgoingRequest): Promise<void> {
-    await this.call(node, 'ReleaseOutgoing', (c) => c.releaseOutgoing.bind(c) as UnaryMethod<agent.ReleaseOutgoingRequest, agent.ReleaseOutgoingResponse>, req, AGENT_CALL_DEADLINE_MS);
+    await this.call(node, 'releaseOutgoing', req, AGENT_CALL_DEADLINE_MS);
   }
 
   async abortMigration(node: NodeRecord, req: agent.AbortMigrationRequest): Promise<void> {
-    await this.call(node, 'AbortMigration', (c) => c.abortMigration.bind(c) as UnaryMethod<agent.AbortMigrationRequest, agent.AbortMigrationResponse>, req, AGENT_CALL_DEADLINE_MS);
+    await this.call(node, 'abortMigration', req, AGENT_CALL_DEADLINE_MS);
   }
 
   /**
@@ -141,10 +149,7 @@ export class AgentGateway {
           });
           s.on('end', () => chain.then(() => (progressError === undefined ? resolve(last) : reject(progressError))));
           s.on('error', (error: ServiceError) => {
-            const detail = `StartOutgoing: ${error.details || error.message}`;
-            const mapped = UNAVAILABLE_CODES.has(error.code)
-              ? new AgentUnavailableError(node.nodeId, detail)
-              : new AgentRejectedError(node.nodeId, error.code, detail);
+            const mapped = agentCallError(node.nodeId, 'StartOutgoing', error);
             void chain.then(() => reject(mapped));
           });
         }),
@@ -156,26 +161,20 @@ export class AgentGateway {
     return { done, cancel };
   }
 
-  private call<Req, Res>(
+  private async call<K extends AgentMethod>(
     node: NodeRecord,
-    method: string,
-    pick: (client: agent.AgentServiceClient) => UnaryMethod<Req, Res>,
-    request: Req,
+    method: K,
+    request: UnaryRequest<Client[K]>,
     deadlineMs: number,
-  ): Promise<Res> {
+  ): Promise<UnaryResponse<Client[K]>> {
     const startedAtMs = Date.now();
-    return this.connected(node, deadlineMs).then(
-      (client) =>
-        new Promise<Res>((resolve, reject) => {
-          // waitForReady also covers a connection lost between the check and the call.
-          pick(client)(request, waitForReady(), { deadline: startedAtMs + deadlineMs }, (error, response) => {
-            if (!error) return resolve(response);
-            const detail = `${method}: ${error.details || error.message}`;
-            if (UNAVAILABLE_CODES.has(error.code)) reject(new AgentUnavailableError(node.nodeId, detail));
-            else reject(new AgentRejectedError(node.nodeId, error.code, detail));
-          });
-        }),
-    );
+    const client = await this.connected(node, deadlineMs);
+    try {
+      // waitForReady also covers a connection lost between the check and the call.
+      return await unaryCall(client, method, request, { metadata: waitForReady(), deadline: startedAtMs + deadlineMs });
+    } catch (error) {
+      throw agentCallError(node.nodeId, rpcName(method), error as ServiceError);
+    }
   }
 
   /**
@@ -203,4 +202,31 @@ export class AgentGateway {
  */
 function waitForReady(): Metadata {
   return new Metadata({ waitForReady: true });
+}
+
+/** `createVm` → `CreateVm`: the rpc's name in the .proto, for messages. */
+function rpcName(method: string): string {
+  return method.charAt(0).toUpperCase() + method.slice(1);
+}
+
+/**
+ * A failed call to an agent as a domain error: unreachable (or broken) → AgentUnavailableError; a
+ * refusal → AgentRejectedError with the agent's code (ErrorInfo.reason) and the fields it named.
+ */
+function agentCallError(nodeId: string, rpc: string, error: ServiceError): AgentUnavailableError | AgentRejectedError {
+  const detail = `${rpc}: ${error.details || error.message}`;
+  if (UNAVAILABLE_CODES.has(error.code)) return new AgentUnavailableError(nodeId, detail);
+  const details = readStatusDetails(error);
+  return new AgentRejectedError(nodeId, error.code, detail, details?.errorInfo?.reason ?? '', apiFieldViolations(details?.badRequest));
+}
+
+/**
+ * The agent's bad fields as paths of the API request: an agent request carries the VM's fields under
+ * `spec` (VmSpec mirrors CreateVmRequest), other fields (`knobs.*`) are named as in the API already.
+ */
+function apiFieldViolations(badRequest: BadRequest | undefined): FieldViolation[] {
+  return (badRequest?.fieldViolations ?? []).map((v) => ({
+    field: v.field.startsWith('spec.') ? v.field.slice('spec.'.length) : v.field,
+    description: v.description,
+  }));
 }

@@ -1,5 +1,5 @@
 /**
- * `bench:scheduler` (BENCH.md): placement throughput of the pure scheduler, of the atomic Redis
+ * `bench:scheduler` (docs/benchmarks.md): placement throughput of the pure scheduler, of the atomic Redis
  * reservation, and of CreateVm over gRPC against an in-process controller with fake agents.
  * One JSON line per case on stdout; progress on stderr.
  *

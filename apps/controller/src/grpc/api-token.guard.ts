@@ -1,5 +1,5 @@
 /**
- * Bearer-token authentication of ClusterService calls (API.md): with API_TOKENS set, each call must
+ * Bearer-token authentication of ClusterService calls (docs/api.md): with API_TOKENS set, each call must
  * carry `authorization: Bearer <token>` with one of them. Registry, health and reflection are open.
  */
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';

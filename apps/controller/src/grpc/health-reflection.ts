@@ -1,6 +1,6 @@
 /**
  * grpc.health.v1.Health and server reflection (v1 and v1alpha) on the Nest gRPC server, attached
- * through Nest's onLoadPackageDefinition hook (STACK.md §5).
+ * through Nest's onLoadPackageDefinition hook (docs/stack.md §5).
  */
 import type { Server } from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';

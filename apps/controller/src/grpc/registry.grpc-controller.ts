@@ -2,25 +2,28 @@
  * agent.v1.RegistryService: agents register and stream reports; each report is answered by a
  * ReportAck on the same stream. Unauthenticated for now (agent ↔ controller auth comes with mutual
  * TLS). Reports are applied one at a time, in order.
+ *
+ * StreamReports is served as a raw call (see WithRawStreamCalls), so the generated decorator, which
+ * would bind it as an Observable stream, is replaced by @GrpcMethod/@GrpcStreamCall with the service
+ * name only: each binds the rpc named as its method, and the interface checks those names.
  */
 import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import type { agent } from '@vmm/proto';
+import { AGENT_ERROR_DOMAIN, toServerError, type agent } from '@vmm/proto';
+import { REGISTRY_SERVICE_NAME, type RegistryServiceController, type WithRawStreamCalls } from '@vmm/proto/nest';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { toGrpcError } from './grpc-exception.filter.js';
-
-const SERVICE = 'RegistryService';
+import { toRichError } from './grpc-exception.filter.js';
 
 @Controller()
-export class RegistryGrpcController {
+export class RegistryGrpcController implements WithRawStreamCalls<RegistryServiceController, 'streamReports'> {
   constructor(
     @Inject(RegistryService) private readonly registry: RegistryService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  @GrpcMethod(SERVICE, 'Register')
+  @GrpcMethod(REGISTRY_SERVICE_NAME)
   register(req: agent.RegisterRequest): Promise<agent.RegisterResponse> {
     return this.registry.register(req);
   }
@@ -30,15 +33,14 @@ export class RegistryGrpcController {
    * while a report is being applied, so a fast agent cannot pile reports up in memory. An unknown
    * node ends the call with NOT_FOUND: the agent must register again.
    */
-  @GrpcStreamCall(SERVICE, 'StreamReports')
+  @GrpcStreamCall(REGISTRY_SERVICE_NAME)
   streamReports(call: ServerDuplexStream<agent.StreamReportsRequest, agent.ReportAck>): void {
     let settled = false;
     const finish = (error: unknown) => {
       if (settled) return;
       settled = true;
       if (error) {
-        const payload = toGrpcError(error, this.logger);
-        call.emit('error', { code: payload.code, details: payload.details });
+        call.emit('error', toServerError(toRichError(error, AGENT_ERROR_DOMAIN, this.logger)));
       } else {
         call.end();
       }

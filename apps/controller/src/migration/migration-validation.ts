@@ -1,4 +1,4 @@
-/** MigrateVm request validation (API.md): pure checks of the policy fields. */
+/** MigrateVm request validation (docs/api.md): pure checks of the policy fields. */
 import type { cluster } from '@vmm/proto';
 import { InvalidArgumentError } from '../errors.js';
 import type { MigrationRecord } from './migration-record.js';

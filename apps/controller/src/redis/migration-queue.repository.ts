@@ -77,7 +77,7 @@ export class MigrationQueueRepository implements OnModuleDestroy {
   }
 
   startWorker(processor: MigrationProcessor): void {
-    // BullMQ blocks on this connection; it must not retry commands on its own (STACK.md §6).
+    // BullMQ blocks on this connection; it must not retry commands on its own (docs/stack.md §6).
     this.workerConnection = new Redis(this.config.redisUrl, { maxRetriesPerRequest: null });
     this.workerConnection.on('error', (err) => this.logger.warn({ err: err.message }, 'migration worker redis error'));
     this.worker = new Worker<MigrationJobData>(

@@ -3,7 +3,7 @@ import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
 import { expectedMigrationPages, LINK_PAGES_PER_SEC, pickVmToEvacuate } from './migration-cost.js';
 
-const vm = (id: string, residentPages: number, dirtyRatePagesPerSec = 0, state = cluster.VmState.VM_STATE_RUNNING) =>
+const vm = (id: string, residentPages: number, dirtyRatePagesPerSec = 0, state: cluster.VmState = cluster.VmState.VM_STATE_RUNNING) =>
   ({ vmId: id, residentPages, dirtyRatePagesPerSec, state }) as VmRecord;
 
 describe('expectedMigrationPages', () => {

@@ -1,5 +1,5 @@
 /**
- * CreateVm request validation (API.md status table): every malformed field is INVALID_ARGUMENT
+ * CreateVm request validation (docs/api.md status table): every malformed field is INVALID_ARGUMENT
  * naming the proto field. Pure: the largest node's capacity is passed in.
  */
 import { cluster } from '@vmm/proto';

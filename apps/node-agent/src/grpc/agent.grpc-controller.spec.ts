@@ -5,7 +5,7 @@ import { MigrationService } from '../migration/migration.service.js';
 import { VmManager } from '../vm/vm-manager.js';
 import { AgentGrpcController } from './agent.grpc-controller.js';
 
-// Missing decorator metadata fails silently in Nest (STACK.md G5): guard both ways DI can resolve.
+// Missing decorator metadata fails silently in Nest (docs/stack.md G5): guard both ways DI can resolve.
 describe('AgentGrpcController DI metadata', () => {
   it('has design:paramtypes from the transformer', () => {
     expect(Reflect.getMetadata('design:paramtypes', AgentGrpcController)).toEqual([VmManager, MigrationService, KsmService]);

@@ -15,7 +15,7 @@ export function createHealth(): HealthImplementation {
 
 /**
  * Nest gRPC transport options for the agent: agent.v1 on `url`, plus grpc.health.v1.Health and server
- * reflection on the same server (reflection lists agent.v1 and health, as API.md asks of every server).
+ * reflection on the same server (reflection lists agent.v1 and health, as docs/api.md asks of every server).
  */
 export function agentGrpcOptions(url: string, health: HealthImplementation): GrpcOptions {
   return {

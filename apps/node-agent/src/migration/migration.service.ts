@@ -8,7 +8,7 @@ import {
   IncomingLostError,
   InvalidRequestError,
   MigrationNotFoundError,
-  MigrationStateError,
+  MigrationStepError,
   VmBusyError,
   VmFencedError,
 } from '../errors.js';
@@ -87,14 +87,14 @@ export class MigrationService {
     requireToken(request.token);
     const existing = this.incoming.get(request.migrationId);
     if (existing && existing.state !== 'discarded') {
-      if (existing.state === 'committed') throw new MigrationStateError(request.migrationId, 'already committed');
+      if (existing.state === 'committed') throw new MigrationStepError(request.migrationId, 'already committed');
       // A retry, possibly while the first call is still opening the listener.
       return { dataAddress: await existing.open() };
     }
     // Before a commit another incoming copy is harmless (it is paused and not the VM); after one it is not.
     const remembered = this.ledger.get(request.migrationId);
     if (remembered && (remembered.state === 'COMMITTED' || remembered.state === 'RESUMED')) {
-      throw new MigrationStateError(request.migrationId, `cannot prepare again: this node's end is ${remembered.state}`);
+      throw new MigrationStepError(request.migrationId, `cannot prepare again: this node's end is ${remembered.state}`);
     }
     const entry = this.vms.create(request.spec ?? undefined, { incoming: true });
     const migrationId = request.migrationId;
@@ -137,12 +137,12 @@ export class MigrationService {
     if (existing?.state === 'ready') return new Observable((s) => (s.next(finalMessage(existing, undefined)), s.complete()));
     if (request.reattach) {
       const end = this.ledger.get(migrationId);
-      throw new MigrationStateError(migrationId, `cannot re-attach: this node's end is ${existing?.state ?? end?.state ?? 'unknown'}`);
+      throw new MigrationStepError(migrationId, `cannot re-attach: this node's end is ${existing?.state ?? end?.state ?? 'unknown'}`);
     }
     if (existing?.state === 'sending') throw new VmBusyError(existing.vmId, `migration ${migrationId} is in flight`);
     // A transfer that rolled back may start again (the VM runs here); a released or lost one may not.
     const remembered = this.ledger.get(migrationId);
-    if (remembered && remembered.state !== 'ABORTED') throw new MigrationStateError(migrationId, `cannot start again: this node's end is ${remembered.state}`);
+    if (remembered && remembered.state !== 'ABORTED') throw new MigrationStepError(migrationId, `cannot start again: this node's end is ${remembered.state}`);
     const entry = this.vms.require(request.vmId);
     if (entry.role !== 'none') throw new VmBusyError(request.vmId, 'it is already migrating');
     if (entry.vm.state === 'stopped') throw new VmBusyError(request.vmId, 'it is stopped');
@@ -231,7 +231,7 @@ export class MigrationService {
       throw new MigrationNotFoundError(migrationId);
     }
     if (runner.state !== 'ready' && runner.state !== 'committed') {
-      throw new MigrationStateError(migrationId, `cannot commit: incoming migration is ${runner.state}`);
+      throw new MigrationStepError(migrationId, `cannot commit: incoming migration is ${runner.state}`);
     }
     const entry = this.vms.get(runner.vmId);
     if (!entry) throw new IncomingLostError(migrationId, 'its VM is gone');

@@ -6,7 +6,7 @@ import {
   type PartialMigrationPolicy,
 } from '@vmm/migration';
 import type { Logger } from 'pino';
-import { MigrationStateError } from '../errors.js';
+import { MigrationStepError } from '../errors.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
 /**
@@ -109,11 +109,11 @@ export class SourceRunner {
     }
   }
 
-  /** @throws MigrationStateError unless the transfer is verified (or already released) */
+  /** @throws MigrationStepError unless the transfer is verified (or already released) */
   assertReleasable(): void {
     if (this.current === 'released') return;
     if (this.current !== 'ready' || !this.result) {
-      throw new MigrationStateError(this.migrationId, `cannot release: outgoing migration is ${this.current}`);
+      throw new MigrationStepError(this.migrationId, `cannot release: outgoing migration is ${this.current}`);
     }
   }
 
@@ -128,7 +128,7 @@ export class SourceRunner {
   /** Before the commit: stops the transfer (or leaves ready) and resumes the source VM. */
   abort(reason: string): void {
     if (this.current === 'released') {
-      throw new MigrationStateError(this.migrationId, 'cannot abort: the source copy was released');
+      throw new MigrationStepError(this.migrationId, 'cannot abort: the source copy was released');
     }
     if (this.current === 'sending') {
       // The engine rolls back (resumes the VM) and run() settles as rolled-back.

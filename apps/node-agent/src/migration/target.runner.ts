@@ -7,7 +7,7 @@ import {
   type IncomingResult,
 } from '@vmm/migration';
 import type { Logger } from 'pino';
-import { MigrationStateError } from '../errors.js';
+import { MigrationStepError } from '../errors.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
 /**
@@ -126,12 +126,12 @@ export class TargetRunner {
 
   /**
    * Resumes the VM under the committed epoch. Idempotent once committed.
-   * @throws MigrationStateError before the transfer was verified, or after a discard
+   * @throws MigrationStepError before the transfer was verified, or after a discard
    */
   commit(): number {
     if (this.current === 'committed') return this.resumedAtMs;
     if (this.current !== 'ready' || !this.result) {
-      throw new MigrationStateError(this.migrationId, `cannot commit: incoming migration is ${this.current}`);
+      throw new MigrationStepError(this.migrationId, `cannot commit: incoming migration is ${this.current}`);
     }
     this.transition('committed');
     this.resumedAtMs = this.result.commit().resumedAtMs;
@@ -141,7 +141,7 @@ export class TargetRunner {
   /** Discards the incoming VM (any state before commit). Idempotent. */
   abort(reason: string): void {
     if (this.current === 'committed') {
-      throw new MigrationStateError(this.migrationId, 'cannot abort: the incoming VM was committed');
+      throw new MigrationStepError(this.migrationId, 'cannot abort: the incoming VM was committed');
     }
     this.discard(new Error(`aborted: ${reason}`));
   }

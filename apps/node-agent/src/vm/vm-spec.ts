@@ -75,7 +75,7 @@ export function validateVmSpec(spec: agent.VmSpec | undefined, limits: VmLimits)
   return { spec: clean, memoryMib, vcpus, image: image.name, workload };
 }
 
-/** A missing workload means an idle guest; an unspecified kind is an error (API.md). */
+/** A missing workload means an idle guest; an unspecified kind is an error (docs/api.md). */
 function toWorkloadConfig(workload: cluster.Workload | undefined, memoryMib: number): WorkloadConfig {
   if (!workload) return { kind: 'idle', dirtyRatePagesPerSec: 0, workingSetPages: memoryMib * PAGES_PER_MIB, seed: 0 };
   const kind = workloadKinds[workload.kind];

@@ -51,7 +51,7 @@ export const XBZRLE_RECORD_HEADER_BYTES = 6;
 /** Bytes per socket read on the receiving end (transport.ts reads into one reused buffer this big). */
 export const SOCKET_READ_BUFFER_BYTES = 256 * 1024;
 
-/** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, STACK.md §8). */
+/** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, docs/stack.md §8). */
 export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
 
 /** Largest payload accepted per type; anything bigger is a protocol error, so the parser never buffers unbounded data. */
