@@ -95,8 +95,8 @@ export class MigrationQueueRepository implements OnModuleDestroy {
         concurrency: this.config.maxMigrationsCluster,
         // A controller that dies mid-migration: its job is picked up again after the lock expires, as
         // often as it takes (and ensureQueued() replaces a job BullMQ gave up on anyway).
-        lockDuration: 15_000,
-        stalledInterval: 5_000,
+        lockDuration: 5_000,
+        stalledInterval: 2_000,
         maxStalledCount: 1_000_000,
       },
     );
