@@ -4,14 +4,20 @@
  */
 export { InvalidPhaseTransitionError } from './phase.js';
 
-/** A policy field is negative, non-finite, or fractional where an integer is required. */
+/**
+ * A policy field (or a configured default) is out of its range, non-finite, fractional where a whole
+ * number is required, or of the wrong type (policy.ts holds the ranges). `field` is the camelCase
+ * name, `protoField` the cluster.v1 name a client sent (the same for defaults, which have none).
+ */
 export class InvalidPolicyError extends Error {
   readonly code = 'INVALID_POLICY';
   constructor(
     readonly field: string,
     readonly value: unknown,
+    readonly reason: string = 'out of range',
+    readonly protoField: string = field,
   ) {
-    super(`invalid migration policy: ${field}=${String(value)}`);
+    super(`invalid migration policy: ${protoField}=${String(value)}: ${reason}`);
     this.name = 'InvalidPolicyError';
   }
 }
