@@ -8,3 +8,4 @@ export { MigrationSender, DEFAULT_SWITCH_OVER_OVERHEAD_MS, type SenderOptions, t
 export { MigrationReceiver, HELLO_TIMEOUT_MARGIN_MS, tokenMatches, type ReceiverOptions, type IncomingResult } from './receiver.js';
 export { listenForIncoming, connectOutgoing, parseAddress, type ListenOptions, type IncomingListener, type AcceptedConnection } from './transport.js';
 export { PROTOCOL_VERSION, FrameType, type HelloPayload } from './wire/frame.js';
+export * from './switch-over.js';

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { ConnectionLostError, MigrationCancelledError, ProtocolError, TokenMismatchError } from './errors.js';
 import { readTargetOf } from './read-target.js';
-import { tokenMatches } from './receiver.js';
+import { tokenMatches } from './token.js';
 import { FrameParser, decodeJson, encodeError } from './wire/codec.js';
 import { FrameType, SOCKET_READ_BUFFER_BYTES, type HelloPayload } from './wire/frame.js';
 
