@@ -9,3 +9,4 @@ export { MigrationReceiver, HELLO_TIMEOUT_MARGIN_MS, tokenMatches, type Receiver
 export { listenForIncoming, connectOutgoing, parseAddress, type ListenOptions, type IncomingListener, type AcceptedConnection } from './transport.js';
 export { PROTOCOL_VERSION, FrameType, type HelloPayload } from './wire/frame.js';
 export * from './switch-over.js';
+export { assertFencingEpoch } from './fencing-epoch.js';

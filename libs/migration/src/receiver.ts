@@ -7,6 +7,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { initHashing, type VirtualMachine } from '@vmm/emulator';
+import { DEFAULT_IDLE_TIMEOUT_MS, checkTimeoutOption } from './data-plane-limits.js';
 import type { ReceiverStats } from './progress.js';
 import { ReadyToCommit } from './ready-result.js';
 import { IncomingRun, type Verified } from './receiver/incoming-run.js';
@@ -29,6 +30,11 @@ export interface ReceiverOptions {
    * policy is what bounds the transfer.
    */
   timeoutMs?: number;
+  /**
+   * No byte either way on the connection for this long after HELLO_ACK fails the migration with
+   * CONNECTION_IDLE, in ms; 0 = no bound. Default DEFAULT_IDLE_TIMEOUT_MS (30 s).
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface IncomingResult {
@@ -46,7 +52,11 @@ export interface IncomingResult {
 export class MigrationReceiver {
   private readonly stats: ReceiverStats = { rounds: 0, pagesRaw: 0, bytesInPlace: 0, pagesZero: 0, pagesXbzrle: 0, bytesReceived: 0 };
 
-  constructor(private readonly opts: ReceiverOptions) {}
+  private readonly idleTimeoutMs: number;
+
+  constructor(private readonly opts: ReceiverOptions) {
+    this.idleTimeoutMs = checkTimeoutOption('idleTimeoutMs', opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, true);
+  }
 
   /**
    * Receives one migration on `connection`.
@@ -56,7 +66,8 @@ export class MigrationReceiver {
   async run(connection: Duplex, hello?: HelloPayload): Promise<IncomingResult> {
     const { vm, migrationId, token, signal } = this.opts;
     await initHashing();
-    const run = new IncomingRun({ vm, migrationId, token, signal, timeoutMs: this.opts.timeoutMs ?? 0 }, connection, this.stats, hello);
+    const options = { vm, migrationId, token, signal, timeoutMs: this.opts.timeoutMs ?? 0, idleTimeoutMs: this.idleTimeoutMs };
+    const run = new IncomingRun(options, connection, this.stats, hello);
     try {
       if (hello) run.acceptListenerHello(hello);
       const verified = await untilAborted(run.verified, run.session.signal);

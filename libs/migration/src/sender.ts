@@ -8,6 +8,7 @@
 import type { Duplex } from 'node:stream';
 import { initHashing, type VirtualMachine } from '@vmm/emulator';
 import { AutoConverge } from './convergence.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, checkTimeoutOption, switchOverTimeoutMsFor } from './data-plane-limits.js';
 import { MigrationStateError } from './errors.js';
 import { assertTransition, type MigrationPhase } from './phase.js';
 import { resolvePolicy, type MigrationPolicy, type PartialMigrationPolicy } from './policy.js';
@@ -41,6 +42,17 @@ export interface SenderOptions {
    * the expected downtime. Default DEFAULT_SWITCH_OVER_OVERHEAD_MS (an in-process commit).
    */
   switchOverOverheadMs?: number;
+  /**
+   * No byte either way on the connection for this long after HELLO_ACK fails the migration with
+   * CONNECTION_IDLE, in ms; 0 = no bound. Default DEFAULT_IDLE_TIMEOUT_MS (30 s).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * The source stays paused at most this long, in ms, before the target's VERIFIED; then the sender
+   * rolls back (SWITCHOVER_TIMEOUT) and the source resumes. Once VERIFIED arrived the source never
+   * resumes by itself. Default switchOverTimeoutMsFor(downtime limit): 10 s, or 10× the limit if longer.
+   */
+  switchOverTimeoutMs?: number;
 }
 
 /** Ready to commit: the target holds a verified copy; the source is paused, not destroyed. */
@@ -70,9 +82,13 @@ export class MigrationSender {
     const overhead = opts.switchOverOverheadMs ?? DEFAULT_SWITCH_OVER_OVERHEAD_MS;
     if (!Number.isFinite(overhead) || overhead < 0) throw new MigrationStateError(`switchOverOverheadMs must be ≥ 0, got ${overhead}`);
     this.switchOverOverheadMs = overhead;
+    this.idleTimeoutMs = checkTimeoutOption('idleTimeoutMs', opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, true);
+    this.switchOverTimeoutMs = checkTimeoutOption('switchOverTimeoutMs', opts.switchOverTimeoutMs ?? switchOverTimeoutMsFor(this.policy.downtimeLimitMs), false);
   }
 
   private readonly switchOverOverheadMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly switchOverTimeoutMs: number;
 
   get currentPhase(): MigrationPhase {
     return this.phase;
@@ -94,7 +110,7 @@ export class MigrationSender {
       await initHashing();
       const hashMsPerPage = calibrateHashMsPerPage(vm.memory);
       this.setPhase('PREPARING');
-      const version = await stream.handshake(this.hello());
+      const version = await stream.handshake(this.hello(), this.idleTimeoutMs);
       trace(migrationId, () => `HELLO_ACK (protocol version ${version}) after ${(performance.now() - startMs).toFixed(1)} ms`);
 
       this.setPhase('PRECOPY');
@@ -103,7 +119,9 @@ export class MigrationSender {
       const precopy = await runPrecopy({ stream, vm, migrationId, policy, converge, hashMsPerPage, switchOverOverheadMs, report });
 
       this.setPhase('STOP_AND_COPY');
-      const paused = await stopAndCopy({ stream, vm, migrationId, round: precopy.round + 1, report: (p) => this.emit({ ...this.lastProgress!, ...p }) });
+      const paused = await stopAndCopy({
+        stream, vm, migrationId, round: precopy.round + 1, switchOverTimeoutMs: this.switchOverTimeoutMs, report: (p) => this.emit({ ...this.lastProgress!, ...p }),
+      });
       await stream.finish();
       const stats = this.stats(stream, converge, precopy, paused);
       this.emit({ ...this.lastProgress!, pagesSent: stream.pagesSent, bytesSent: stream.bytesWritten, dirtyPagesRemaining: 0, expectedDowntimeMs: 0, throttlePercent: 0 });

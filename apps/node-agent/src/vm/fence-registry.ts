@@ -1,3 +1,4 @@
+import { assertFencingEpoch } from '@vmm/migration';
 import { VmFencedError } from '../errors.js';
 
 /**
@@ -8,8 +9,12 @@ import { VmFencedError } from '../errors.js';
 export class FenceRegistry {
   private readonly fencedAt = new Map<string, number>();
 
-  /** Raises the fence of `vmId` to `epoch` (never lowers it). */
+  /**
+   * Raises the fence of `vmId` to `epoch` (never lowers it).
+   * @throws InvalidFencingEpochError unless `epoch` is a whole number in 0..2^53−1
+   */
   fence(vmId: string, epoch: number): void {
+    assertFencingEpoch(epoch);
     const current = this.fencedAt.get(vmId);
     if (current === undefined || epoch > current) this.fencedAt.set(vmId, epoch);
   }
@@ -19,8 +24,12 @@ export class FenceRegistry {
     return this.fencedAt.get(vmId);
   }
 
-  /** @throws VmFencedError when `epoch` is older than the fence of `vmId` */
+  /**
+   * @throws InvalidFencingEpochError unless `epoch` is a whole number in 0..2^53−1 (an int64 the wire
+   *   rounded would compare equal to a neighbour); VmFencedError when it is older than the fence of `vmId`
+   */
   check(vmId: string, epoch: number): void {
+    assertFencingEpoch(epoch);
     const fenced = this.fencedAt.get(vmId);
     if (fenced !== undefined && epoch < fenced) throw new VmFencedError(vmId, epoch, fenced);
   }

@@ -12,8 +12,10 @@ import type { ReceiverStats } from '../progress.js';
 import { setReadTarget } from '../read-target.js';
 import { PeerSession } from '../session.js';
 import { trace } from '../trace.js';
-import { decodeDigest, decodeJson, encodeDigestFrame, encodeHelloAck, encodeRound, readU32 } from '../wire/codec.js';
+import { decodeDigest, encodeDigestFrame, encodeHelloAck, encodeRound, readU32 } from '../wire/codec.js';
+import { decodeHello } from '../wire/hello.js';
 import { FrameType, type HelloPayload } from '../wire/frame.js';
+import { checkDeviceState } from './device-state-check.js';
 import { checkHello } from './hello-check.js';
 import { PageSink } from './page-sink.js';
 
@@ -27,6 +29,8 @@ export interface IncomingRunOptions {
   signal: AbortSignal | undefined;
   /** Until the migration completes; 0 = no limit. */
   timeoutMs: number;
+  /** No bytes either way for this long after HELLO_ACK ends the migration (CONNECTION_IDLE); 0 = no bound. */
+  idleTimeoutMs: number;
 }
 
 export interface Verified {
@@ -60,15 +64,14 @@ export class IncomingRun {
     // The pass hashes in the stream's gaps only: every read tells it the stream still flows.
     connection.on('data', this.onRead);
     const sink = this.sink;
-    this.session = new PeerSession(
-      connection,
-      opts.migrationId,
-      opts.signal,
-      timeoutAfterHello(hello, opts.timeoutMs),
-      { onPage: sink.onPage, onPages: sink.onPages, onPageRun: sink.onPageRun, runTarget: sink.runTarget, onRunInPlace: sink.onRunInPlace, onFrame: this.onFrame },
-      this.accepted,
-      FrameType.COMPLETE,
-    );
+    this.session = new PeerSession(connection, {
+      migrationId: opts.migrationId,
+      signal: opts.signal,
+      completionTimeoutMs: timeoutAfterHello(hello, opts.timeoutMs),
+      handlers: { onPage: sink.onPage, onPages: sink.onPages, onPageRun: sink.onPageRun, runTarget: sink.runTarget, onRunInPlace: sink.onRunInPlace, onFrame: this.onFrame },
+      acceptedTypes: this.accepted,
+      finalType: FrameType.COMPLETE,
+    });
     setReadTarget(connection, (buffer) => (memory.isReleased ? null : this.session.readTarget(buffer)));
   }
 
@@ -77,7 +80,7 @@ export class IncomingRun {
    * @throws what checkHello throws (the caller fails the run with it)
    */
   acceptListenerHello(hello: HelloPayload): void {
-    this.session.reply(this.acceptHello(hello));
+    this.replyToHello(hello);
   }
 
   /** Success or failure: the connection no longer reads into guest frames, the reservation goes back. */
@@ -103,6 +106,12 @@ export class IncomingRun {
     this.reservation?.release();
   }
 
+  /** HELLO_ACK once the HELLO is accepted; the idle watch starts with it. */
+  private replyToHello(hello: HelloPayload): void {
+    this.session.reply(this.acceptHello(hello));
+    this.session.watchIdle(this.opts.idleTimeoutMs);
+  }
+
   /** Checks the HELLO, prepares the memory, and returns the HELLO_ACK to send. */
   private acceptHello(h: HelloPayload): Buffer {
     const { vm, migrationId, token } = this.opts;
@@ -126,7 +135,7 @@ export class IncomingRun {
   private readonly onFrame = (type: number, payload: Uint8Array): void => {
     switch (type) {
       case FrameType.HELLO:
-        this.session.reply(this.acceptHello(decodeJson<HelloPayload>(payload, 'HELLO')));
+        this.replyToHello(decodeHello(payload));
         return;
       case FrameType.ZERO:
         this.sink.applyZero(payload);
@@ -138,6 +147,7 @@ export class IncomingRun {
         this.onRound(readU32(payload, 0));
         return;
       case FrameType.DEVICE_STATE:
+        checkDeviceState(payload, this.opts.vm);
         this.deviceState = payload.slice();
         return;
       case FrameType.COMPLETE:

@@ -2,6 +2,11 @@
  * Where the receiver's page frames land: PAGES records, PAGE_RUN pages (copied or read in place),
  * ZERO ranges and XBZRLE deltas, written into the incoming VM's memory with no object per page. Each
  * batch tells the background hasher how far the written pages reach.
+ *
+ * Every index, range and delta is checked before it is applied (a ProtocolError, never the
+ * emulator's range error from deep inside a write): pages inside the VM, a ZERO frame's ranges inside
+ * the VM and together at most the VM's pages (one frame of full-memory ranges cost ~10^11 calls), an
+ * XBZRLE delta non-empty, at most a page long, decoding to at most a page.
  */
 import type { GuestMemory } from '@vmm/emulator';
 import type { BackgroundHasher } from '../background-hasher.js';
@@ -32,6 +37,7 @@ export class PageSink {
 
   /** One PAGES record (or a PAGE_RUN page split across reads). */
   readonly onPage = (page: number, src: Uint8Array, offset: number): void => {
+    this.checkPage(page);
     this.memory.writePage(page, src, offset);
     this.hasher.noteWritten(page);
     this.stats.pagesRaw++;
@@ -40,7 +46,12 @@ export class PageSink {
   /** `count` whole PAGES records in one chunk. */
   readonly onPages = (src: Uint8Array, offset: number, count: number): void => {
     const pages = this.runPages;
-    for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) pages[i] = readU32(src, at);
+    const pageCount = this.memory.pageCount;
+    for (let i = 0, at = offset; i < count; i++, at += PAGE_RECORD_BYTES) {
+      const page = readU32(src, at);
+      if (page >= pageCount) throw this.outside(page);
+      pages[i] = page;
+    }
     this.memory.writePagesFrom(pages, count, src, offset + 4, PAGE_RECORD_BYTES);
     if (count > 0) this.hasher.noteWritten(pages[count - 1]!);
     this.stats.pagesRaw += count;
@@ -48,6 +59,7 @@ export class PageSink {
 
   /** Whole PAGE_RUN pages in one chunk, copied out of the read buffer. */
   readonly onPageRun = (pages: Uint32Array, src: Uint8Array, offset: number): void => {
+    this.checkPages(pages);
     this.memory.writePagesFrom(pages, pages.length, src, offset, PAGE_SIZE);
     this.hasher.noteWritten(pages[pages.length - 1]!);
     this.stats.pagesRaw += pages.length;
@@ -61,6 +73,7 @@ export class PageSink {
    * that, the socket closed, so that no read can land in a frame that was freed and handed to another VM.
    */
   readonly runTarget = (pages: Uint32Array): Uint8Array | null => {
+    this.checkPages(pages);
     if (pages.length < MIN_IN_PLACE_PAGES) return null;
     const memory = this.memory;
     const frame = memory.prepareOverwrite(pages);
@@ -78,13 +91,23 @@ export class PageSink {
     this.stats.bytesInPlace += landedBytes;
   };
 
-  /** A ZERO frame: its ranges' pages become zero (unbacked). */
+  /** A ZERO frame: its ranges' pages become zero (unbacked). The whole frame is checked first. */
   applyZero(payload: Uint8Array): void {
     const memory = this.memory;
+    const pageCount = memory.pageCount;
+    let total = 0;
     forEachZeroRange(payload, (first, count) => {
-      for (let p = first; p < first + count; p++) memory.zeroPage(p);
-      this.stats.pagesZero += count;
+      if (count === 0 || first >= pageCount || count > pageCount - first) {
+        throw new ProtocolError(`ZERO range ${first}+${count} is not inside the VM's ${pageCount} pages`);
+      }
+      total += count;
     });
+    // A page appears at most once per round, and a round's zero batch never spans two rounds.
+    if (total > pageCount) throw new ProtocolError(`ZERO frame of ${total} pages, more than the VM's ${pageCount}`);
+    forEachZeroRange(payload, (first, count) => {
+      for (let p = first, end = first + count; p < end; p++) memory.zeroPage(p);
+    });
+    this.stats.pagesZero += total;
   }
 
   /** An XBZRLE frame: each delta is XORed into the page's current content. */
@@ -97,8 +120,12 @@ export class PageSink {
       const page = readU32(payload, off);
       const bytes = payload[off + 4]! | (payload[off + 5]! << 8);
       off += XBZRLE_RECORD_HEADER_BYTES;
+      this.checkPage(page);
+      // The sender sends nothing for an unchanged page and the raw page when a delta would not be smaller.
+      if (bytes === 0 || bytes > PAGE_SIZE) throw new ProtocolError(`XBZRLE delta of ${bytes} bytes for page ${page} (1..${PAGE_SIZE})`);
       if (off + bytes > payload.length) throw new ProtocolError('truncated XBZRLE record');
       memory.readPage(page, this.scratch, 0);
+      // Decoding checks that the runs end inside the page (the decoded length) and inside the delta.
       if (!xbzrleDecode(payload, off, bytes, this.scratch, 0)) throw new ProtocolError(`malformed XBZRLE delta for page ${page}`);
       memory.writePage(page, this.scratch, 0);
       if (page > highest) highest = page;
@@ -106,5 +133,19 @@ export class PageSink {
       this.stats.pagesXbzrle++;
     }
     this.hasher.noteWritten(highest);
+  }
+
+  private checkPage(page: number): void {
+    if (page >= this.memory.pageCount) throw this.outside(page);
+  }
+
+  /** A batch is checked before any of it is written. */
+  private checkPages(pages: Uint32Array): void {
+    const pageCount = this.memory.pageCount;
+    for (let i = 0; i < pages.length; i++) if (pages[i]! >= pageCount) throw this.outside(pages[i]!);
+  }
+
+  private outside(page: number): ProtocolError {
+    return new ProtocolError(`page ${page} is outside the VM's ${this.memory.pageCount} pages`);
   }
 }

@@ -42,7 +42,7 @@ export class OutgoingStream {
     migrationId: string,
     signal: AbortSignal | undefined,
   ) {
-    this.session = new PeerSession(connection, migrationId, signal, policy.completionTimeoutMs);
+    this.session = new PeerSession(connection, { migrationId, signal, completionTimeoutMs: policy.completionTimeoutMs });
     this.writer = new FrameWriter(connection, new TokenBucket(bandwidthBytesPerSec(policy)), this.session.signal);
     this.cache = policy.xbzrle ? new XbzrleCache(memory.pageCount, policy.xbzrleCacheMib * 1024 * 1024) : null;
     this.batcher = new PageBatcher(memory, this.writer, this.cache);
@@ -70,11 +70,15 @@ export class OutgoingStream {
     this.batcher.hashOnCopy = on;
   }
 
-  /** Sends HELLO and waits for HELLO_ACK; returns the agreed protocol version (2 enables PAGE_RUN). */
-  async handshake(hello: HelloPayload): Promise<number> {
+  /**
+   * Sends HELLO and waits for HELLO_ACK; from then on the connection may not stay idle for more than
+   * `idleTimeoutMs` (0 = no bound). Returns the agreed protocol version (2 enables PAGE_RUN).
+   */
+  async handshake(hello: HelloPayload, idleTimeoutMs: number): Promise<number> {
     await this.writer.sendFrame(encodeHello(hello));
     const version = decodeHelloAck(await this.session.expect(FrameType.HELLO_ACK));
     if (version >= 2) this.batcher.enablePageRuns();
+    this.session.watchIdle(idleTimeoutMs, () => this.writer.bytesWritten);
     return version;
   }
 

@@ -4,7 +4,7 @@
  * commit); any failure is the caller's to roll back.
  */
 import type { VirtualMachine } from '@vmm/emulator';
-import { DigestMismatchError } from '../errors.js';
+import { DigestMismatchError, SwitchOverTimeoutError } from '../errors.js';
 import { trace } from '../trace.js';
 import type { OutgoingStream } from './outgoing-stream.js';
 import type { ProgressFields } from './precopy.js';
@@ -15,6 +15,8 @@ export interface StopAndCopyContext {
   migrationId: string;
   /** The round the pause sends (the last pre-copy round + 1). */
   round: number;
+  /** The pause's bound before VERIFIED: then the session fails with SWITCHOVER_TIMEOUT (the caller rolls back). */
+  switchOverTimeoutMs: number;
   /** Reports the pause as it happens (merged into the last round's figures; must not block: the VM is down). */
   report(progress: Partial<ProgressFields>): void;
 }
@@ -29,11 +31,25 @@ export interface PausedCopy {
   stopAndCopyPages: number;
 }
 
-/** @throws DigestMismatchError when the target's digest differs from the source's */
+/**
+ * @throws DigestMismatchError when the target's digest differs from the source's; SwitchOverTimeoutError
+ *   when VERIFIED did not arrive within the bound
+ */
 export async function stopAndCopy(ctx: StopAndCopyContext): Promise<PausedCopy> {
   const { stream, vm, migrationId, round } = ctx;
   vm.pause();
   const pausedAtPerf = performance.now();
+  // Bounds the pause up to VERIFIED only: once the target verified, the verdict is the controller's.
+  const bound = setTimeout(() => stream.session.fail(new SwitchOverTimeoutError(migrationId, ctx.switchOverTimeoutMs)), ctx.switchOverTimeoutMs);
+  try {
+    return await pausedCopy(ctx, pausedAtPerf);
+  } finally {
+    clearTimeout(bound);
+  }
+}
+
+async function pausedCopy(ctx: StopAndCopyContext, pausedAtPerf: number): Promise<PausedCopy> {
+  const { stream, vm, migrationId, round } = ctx;
   const pausedAtMs = performance.timeOrigin + pausedAtPerf;
   // Throttling was a migration aid: neither the target nor a rolled-back source keeps it.
   vm.setThrottle(0);
