@@ -19,9 +19,9 @@ export const agentEnv = {
   RAM_ALLOCATION_RATIO: { default: '1.5', doc: 'memory overcommit' },
   REPORT_INTERVAL_MS: { default: '1000', doc: 'until the controller says otherwise at registration' },
   KSM_RUN: { default: '1', doc: 'ksmd knob: 0 stop, 1 run, 2 unmerge all' },
-  KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up' },
-  KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans' },
-  KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (at least 2)' },
+  KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up (1..100000)' },
+  KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans (0..3600000 ms)' },
+  KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (2..1000000)' },
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, { default: string; doc: string }>;
