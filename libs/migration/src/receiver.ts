@@ -69,7 +69,7 @@ export class MigrationReceiver {
     const options = { vm, migrationId, token, signal, timeoutMs: this.opts.timeoutMs ?? 0, idleTimeoutMs: this.idleTimeoutMs };
     const run = new IncomingRun(options, connection, this.stats, hello);
     try {
-      if (hello) run.acceptListenerHello(hello);
+      if (hello) run.answerHello(hello);
       const verified = await untilAborted(run.verified, run.session.signal);
       run.detach();
       return this.readyResult(verified);

@@ -89,8 +89,8 @@ describe('idle data connection', () => {
     await initHashing();
     const { source, target } = setup(8, 3, 0);
     const [a, b] = duplexPair({ delayMs: 1 });
-    const sender = new MigrationSender({ vm: source, migrationId: 'mig-1', token: 't', policy: { maxBandwidthMibPerSec: 1 }, idleTimeoutMs: 1500 });
-    const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 't', idleTimeoutMs: 1500 });
+    const sender = new MigrationSender({ vm: source, migrationId: 'mig-1', token: 't', policy: { maxBandwidthMibPerSec: 1 }, idleTimeoutMs: 3000 });
+    const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 't', idleTimeoutMs: 3000 });
     const [out, inc] = await Promise.all([sender.run(a), receiver.run(b)]);
     expect(inc.targetDigest).toBe(out.sourceDigest);
     out.abort();

@@ -75,14 +75,6 @@ export class IncomingRun {
     setReadTarget(connection, (buffer) => (memory.isReleased ? null : this.session.readTarget(buffer)));
   }
 
-  /**
-   * Accepts a HELLO the listener already read: checks it, prepares the memory and sends HELLO_ACK.
-   * @throws what checkHello throws (the caller fails the run with it)
-   */
-  acceptListenerHello(hello: HelloPayload): void {
-    this.replyToHello(hello);
-  }
-
   /** Success or failure: the connection no longer reads into guest frames, the reservation goes back. */
   detach(): void {
     this.connection.off('data', this.onRead);
@@ -106,8 +98,12 @@ export class IncomingRun {
     this.reservation?.release();
   }
 
-  /** HELLO_ACK once the HELLO is accepted; the idle watch starts with it. */
-  private replyToHello(hello: HelloPayload): void {
+  /**
+   * Accepts a HELLO (the listener's, or one that arrived here): checks it, prepares the memory, sends
+   * HELLO_ACK and starts the idle watch.
+   * @throws what checkHello throws (the caller fails the run with it)
+   */
+  answerHello(hello: HelloPayload): void {
     this.session.reply(this.acceptHello(hello));
     this.session.watchIdle(this.opts.idleTimeoutMs);
   }
@@ -135,7 +131,7 @@ export class IncomingRun {
   private readonly onFrame = (type: number, payload: Uint8Array): void => {
     switch (type) {
       case FrameType.HELLO:
-        this.replyToHello(decodeHello(payload));
+        this.answerHello(decodeHello(payload));
         return;
       case FrameType.ZERO:
         this.sink.applyZero(payload);
