@@ -53,27 +53,20 @@ export interface PolicyOptions {
   xbzrleCacheMib?: string;
 }
 
-/** Undefined when no policy option is given: the controller applies its defaults. 0 means "default" too. */
+/**
+ * Only the fields whose option is given (every MigrationPolicy field is optional: an unset one takes
+ * the controller's default); undefined when no option is given.
+ */
 export function buildPolicy(opts: PolicyOptions): cluster.MigrationPolicy | undefined {
-  const given =
-    opts.downtimeMs !== undefined ||
-    opts.bandwidthMib !== undefined ||
-    opts.maxRounds !== undefined ||
-    opts.completionTimeoutMs !== undefined ||
-    opts.xbzrleCacheMib !== undefined ||
-    opts.autoConverge === true ||
-    opts.xbzrle === true;
-  if (!given) return undefined;
-  return {
-    downtimeLimitMs: opts.downtimeMs === undefined ? 0 : parseInteger(opts.downtimeMs, '--downtime-ms', 1),
-    maxBandwidthMibPerSec: opts.bandwidthMib === undefined ? 0 : parseNumber(opts.bandwidthMib, '--bandwidth-mib'),
-    maxRounds: opts.maxRounds === undefined ? 0 : parseInteger(opts.maxRounds, '--max-rounds', 1, 1_000_000),
-    autoConverge: opts.autoConverge === true,
-    xbzrle: opts.xbzrle === true,
-    completionTimeoutMs:
-      opts.completionTimeoutMs === undefined ? 0 : parseInteger(opts.completionTimeoutMs, '--completion-timeout-ms', 1),
-    xbzrleCacheMib: opts.xbzrleCacheMib === undefined ? 0 : parseInteger(opts.xbzrleCacheMib, '--xbzrle-cache-mib', 1),
-  };
+  const policy: cluster.MigrationPolicy = {};
+  if (opts.downtimeMs !== undefined) policy.downtimeLimitMs = parseInteger(opts.downtimeMs, '--downtime-ms', 1);
+  if (opts.bandwidthMib !== undefined) policy.maxBandwidthMibPerSec = parseNumber(opts.bandwidthMib, '--bandwidth-mib');
+  if (opts.maxRounds !== undefined) policy.maxRounds = parseInteger(opts.maxRounds, '--max-rounds', 1, 1_000_000);
+  if (opts.autoConverge === true) policy.autoConverge = true;
+  if (opts.xbzrle === true) policy.xbzrle = true;
+  if (opts.completionTimeoutMs !== undefined) policy.completionTimeoutMs = parseInteger(opts.completionTimeoutMs, '--completion-timeout-ms', 1);
+  if (opts.xbzrleCacheMib !== undefined) policy.xbzrleCacheMib = parseInteger(opts.xbzrleCacheMib, '--xbzrle-cache-mib', 1);
+  return Object.keys(policy).length > 0 ? policy : undefined;
 }
 
 export interface KsmOptions {

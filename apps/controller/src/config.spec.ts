@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_POLICY } from '@vmm/migration/policy';
 import { ConfigError, controllerEnv, loadControllerConfig } from './config.js';
 
 describe('loadControllerConfig', () => {
@@ -17,7 +18,29 @@ describe('loadControllerConfig', () => {
       maxMigrationsInboundPerNode: 2,
       memoryHighWatermarkPercent: 90,
       memoryLowWatermarkPercent: 80,
+      migrationPolicyDefaults: DEFAULT_POLICY,
       logLevel: 'info',
+    });
+  });
+
+  it('reads the migration policy defaults', () => {
+    const c = loadControllerConfig({
+      MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS: '500',
+      MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC: '128.5',
+      MIGRATION_DEFAULT_MAX_ROUNDS: '10',
+      MIGRATION_DEFAULT_AUTO_CONVERGE: 'true',
+      MIGRATION_DEFAULT_XBZRLE: 'true',
+      MIGRATION_DEFAULT_XBZRLE_CACHE_MIB: '128',
+      MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS: '800000',
+    });
+    expect(c.migrationPolicyDefaults).toEqual({
+      downtimeLimitMs: 500,
+      maxBandwidthMibPerSec: 128.5,
+      maxRounds: 10,
+      autoConverge: true,
+      xbzrle: true,
+      xbzrleCacheMib: 128,
+      completionTimeoutPerGibMs: 800_000,
     });
   });
 
@@ -47,6 +70,16 @@ describe('loadControllerConfig', () => {
     ['MEMORY_LOW_WATERMARK_PERCENT', '0'],
     ['MEMORY_LOW_WATERMARK_PERCENT', '90'],
     ['MEMORY_LOW_WATERMARK_PERCENT', '95'],
+    ['MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS', '0'],
+    ['MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS', '1.5'],
+    ['MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC', '-1'],
+    ['MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC', '0.5'],
+    ['MIGRATION_DEFAULT_MAX_ROUNDS', '0'],
+    ['MIGRATION_DEFAULT_MAX_ROUNDS', '100000'],
+    ['MIGRATION_DEFAULT_AUTO_CONVERGE', 'yes'],
+    ['MIGRATION_DEFAULT_XBZRLE', '1'],
+    ['MIGRATION_DEFAULT_XBZRLE_CACHE_MIB', '0'],
+    ['MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS', '3000000000'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadControllerConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadControllerConfig({ [name]: value })).toThrow(name);

@@ -3,6 +3,8 @@
  * `controllerEnv` is the single source that docker-compose.yml, the README and docs/internals.md are
  * checked against; `loadControllerConfig` parses and validates it.
  */
+import { InvalidPolicyError } from '@vmm/migration/errors';
+import { DEFAULT_POLICY, validatePolicyDefaults, type PolicyDefaults } from '@vmm/migration/policy';
 
 export interface EnvVarSpec {
   readonly default: string;
@@ -34,6 +36,25 @@ export const controllerEnv = {
     default: '80',
     doc: 'it stops once its use, less the VMs already leaving, is at or below this % (below the high watermark)',
   },
+  MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS: {
+    default: String(DEFAULT_POLICY.downtimeLimitMs),
+    doc: 'downtime_limit_ms of a MigrateVm that does not set it (1..60000)',
+  },
+  MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC: {
+    default: String(DEFAULT_POLICY.maxBandwidthMibPerSec),
+    doc: 'max_bandwidth_mib_per_sec when unset: 0 = unlimited, else 1..1048576',
+  },
+  MIGRATION_DEFAULT_MAX_ROUNDS: { default: String(DEFAULT_POLICY.maxRounds), doc: 'max_rounds when unset (1..10000)' },
+  MIGRATION_DEFAULT_AUTO_CONVERGE: { default: String(DEFAULT_POLICY.autoConverge), doc: 'auto_converge when unset (true or false; DrainNode always sets it)' },
+  MIGRATION_DEFAULT_XBZRLE: { default: String(DEFAULT_POLICY.xbzrle), doc: 'xbzrle when unset (true or false)' },
+  MIGRATION_DEFAULT_XBZRLE_CACHE_MIB: {
+    default: String(DEFAULT_POLICY.xbzrleCacheMib),
+    doc: "xbzrle_cache_mib when unset (≥ 1), capped at a quarter of the VM's memory",
+  },
+  MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS: {
+    default: String(DEFAULT_POLICY.completionTimeoutPerGibMs),
+    doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
+  },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, EnvVarSpec>;
 
@@ -64,6 +85,8 @@ export interface ControllerConfig {
   /** Memory-pressure hysteresis, in % of a node's physical memory: start above high, stop at or below low. */
   memoryHighWatermarkPercent: number;
   memoryLowWatermarkPercent: number;
+  /** Fields a MigrateVm leaves unset take these (MIGRATION_DEFAULT_*), checked by the migration policy's own rules. */
+  migrationPolicyDefaults: Readonly<PolicyDefaults>;
   logLevel: string;
 }
 
@@ -136,8 +159,52 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     maxMigrationsInboundPerNode: int('MAX_MIGRATIONS_INBOUND_PER_NODE', 1, 10_000),
     memoryHighWatermarkPercent,
     memoryLowWatermarkPercent,
+    migrationPolicyDefaults: loadPolicyDefaults(raw),
     logLevel,
   };
+}
+
+/** The variable of each configurable policy default. */
+const POLICY_DEFAULT_ENV = {
+  downtimeLimitMs: 'MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS',
+  maxBandwidthMibPerSec: 'MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC',
+  maxRounds: 'MIGRATION_DEFAULT_MAX_ROUNDS',
+  autoConverge: 'MIGRATION_DEFAULT_AUTO_CONVERGE',
+  xbzrle: 'MIGRATION_DEFAULT_XBZRLE',
+  xbzrleCacheMib: 'MIGRATION_DEFAULT_XBZRLE_CACHE_MIB',
+  completionTimeoutPerGibMs: 'MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS',
+} as const satisfies Record<keyof PolicyDefaults, ControllerEnvName>;
+
+/** Parses the MIGRATION_DEFAULT_* variables; the ranges are the policy's (validatePolicyDefaults). */
+function loadPolicyDefaults(raw: (name: ControllerEnvName) => string): PolicyDefaults {
+  const number = (field: keyof PolicyDefaults): number => {
+    const name = POLICY_DEFAULT_ENV[field];
+    const value = raw(name);
+    if (!/^\d+(\.\d+)?$/.test(value)) throw new ConfigError(name, value, 'expected a number ≥ 0');
+    return Number(value);
+  };
+  const flag = (field: 'autoConverge' | 'xbzrle'): boolean => {
+    const name = POLICY_DEFAULT_ENV[field];
+    const value = raw(name);
+    if (value !== 'true' && value !== 'false') throw new ConfigError(name, value, 'expected true or false');
+    return value === 'true';
+  };
+  const defaults: PolicyDefaults = {
+    downtimeLimitMs: number('downtimeLimitMs'),
+    maxBandwidthMibPerSec: number('maxBandwidthMibPerSec'),
+    maxRounds: number('maxRounds'),
+    autoConverge: flag('autoConverge'),
+    xbzrle: flag('xbzrle'),
+    xbzrleCacheMib: number('xbzrleCacheMib'),
+    completionTimeoutPerGibMs: number('completionTimeoutPerGibMs'),
+  };
+  try {
+    return validatePolicyDefaults(defaults);
+  } catch (error) {
+    if (!(error instanceof InvalidPolicyError)) throw error;
+    const name = POLICY_DEFAULT_ENV[error.field as keyof PolicyDefaults];
+    throw new ConfigError(name, raw(name), error.reason);
+  }
 }
 
 /** Injection token of the loaded ControllerConfig. */

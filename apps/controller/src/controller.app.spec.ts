@@ -260,6 +260,9 @@ describe('KSM knobs', () => {
     expect(node.ksmKnobs).toMatchObject({ pagesToScan: 500, run: 1 });
     expect(node.ksm).toMatchObject({ fullScans: 2 });
     await expectCode(api.setNodeKsm('node-1', { run: 7 }), status.INVALID_ARGUMENT, /knobs.run/);
+    // libs/ksm's ranges: one synchronous batch of 2^32 pages would hold the agent for hours.
+    await expectCode(api.setNodeKsm('node-1', { pagesToScan: 100_001 }), status.INVALID_ARGUMENT, /knobs.pages_to_scan.*1\.\.100000/);
+    await expectCode(api.setNodeKsm('node-1', { sleepMillisecs: 3_600_001 }), status.INVALID_ARGUMENT, /knobs.sleep_millisecs/);
     n1.setKsmImplemented = false;
     try {
       await expectCode(api.setNodeKsm('node-1', { run: 0 }), status.UNIMPLEMENTED);

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { KNOB_RANGES } from '@vmm/ksm';
 import { ConfigError } from './errors.js';
 
 /**
@@ -18,9 +19,9 @@ export const agentEnv = {
   RAM_ALLOCATION_RATIO: { default: '1.5', doc: 'memory overcommit' },
   REPORT_INTERVAL_MS: { default: '1000', doc: 'until the controller says otherwise at registration' },
   KSM_RUN: { default: '1', doc: 'ksmd knob: 0 stop, 1 run, 2 unmerge all' },
-  KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up' },
-  KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans' },
-  KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (at least 2)' },
+  KSM_PAGES_TO_SCAN: { default: '100', doc: 'ksmd knob: pages scanned per wake-up (1..100000)' },
+  KSM_SLEEP_MILLISECS: { default: '20', doc: 'ksmd knob: sleep between scans (0..3600000 ms)' },
+  KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (2..1000000)' },
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
@@ -114,13 +115,13 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     cpuAllocationRatio: positive('CPU_ALLOCATION_RATIO'),
     ramAllocationRatio: positive('RAM_ALLOCATION_RATIO'),
     reportIntervalMs: int('REPORT_INTERVAL_MS', 10, 3_600_000),
+    // The knobs' ranges are libs/ksm's (KNOB_RANGES), as for SetKsm.
     ksm: {
-      run: int('KSM_RUN', 0, 2),
-      pagesToScan: int('KSM_PAGES_TO_SCAN', 1, 1_000_000),
-      sleepMillisecs: int('KSM_SLEEP_MILLISECS', 0, 3_600_000),
-      // Linux's ranges (libs/ksm mergeKnobs): max_page_sharing ≥ 2, use_zero_pages 0 or 1.
-      maxPageSharing: int('KSM_MAX_PAGE_SHARING', 2, 0x7fffffff),
-      useZeroPages: int('KSM_USE_ZERO_PAGES', 0, 1) === 1,
+      run: int('KSM_RUN', KNOB_RANGES.run.min, KNOB_RANGES.run.max),
+      pagesToScan: int('KSM_PAGES_TO_SCAN', KNOB_RANGES.pages_to_scan.min, KNOB_RANGES.pages_to_scan.max),
+      sleepMillisecs: int('KSM_SLEEP_MILLISECS', KNOB_RANGES.sleep_millisecs.min, KNOB_RANGES.sleep_millisecs.max),
+      maxPageSharing: int('KSM_MAX_PAGE_SHARING', KNOB_RANGES.max_page_sharing.min, KNOB_RANGES.max_page_sharing.max),
+      useZeroPages: int('KSM_USE_ZERO_PAGES', KNOB_RANGES.use_zero_pages.min, KNOB_RANGES.use_zero_pages.max) === 1,
     },
     stateDir: raw('STATE_DIR'),
     logLevel,

@@ -9,6 +9,7 @@ export {
   VcpuWorkload,
   WORKLOAD_KINDS,
   MAX_BACKLOG_SEC,
+  MAX_DIRTY_RATE_PAGES_PER_SEC,
   validateWorkloadConfig,
   type WorkloadKind,
   type WorkloadConfig,

@@ -15,6 +15,13 @@ export interface WorkloadConfig {
   seed: number;
 }
 
+/**
+ * The highest dirty rate a workload takes: above it the emulated vCPU could not keep pace and would
+ * starve the event loop (each tick makes up to rate × MAX_ADVANCE_SEC writes). CreateVm's bound, and
+ * a migration target's for the device state it loads.
+ */
+export const MAX_DIRTY_RATE_PAGES_PER_SEC = 10_000_000;
+
 /** Backlog the pacer catches up after an event-loop stall, in seconds of writes. */
 export const MAX_BACKLOG_SEC = 1;
 /**
@@ -27,8 +34,8 @@ const WORDS_PER_PAGE_8 = PAGE_SIZE / 8;
 
 export function validateWorkloadConfig(c: WorkloadConfig, pageCount: number): void {
   if (!WORKLOAD_KINDS.includes(c.kind)) throw new InvalidArgumentError('workload.kind', `unknown kind '${String(c.kind)}'`);
-  if (!Number.isFinite(c.dirtyRatePagesPerSec) || c.dirtyRatePagesPerSec < 0) {
-    throw new InvalidArgumentError('workload.dirtyRatePagesPerSec', `must be a finite number ≥ 0, got ${c.dirtyRatePagesPerSec}`);
+  if (!Number.isFinite(c.dirtyRatePagesPerSec) || c.dirtyRatePagesPerSec < 0 || c.dirtyRatePagesPerSec > MAX_DIRTY_RATE_PAGES_PER_SEC) {
+    throw new InvalidArgumentError('workload.dirtyRatePagesPerSec', `must be in 0..${MAX_DIRTY_RATE_PAGES_PER_SEC}, got ${c.dirtyRatePagesPerSec}`);
   }
   if (!Number.isInteger(c.workingSetPages) || c.workingSetPages < 0 || c.workingSetPages > pageCount) {
     throw new InvalidArgumentError('workload.workingSetPages', `must be an integer in 0..${pageCount}, got ${c.workingSetPages}`);

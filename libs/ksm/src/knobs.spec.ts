@@ -8,12 +8,26 @@ describe('knobs', () => {
     [{ run: -1 }],
     [{ pages_to_scan: 0 }],
     [{ pages_to_scan: 1.5 }],
+    [{ pages_to_scan: 100_001 }],
+    [{ pages_to_scan: 2 ** 32 }],
+    [{ sleep_millisecs: 3_600_001 }],
+    [{ sleep_millisecs: 2 ** 31 }],
+    [{ max_page_sharing: 1_000_001 }],
     [{ sleep_millisecs: -1 }],
     [{ max_page_sharing: 1 }],
     [{ use_zero_pages: 2 }],
     [{ bogus: 1 }],
-  ])('rejects %j like Linux (EINVAL)', (patch) => {
+  ])('rejects %j (EINVAL in Linux, or beyond what the emulation can honour), naming the knob', (patch) => {
     expect(() => mergeKnobs(DEFAULT_KNOBS, patch as never)).toThrow(InvalidKnobError);
+    expect(() => mergeKnobs(DEFAULT_KNOBS, patch as never)).toThrow(Object.keys(patch)[0]!);
+  });
+
+  it('accepts each bound itself', () => {
+    expect(mergeKnobs(DEFAULT_KNOBS, { pages_to_scan: 100_000, sleep_millisecs: 3_600_000, max_page_sharing: 1_000_000 })).toMatchObject({
+      pages_to_scan: 100_000,
+      sleep_millisecs: 3_600_000,
+      max_page_sharing: 1_000_000,
+    });
   });
 
   it('merges a valid patch and takes use_zero_pages as a boolean too', () => {

@@ -25,7 +25,26 @@ export const DEFAULT_KNOBS: Readonly<KsmKnobs> = Object.freeze({
 /** A change of knobs; use_zero_pages may also be a boolean (cluster.v1.KsmKnobs carries a bool). */
 export type KsmKnobsPatch = Partial<Omit<KsmKnobs, 'use_zero_pages'>> & { use_zero_pages?: 0 | 1 | boolean };
 
-const UINT32_MAX = 0xffffffff;
+/** A numeric knob's accepted values. */
+export interface KnobRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/**
+ * The numeric knobs' ranges: Linux's lower bounds, and upper bounds this emulation can honour.
+ * pages_to_scan is scanned in one synchronous batch (Linux accepts up to 2^32, which here would hold
+ * the event loop for hours): 100,000 pages is about half a second. sleep_millisecs stays below a
+ * Node timer's limit (2^31−1 ms fires at once): an hour. max_page_sharing: a million pages per KSM page.
+ * The agent's KSM_* variables and the controller's SetNodeKsm check against these same ranges.
+ */
+export const KNOB_RANGES = {
+  run: { min: 0, max: 2 },
+  pages_to_scan: { min: 1, max: 100_000 },
+  sleep_millisecs: { min: 0, max: 3_600_000 },
+  max_page_sharing: { min: 2, max: 1_000_000 },
+  use_zero_pages: { min: 0, max: 1 },
+} as const satisfies Record<keyof KsmKnobs, KnobRange>;
 
 /** Checks every field of `patch` (throws InvalidKnobError on the first bad one) and returns the merged knobs. */
 export function mergeKnobs(current: Readonly<KsmKnobs>, patch: KsmKnobsPatch): KsmKnobs {
@@ -42,13 +61,9 @@ export function mergeKnobs(current: Readonly<KsmKnobs>, patch: KsmKnobsPatch): K
         next.use_zero_pages = value === true || value === 1 ? 1 : 0;
         break;
       case 'pages_to_scan':
-        next.pages_to_scan = integer(name, value, 1, UINT32_MAX);
-        break;
       case 'sleep_millisecs':
-        next.sleep_millisecs = integer(name, value, 0, UINT32_MAX);
-        break;
       case 'max_page_sharing':
-        next.max_page_sharing = integer(name, value, 2, 0x7fffffff);
+        next[name] = integer(name, value, KNOB_RANGES[name]);
         break;
       default:
         throw new InvalidKnobError(name, value, 'unknown knob');
@@ -57,9 +72,9 @@ export function mergeKnobs(current: Readonly<KsmKnobs>, patch: KsmKnobsPatch): K
   return next;
 }
 
-function integer(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidKnobError(name, value, `must be an integer in ${min}..${max}`);
+function integer(name: string, value: unknown, range: KnobRange): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < range.min || value > range.max) {
+    throw new InvalidKnobError(name, value, `must be an integer in ${range.min}..${range.max}`);
   }
   return value;
 }

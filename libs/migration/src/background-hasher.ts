@@ -115,7 +115,17 @@ export class BackgroundHasher {
       return;
     }
     const end = Math.min(this.limit, memory.pageCount, this.cursor + (waiting ? STEP_PAGES : GAP_STEP_PAGES));
-    if (end > this.cursor) memory.cachePageHashRange(this.cursor, end - this.cursor);
+    try {
+      if (end > this.cursor) memory.cachePageHashRange(this.cursor, end - this.cursor);
+    } catch {
+      // A timer callback must not throw (it would end the process). The pass is only a head start:
+      // the digest hashes whatever it left, so give up on it and let the ack go out.
+      this.cursor = Number.MAX_SAFE_INTEGER;
+      const done = this.caughtUp;
+      this.stop();
+      done?.();
+      return;
+    }
     this.cursor = Math.max(this.cursor, end);
     this.schedule();
     this.settle();

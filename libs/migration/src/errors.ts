@@ -10,14 +10,20 @@ import type * as migrationErrors from './errors.js';
 
 export { InvalidPhaseTransitionError } from './phase.js';
 
-/** A policy field is negative, non-finite, or fractional where an integer is required. */
+/**
+ * A policy field (or a configured default) is out of its range, non-finite, fractional where a whole
+ * number is required, or of the wrong type (policy.ts holds the ranges). `field` is the camelCase
+ * name, `protoField` the cluster.v1 name a client sent (the same for defaults, which have none).
+ */
 export class InvalidPolicyError extends Error {
   readonly code = 'INVALID_POLICY';
   constructor(
     readonly field: string,
     readonly value: unknown,
+    readonly reason: string = 'out of range',
+    readonly protoField: string = field,
   ) {
-    super(`invalid migration policy: ${field}=${String(value)}`);
+    super(`invalid migration policy: ${protoField}=${String(value)}: ${reason}`);
     this.name = 'InvalidPolicyError';
   }
 }
@@ -129,6 +135,75 @@ export class MigrationStateError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'MigrationStateError';
+  }
+}
+
+/**
+ * No bytes moved in either direction on the data connection for `idleTimeoutMs` while the migration
+ * was in flight (a peer that hangs, a dead link without a reset). Both ends fail with this code: the
+ * end that noticed tells the other, and the other's own watch notices too.
+ */
+export class ConnectionIdleError extends Error {
+  readonly code = 'CONNECTION_IDLE';
+  /**
+   * @param idleTimeoutMs the bound this end watched, or null when the peer noticed (`peerMessage` is what
+   *   it said)
+   */
+  constructor(
+    readonly migrationId: string,
+    readonly idleTimeoutMs: number | null,
+    peerMessage = '',
+  ) {
+    super(
+      idleTimeoutMs === null
+        ? `migration ${migrationId}: the peer found the data connection idle (${peerMessage})`
+        : `migration ${migrationId}: no bytes moved on the data connection for ${idleTimeoutMs} ms`,
+    );
+    this.name = 'ConnectionIdleError';
+  }
+}
+
+/**
+ * The source stayed paused in STOP_AND_COPY for `switchOverTimeoutMs` without the target's VERIFIED:
+ * the sender rolls back and resumes the source. Never thrown once the target verified (the source
+ * then waits for the controller's verdict, however long).
+ */
+export class SwitchOverTimeoutError extends Error {
+  readonly code = 'SWITCHOVER_TIMEOUT';
+  constructor(
+    readonly migrationId: string,
+    readonly switchOverTimeoutMs: number,
+  ) {
+    super(`migration ${migrationId}: the target did not verify within ${switchOverTimeoutMs} ms of the pause; the source resumes`);
+    this.name = 'SwitchOverTimeoutError';
+  }
+}
+
+/**
+ * The HELLO's VM spec (memory, vCPUs, image, page count) differs from the incoming VM the target
+ * prepared, or its residentPages exceed that VM's memory: the target prepares nothing for it.
+ */
+export class SpecMismatchError extends Error {
+  readonly code = 'SPEC_MISMATCH';
+  constructor(
+    readonly migrationId: string,
+    readonly field: string,
+    detail: string,
+  ) {
+    super(`migration ${migrationId}: HELLO ${field} ${detail}`);
+    this.name = 'SpecMismatchError';
+  }
+}
+
+/** A fencing epoch is not a non-negative safe integer (int64 beyond 2^53 loses precision as a JS number). */
+export class InvalidFencingEpochError extends Error {
+  readonly code = 'INVALID_FENCING_EPOCH';
+  constructor(
+    readonly field: string,
+    readonly value: unknown,
+  ) {
+    super(`invalid ${field}: ${String(value)} is not a whole number in 0..${Number.MAX_SAFE_INTEGER}`);
+    this.name = 'InvalidFencingEpochError';
   }
 }
 

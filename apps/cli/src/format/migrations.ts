@@ -95,16 +95,18 @@ export function progressLine(m: cluster.Migration): string {
   return parts.join('  ');
 }
 
+/** The policy the controller resolved (every field set); a field it left out is shown as missing, not guessed. */
 function policyText(p: cluster.MigrationPolicy | undefined): string {
   if (!p) return '—';
+  const bandwidth = p.maxBandwidthMibPerSec;
   const parts = [
-    `downtime ≤ ${formatDuration(p.downtimeLimitMs)}`,
-    p.maxBandwidthMibPerSec > 0 ? `bandwidth ≤ ${formatMib(p.maxBandwidthMibPerSec)}/s` : 'bandwidth unlimited',
+    p.downtimeLimitMs === undefined ? 'downtime ?' : `downtime ≤ ${formatDuration(p.downtimeLimitMs)}`,
+    bandwidth === undefined ? 'bandwidth ?' : bandwidth > 0 ? `bandwidth ≤ ${formatMib(bandwidth)}/s` : 'bandwidth unlimited',
   ];
-  if (p.maxRounds > 0) parts.push(`max ${p.maxRounds} rounds`);
+  if (p.maxRounds !== undefined && p.maxRounds > 0) parts.push(`max ${p.maxRounds} rounds`);
   if (p.autoConverge) parts.push('auto-converge');
-  if (p.xbzrle) parts.push('xbzrle');
-  if (p.completionTimeoutMs > 0) parts.push(`timeout ${formatDuration(p.completionTimeoutMs)}`);
+  if (p.xbzrle) parts.push(p.xbzrleCacheMib ? `xbzrle (${formatMib(p.xbzrleCacheMib)} cache)` : 'xbzrle');
+  if (p.completionTimeoutMs !== undefined && p.completionTimeoutMs > 0) parts.push(`timeout ${formatDuration(p.completionTimeoutMs)}`);
   return parts.join(', ');
 }
 

@@ -21,7 +21,7 @@ import { NoCapacityError } from '../errors.js';
 import { MigrationRepository } from '../redis/migration.repository.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
-import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt } from './migration-validation.js';
+import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt } from './drain-policy.js';
 import { MigrationService } from './migration.service.js';
 
 /** Migrations per VM and drain (the first one included). */

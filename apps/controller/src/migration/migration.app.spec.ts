@@ -193,6 +193,28 @@ describe('status codes', () => {
   });
 });
 
+describe('the migration policy', () => {
+  it('unset fields take the defaults, the completion timeout 150 s per GiB; explicit values are kept or refused, naming the field', async () => {
+    const big = await newVm('node-1', 2048);
+    try {
+      // Nothing set: every field resolved and stored; a 2 GiB VM gets 300 s, not a fixed figure.
+      await expectCode(c.api.migrateVm({ vmId: big.vmId, policy: { downtimeLimitMs: 0 } }), status.INVALID_ARGUMENT, /policy.downtime_limit_ms: 0: must be in 1\.\.60000/);
+      await expectCode(c.api.migrateVm({ vmId: big.vmId, policy: { maxRounds: 0 } }), status.INVALID_ARGUMENT, /policy.max_rounds/);
+      await expectCode(c.api.migrateVm({ vmId: big.vmId, policy: { completionTimeoutMs: 2 ** 31 } }), status.INVALID_ARGUMENT, /policy.completion_timeout_ms/);
+      await expectCode(c.api.migrateVm({ vmId: big.vmId, policy: { xbzrle: true, xbzrleCacheMib: 0 } }), status.INVALID_ARGUMENT, /policy.xbzrle_cache_mib/);
+      await expectCode(c.api.migrateVm({ vmId: big.vmId, policy: { xbzrleCacheMib: 513 } }), status.INVALID_ARGUMENT, /quarter of the VM's memory \(512 MiB\)/);
+      expect((await c.api.listMigrations({ vmId: big.vmId })).migrations).toEqual([]); // nothing half-done
+      const m = await c.api.migrateVm({ vmId: big.vmId, policy: { maxBandwidthMibPerSec: 0, autoConverge: false } });
+      expect(m.policy).toEqual({
+        downtimeLimitMs: 300, maxBandwidthMibPerSec: 0, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 300_000, xbzrleCacheMib: 64,
+      });
+      await waitFinal(m.migrationId);
+    } finally {
+      await c.api.deleteVm(big.vmId);
+    }
+  });
+});
+
 async function expectCode(p: Promise<unknown>, code: status, pattern?: RegExp): Promise<void> {
   const error = await p.then(
     () => {

@@ -17,6 +17,7 @@
  */
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { fromProtoPhase } from '@vmm/migration/phase';
+import { streamDeadlineMs } from '@vmm/migration/policy';
 import type { agent } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
@@ -30,7 +31,6 @@ import { VmRepository } from '../redis/vm.repository.js';
 import { toVmSpec } from '../vm/vm.service.js';
 import { PROGRESS_FIELDS, type MigrationRecord } from './migration-record.js';
 import { afterCommitAttempt, afterStream, FAILURE_REASONS, nextStep, type SourceVerdict } from './migration-steps.js';
-import { streamDeadlineMs } from './stream-deadline.js';
 
 const SLOT_RETRY_MS = 250;
 /** After a pass failed on an unexpected error (Redis down, a bug): wait, then re-read and go on. */
@@ -214,7 +214,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     const outgoing = this.agents.startOutgoing(
       source,
       { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false },
-      streamDeadlineMs(m.policy, vm.memoryMib),
+      streamDeadlineMs(m.policy, vm.memoryMib * 1024 * 1024),
       async (p) => {
         const phase = fromProtoPhase(p.phase);
         if (phase === 'PRECOPY') await this.migrations.update(id, 'PRECOPY', progressFields(p));

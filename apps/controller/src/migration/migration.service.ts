@@ -37,7 +37,8 @@ import { VmService } from '../vm/vm.service.js';
 import { newMigrationId, newMigrationToken } from './migration-id.js';
 import { migrationFromEvent } from '../redis/migration-codec.js';
 import { toProtoMigration, type MigrationRecord } from './migration-record.js';
-import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt, validatePolicy } from './migration-validation.js';
+import { DRAIN_POLICY, DRAIN_REASON, isDrainAttempt } from './drain-policy.js';
+import { resolveRequestPolicy } from './migration-policy.js';
 import { MigrationOrchestrator } from './migration.orchestrator.js';
 
 const { VmState } = cluster;
@@ -68,7 +69,7 @@ export class MigrationService {
     opts: { avoidMemoryPressure?: boolean; inboundMib?: ReadonlyMap<string, number>; avoidTargets?: ReadonlySet<string> } = {},
   ): Promise<cluster.Migration> {
     const vm = await this.vmService.require(req.vmId ?? '');
-    const policy = validatePolicy(req.policy);
+    const policy = resolveRequestPolicy(req.policy, vm.memoryMib, this.config.migrationPolicyDefaults);
     const targetNodeId = (req.targetNodeId ?? '').trim();
     let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup, image: vm.image });
     if (opts.avoidMemoryPressure) {

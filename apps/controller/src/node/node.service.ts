@@ -1,5 +1,6 @@
 /** Node queries and operator actions (cordon, KSM knobs), and the wire shape of a node. */
 import { Inject, Injectable } from '@nestjs/common';
+import { KNOB_RANGES } from '@vmm/ksm/knobs';
 import { cluster } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import type { NodeRecord } from '../common/model.js';
@@ -88,20 +89,21 @@ export class NodeService {
   }
 }
 
-/** Only the knobs that are set (proto3 optional: null/undefined = keep), each within Linux's range. */
+/** Only the knobs that are set (proto3 optional: null/undefined = keep), each within libs/ksm's range. */
 function validateKnobs(k: cluster.KsmKnobs): cluster.KsmKnobs {
   const out: cluster.KsmKnobs = {};
-  const int = (field: string, value: number | null | undefined, min: number, max: number): number | undefined => {
+  const int = (field: keyof typeof KNOB_RANGES, value: number | null | undefined): number | undefined => {
     if (value === null || value === undefined) return undefined;
+    const { min, max } = KNOB_RANGES[field];
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new InvalidArgumentError(`knobs.${field}`, `must be a whole number in ${min}..${max}`);
     }
     return value;
   };
-  const run = int('run', k.run, 0, 2);
-  const pagesToScan = int('pages_to_scan', k.pagesToScan, 0, 1_000_000);
-  const sleepMillisecs = int('sleep_millisecs', k.sleepMillisecs, 0, 3_600_000);
-  const maxPageSharing = int('max_page_sharing', k.maxPageSharing, 2, 1_000_000);
+  const run = int('run', k.run);
+  const pagesToScan = int('pages_to_scan', k.pagesToScan);
+  const sleepMillisecs = int('sleep_millisecs', k.sleepMillisecs);
+  const maxPageSharing = int('max_page_sharing', k.maxPageSharing);
   if (run !== undefined) out.run = run;
   if (pagesToScan !== undefined) out.pagesToScan = pagesToScan;
   if (sleepMillisecs !== undefined) out.sleepMillisecs = sleepMillisecs;

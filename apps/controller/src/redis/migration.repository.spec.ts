@@ -3,7 +3,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
-import { DEFAULT_POLICY } from '../migration/migration-validation.js';
+import { resolvePolicy } from '@vmm/migration/policy';
 import { testVm } from '../testing/records.js';
 import { useSpecRedis } from '../testing/redis-spec.fixture.js';
 import { MigrationRepository } from './migration.repository.js';
@@ -31,7 +31,7 @@ async function runningVm(nodeId: string, over: Partial<VmRecord> = {}): Promise<
 
 const create = (vmId: string, targetNodeId: string, migrationId = `mig-${++seq}`) =>
   migrations
-    .create({ migrationId, vmId, targetNodeId, policy: DEFAULT_POLICY, reason: 'user', createdAtMs: Date.now(), token: 'secret-token' }, Date.now(), STALE_MS)
+    .create({ migrationId, vmId, targetNodeId, policy: resolvePolicy(undefined, 400 * 1024 * 1024), reason: 'user', createdAtMs: Date.now(), token: 'secret-token' }, Date.now(), STALE_MS)
     .then((outcome) => ({ outcome, migrationId }));
 const record = async (migrationId: string) => (await migrations.get(migrationId))!;
 const failed = { error: 'test', errorReason: 'TEST' };

@@ -53,6 +53,10 @@ const MIGRATION: Record<MigrationErrorCode, status> = {
   CANCELLED: status.CANCELLED,
   PEER_ERROR: status.ABORTED,
   DIGEST_MISMATCH: status.DATA_LOSS,
+  CONNECTION_IDLE: status.UNAVAILABLE,
+  SWITCHOVER_TIMEOUT: status.DEADLINE_EXCEEDED,
+  SPEC_MISMATCH: status.FAILED_PRECONDITION,
+  INVALID_FENCING_EPOCH: status.INVALID_ARGUMENT,
 };
 
 const KSM: Record<KsmErrorCode, status> = {

@@ -6,19 +6,7 @@ export function toProtoPhase(phase: MigrationPhase): cluster.MigrationPhase {
   return `MIGRATION_PHASE_${phase}` as cluster.MigrationPhase;
 }
 
-/** cluster.v1 MigrationPolicy → the engine's partial policy (0 = default, as the engine reads it). */
-export function toEnginePolicy(policy: cluster.MigrationPolicy | undefined | null) {
-  if (!policy) return {};
-  return {
-    downtimeLimitMs: policy.downtimeLimitMs,
-    maxBandwidthMibPerSec: policy.maxBandwidthMibPerSec,
-    maxRounds: policy.maxRounds,
-    autoConverge: policy.autoConverge,
-    xbzrle: policy.xbzrle,
-    completionTimeoutMs: policy.completionTimeoutMs,
-    xbzrleCacheMib: policy.xbzrleCacheMib,
-  };
-}
+/** Moved to engine-policy.ts; still exported here for migration.service.ts's import. */
 
 const EMPTY: agent.MigrationProgress = {
   phase: cluster.MigrationPhase.MIGRATION_PHASE_PREPARING,

@@ -15,7 +15,8 @@ import {
 import type { PersistedMigrationEnd } from '../state/agent-state.store.js';
 import type { ManagedVm, VmManager } from '../vm/vm-manager.js';
 import { MigrationLedger } from './migration-ledger.js';
-import { finalMessage, progressMessage, toEnginePolicy } from './migration-progress.js';
+import { toEnginePolicy } from './engine-policy.js';
+import { finalMessage, progressMessage } from './migration-progress.js';
 import { SourceRunner, type OutgoingState } from './source.runner.js';
 import { SwitchOverEstimator } from './switch-over-estimator.js';
 import { TargetRunner, type IncomingState } from './target.runner.js';

@@ -146,7 +146,7 @@ describe('live migration between two agents', () => {
 
     // The listener still waits for the right sender; this one cannot converge (1 round, 1 ms limit at 50 MiB/s).
     const policy: cluster.MigrationPolicy = {
-      downtimeLimitMs: 1, maxBandwidthMibPerSec: 50, maxRounds: 1, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+      downtimeLimitMs: 1, maxBandwidthMibPerSec: 50, maxRounds: 1, autoConverge: false, xbzrle: false,
     };
     const stuck = await src.startOutgoing({ migrationId: 'm3', vmId: 'vm-fail', targetDataAddress: dataAddress, token: TOKEN, policy });
     expect(stuck.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_FAILED);
@@ -161,7 +161,7 @@ describe('live migration between two agents', () => {
     await src.call('createVm', { spec });
     // 2 MiB/s: round 0 alone (16 MiB of image) takes seconds, so the aborts land before the switch-over.
     const slow: cluster.MigrationPolicy = {
-      downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+      downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false,
     };
     for (const [migrationId, how] of [['m6', 'abort'], ['m7', 'cancel']] as const) {
       const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId, spec, token: TOKEN });
@@ -194,7 +194,7 @@ describe('live migration between two agents', () => {
       await calls.call('createVm', { spec });
       const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm8', spec, token: TOKEN });
       const slow: cluster.MigrationPolicy = {
-        downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 0, xbzrleCacheMib: 0,
+        downtimeLimitMs: 300, maxBandwidthMibPerSec: 2, maxRounds: 30, autoConverge: false, xbzrle: false,
       };
       const stream = calls.startOutgoing({ migrationId: 'm8', vmId: 'vm-shutdown', targetDataAddress: dataAddress, token: TOKEN, policy: slow });
       stream.catch(() => undefined);

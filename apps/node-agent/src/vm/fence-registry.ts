@@ -1,3 +1,4 @@
+import { assertFencingEpoch } from '@vmm/migration';
 import type { AgentStateStore } from '../state/agent-state.store.js';
 import { VmFencedError } from '../errors.js';
 
@@ -10,8 +11,12 @@ import { VmFencedError } from '../errors.js';
 export class FenceRegistry {
   constructor(private readonly store: AgentStateStore) {}
 
-  /** Raises the fence of `vmId` to `epoch` (never lowers it); durable when it returns. */
+  /**
+   * Raises the fence of `vmId` to `epoch` (never lowers it); durable when it returns.
+   * @throws InvalidFencingEpochError unless `epoch` is a whole number in 0..2^53−1
+   */
   fence(vmId: string, epoch: number): void {
+    assertFencingEpoch(epoch);
     const current = this.epochOf(vmId);
     if (current !== undefined && epoch <= current) return;
     this.store.update((s) => {
@@ -24,8 +29,12 @@ export class FenceRegistry {
     return this.store.fences()[vmId];
   }
 
-  /** @throws VmFencedError when `epoch` is older than the fence of `vmId` */
+  /**
+   * @throws InvalidFencingEpochError unless `epoch` is a whole number in 0..2^53−1 (an int64 the wire
+   *   rounded would compare equal to a neighbour); VmFencedError when it is older than the fence of `vmId`
+   */
   check(vmId: string, epoch: number): void {
+    assertFencingEpoch(epoch);
     const fenced = this.epochOf(vmId);
     if (fenced !== undefined && epoch < fenced) throw new VmFencedError(vmId, epoch, fenced);
   }

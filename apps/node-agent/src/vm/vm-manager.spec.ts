@@ -57,6 +57,7 @@ describe('VmManager', () => {
     ['memory below the image', { memoryMib: 8 }],
     ['empty vm_id', { vmId: '' }],
     ['negative epoch', { fencingEpoch: -1 }],
+    ['an epoch past 2^53 (an int64 the wire rounded)', { fencingEpoch: 2 ** 60 }],
   ])('rejects a spec with %s and leaves nothing behind', (_case, overrides) => {
     const vms = manager();
     expect(codeOf(() => vms.create(vmSpec(overrides)))).toBe('INVALID_VM_SPEC');
@@ -92,6 +93,14 @@ describe('VmManager', () => {
     expect(codeOf(() => vms.create(vmSpec({ vmId: 'a', fencingEpoch: 4 })))).toBe('VM_FENCED');
     expect(vms.size).toBe(0);
     expect(vms.create(vmSpec({ vmId: 'a', fencingEpoch: 5 })).fencingEpoch).toBe(5);
+  });
+
+  it('refuses to fence at, or check, an epoch that is not a safe integer, and destroys nothing', () => {
+    const vms = manager();
+    vms.create(vmSpec({ vmId: 'a', fencingEpoch: 4 }));
+    expect(codeOf(() => vms.fenceAndDestroy('a', 2 ** 60))).toBe('INVALID_FENCING_EPOCH');
+    expect(vms.get('a')?.vm.state).toBe('running');
+    expect(codeOf(() => vms.fences.check('a', 1.5))).toBe('INVALID_FENCING_EPOCH');
   });
 
   it('refuses an epoch lower than the running copy holds', () => {

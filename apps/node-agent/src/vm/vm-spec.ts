@@ -1,10 +1,9 @@
-import { getImage, PAGE_SIZE, type WorkloadConfig, type WorkloadKind } from '@vmm/emulator';
+import { getImage, MAX_DIRTY_RATE_PAGES_PER_SEC, PAGE_SIZE, type WorkloadConfig, type WorkloadKind } from '@vmm/emulator';
+import { assertFencingEpoch, InvalidFencingEpochError } from '@vmm/migration';
 import { agent, cluster } from '@vmm/proto';
 import { InvalidVmSpecError } from '../errors.js';
 
 const PAGES_PER_MIB = (1024 * 1024) / PAGE_SIZE;
-/** Above this the emulated vCPU could not keep pace anyway and would starve the event loop. */
-export const MAX_DIRTY_RATE_PAGES_PER_SEC = 10_000_000;
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 const workloadKinds: Partial<Record<cluster.WorkloadKind, WorkloadKind>> = {
@@ -53,8 +52,11 @@ export function validateVmSpec(spec: agent.VmSpec | undefined, limits: VmLimits)
   if (image.pages > pageCount) {
     throw new InvalidVmSpecError('memory_mib', `image ${image.name} needs ${image.pages / PAGES_PER_MIB} MiB`);
   }
-  if (!Number.isSafeInteger(spec.fencingEpoch) || spec.fencingEpoch < 0) {
-    throw new InvalidVmSpecError('fencing_epoch', `must be a non-negative integer, got ${spec.fencingEpoch}`);
+  try {
+    assertFencingEpoch(spec.fencingEpoch, 'fencing_epoch');
+  } catch (error) {
+    if (error instanceof InvalidFencingEpochError) throw new InvalidVmSpecError('fencing_epoch', `must be a whole number in 0..2^53-1, got ${spec.fencingEpoch}`);
+    throw error;
   }
   const workload = toWorkloadConfig(spec.workload ?? undefined, memoryMib);
   // A clean copy: the request comes from proto-loader (null for unset messages), and this spec is

@@ -4,9 +4,11 @@ import {
   FrameParser,
   agreedVersion,
   decodeDigest,
+  decodeError,
   decodeHelloAck,
   decodeJson,
   encodeDigestFrame,
+  encodeError,
   encodeFrame,
   encodeHello,
   encodeHelloAck,
@@ -15,7 +17,7 @@ import {
   writeFrameHeader,
   writeU32,
 } from './codec.js';
-import { FRAME_HEADER_BYTES, FrameType, PAGE_RECORD_BYTES, PAGE_SIZE, type HelloPayload } from './frame.js';
+import { ERROR_PAYLOAD_BYTES, FRAME_HEADER_BYTES, FrameType, HELLO_PAYLOAD_BYTES, PAGE_RECORD_BYTES, PAGE_SIZE, ZERO_PAYLOAD_BYTES, type HelloPayload } from './frame.js';
 
 const ALL = new Set(Object.values(FrameType) as number[]);
 
@@ -206,5 +208,34 @@ describe('frame codec', () => {
 
   it('refuses to encode a payload over the type limit', () => {
     expect(() => encodeFrame(FrameType.COMPLETE, new Uint8Array(17))).toThrow(ProtocolError);
+  });
+
+  it.each([
+    ['HELLO', FrameType.HELLO, HELLO_PAYLOAD_BYTES],
+    ['ZERO', FrameType.ZERO, ZERO_PAYLOAD_BYTES],
+  ])('a %s frame one byte over its bound is refused from its header', (_name, type, max) => {
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, type, max + 1);
+    const parser = new FrameParser({ onPage: () => undefined, onFrame: () => undefined }, ALL);
+    expect(() => parser.push(header)).toThrow(/exceeds/);
+    expect(HELLO_PAYLOAD_BYTES).toBe(4096);
+  });
+
+  it('ERROR always encodes, whatever the error says (a long message is cut, a bad code becomes INTERNAL)', () => {
+    const huge = '\ud800'.repeat(64 * 1024) + 'é'.repeat(64 * 1024);
+    const frame = encodeError({ code: 'not a code', message: huge });
+    expect(frame.length).toBeLessThanOrEqual(FRAME_HEADER_BYTES + ERROR_PAYLOAD_BYTES);
+    const { frames } = collect(frame, frame.length);
+    const e = decodeError(frames[0]!.payload);
+    expect(e.code).toBe('INTERNAL');
+    expect(e.message.length).toBeLessThan(1100);
+    expect(decodeError(encodeError({ code: 'TOKEN_MISMATCH', message: 'no' }).subarray(FRAME_HEADER_BYTES))).toEqual({ code: 'TOKEN_MISMATCH', message: 'no' });
+  });
+
+  it('reads a garbage ERROR payload as a bounded error, never throwing', () => {
+    expect(decodeError(Buffer.from('not json'))).toMatchObject({ code: 'PROTOCOL_ERROR' });
+    expect(decodeError(Buffer.from('null'))).toEqual({ code: 'UNKNOWN', message: '' });
+    expect(decodeError(Buffer.from(JSON.stringify({ code: 'x'.repeat(100), message: 'm'.repeat(5000) })))).toMatchObject({ code: 'UNKNOWN' });
+    expect(decodeError(Buffer.from(JSON.stringify({ code: 'X', message: 'm'.repeat(5000) }))).message.length).toBeLessThan(1100);
   });
 });

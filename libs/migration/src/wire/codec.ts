@@ -5,6 +5,7 @@
  * lies in one chunk.
  */
 import { ProtocolError } from '../errors.js';
+import { boundedText } from '../bounded-text.js';
 import {
   FRAME_HEADER_BYTES,
   FrameType,
@@ -79,7 +80,32 @@ export function decodeHelloAck(payload: Uint8Array): number {
   if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) throw new ProtocolError(`HELLO_ACK agreed on protocol version ${version}`);
   return version;
 }
-export const encodeError = (error: ErrorPayload): Buffer => encodeJsonFrame(FrameType.ERROR, error);
+/** An ERROR's code: a stable UPPER_SNAKE code of errors.ts (anything else is sent as INTERNAL). */
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
+/** An ERROR's message is cut to this many characters: the frame must encode whatever the error says. */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
+
+/** ERROR frame; never throws (an error about huge input still gets a frame within ERROR_PAYLOAD_BYTES). */
+export function encodeError(error: ErrorPayload): Buffer {
+  const code = typeof error.code === 'string' && ERROR_CODE.test(error.code) ? error.code : 'INTERNAL';
+  const message = boundedText(String(error.message), MAX_ERROR_MESSAGE_CHARS);
+  return encodeJsonFrame(FrameType.ERROR, { code, message });
+}
+
+/** A peer's ERROR payload, its code and message bounded; malformed JSON reads as a PROTOCOL_ERROR. */
+export function decodeError(payload: Uint8Array): ErrorPayload {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8'));
+  } catch {
+    return { code: 'PROTOCOL_ERROR', message: 'the peer sent an ERROR frame that is not JSON' };
+  }
+  const e = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  return {
+    code: typeof e.code === 'string' && ERROR_CODE.test(e.code) ? e.code : 'UNKNOWN',
+    message: boundedText(String(e.message ?? ''), MAX_ERROR_MESSAGE_CHARS),
+  };
+}
 export const encodeDigestFrame = (type: number, digest: string): Buffer =>
   encodeFrame(type, Buffer.from(digest.padEnd(16, ' ').slice(0, 16), 'ascii'));
 
@@ -126,6 +152,9 @@ export interface FrameHandlers {
   onFrame(type: number, payload: Uint8Array): void;
 }
 
+/** The smallest payload buffer the parser allocates (control frames reuse it). */
+const MIN_BODY_BYTES = 256;
+
 /** Incremental frame parser. Feed it chunks in order; it calls the handlers synchronously. */
 export class FrameParser {
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
@@ -133,7 +162,8 @@ export class FrameParser {
   private type = -1;
   private remaining = 0;
   private payloadBytes = 0;
-  private body = new Uint8Array(64 * 1024);
+  /** Payload of the frame being gathered; grows to the largest frame seen (allocated on demand, so small before HELLO). */
+  private body = new Uint8Array(0);
   private bodyFill = 0;
   private readonly record = new Uint8Array(PAGE_RECORD_BYTES);
   private recordFill = 0;
@@ -206,7 +236,7 @@ export class FrameParser {
     this.runViewFill = 0;
     this.runViewLanded = 0;
     this.lastWasInPlace = false;
-    if (!paged && this.body.length < bytes) this.body = new Uint8Array(bytes);
+    if (!paged && this.body.length < bytes) this.body = new Uint8Array(Math.max(bytes, MIN_BODY_BYTES));
     if (bytes === 0) this.endFrame();
   }
 

@@ -53,13 +53,24 @@ export const SOCKET_READ_BUFFER_BYTES = 256 * 1024;
 
 /** Page batches are built in buffers of this payload size (256 pages ≈ 1 MiB, docs/stack.md §8). */
 export const BATCH_PAYLOAD_BYTES = 256 * PAGE_RECORD_BYTES;
+/** Pages per PAGES or PAGE_RUN frame at most. */
+export const BATCH_PAGES = BATCH_PAYLOAD_BYTES / PAGE_RECORD_BYTES;
+/** A ZERO frame's payload at most: 8192 ranges (the sender's zero batch). */
+export const ZERO_PAYLOAD_BYTES = 64 * 1024;
+/**
+ * HELLO's payload at most. Its fields are bounded (wire/hello.ts) and take well under 1 KiB; a HELLO
+ * arrives before the peer proved anything, so what a connection may make the listener buffer is small.
+ */
+export const HELLO_PAYLOAD_BYTES = 4 * 1024;
+/** ERROR's payload at most (its message is cut to fit, codec.ts encodeError). */
+export const ERROR_PAYLOAD_BYTES = 64 * 1024;
 
 /** Largest payload accepted per type; anything bigger is a protocol error, so the parser never buffers unbounded data. */
 export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
-  [FrameType.HELLO]: 64 * 1024,
+  [FrameType.HELLO]: HELLO_PAYLOAD_BYTES,
   [FrameType.PAGES]: BATCH_PAYLOAD_BYTES,
   [FrameType.PAGE_RUN]: BATCH_PAYLOAD_BYTES,
-  [FrameType.ZERO]: BATCH_PAYLOAD_BYTES,
+  [FrameType.ZERO]: ZERO_PAYLOAD_BYTES,
   [FrameType.XBZRLE]: BATCH_PAYLOAD_BYTES,
   [FrameType.ROUND]: 4,
   [FrameType.DEVICE_STATE]: 16 * 1024 * 1024,
@@ -67,7 +78,7 @@ export const MAX_PAYLOAD_BYTES: Readonly<Record<number, number>> = {
   [FrameType.HELLO_ACK]: 4,
   [FrameType.VERIFIED]: 16,
   [FrameType.ROUND_ACK]: 4,
-  [FrameType.ERROR]: 64 * 1024,
+  [FrameType.ERROR]: ERROR_PAYLOAD_BYTES,
 };
 
 /** The VM as announced in HELLO; the receiver checks it against its incoming VM. */

@@ -23,10 +23,10 @@ import {
   PAGE_RECORD_BYTES,
   PAGE_SIZE,
   XBZRLE_RECORD_HEADER_BYTES,
+  ZERO_PAYLOAD_BYTES,
 } from './frame.js';
 import type { FrameWriter } from './frame-writer.js';
 
-const ZERO_FRAME_PAYLOAD_BYTES = 64 * 1024;
 
 /**
  * Runs at least this long go without a copy: below it, a frame of its own (a header, two writes, pins)
@@ -53,8 +53,8 @@ export class PageBatcher {
   private rawFill = 0;
   private xbz: Buffer | null = null;
   private xbzFill = 0;
-  private readonly zeroBuf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + ZERO_FRAME_PAYLOAD_BYTES);
-  private readonly zeros = new ZeroRangeBuilder(this.zeroBuf, FRAME_HEADER_BYTES, ZERO_FRAME_PAYLOAD_BYTES);
+  private readonly zeroBuf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + ZERO_PAYLOAD_BYTES);
+  private readonly zeros = new ZeroRangeBuilder(this.zeroBuf, FRAME_HEADER_BYTES, ZERO_PAYLOAD_BYTES);
   /** One aligned page: the XBZRLE path reads the page here once, then encodes and caches from it. */
   private readonly scratch = new Uint8Array(PAGE_SIZE);
   private readonly scratchWords = new Uint32Array(this.scratch.buffer);
