@@ -143,13 +143,26 @@ export class OutgoingMigration extends EventEmitter {
       }
       if (status === 'completed') {
         this.moveTo('completed');
-        return info;
+        return this.settledFigures(info);
       }
       if (status === 'cancelled') return this.fail(this.stopReason ?? new MigrationCancelledError(this.vmId), 'cancelled');
       if (status === 'failed') return this.fail(new MigrationFailedError(this.vmId, info['error-desc'] ?? 'QEMU reports failed'));
       if (this.stopReason === null && (this.current === 'starting' || this.current === 'precopy')) this.checkLimits();
       await delay(MIGRATION_POLL_MS);
     }
+  }
+
+  /**
+   * QEMU 7.2 sets the status `completed` a moment before it records total-time and downtime, so a poll
+   * can see `completed` with both 0: ask again briefly until they are there.
+   */
+  private async settledFigures(info: QemuMigrationInfo): Promise<QemuMigrationInfo> {
+    for (let i = 0; i < 20 && !info['total-time']; i++) {
+      await delay(10);
+      info = await this.guest.qmp.execute<QemuMigrationInfo>('query-migrate').catch(() => info);
+    }
+    this.report(info);
+    return info;
   }
 
   /** Cancels a migration past its round or time limit (QEMU would go on for ever). */
