@@ -179,7 +179,7 @@ export class QemuDriver {
       const info = await guest.qmp.execute<QemuMigrationInfo>('query-migrate');
       const port = opts.port || incomingPortOf(info);
       if (!port) throw new QmpCommandError('query-migrate', 'NoPort', 'the target reports no listening port');
-      const incoming = new IncomingMigration(guest, host, port);
+      const incoming = new IncomingMigration(guest, host, port, () => this.recordCommitted(guest));
       this.incoming.set(spec.vmId, incoming);
       return incoming;
     } catch (err) {
@@ -258,13 +258,45 @@ export class QemuDriver {
       }
       const guest = new QemuGuest(record, pid, qmp, paths);
       this.guests.set(vmId, guest);
-      if ((await guest.qemuStatus()) === 'inmigrate') {
+      if (!(await this.adoptMigration(guest))) {
         await this.remove(guest);
         continue;
       }
       found.push(vmId);
     }
     return found;
+  }
+
+  /**
+   * Takes up the migration a rediscovered guest was in when the previous driver went, so that the agent
+   * can finish it the controller's way: an outgoing migration still in QEMU (pre-copy, or held at the
+   * gate with the source stopped) gets an OutgoingMigration handle (no round or time limit: the caller
+   * decides), a target that received everything but was never committed gets an IncomingMigration in
+   * `received`. Returns false for a target cut off mid-stream (it holds nothing usable: discarded).
+   */
+  private async adoptMigration(guest: QemuGuest): Promise<boolean> {
+    const qemuStatus = await guest.qemuStatus();
+    if (qemuStatus === 'gone') return true; // reported as gone; the agent deletes it
+    const info = await guest.qmp.execute<QemuMigrationInfo>('query-migrate');
+    if (guest.record.origin === 'incoming' && !guest.record.committed) {
+      if (qemuStatus === 'inmigrate' || info.status !== 'completed') return false;
+      if (qemuStatus === 'paused') {
+        const incoming = new IncomingMigration(guest, '', 0, () => this.recordCommitted(guest), 'received');
+        this.incoming.set(guest.vmId, incoming);
+      }
+      return true;
+    }
+    if (info.status === 'setup' || info.status === 'active' || info.status === 'pre-switchover' || info.status === 'device') {
+      const unbounded = resolvePolicy({ maxRounds: Number.MAX_SAFE_INTEGER, completionTimeoutMs: Number.MAX_SAFE_INTEGER }, 0);
+      this.outgoing.set(guest.vmId, new OutgoingMigration(`adopted:${guest.vmId}`, guest, unbounded));
+    }
+    return true;
+  }
+
+  /** A committed target is the VM from now on: its record says so before commitIncoming() returns. */
+  private async recordCommitted(guest: QemuGuest): Promise<void> {
+    guest.record.committed = true;
+    await writeGuestRecord(guest.paths.record, guest.record);
   }
 
   /** Lets go of every guest without stopping them (agent shutdown); a later open() reattaches. */

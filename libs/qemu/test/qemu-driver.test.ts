@@ -201,7 +201,48 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     expect(a.list()).toEqual([]);
   });
 
+  /** B → A to QEMU's `completed`, the digests taken: the point where the controller decides. */
+  async function migrateBtoAToCompleted(migrationId: string) {
+    const target = await a.prepareIncoming(spec);
+    await track(a);
+    const out = await b.startOutgoing(VM, { migrationId, host: target.host, port: target.port });
+    await out.switchoverReady();
+    await out.continueSwitchover();
+    await target.received(30_000);
+    return { target, out, sourceWrites: await writes(b) };
+  }
+
+  it('rollback after a completed migration that is not committed: the source resumes and runs on', async () => {
+    const { out } = await migrateBtoAToCompleted('mig-rollback');
+    expect(out.state).toBe('completed');
+    expect((await b.status(VM)).state).toBe('paused'); // QEMU postmigrate: the source waits for the decision
+    await a.abortIncoming(VM);
+    await b.resume(VM);
+    expect((await b.status(VM)).state).toBe('running');
+    await writesPast(b, await writes(b));
+    expect(a.list()).toEqual([]);
+  });
+
+  it('an agent restart at the commit point: the new driver finds the received target and commits it', async () => {
+    const { sourceWrites } = await migrateBtoAToCompleted('mig-restart');
+    const sourceDigest = (await b.digest(VM)).digest;
+    a.detach(); // the target's agent dies after the data arrived, before the controller's commit
+    const a2 = await QemuDriver.open({ stateDir: a.stateDir, accel: a.accel, bootTimeoutMs: BOOT_MS });
+    drivers.push(a2);
+    expect(a2.list()).toEqual([VM]);
+    expect((await a2.status(VM)).state).toBe('paused');
+    expect((await a2.digest(VM)).digest).toBe(sourceDigest);
+    await a2.commitIncoming(VM);
+    await b.delete(VM);
+    expect((await a2.status(VM)).state).toBe('running');
+    await writesPast(a2, sourceWrites);
+    a = a2; // the guest lives on node A now
+  });
+
   it('a new driver on the same state directory finds its guest again after an agent restart', async () => {
+    // The guest is on node A (the previous test); restart that node's driver again, now with a
+    // committed, running guest (its record says committed) and a stale directory beside it.
+    const b = a;
     const before = await b.status(VM);
     // A directory whose QEMU is long gone (a pid that is not a QEMU of that VM): cleaned up, not adopted.
     const stale = path.join(b.stateDir, 'vm-0123456789abcdef');
@@ -210,12 +251,13 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     await writeFile(path.join(stale, 'qemu.pid'), String(process.pid));
     b.detach(); // the agent dies: its QMP connections close, QEMU runs on
     expect(isProcessAlive(before.pid)).toBe(true);
-    const b2 = await QemuDriver.open({ stateDir: b.stateDir, accel: a.accel, bootTimeoutMs: BOOT_MS });
+    const b2 = await QemuDriver.open({ stateDir: b.stateDir, accel: b.accel, bootTimeoutMs: BOOT_MS });
     drivers.push(b2);
     expect(b2.list()).toEqual([VM]);
     expect(existsSync(stale)).toBe(false);
     const again = await b2.status(VM);
     expect(again).toMatchObject({ state: 'running', pid: before.pid });
+    await expect(b2.commitIncoming(VM)).rejects.toMatchObject({ code: 'NOT_FOUND' }); // committed before: no incoming left
     await b2.pause(VM);
     const paused = await writes(b2);
     await b2.resume(VM);

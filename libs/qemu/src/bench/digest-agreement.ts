@@ -6,7 +6,7 @@
  * equal digests commit (target cont, source deleted), different ones roll back (target discarded,
  * source resumed), as the agent does. Prints one JSON line per migration and a summary.
  *
- *   node libs/qemu/dist/bench/digest-agreement.js [--runs 10] [--rate 50000] [--bandwidth-mib 128] [--auto-converge]
+ *   node libs/qemu/dist/bench/digest-agreement.js [--runs 10] [--rate 50000] [--bandwidth-mib 128] [--auto-converge] [--fresh]
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -22,6 +22,8 @@ const { values } = parseArgs({
     'auto-converge': { type: 'boolean', default: false },
     'memory-mib': { type: 'string', default: '256' },
     'working-set-mib': { type: 'string', default: '128' },
+    /** Boot a new guest for every run (no guest migrates twice, none after a rollback). */
+    fresh: { type: 'boolean', default: false },
   },
 });
 
@@ -45,6 +47,10 @@ async function main(): Promise<void> {
   try {
     await nodes[0].create(spec);
     for (let run = 0; run < Number(values.runs); run++) {
+      if (values.fresh && run > 0) {
+        for (const d of nodes) await d.destroyAll();
+        await nodes[0].create(spec);
+      }
       const [src, dst] = nodes;
       nodes.reverse(); // a committed migration leaves the guest on dst: the next run starts there
       const t0 = Date.now();

@@ -11,6 +11,8 @@ export interface GuestRecord {
   spec: GuestSpec;
   /** 'guest': created and booted here; 'incoming': started with -incoming defer as a migration target. */
   origin: 'guest' | 'incoming';
+  /** An incoming guest whose copy was committed (`cont`): the VM from then on, no longer a target. */
+  committed?: boolean;
   /** The accelerator QEMU was started with. */
   accel: 'kvm' | 'tcg';
   createdAtMs: number;

@@ -18,7 +18,12 @@ export class IncomingMigration {
     /** Host and port QEMU listens on (give them to the source's startOutgoing). */
     readonly host: string,
     readonly port: number,
-  ) {}
+    /** Called once commit() succeeded, before it resolves (the driver records the commit on disk). */
+    private readonly onCommitted: () => Promise<void> = async () => {},
+    initial: IncomingState = 'listening',
+  ) {
+    this.current = initial;
+  }
 
   get vmId(): string {
     return this.guest.vmId;
@@ -58,6 +63,7 @@ export class IncomingMigration {
     if (this.current !== 'received') throw new InvalidGuestStateError(this.vmId, `incoming ${this.current}`, 'commit');
     await this.guest.qmp.execute('cont');
     this.move('committed');
+    await this.onCommitted();
   }
 
   /** Marks the copy discarded; the driver quits QEMU and removes the guest. */

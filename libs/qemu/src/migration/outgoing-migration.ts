@@ -72,6 +72,11 @@ export class OutgoingMigration extends EventEmitter {
     return this.lastProgress;
   }
 
+  /** Why the migration failed or was cancelled; null otherwise. */
+  get error(): Error | null {
+    return this.failure;
+  }
+
   /**
    * Resolves when the source reached pre-switchover: stopped, waiting for continueSwitchover().
    * @throws MigrationFailedError, MigrationCancelledError, MigrationNotConvergedError
