@@ -3,12 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { getImage, hashString32, UnknownImageError } from '@vmm/emulator';
 import { describe, expect, it } from 'vitest';
-import { InvalidGuestSpecError } from '../errors.js';
-import { checkStateDir, guestPaths } from './guest-paths.js';
+import { GuestStartError, InvalidGuestSpecError } from '../errors.js';
+import { checkStateDir, guestPaths, pathsIn } from './guest-paths.js';
 import { guestStateOf } from './guest-state.js';
 import { resolveGuestSpec, type GuestSpec } from './guest-spec.js';
 import { buildKernelCmdline } from './kernel-cmdline.js';
 import { buildQemuArgs } from './qemu-args.js';
+import { startQemu } from './qemu-process.js';
 import { SerialConsole } from './serial-console.js';
 
 const spec = (over: Partial<GuestSpec> = {}): GuestSpec => ({
@@ -103,6 +104,22 @@ describe('SerialConsole', () => {
       expect(s).toMatchObject({ writesTotal: 2000, guestUptimeMs: 3499, reports: 2 });
       await appendFile(file, 'vmm: error vmm.kind is not idle\n');
       expect((await c.poll()).error).toBe('vmm.kind is not idle');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('startQemu', () => {
+  it('fails with GuestStartError carrying stderr when the process exits before QMP answers, and when it cannot run', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'start-spec-'));
+    try {
+      const paths = pathsIn(dir);
+      const err = await startQemu('/bin/sh', ['-c', 'echo no such machine >&2; exit 3'], 'vm-1', paths, 5_000).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GuestStartError);
+      expect(err).toMatchObject({ code: 'GUEST_START_FAILED' });
+      expect((err as Error).message).toMatch(/code 3.*no such machine/);
+      await expect(startQemu(path.join(dir, 'missing-binary'), [], 'vm-1', paths, 5_000)).rejects.toThrow(/cannot run/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -20,16 +20,16 @@ export async function startQemu(
   timeoutMs: number,
 ): Promise<{ pid: number; qmp: QmpClient }> {
   const stderrFd = openSync(paths.stderrLog, 'w');
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  let spawnError: Error | null = null;
+  /** Set by the child's events: why QEMU is not there to answer. */
+  const ended: { exit?: string; spawnError?: string } = {};
   let pid: number | undefined;
   try {
     const child = spawn(binary, args, { detached: true, stdio: ['ignore', 'ignore', stderrFd] });
     child.on('exit', (code, signal) => {
-      exited = { code, signal };
+      ended.exit = signal ?? `code ${code}`;
     });
     child.on('error', (err) => {
-      spawnError = err;
+      ended.spawnError = err.message;
     });
     child.unref();
     pid = child.pid;
@@ -42,11 +42,8 @@ export async function startQemu(
     return stderr === '' ? '' : `: ${stderr}`;
   };
   for (;;) {
-    if (spawnError) throw new GuestStartError(vmId, `cannot run ${binary}: ${(spawnError as Error).message}`);
-    if (exited) {
-      const e = exited as { code: number | null; signal: NodeJS.Signals | null };
-      throw new GuestStartError(vmId, `QEMU exited (${e.signal ?? `code ${e.code}`})${await why()}`);
-    }
+    if (ended.spawnError) throw new GuestStartError(vmId, `cannot run ${binary}: ${ended.spawnError}`);
+    if (ended.exit) throw new GuestStartError(vmId, `QEMU exited (${ended.exit})${await why()}`);
     if (pid !== undefined && existsSync(paths.qmpSocket)) {
       try {
         const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: Math.max(500, deadline - Date.now()) });
