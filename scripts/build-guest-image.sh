@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the guest image of @vmm/qemu from Debian's packages, into a cache directory (default
-# .cache/guest/, git-ignored; GUEST_IMAGE_DIR overrides it):
+# .cache/guest/, git-ignored; VMM_GUEST_IMAGE_DIR overrides it):
 #   vmlinuz           Debian's kernel, extracted from the linux-image .deb (`apt-get download`, nothing
 #                     is installed on the host)
 #   initramfs.cpio.gz busybox-static as /bin/busybox, an /init script, and /bin/vmm-workload: the static
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
-out=${GUEST_IMAGE_DIR:-$root/.cache/guest}
+out=${VMM_GUEST_IMAGE_DIR:-$root/.cache/guest}
 src=$root/libs/qemu/guest/vmm-workload.c
 
 log() { printf '\033[2m[guest-image]\033[0m %s\n' "$*" >&2; }
