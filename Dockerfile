@@ -10,6 +10,7 @@ COPY proto/package.json proto/
 COPY libs/emulator/package.json libs/emulator/
 COPY libs/migration/package.json libs/migration/
 COPY libs/ksm/package.json libs/ksm/
+COPY libs/qemu/package.json libs/qemu/
 COPY apps/controller/package.json apps/controller/
 COPY apps/node-agent/package.json apps/node-agent/
 COPY apps/cli/package.json apps/cli/

@@ -12,7 +12,7 @@ const sourceAliases = [
   { find: /^@vmm\/proto\/(.*)$/, replacement: path.join(root, 'proto/src/$1.ts') },
   { find: /^@vmm\/local-cluster$/, replacement: path.join(root, 'tools/local-cluster/src/index.ts') },
   { find: /^@vmm\/local-cluster\/(.*)$/, replacement: path.join(root, 'tools/local-cluster/src/$1.ts') },
-  ...['emulator', 'migration', 'ksm'].flatMap((lib) => [
+  ...['emulator', 'migration', 'ksm', 'qemu'].flatMap((lib) => [
     { find: new RegExp(`^@vmm/${lib}$`), replacement: path.join(root, `libs/${lib}/src/index.ts`) },
     { find: new RegExp(`^@vmm/${lib}/(.*)$`), replacement: path.join(root, `libs/${lib}/src/$1.ts`) },
   ]),
@@ -48,6 +48,18 @@ export default defineConfig({
           // checks (NOT_READY within 3 intervals) do not compete with unit tests for the CPU.
           fileParallelism: false,
           sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Real QEMU guests under TCG (libs/qemu/test): slow, CPU-heavy, so alone and after the rest.
+          name: 'qemu',
+          include: ['libs/*/test/**/*.test.ts'],
+          testTimeout: 240_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
         },
       },
     ],

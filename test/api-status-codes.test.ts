@@ -64,7 +64,7 @@ describe('INVALID_ARGUMENT names the field', () => {
       { workload: workload({ kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: -5 }) },
       /dirty.?rate/i,
     ],
-    ['unknown image', { image: 'no-such-image-1.0' }, /image/i],
+    ['unknown image', { image: 'No Such Image 1.0' }, /image/i],
   ] as const)('CreateVm with %s', async (_case, overrides, pattern) => {
     await rejectsCleanly(() => api.createVm(vmRequest(overrides as Partial<cluster.CreateVmRequest>)), status.INVALID_ARGUMENT, pattern);
   });

@@ -183,7 +183,7 @@ describe('status codes, leaving nothing behind', () => {
     ['empty name', { name: '' }, status.INVALID_ARGUMENT, /^name/],
     ['memory above the largest node', { memoryMib: 2001 }, status.INVALID_ARGUMENT, /memory_mib/],
     ['vcpus above the largest node', { vcpus: 9 }, status.INVALID_ARGUMENT, /vcpus/],
-    ['unknown image', { image: 'plan9' }, status.INVALID_ARGUMENT, /image/],
+    ['unknown image', { image: 'Plan 9' }, status.INVALID_ARGUMENT, /image/],
     ['unspecified kind', { workload: { ...IDLE_WORKLOAD, kind: cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED } }, status.INVALID_ARGUMENT, /workload.kind/],
     ['unknown node', { nodeId: 'node-9' }, status.NOT_FOUND, /node-9/],
   ] as const)('CreateVm with %s', async (_c, over, code, pattern) => {

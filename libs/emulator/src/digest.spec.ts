@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { hashToHex, initHashing, pageHash, zeroPageHash } from './digest.js';
+import { FlatMemoryDigest, hashToHex, initHashing, pageHash, zeroPageHash } from './digest.js';
+import { InvalidArgumentError } from './errors.js';
+import { loadImage } from './images.js';
 import { FramePool, PAGE_SIZE } from './frame-pool.js';
 import { GuestMemory } from './guest-memory.js';
 
@@ -104,5 +106,50 @@ describe('digest', () => {
     expect(d1).toBe(d2);
     expect(d1).not.toBe(empty);
     console.info(`digest of 1 GiB (1 MiB resident): first ${(t1 - t0).toFixed(1)} ms, cached ${(t2 - t1).toFixed(1)} ms`);
+  });
+});
+
+describe('FlatMemoryDigest', () => {
+  /** The memory's bytes in page order, as a RAM dump holds them. */
+  function flatBytes(mem: GuestMemory): Uint8Array {
+    const out = new Uint8Array(mem.pageCount * PAGE_SIZE);
+    for (let p = 0; p < mem.pageCount; p++) mem.readPage(p, out, p * PAGE_SIZE);
+    return out;
+  }
+
+  it.each([
+    ['whole', 0],
+    ['4 KiB chunks', PAGE_SIZE],
+    ['chunks that split pages', 3 * PAGE_SIZE + 123],
+    ['tiny chunks', 1000],
+  ])('agrees with GuestMemory.digest() over the same bytes fed in %s', (_how, chunk) => {
+    const mem = new GuestMemory(new FramePool(), 5000);
+        mem.fillRandom(100, 300, 7);
+    mem.writeWord(4999, 8, 1, 2); // the last page, alone among zeros
+    const bytes = flatBytes(mem);
+    const d = new FlatMemoryDigest();
+    if (chunk === 0) d.update(bytes);
+    else for (let at = 0; at < bytes.length; at += chunk) d.update(bytes.subarray(at, at + chunk));
+    expect(d.pages).toBe(5000);
+    expect(d.digest()).toBe(mem.digest());
+  });
+
+  it('agrees over an image, and differs when one word differs', () => {
+    const mem = new GuestMemory(new FramePool(), 16 * 256);
+    loadImage(mem, 'alpine-3.20');
+    const bytes = flatBytes(mem);
+    const same = new FlatMemoryDigest();
+    same.update(bytes);
+    expect(same.digest()).toBe(mem.digest());
+    bytes[PAGE_SIZE * 77 + 8] ^= 1;
+    const other = new FlatMemoryDigest();
+    other.update(bytes);
+    expect(other.digest()).not.toBe(mem.digest());
+  });
+
+  it('refuses bytes that are not whole pages', () => {
+    const d = new FlatMemoryDigest();
+    d.update(new Uint8Array(PAGE_SIZE + 1));
+    expect(() => d.digest()).toThrow(InvalidArgumentError);
   });
 });

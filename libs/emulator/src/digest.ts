@@ -1,5 +1,5 @@
 import xxhash, { type XXHashAPI } from 'xxhash-wasm';
-import { HashingNotInitializedError } from './errors.js';
+import { HashingNotInitializedError, InvalidArgumentError } from './errors.js';
 import { PAGE_SIZE, type FramePool } from './frame-pool.js';
 
 /**
@@ -114,4 +114,61 @@ function frameHashInto(xx: XXHashAPI, pool: FramePool, frame: number, at: number
   pool.storeHash(frame, lo, hi);
   chunkWords[at] = lo;
   chunkWords[at + 1] = hi;
+}
+
+/**
+ * The digest of a memory given as its bytes in page order, fed in chunks of any length (a guest RAM
+ * dump read from a file, as the QEMU driver's pmemsave makes): the same 16 hex chars as digestPages
+ * over a page map holding those bytes, so that an emulator digest and a QEMU digest of the same memory
+ * agree. A page that spans two chunks is carried over. Needs initHashing() first.
+ */
+export class FlatMemoryDigest {
+  private readonly xx = hashing();
+  private readonly combined = this.xx.create64(0n);
+  private readonly carry = new Uint8Array(PAGE_SIZE);
+  private carried = 0;
+  private readonly hashes = new Uint32Array(CHUNK_PAGES * 2);
+  private readonly hashBytes = new Uint8Array(this.hashes.buffer);
+  private queued = 0; // page hashes in `hashes` not yet fed to `combined`
+  /** Pages digested so far. */
+  pages = 0;
+
+  update(bytes: Uint8Array): void {
+    let at = 0;
+    if (this.carried > 0) {
+      const take = Math.min(PAGE_SIZE - this.carried, bytes.length);
+      this.carry.set(bytes.subarray(0, take), this.carried);
+      this.carried += take;
+      at = take;
+      if (this.carried < PAGE_SIZE) return;
+      this.addPage(this.carry);
+      this.carried = 0;
+    }
+    for (; at + PAGE_SIZE <= bytes.length; at += PAGE_SIZE) this.addPage(bytes.subarray(at, at + PAGE_SIZE));
+    if (at < bytes.length) {
+      this.carry.set(bytes.subarray(at));
+      this.carried = bytes.length - at;
+    }
+  }
+
+  /** The digest of every page fed. @throws InvalidArgumentError when the bytes fed are not whole pages. */
+  digest(): string {
+    if (this.carried !== 0) throw new InvalidArgumentError('bytes', `${this.carried} bytes past the last whole page`);
+    this.flush();
+    return hashToHex(this.combined.digest());
+  }
+
+  private addPage(page: Uint8Array): void {
+    hashSplit[0] = this.xx.h64Raw(page);
+    this.hashes[2 * this.queued] = hashWords[0];
+    this.hashes[2 * this.queued + 1] = hashWords[1];
+    this.pages++;
+    if (++this.queued === CHUNK_PAGES) this.flush();
+  }
+
+  private flush(): void {
+    if (this.queued === 0) return;
+    this.combined.update(this.hashBytes.subarray(0, 8 * this.queued));
+    this.queued = 0;
+  }
 }

@@ -31,11 +31,15 @@ export class InvalidArgumentError extends Error {
   }
 }
 
-/** A VM was created from an image name that is not in the catalog. */
+/**
+ * A VM was created from an image name that names no image: not a preset and not 1–128 characters from
+ * [a-z0-9._:/-] starting with a letter or digit (images.ts IMAGE_NAME_PATTERN). The field is `image`.
+ */
 export class UnknownImageError extends Error {
   readonly code = 'UNKNOWN_IMAGE';
+  readonly field = 'image';
   constructor(readonly image: string) {
-    super(`unknown image '${image}'`);
+    super(`unknown image '${image}': an image name is 1-128 characters from a-z, 0-9, '.', '_', ':', '/', '-', starting with a letter or digit`);
     this.name = 'UnknownImageError';
   }
 }

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, UnknownImageError } from './errors.js';
 import { PAGE_SIZE, PAGE_WORDS } from './frame-pool.js';
 import type { GuestMemory } from './guest-memory.js';
-import { Xoshiro128 } from './prng.js';
+import { hashString32, mix32, Xoshiro128 } from './prng.js';
 
 /** A guest image: `pages` pages of deterministic content generated from `seed`, loaded at guest page 0. */
 export interface ImageSpec {
@@ -19,8 +19,30 @@ export const IMAGES: Record<string, ImageSpec> = {
   'ubuntu-24.04': { name: 'ubuntu-24.04', pages: 96 * MIB_PAGES, seed: 0xb0_24_04 },
 };
 
+/**
+ * Image names beyond the presets: 1–128 characters from [a-z0-9._:/-], starting with a letter or digit
+ * (`registry.example/team/app:1.2` reads as an image reference, yet is safe in paths and command lines).
+ */
+export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._:/-]{0,127}$/;
+/** Size range of an image derived from its name, in MiB (inclusive). */
+export const DERIVED_IMAGE_MIB = { min: 8, max: 128 } as const;
+
+/**
+ * The image of that name: a preset (IMAGES), `empty` for the empty name, or, for any other name that
+ * matches IMAGE_NAME_PATTERN, an image whose seed and size (DERIVED_IMAGE_MIB) derive from the name
+ * alone, so that every agent (and the QEMU guest's generator) agrees on it without a catalog.
+ * undefined for a name that does not match (callers throw UnknownImageError naming `image`).
+ */
 export function getImage(name: string): ImageSpec | undefined {
-  return Object.hasOwn(IMAGES, name) ? IMAGES[name] : undefined;
+  if (typeof name !== 'string') return undefined;
+  if (name === '') return IMAGES.empty;
+  if (Object.hasOwn(IMAGES, name)) return IMAGES[name];
+  if (!IMAGE_NAME_PATTERN.test(name)) return undefined;
+  const seed = hashString32(name);
+  const span = DERIVED_IMAGE_MIB.max - DERIVED_IMAGE_MIB.min + 1;
+  // A second, independent mix of the name's hash for the size, so that size and seed do not correlate.
+  const mib = DERIVED_IMAGE_MIB.min + (mix32(seed ^ 0x5bd1e995) % span);
+  return { name, pages: mib * MIB_PAGES, seed };
 }
 
 // Shape of an image's content, close to what KSM finds in real guests right after boot.
@@ -40,15 +62,37 @@ export interface ImageTemplate {
   uniqueSlots: number;
 }
 
+/**
+ * Generated templates, most recently used last. Any name is an image now, so the cache is bounded:
+ * templates beyond TEMPLATE_CACHE_BYTES (least recently used first) are dropped and regenerated when
+ * asked for again (deterministic, so nothing changes but the time).
+ */
 const templates = new Map<string, ImageTemplate>();
+let templateCacheBytes = 256 * 1024 * 1024;
+
+/** Sets the template cache's byte budget (tests, memory-tight agents); returns the previous one. */
+export function setImageTemplateCacheBytes(bytes: number): number {
+  const previous = templateCacheBytes;
+  templateCacheBytes = bytes;
+  return previous;
+}
 
 export function imageTemplate(name: string): ImageTemplate {
   const spec = getImage(name);
   if (!spec) throw new UnknownImageError(name);
-  let t = templates.get(name);
-  if (!t) {
+  let t = templates.get(spec.name);
+  if (t) {
+    templates.delete(spec.name); // re-inserted below as the most recently used
+  } else {
     t = generate(spec);
-    templates.set(name, t);
+  }
+  templates.set(spec.name, t);
+  let bytes = 0;
+  for (const held of templates.values()) bytes += held.data.byteLength;
+  for (const [heldName, held] of templates) {
+    if (bytes <= templateCacheBytes || held === t) break;
+    templates.delete(heldName);
+    bytes -= held.data.byteLength;
   }
   return t;
 }

@@ -1,10 +1,29 @@
 export { PAGE_SIZE, PAGE_WORDS, FramePool, type FrameReservation } from './frame-pool.js';
-export { initHashing, pageHash, zeroPageHash, hashToHex, digestPages, cacheFrameHash, framesHashedTotal } from './digest.js';
+export {
+  initHashing,
+  pageHash,
+  zeroPageHash,
+  hashToHex,
+  digestPages,
+  cacheFrameHash,
+  framesHashedTotal,
+  FlatMemoryDigest,
+} from './digest.js';
 export { GuestMemory } from './guest-memory.js';
 export { DirtyLog, type DirtyLogOwner } from './dirty-log.js';
 export { bitmapWords, createBitmap, testBit, setBit, popcount, nextSetBit, setAll } from './bitmap.js';
 export { encodeBitmapRle, decodeBitmapRle } from './bitmap-rle.js';
-export { IMAGES, getImage, imageTemplate, loadImage, type ImageSpec, type ImageTemplate } from './images.js';
+export {
+  IMAGES,
+  IMAGE_NAME_PATTERN,
+  DERIVED_IMAGE_MIB,
+  getImage,
+  imageTemplate,
+  loadImage,
+  setImageTemplateCacheBytes,
+  type ImageSpec,
+  type ImageTemplate,
+} from './images.js';
 export {
   VcpuWorkload,
   WORKLOAD_KINDS,

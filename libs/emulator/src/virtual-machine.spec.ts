@@ -256,7 +256,7 @@ describe('VirtualMachine lifecycle', () => {
     ['zero memory', { memoryMib: 0 }, InvalidArgumentError],
     ['fractional memory', { memoryMib: 1.5 }, InvalidArgumentError],
     ['zero vCPUs', { vcpus: 0 }, InvalidArgumentError],
-    ['an unknown image', { image: 'plan9' }, UnknownImageError],
+    ['an unknown image', { image: 'Plan 9' }, UnknownImageError],
     ['memory smaller than the image', { image: 'debian-12', memoryMib: 32 }, InvalidArgumentError],
     ['a negative rate', { workload: { ...idle, kind: 'uniform', dirtyRatePagesPerSec: -5 } }, InvalidArgumentError],
     ['a working set beyond memory', { workload: { ...idle, workingSetPages: 1 << 20 } }, InvalidArgumentError],

@@ -38,6 +38,10 @@ describe('validateCreateVm', () => {
     expect(validateCreateVm(good({ image: '' }), LARGEST).image).toBe('empty');
   });
 
+  it.each(['windows-95', 'registry.local/team/app:1.2', 'a'.repeat(128)])('accepts any well-formed image name: %s', (image) => {
+    expect(validateCreateVm(good({ image }), LARGEST).image).toBe(image);
+  });
+
   it('accepts exactly the largest node', () => {
     expect(validateCreateVm(good({ vcpus: 8, memoryMib: 4096, workload: wl({ workingSetMib: 0 }) }), LARGEST).vcpus).toBe(8);
   });
@@ -57,7 +61,9 @@ describe('validateCreateVm', () => {
     ['negative memory', { memoryMib: -64 }, 'memory_mib'],
     ['vcpus above the largest node', { vcpus: 9 }, 'vcpus'],
     ['memory above the largest node', { memoryMib: 4097 }, 'memory_mib'],
-    ['unknown image', { image: 'windows-95' }, 'image'],
+    ['unknown image', { image: 'Windows 95' }, 'image'],
+    ['image name too long', { image: 'a'.repeat(129) }, 'image'],
+    ['image name starting with a dot', { image: '.hidden' }, 'image'],
     ['no workload', { workload: undefined }, 'workload.kind'],
     ['unspecified kind', { workload: wl({ kind: cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED }) }, 'workload.kind'],
     ['unrecognized kind', { workload: wl({ kind: -1 as unknown as cluster.WorkloadKind }) }, 'workload.kind'],

@@ -6,10 +6,11 @@ import { cluster } from '@vmm/proto';
 import { InvalidArgumentError } from '../errors.js';
 
 /**
- * The emulator's image catalog (libs/emulator IMAGES). A copy, because the controller must not import
- * the emulator; an agent refusing an image anyway is mapped to INVALID_ARGUMENT too.
+ * The emulator's rule for image names (libs/emulator IMAGE_NAME_PATTERN: any such name is an image, its
+ * content derived from the name). A copy, because the controller must not import the emulator; an agent
+ * refusing an image anyway is mapped to INVALID_ARGUMENT too.
  */
-export const KNOWN_IMAGES: readonly string[] = ['empty', 'alpine-3.20', 'debian-12', 'ubuntu-24.04'];
+export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._:/-]{0,127}$/;
 export const DEFAULT_IMAGE = 'empty';
 
 const WORKLOAD_KINDS = new Set<string>([
@@ -70,8 +71,11 @@ export function validateCreateVm(req: Partial<cluster.CreateVmRequest>, largest:
     throw new InvalidArgumentError('memory_mib', `${memoryMib} is larger than the largest node (${largest.memoryMib} MiB)`);
   }
   const image = (req.image ?? '').trim() || DEFAULT_IMAGE;
-  if (!KNOWN_IMAGES.includes(image)) {
-    throw new InvalidArgumentError('image', `unknown image ${JSON.stringify(image)} (known: ${KNOWN_IMAGES.join(', ')})`);
+  if (!IMAGE_NAME_PATTERN.test(image)) {
+    throw new InvalidArgumentError(
+      'image',
+      `invalid image ${JSON.stringify(image)}: use 1-128 characters from a-z, 0-9, ".", "_", ":", "/", "-", starting with a letter or digit`,
+    );
   }
   const workload = validateWorkload(req.workload ?? undefined, memoryMib);
   const antiAffinityGroup = (req.antiAffinityGroup ?? '').trim();

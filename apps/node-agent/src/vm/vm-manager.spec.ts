@@ -48,7 +48,7 @@ describe('VmManager', () => {
   });
 
   it.each([
-    ['unknown image', { image: 'windows-95' }],
+    ['unknown image', { image: 'Windows 95' }],
     ['unspecified workload kind', { workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNSPECIFIED, dirtyRatePagesPerSec: 0, workingSetMib: 0, seed: 0 } }],
     ['negative dirty rate', { workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: -1, workingSetMib: 0, seed: 0 } }],
     ['working set above memory', { workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 1, workingSetMib: 64, seed: 0 } }],

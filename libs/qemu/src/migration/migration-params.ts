@@ -1,0 +1,62 @@
+import type { MigrationPolicy } from '@vmm/migration';
+
+/** What the QEMU driver adds to the engine's MigrationPolicy. */
+export interface QemuMigrationOptions {
+  /** Parallel migration channels (QEMU multifd); 0 or 1 = one channel, multifd off. */
+  multifdChannels?: number;
+}
+
+export interface MigrationCapability {
+  capability: string;
+  state: boolean;
+}
+
+/**
+ * max-bandwidth for "unlimited" (policy 0): QEMU has no unlimited value, and its default is 128 MiB/s.
+ * 10 GiB/s is above what loopback moves here (3.4 GB/s).
+ */
+export const UNLIMITED_BANDWIDTH_BYTES_PER_SEC = 10 * 1024 ** 3;
+
+/**
+ * Capabilities for migrate-set-capabilities. `pause-before-switchover` on both ends: the source stops
+ * in status `pre-switchover` and waits for migrate-continue, so that the caller gates the switch-over.
+ * xbzrle and multifd change the stream, so the target needs them as the source has them; auto-converge
+ * only matters on the source (it throttles the source's vCPUs) but is harmless on the target.
+ */
+export function migrationCapabilities(policy: MigrationPolicy, opts: QemuMigrationOptions): MigrationCapability[] {
+  return [
+    { capability: 'pause-before-switchover', state: true },
+    { capability: 'events', state: true },
+    { capability: 'auto-converge', state: policy.autoConverge },
+    { capability: 'xbzrle', state: policy.xbzrle },
+    { capability: 'multifd', state: (opts.multifdChannels ?? 0) > 1 },
+  ];
+}
+
+/**
+ * Parameters for migrate-set-parameters (source). Units: downtime-limit ms, max-bandwidth bytes/s,
+ * xbzrle-cache-size bytes (QEMU refuses a cache as large as guest RAM: it is kept below half of it).
+ */
+export function sourceMigrationParameters(policy: MigrationPolicy, opts: QemuMigrationOptions, memoryBytes: number): Record<string, number> {
+  const params: Record<string, number> = {
+    'downtime-limit': policy.downtimeLimitMs,
+    'max-bandwidth':
+      policy.maxBandwidthMibPerSec > 0 ? Math.round(policy.maxBandwidthMibPerSec * 1024 * 1024) : UNLIMITED_BANDWIDTH_BYTES_PER_SEC,
+  };
+  if (policy.xbzrle) params['xbzrle-cache-size'] = Math.min(policy.xbzrleCacheMib * 1024 * 1024, Math.floor(memoryBytes / 2));
+  if ((opts.multifdChannels ?? 0) > 1) params['multifd-channels'] = opts.multifdChannels!;
+  return params;
+}
+
+/** Parameters the target needs to read the stream the source sends. */
+export function targetMigrationParameters(opts: QemuMigrationOptions): Record<string, number> {
+  return (opts.multifdChannels ?? 0) > 1 ? { 'multifd-channels': opts.multifdChannels! } : {};
+}
+
+/**
+ * The migration URI. Plain TCP for now; TLS (QEMU's tls-creds-x509 object named by the `tls-creds`
+ * parameter on both ends) plugs in here and in the two parameter functions above.
+ */
+export function migrationUri(host: string, port: number): string {
+  return host.includes(':') ? `tcp:[${host}]:${port}` : `tcp:${host}:${port}`;
+}
