@@ -15,13 +15,13 @@ describe('migration parameters', () => {
     expect(all).toMatchObject({ 'auto-converge': true, xbzrle: true, multifd: true });
   });
 
-  it('converts units: downtime ms, bandwidth MiB/s to bytes/s (0 = unlimited), XBZRLE cache below guest RAM', () => {
+  it('converts units: downtime ms, bandwidth MiB/s to bytes/s (0 = unlimited), XBZRLE cache in bytes', () => {
     expect(sourceMigrationParameters(resolvePolicy({ downtimeLimitMs: 500, maxBandwidthMibPerSec: 128 }, 256 * MIB), {}, 256 * MIB)).toEqual({
       'downtime-limit': 500,
       'max-bandwidth': 128 * MIB,
     });
-    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 512 }, 256 * MIB), { multifdChannels: 4 }, 256 * MIB);
-    expect(p).toEqual({ 'downtime-limit': 300, 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC, 'xbzrle-cache-size': 128 * MIB, 'multifd-channels': 4 });
+    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 32 }, 256 * MIB), { multifdChannels: 4 }, 256 * MIB);
+    expect(p).toEqual({ 'downtime-limit': 300, 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC, 'xbzrle-cache-size': 32 * MIB, 'multifd-channels': 4 });
     expect(targetMigrationParameters({ multifdChannels: 4 })).toEqual({ 'multifd-channels': 4 });
     expect(targetMigrationParameters({})).toEqual({});
   });
