@@ -106,6 +106,7 @@ describe('an error after the commit', () => {
     };
     const m = await s.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
     const done = await waitForFinal(s.api, m.migrationId, 60_000);
+    expect(restore, 'the fault was injected').toBeDefined();
     await restore;
     expect(short(done.phase), done.error).toBe('COMPLETED');
     expect(await s.api.getVm({ vmId: vm.vmId })).toMatchObject({ nodeId: 'node-2', state: VmState.VM_STATE_RUNNING, fencingEpoch: 2 });
