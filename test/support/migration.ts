@@ -1,6 +1,7 @@
 // Helpers of the migration integration tests (test/migration-*.test.ts): agent clients, waiting on
 // migration phases, collecting a WatchMigration stream, and a report tap that sees the agents'
 // NodeReports (writes_total is reported by agents but not exposed by the public API).
+import { FINAL_PHASES as MODEL_FINAL_PHASES, pathTo, toProtoPhase, type MigrationPhase as MigrationPhaseName } from '@vmm/migration/phase';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { agent, cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
@@ -15,21 +16,13 @@ import { waitFor } from './wait-for.js';
 const { MigrationPhase, VmState, WorkloadKind } = cluster;
 export { MigrationPhase, VmState, WorkloadKind };
 
-export const FINAL_PHASES: ReadonlySet<cluster.MigrationPhase> = new Set([
-  MigrationPhase.MIGRATION_PHASE_COMPLETED,
-  MigrationPhase.MIGRATION_PHASE_FAILED,
-  MigrationPhase.MIGRATION_PHASE_CANCELLED,
-]);
+/** The phase model's final phases (@vmm/migration/phase), as proto names. */
+export const FINAL_PHASES: ReadonlySet<cluster.MigrationPhase> = new Set(MODEL_FINAL_PHASES.map((p) => toProtoPhase(p) as cluster.MigrationPhase));
 
-/** The phases in their forward order, to check that a watch never goes backwards. */
-export const PHASE_ORDER: readonly cluster.MigrationPhase[] = [
-  MigrationPhase.MIGRATION_PHASE_PENDING,
-  MigrationPhase.MIGRATION_PHASE_PREPARING,
-  MigrationPhase.MIGRATION_PHASE_PRECOPY,
-  MigrationPhase.MIGRATION_PHASE_STOP_AND_COPY,
-  MigrationPhase.MIGRATION_PHASE_COMMITTING,
-  MigrationPhase.MIGRATION_PHASE_COMPLETED,
-];
+/** The happy path's phases in their forward order, to check that a watch never goes backwards. */
+export const PHASE_ORDER: readonly cluster.MigrationPhase[] = pathTo('PENDING', 'COMPLETED')
+  .reduce<MigrationPhaseName[]>((acc, p) => [...acc, p], ['PENDING'])
+  .map((p) => toProtoPhase(p) as cluster.MigrationPhase);
 
 export const short = (phase: string): string => String(phase).replace(/^(MIGRATION_PHASE|VM_STATE|NODE_STATE)_/, '');
 

@@ -1,3 +1,4 @@
+import { fromProtoPhase, isFinal } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { colourState, cross, paint, tick } from './colours.js';
 import { renderBox, renderFields, renderTable } from './table.js';
@@ -16,13 +17,11 @@ import {
 
 export const phaseName = (m: cluster.Migration): string => stripEnumPrefix(m.phase, 'MIGRATION_PHASE_');
 
-const TERMINAL = new Set<cluster.MigrationPhase>([
-  cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED,
-  cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
-  cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED,
-]);
-
-export const isTerminal = (m: cluster.Migration): boolean => TERMINAL.has(m.phase);
+/** A final phase (the phase model's, @vmm/migration/phase): the migration no longer changes. */
+export const isTerminal = (m: cluster.Migration): boolean => {
+  const phase = fromProtoPhase(m.phase);
+  return phase !== undefined && isFinal(phase);
+};
 
 export type DigestCheck = 'match' | 'mismatch' | 'unchecked';
 

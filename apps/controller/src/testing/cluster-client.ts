@@ -1,13 +1,10 @@
 /** A promisified ClusterService client for specs, with an optional bearer token. */
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { cluster } from '@vmm/proto';
+import { FINAL_PHASES as MODEL_FINAL_PHASES, toProtoPhase } from '@vmm/migration/phase';
 
-/** The phases after which a migration no longer changes. */
-export const FINAL_PHASES: ReadonlySet<string> = new Set<string>([
-  cluster.MigrationPhase.MIGRATION_PHASE_COMPLETED,
-  cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
-  cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED,
-]);
+/** The phases after which a migration no longer changes (the phase model's final set, as proto names). */
+export const FINAL_PHASES: ReadonlySet<string> = new Set<string>(MODEL_FINAL_PHASES.map(toProtoPhase));
 
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r: Res) => void) => unknown;
 
