@@ -61,7 +61,14 @@ function vm(i: number): cluster.Vm {
 const fakeOptions = { watchUnimplemented: false, failMigration: false };
 const seen = { getMigration: 0, listVmsPages: 0, createVm: [] as cluster.CreateVmRequest[], migrateVm: [] as cluster.MigrateVmRequest[] };
 const vms = [1, 2, 3, 4, 5].map(vm);
-const nodes = [node('node-1'), node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined })];
+const nodes = [
+  node('node-1', {
+    reportedVms: [
+      { vmId: 'vm-a', state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: 2, migrationRole: cluster.MigrationRole.MIGRATION_ROLE_NONE, migrationId: '' },
+      { vmId: 'vm-b', state: cluster.VmState.VM_STATE_MIGRATING, fencingEpoch: 0, migrationRole: cluster.MigrationRole.MIGRATION_ROLE_TARGET, migrationId: 'mig-1' },
+    ],
+  }),
+  node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined })];
 
 function authorized(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>): boolean {
   return call.metadata.get('authorization')[0] === `Bearer ${TOKEN}`;
@@ -189,6 +196,14 @@ describe('vmctl against a fake ClusterService', () => {
     expect(lines[1]).toMatch(/^node-1\s+READY\s+127\.0\.0\.1:60001\s+6\/8×4\s+3 GiB\/8 GiB×1\.5\s+1\.5 GiB \(19%\)\s+50 MiB \(12\.8k pg\)\s+3$/);
     expect(lines[2]).toMatch(/^node-2\s+CORDONED\s+\S+\s+6\/8×4\s+.*\s+0\s+2$/);
     expect(lines).toHaveLength(3);
+  });
+
+  it('shows what a node\'s agent reported holding, migration copies included', async () => {
+    const { code, out } = await vmctl('node', 'node-1');
+    expect(code).toBe(0);
+    expect(out).toMatch(/Reported by the agent \(2 copies\)/);
+    expect(out).toMatch(/vm-a\s.*RUNNING.*\s2\s.*none\s.*-/);
+    expect(out).toMatch(/vm-b\s.*MIGRATING.*\s0\s.*target\s.*mig-1/);
   });
 
   it('follows pagination and renders every VM with its measured dirty rate', async () => {

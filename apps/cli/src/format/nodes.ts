@@ -103,6 +103,26 @@ export function renderNodeDetails(node: cluster.Node, nowMs = Date.now()): strin
       ['Used', `${usedCell(node)} after KSM`],
       ['VMs', String(node.vmCount)],
       ['Last report', formatAgo(node.lastReportMs, nowMs)],
-    ]) + renderKsm(node)
+    ]) +
+    renderKsm(node) +
+    renderReportedVms(node)
   );
+}
+
+/**
+ * What the node's agent last reported holding (Node.reported_vms), migration copies included and
+ * copies the controller does not expect too: what an operator compares against `vmctl vms`.
+ */
+export function renderReportedVms(node: cluster.Node): string {
+  const copies = node.reportedVms ?? [];
+  const title = `${paint.bold('Reported by the agent')} (${copies.length} ${copies.length === 1 ? 'copy' : 'copies'})\n`;
+  if (copies.length === 0) return title;
+  const rows = copies.map((c) => [
+    c.vmId,
+    colourState(stripEnumPrefix(c.state, 'VM_STATE_')),
+    String(c.fencingEpoch),
+    stripEnumPrefix(c.migrationRole, 'MIGRATION_ROLE_').toLowerCase(),
+    c.migrationId || '-',
+  ]);
+  return title + renderTable(['VM', 'STATE', 'EPOCH', 'ROLE', 'MIGRATION'], rows);
 }
