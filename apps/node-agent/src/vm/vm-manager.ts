@@ -227,6 +227,7 @@ export class VmManager {
       residentPages: entry.vm.state === 'stopped' ? 0 : entry.vm.memory.residentPages,
       fencingEpoch: entry.fencingEpoch,
       spec: { ...entry.spec, fencingEpoch: entry.fencingEpoch },
+      writesTotal: entry.vm.writesTotal,
     };
   }
 
