@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { VmRecord } from '../common/model.js';
 import { LuaScript } from './lua-script.js';
 import { MOVE_FOR_RESTART_LUA, RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/placement.lua.js';
-import { vmToFields } from './record-codec.js';
+import { vmToHash } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
 
@@ -43,32 +43,42 @@ export class PlacementRepository {
     const keys = [
       k.node(vm.nodeId),
       k.vmNames(),
-      vm.antiAffinityGroup ? k.antiAffinity(vm.antiAffinityGroup) : k.vmNames(),
+      this.groupKey(vm.antiAffinityGroup),
       k.vm(vm.vmId),
       k.vms(),
       k.nodeVms(vm.nodeId),
       k.nodeImages(vm.nodeId),
     ];
-    const args = [
-      vm.vmId,
-      vm.name,
-      vm.vcpus,
-      vm.memoryMib,
-      vm.antiAffinityGroup,
-      vm.nodeId,
+    const args = {
+      vmId: vm.vmId,
+      name: vm.name,
+      vcpus: vm.vcpus,
+      memoryMib: vm.memoryMib,
+      group: vm.antiAffinityGroup,
+      nodeId: vm.nodeId,
       nowMs,
       staleAfterMs,
-      adopt ? '1' : '0',
-      ...vmToFields(vm),
-    ];
-    return (await reserveVm.run(this.redis, keys, args)) as ReserveOutcome;
+      adopt,
+      fields: vmToHash(vm),
+    };
+    return (await reserveVm.runJson(this.redis, keys, args)) as ReserveOutcome;
   }
 
   /** Removes the VM and gives back its allocation, group membership, name and index entries. Idempotent. */
   async release(vmId: string): Promise<boolean> {
     const k = this.keys;
-    const result = await releaseVm.run(this.redis, [k.vm(vmId), k.vmNames(), k.vms()], [vmId, k.prefix]);
-    return result === 1;
+    for (;;) {
+      const [nodeId, group] = await this.redis.hmget(k.vm(vmId), 'nodeId', 'antiAffinityGroup');
+      const keys = [k.vm(vmId), k.vmNames(), k.vms(), k.node(nodeId ?? ''), k.nodeVms(nodeId ?? ''), k.nodeImages(nodeId ?? ''), this.groupKey(group ?? '')];
+      const result = Number(await releaseVm.runJson(this.redis, keys, { vmId, nodeId: nodeId ?? '', group: group ?? '' }));
+      if (result !== -1) return result === 1;
+      // Moved between the read and the script (a migration committed): read again.
+    }
+  }
+
+  /** The group's anti-affinity hash; without a group a key the scripts never write. */
+  private groupKey(group: string): string {
+    return group ? this.keys.antiAffinity(group) : this.keys.vmNames();
   }
 
   /** Moves a lost VM to `newNodeId` under a new epoch, PENDING (see MOVE_FOR_RESTART_LUA). */
@@ -86,7 +96,7 @@ export class PlacementRepository {
       k.nodeVms(newNodeId),
       k.nodeImages(vm.nodeId),
       k.nodeImages(newNodeId),
-      vm.antiAffinityGroup ? k.antiAffinity(vm.antiAffinityGroup) : k.vmNames(),
+      this.groupKey(vm.antiAffinityGroup),
     ];
     const args = { expectedNodeId: vm.nodeId, expectedEpoch: vm.fencingEpoch, from: opts.from, newNodeId, nowMs: opts.nowMs, staleAfterMs: opts.staleAfterMs, silentBeforeMs: opts.silentBeforeMs };
     const [outcome, epoch] = (await moveForRestart.runJson(this.redis, keys, args)) as [string, number?];

@@ -45,26 +45,26 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
   };
 }
 
-/** Every field of a new VM record, as flat field/value pairs for HSET. */
-export function vmToFields(vm: VmRecord): string[] {
-  return [
-    'vmId', vm.vmId,
-    'name', vm.name,
-    'nodeId', vm.nodeId,
-    'state', vm.state,
-    'vcpus', String(vm.vcpus),
-    'memoryMib', String(vm.memoryMib),
-    'image', vm.image,
-    'workload', JSON.stringify(vm.workload),
-    'labels', JSON.stringify(vm.labels),
-    'antiAffinityGroup', vm.antiAffinityGroup,
-    'createdAtMs', String(vm.createdAtMs),
-    'fencingEpoch', String(vm.fencingEpoch),
-    'dirtyRatePagesPerSec', String(vm.dirtyRatePagesPerSec),
-    'workingSetPages', String(vm.workingSetPages),
-    'residentPages', String(vm.residentPages),
-    'restartPolicy', vm.restartPolicy,
-  ];
+/** Every field of a new VM record, as the hash HSET writes (strings). */
+export function vmToHash(vm: VmRecord): Record<string, string> {
+  return {
+    vmId: vm.vmId,
+    name: vm.name,
+    nodeId: vm.nodeId,
+    state: vm.state,
+    vcpus: String(vm.vcpus),
+    memoryMib: String(vm.memoryMib),
+    image: vm.image,
+    workload: JSON.stringify(vm.workload),
+    labels: JSON.stringify(vm.labels),
+    antiAffinityGroup: vm.antiAffinityGroup,
+    createdAtMs: String(vm.createdAtMs),
+    fencingEpoch: String(vm.fencingEpoch),
+    dirtyRatePagesPerSec: String(vm.dirtyRatePagesPerSec),
+    workingSetPages: String(vm.workingSetPages),
+    residentPages: String(vm.residentPages),
+    restartPolicy: vm.restartPolicy,
+  };
 }
 
 export function hashToVm(h: Hash): VmRecord | undefined {

@@ -4,34 +4,30 @@
  */
 
 /**
- * Reserve room for a VM on one node and record the VM (state from ARGV), all at once.
+ * Reserve room for a VM on one node and record the VM (its fields from the caller), all at once.
  *
  * Input:
- *   KEYS[1] node hash          KEYS[2] vm-names hash     KEYS[3] anti-affinity hash (any key if no group)
+ *   KEYS[1] node hash          KEYS[2] vm-names hash     KEYS[3] the group's anti-affinity hash (any key without a group)
  *   KEYS[4] vm hash (new)      KEYS[5] vms zset          KEYS[6] node-vms zset   KEYS[7] node-images hash
- *   ARGV[1] vm id   ARGV[2] name   ARGV[3] vcpus   ARGV[4] memory MiB   ARGV[5] group ('' = none)
- *   ARGV[6] node id   ARGV[7] now ms   ARGV[8] node stale after ms
- *   ARGV[9] '1' = adopt (skip ready/cordon/capacity checks: the VM already runs there), else '0'
- *   ARGV[10..] vm hash field/value pairs
+ *   ARGV[1] { vmId, name, vcpus, memoryMib, group ('' = none), nodeId, nowMs, staleAfterMs,
+ *             adopt (skip ready/cordon/capacity checks: the VM already runs there), fields: { vm hash } }
  * Output:
  *   'OK' | 'NO_NODE' | 'NAME_TAKEN' | 'VM_EXISTS' | 'CORDONED' | 'DRAINING' | 'NOT_READY'
  *   | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
  */
 export const RESERVE_VM_LUA = `
+local a = cjson.decode(ARGV[1])
 local nodeKey = KEYS[1]
 if redis.call('EXISTS', nodeKey) == 0 then return 'NO_NODE' end
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 'NAME_TAKEN' end
+if redis.call('HEXISTS', KEYS[2], a.name) == 1 then return 'NAME_TAKEN' end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'VM_EXISTS' end
-local vcpus = tonumber(ARGV[3])
-local mem = tonumber(ARGV[4])
-local group = ARGV[5]
-local nodeId = ARGV[6]
-if ARGV[9] ~= '1' then
+local vcpus, mem, group, nodeId = a.vcpus, a.memoryMib, a.group, a.nodeId
+if not a.adopt then
   local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
     'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
   if f[1] == '1' then return 'CORDONED' end
   if f[2] == '1' then return 'DRAINING' end
-  if tonumber(ARGV[7]) - tonumber(f[3] or '0') > tonumber(ARGV[8]) then return 'NOT_READY' end
+  if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return 'NOT_READY' end
   local vcpuLimit = math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6)
   if tonumber(f[8] or '0') + vcpus > vcpuLimit then return 'NO_VCPUS' end
   local memLimit = math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6)
@@ -42,50 +38,50 @@ redis.call('HINCRBY', nodeKey, 'vcpusAllocated', vcpus)
 redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', mem)
 redis.call('HINCRBY', nodeKey, 'vmCount', 1)
 if group ~= '' then redis.call('HINCRBY', KEYS[3], nodeId, 1) end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[4], unpack(fields))
-redis.call('ZADD', KEYS[5], 0, ARGV[1])
-redis.call('ZADD', KEYS[6], 0, ARGV[1])
-local image = redis.call('HGET', KEYS[4], 'image')
-if image and image ~= '' then redis.call('HINCRBY', KEYS[7], image, 1) end
+redis.call('HSET', KEYS[2], a.name, a.vmId)
+local flat = {}
+for k, v in pairs(a.fields) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', KEYS[4], unpack(flat))
+redis.call('ZADD', KEYS[5], 0, a.vmId)
+redis.call('ZADD', KEYS[6], 0, a.vmId)
+local image = a.fields.image or ''
+if image ~= '' then redis.call('HINCRBY', KEYS[7], image, 1) end
 return 'OK'
 `;
 
 /**
  * Remove a VM and give back everything it held: allocation on its node, anti-affinity membership,
- * its name, its index entries. Idempotent. Keys of the VM's node are built here from the prefix,
- * because they depend on the VM's record (single Redis, not Redis Cluster).
+ * its name, its index entries. Idempotent. The caller read the VM's node and group to name their
+ * keys; when the VM moved meanwhile the script changes nothing and says so, and the caller reads again.
  *
  * Input:
- *   KEYS[1] vm hash   KEYS[2] vm-names hash   KEYS[3] vms zset
- *   ARGV[1] vm id     ARGV[2] key prefix (with the trailing ':')
- * Output: 1 if removed, 0 if there was no such VM
+ *   KEYS[1] vm hash   KEYS[2] vm-names hash   KEYS[3] vms zset   KEYS[4] its node hash
+ *   KEYS[5] its node's node-vms zset   KEYS[6] its node's node-images hash
+ *   KEYS[7] its group's anti-affinity hash (any key without a group)
+ *   ARGV[1] { vmId, nodeId, group } as the caller read them
+ * Output: 1 if removed, 0 if there was no such VM, -1 if its node or group is not the one read
  */
 export const RELEASE_VM_LUA = `
+local a = cjson.decode(ARGV[1])
 local vmKey = KEYS[1]
 if redis.call('EXISTS', vmKey) == 0 then return 0 end
 local f = redis.call('HMGET', vmKey, 'nodeId', 'name', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'image')
-local nodeId, name, vcpus, mem, group = f[1], f[2], tonumber(f[3] or '0'), tonumber(f[4] or '0'), f[5] or ''
+local nodeId, name, vcpus, mem, group = f[1] or '', f[2], tonumber(f[3] or '0'), tonumber(f[4] or '0'), f[5] or ''
+if nodeId ~= a.nodeId or group ~= a.group then return -1 end
 local image = f[6] or ''
-local prefix = ARGV[2]
-local nodeKey = prefix .. 'node:' .. nodeId
-if redis.call('EXISTS', nodeKey) == 1 then
-  redis.call('HINCRBY', nodeKey, 'vcpusAllocated', -vcpus)
-  redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', -mem)
-  redis.call('HINCRBY', nodeKey, 'vmCount', -1)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBY', KEYS[4], 'vcpusAllocated', -vcpus)
+  redis.call('HINCRBY', KEYS[4], 'memoryMibAllocated', -mem)
+  redis.call('HINCRBY', KEYS[4], 'vmCount', -1)
 end
 if group ~= '' then
-  local aaKey = prefix .. 'aa:' .. group
-  if redis.call('HINCRBY', aaKey, nodeId, -1) <= 0 then redis.call('HDEL', aaKey, nodeId) end
+  if redis.call('HINCRBY', KEYS[7], nodeId, -1) <= 0 then redis.call('HDEL', KEYS[7], nodeId) end
 end
-if name and redis.call('HGET', KEYS[2], name) == ARGV[1] then redis.call('HDEL', KEYS[2], name) end
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', prefix .. 'node-vms:' .. nodeId, ARGV[1])
+if name and redis.call('HGET', KEYS[2], name) == a.vmId then redis.call('HDEL', KEYS[2], name) end
+redis.call('ZREM', KEYS[3], a.vmId)
+redis.call('ZREM', KEYS[5], a.vmId)
 if image ~= '' then
-  local imagesKey = prefix .. 'node-images:' .. nodeId
-  if redis.call('HINCRBY', imagesKey, image, -1) <= 0 then redis.call('HDEL', imagesKey, image) end
+  if redis.call('HINCRBY', KEYS[6], image, -1) <= 0 then redis.call('HDEL', KEYS[6], image) end
 end
 redis.call('DEL', vmKey)
 return 1
