@@ -133,6 +133,29 @@ describe('live migration between two agents', () => {
     await src.call('deleteVm', { vmId: 'vm-abort' });
   });
 
+  it('carries out decisions with their epochs and refuses ones that contradict what it applied', async () => {
+    const spec = busySpec('vm-decide');
+    await src.call('createVm', { spec: { ...spec, fencingEpoch: 1 } });
+    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm9', spec: { ...spec, fencingEpoch: 1 }, token: TOKEN });
+    const messages = await src.startOutgoing({ migrationId: 'm9', vmId: 'vm-decide', targetDataAddress: dataAddress, token: TOKEN, policy: undefined });
+    expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING);
+    // The target commits at N+1 = 2; a commit at another epoch contradicts it, an abort too.
+    await dst.call('commitIncoming', { migrationId: 'm9', fencingEpoch: 2, vmId: 'vm-decide' });
+    expect(await codeOf(dst.call('commitIncoming', { migrationId: 'm9', fencingEpoch: 3, vmId: 'vm-decide' }))).toBe(status.FAILED_PRECONDITION);
+    expect(await codeOf(dst.call('abortMigration', { migrationId: 'm9', reason: 'late', fencingEpoch: 1 }))).toBe(status.FAILED_PRECONDITION);
+    expect(target.vms.require('vm-decide').vm.state).toBe('running');
+    // The source, paused and verified, resumes only when told, here under a reverted epoch N+2 = 3,
+    // and then refuses a release for the same migration (it applied the resume).
+    expect(source.vms.require('vm-decide').vm.state).toBe('paused');
+    await src.call('abortMigration', { migrationId: 'm9', reason: 'reverted', fencingEpoch: 3 });
+    expect(source.vms.require('vm-decide')).toMatchObject({ fencingEpoch: 3, role: 'none' });
+    expect(source.vms.require('vm-decide').vm.state).toBe('running');
+    expect(await codeOf(src.call('releaseOutgoing', { migrationId: 'm9', vmId: 'vm-decide', fencingEpoch: 2 }))).toBe(status.FAILED_PRECONDITION);
+    expect(source.vms.get('vm-decide')).toBeDefined();
+    await src.call('deleteVm', { vmId: 'vm-decide' });
+    await dst.call('deleteVm', { vmId: 'vm-decide' });
+  });
+
   it('fails cleanly on a wrong token and on a policy that cannot converge, keeping the source running', async () => {
     const spec = busySpec('vm-fail', 20_000);
     await src.call('createVm', { spec });
