@@ -189,7 +189,10 @@ async function migrateOnce(
   const writesBefore = Number((await holdersOf(agents, vm.nodeId, vm.vmId))?.writesTotal ?? 0);
   let m: cluster.Migration;
   try {
-    m = await retrying(() => api.migrateVm(cluster.MigrateVmRequest.fromPartial({ vmId: vm.vmId, targetNodeId: target, policy: pickPolicy(rng) })));
+    // STOP_AND_COPY lasts milliseconds at full speed: aimed at, it gets a capped link so that the last
+    // round under pause takes a good part of a 500 ms limit (auto-converge keeps it converging).
+    const policy = fault?.phase === 'STOP_AND_COPY' ? { maxBandwidthMibPerSec: 48, downtimeLimitMs: 500, autoConverge: true } : pickPolicy(rng);
+    m = await retrying(() => api.migrateVm(cluster.MigrateVmRequest.fromPartial({ vmId: vm.vmId, targetNodeId: target, policy })));
   } catch (error) {
     const code = (error as ServiceError).code;
     if (code === status.FAILED_PRECONDITION || code === status.RESOURCE_EXHAUSTED || code === status.NOT_FOUND) return undefined;
