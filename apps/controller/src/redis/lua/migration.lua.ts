@@ -7,13 +7,11 @@
  * migration's whole hash (HGETALL as a JSON array) on its events channel.
  */
 
+import { LUA_HELPERS } from './shared.lua.js';
+
 /** Shared helpers, prepended to each script below. */
-const PRELUDE = `
+const PRELUDE = `${LUA_HELPERS}
 local a = cjson.decode(ARGV[1])
-local function has(list, value)
-  for _, v in ipairs(list) do if v == value then return true end end
-  return false
-end
 local function setFields(key, fields)
   if fields == nil then return end
   local flat = {}
@@ -28,11 +26,14 @@ local function changed(migKey, channel)
   redis.call('HINCRBY', migKey, 'rev', 1)
   redis.call('PUBLISH', channel, cjson.encode(redis.call('HGETALL', migKey)))
 end
-local function add(key, field, delta)
-  if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
-end
-local function decrField(key, field)
-  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+-- KEYS[4..10] of the commit and the revert: the source and target node, their indexes, the group.
+local function moveKeys(fromSource)
+  local src = { node = KEYS[4], vms = KEYS[6], images = KEYS[8] }
+  local dst = { node = KEYS[5], vms = KEYS[7], images = KEYS[9] }
+  local from, to = dst, src
+  if fromSource then from, to = src, dst end
+  return { fromNode = from.node, toNode = to.node, fromVms = from.vms, toVms = to.vms,
+    fromImages = from.images, toImages = to.images, group = KEYS[10] }
 end
 `;
 
@@ -129,22 +130,8 @@ local path = a.paths[m[1]]
 if path == nil then return 0 end
 local v = redis.call('HMGET', vmKey, 'nodeId', 'migrationId', 'image')
 if v[1] ~= m[3] or v[2] ~= m[8] then return 0 end
-local vmId = m[2]
-local vcpus, mem, group = tonumber(m[5]), tonumber(m[6]), m[7] or ''
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  add(KEYS[4], 'vcpusAllocated', -vcpus)
-  add(KEYS[4], 'memoryMibAllocated', -mem)
-  redis.call('HINCRBY', KEYS[4], 'vmCount', -1)
-end
-redis.call('HINCRBY', KEYS[5], 'vmCount', 1)
-if group ~= '' then decrField(KEYS[10], m[3]) end
-redis.call('ZREM', KEYS[6], vmId)
-redis.call('ZADD', KEYS[7], 0, vmId)
-local image = v[3] or ''
-if image ~= '' then
-  decrField(KEYS[8], image)
-  redis.call('HINCRBY', KEYS[9], image, 1)
-end
+local vm = { id = m[2], vcpus = tonumber(m[5]), memoryMib = tonumber(m[6]), group = m[7] or '', image = v[3] or '' }
+moveVm(moveKeys(true), vm, m[3], m[4], true)
 local epoch = redis.call('HINCRBY', vmKey, 'fencingEpoch', 1)
 redis.call('HSET', vmKey, 'nodeId', m[4])
 redis.call('HDEL', vmKey, 'missingSinceMs')
@@ -256,29 +243,8 @@ if m[10] and m[10] ~= '0' then return 0 end
 local v = redis.call('HMGET', vmKey, 'nodeId', 'migrationId', 'fencingEpoch', 'image')
 if v[1] ~= m[4] or v[2] ~= m[8] or v[3] ~= m[9] then return 0 end
 if a.silentBeforeMs > 0 and tonumber(redis.call('HGET', KEYS[5], 'lastReportMs') or '0') >= a.silentBeforeMs then return 0 end
-local vmId = m[2]
-local vcpus, mem, group = tonumber(m[5]), tonumber(m[6]), m[7] or ''
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  add(KEYS[5], 'vcpusAllocated', -vcpus)
-  add(KEYS[5], 'memoryMibAllocated', -mem)
-  redis.call('HINCRBY', KEYS[5], 'vmCount', -1)
-end
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  add(KEYS[4], 'vcpusAllocated', vcpus)
-  add(KEYS[4], 'memoryMibAllocated', mem)
-  redis.call('HINCRBY', KEYS[4], 'vmCount', 1)
-end
-if group ~= '' then
-  decrField(KEYS[10], m[4])
-  redis.call('HINCRBY', KEYS[10], m[3], 1)
-end
-redis.call('ZREM', KEYS[7], vmId)
-redis.call('ZADD', KEYS[6], 0, vmId)
-local image = v[4] or ''
-if image ~= '' then
-  decrField(KEYS[9], image)
-  redis.call('HINCRBY', KEYS[8], image, 1)
-end
+local vm = { id = m[2], vcpus = tonumber(m[5]), memoryMib = tonumber(m[6]), group = m[7] or '', image = v[4] or '' }
+moveVm(moveKeys(false), vm, m[4], m[3], false)
 local epoch = redis.call('HINCRBY', vmKey, 'fencingEpoch', 1)
 redis.call('HSET', vmKey, 'nodeId', m[3], 'state', 'VM_STATE_RUNNING')
 redis.call('HDEL', vmKey, 'migrationId', 'missingSinceMs')

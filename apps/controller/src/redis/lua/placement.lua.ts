@@ -1,3 +1,5 @@
+import { LUA_HELPERS } from './shared.lua.js';
+
 /**
  * Lua scripts for placing and removing VMs: the admission check and every index change happen in one
  * atomic step, so two concurrent requests can never both take the last room on a node.
@@ -118,12 +120,8 @@ return 0
  * Output: { 'OK', new epoch } or { outcome }: 'CHANGED' | 'NOT_SILENT' | 'NO_NODE' | 'CORDONED' | 'DRAINING'
  *   | 'NOT_READY' | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
  */
-export const MOVE_FOR_RESTART_LUA = `
+export const MOVE_FOR_RESTART_LUA = `${LUA_HELPERS}
 local a = cjson.decode(ARGV[1])
-local function has(list, value)
-  for _, v in ipairs(list) do if v == value then return true end end
-  return false
-end
 local v = redis.call('HMGET', KEYS[1], 'nodeId', 'state', 'fencingEpoch', 'vcpus', 'memoryMib', 'antiAffinityGroup', 'image')
 if v[1] ~= a.expectedNodeId or tonumber(v[3] or '-1') ~= a.expectedEpoch or not has(a.from, v[2]) then return { 'CHANGED' } end
 if a.silentBeforeMs > 0 and tonumber(redis.call('HGET', KEYS[2], 'lastReportMs') or '0') >= a.silentBeforeMs then return { 'NOT_SILENT' } end
@@ -139,25 +137,8 @@ if not same then
   if tonumber(f[8] or '0') + vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return { 'NO_VCPUS' } end
   if tonumber(f[9] or '0') + mem > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return { 'NO_MEMORY' } end
   if group ~= '' and tonumber(redis.call('HGET', KEYS[8], a.newNodeId) or '0') > 0 then return { 'ANTI_AFFINITY' } end
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('HINCRBY', KEYS[2], 'vcpusAllocated', -vcpus)
-    redis.call('HINCRBY', KEYS[2], 'memoryMibAllocated', -mem)
-    redis.call('HINCRBY', KEYS[2], 'vmCount', -1)
-  end
-  redis.call('HINCRBY', KEYS[3], 'vcpusAllocated', vcpus)
-  redis.call('HINCRBY', KEYS[3], 'memoryMibAllocated', mem)
-  redis.call('HINCRBY', KEYS[3], 'vmCount', 1)
-  if group ~= '' then
-    if redis.call('HINCRBY', KEYS[8], a.expectedNodeId, -1) <= 0 then redis.call('HDEL', KEYS[8], a.expectedNodeId) end
-    redis.call('HINCRBY', KEYS[8], a.newNodeId, 1)
-  end
-  local vmId = redis.call('HGET', KEYS[1], 'vmId')
-  redis.call('ZREM', KEYS[4], vmId)
-  redis.call('ZADD', KEYS[5], 0, vmId)
-  if image ~= '' then
-    if redis.call('HINCRBY', KEYS[6], image, -1) <= 0 then redis.call('HDEL', KEYS[6], image) end
-    redis.call('HINCRBY', KEYS[7], image, 1)
-  end
+  local k = { fromNode = KEYS[2], toNode = KEYS[3], fromVms = KEYS[4], toVms = KEYS[5], fromImages = KEYS[6], toImages = KEYS[7], group = KEYS[8] }
+  moveVm(k, { id = redis.call('HGET', KEYS[1], 'vmId'), vcpus = vcpus, memoryMib = mem, group = group, image = image }, a.expectedNodeId, a.newNodeId, false)
 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'fencingEpoch', 1)
 redis.call('HSET', KEYS[1], 'nodeId', a.newNodeId, 'state', 'VM_STATE_PENDING', 'restartedAtMs', a.nowMs)

@@ -1,0 +1,49 @@
+/**
+ * Lua helpers shared by the scripts (prepended to their source), so that what several scripts do to a
+ * VM's placement is written once.
+ */
+
+/**
+ * moveVm(k, vm, fromNodeId, toNodeId, toReserved): moves a VM's placement from one node to another: the
+ * node-vms index, the image counts, vmCount, its vCPUs and memory and its anti-affinity membership.
+ * `toReserved`: the target's room and membership were reserved already (a migration's commit), so only
+ * vmCount, the index and the image count move there. A node hash that is gone is left alone.
+ *   k = { fromNode, toNode, fromVms, toVms, fromImages, toImages, group }   (keys)
+ *   vm = { id, vcpus, memoryMib, group, image }
+ */
+export const LUA_HELPERS = `
+local function has(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+local function add(key, field, delta)
+  if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+end
+local function decrField(key, field)
+  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+local function moveVm(k, vm, fromNodeId, toNodeId, toReserved)
+  if redis.call('EXISTS', k.fromNode) == 1 then
+    add(k.fromNode, 'vcpusAllocated', -vm.vcpus)
+    add(k.fromNode, 'memoryMibAllocated', -vm.memoryMib)
+    redis.call('HINCRBY', k.fromNode, 'vmCount', -1)
+  end
+  if redis.call('EXISTS', k.toNode) == 1 then
+    if not toReserved then
+      add(k.toNode, 'vcpusAllocated', vm.vcpus)
+      add(k.toNode, 'memoryMibAllocated', vm.memoryMib)
+    end
+    redis.call('HINCRBY', k.toNode, 'vmCount', 1)
+  end
+  if vm.group ~= '' then
+    decrField(k.group, fromNodeId)
+    if not toReserved then redis.call('HINCRBY', k.group, toNodeId, 1) end
+  end
+  redis.call('ZREM', k.fromVms, vm.id)
+  redis.call('ZADD', k.toVms, 0, vm.id)
+  if vm.image ~= '' then
+    decrField(k.fromImages, vm.image)
+    redis.call('HINCRBY', k.toImages, vm.image, 1)
+  end
+end
+`;
