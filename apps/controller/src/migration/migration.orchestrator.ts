@@ -240,7 +240,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
       if (this.shuttingDown) return this.rollback(m, 'FAILED', { error: 'the controller shut down during the migration', errorReason: FAILURE_REASONS.SHUTDOWN });
       return this.rollback(m, 'FAILED', { error: describe(failure), errorReason: reasonOf(failure) });
     }
-    await this.decide(m, verdictOf(last));
+    await this.decide(m, verdictOf(last), last);
   }
 
   /** A PRECOPY/STOP_AND_COPY migration this process did not start: commit a verified copy the source holds, else roll back. */
