@@ -36,18 +36,25 @@ async function snapshot(api: ClusterApi) {
   return { vms, nodes };
 }
 
+/** Every node counts, and its agent has reported, exactly the VMs placed on it. */
+async function reportsAgree(api: ClusterApi): Promise<boolean> {
+  const vms = await listAllVms(api);
+  const nodes = (await api.listNodes({})).nodes;
+  return nodes.every((n) => {
+    const placed = vms.filter((v) => v.nodeId === n.nodeId).map((v) => v.vmId).sort();
+    const reported = n.reportedVms.map((r) => r.vmId).sort();
+    return n.vmCount === placed.length && JSON.stringify(reported) === JSON.stringify(placed);
+  });
+}
+
 it('a restarted controller serves the same VMs and nodes, and agents reconnect', async () => {
   let api = c.api();
   await api.createVm(vmRequest({ name: 'keep-a', nodeId: 'node-1', labels: { team: 'a' } }));
   await api.createVm(vmRequest({ name: 'keep-b', nodeId: 'node-2', vcpus: 2, memoryMib: 128 }));
   await api.createVm(vmRequest({ name: 'keep-c', antiAffinityGroup: 'grp', image: 'alpine-3.20' }));
   await api.cordonNode({ nodeId: 'node-2' });
-  // vm_count may follow the agents' reports: wait until it agrees with the VMs placed.
-  await waitFor(async () => {
-    const vms = await listAllVms(api);
-    const nodes = (await api.listNodes({})).nodes;
-    return nodes.every((n) => n.vmCount === vms.filter((v) => v.nodeId === n.nodeId).length);
-  }, 10_000, 'vm_count consistent');
+  // vm_count and reported_vms follow the agents' reports: wait until both agree with the VMs placed.
+  await waitFor(() => reportsAgree(api), 10_000, 'vm_count and reported_vms consistent');
   const before = await snapshot(api);
   expect(before.vms).toHaveLength(3);
   api.close();
@@ -67,6 +74,7 @@ it('a restarted controller serves the same VMs and nodes, and agents reconnect',
         nodes.find((n) => n.nodeId === 'node-2')?.state === cluster.NodeState.NODE_STATE_CORDONED
       );
     }, 15_000, 'agents reconnected');
+    await waitFor(() => reportsAgree(api), 10_000, 'reports reach the new controller');
     expect(await snapshot(api)).toEqual(before);
 
     // Reports flow to the new controller: last_report_ms advances on every node.

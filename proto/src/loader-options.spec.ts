@@ -30,6 +30,7 @@ const status: agent.VmStatus = {
   residentPages: 12,
   fencingEpoch: 3,
   spec,
+  writesTotal: 2 ** 40 + 1,
 };
 
 describe('LOADER_OPTIONS agree with the generated types', () => {

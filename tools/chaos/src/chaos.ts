@@ -9,6 +9,7 @@
  */
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
+import { FINAL_PHASES, toProtoPhase } from '@vmm/migration';
 import { agent, cluster } from '@vmm/proto';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
 import { promiseClient, type ClusterApi } from '@vmm/local-cluster/grpc-client';
@@ -39,9 +40,8 @@ export interface ChaosSummary {
   violations: (Violation & { afterMigration: number })[];
 }
 
-const P = cluster.MigrationPhase;
 const S = cluster.VmState;
-const FINAL = new Set<string>([P.MIGRATION_PHASE_COMPLETED, P.MIGRATION_PHASE_FAILED, P.MIGRATION_PHASE_CANCELLED]);
+const FINAL = new Set<string>(FINAL_PHASES.map(toProtoPhase));
 const REPORT_INTERVAL_MS = 250;
 const LEASE_MS = 1_000;
 /** How long the cluster gets to converge after a fault before what is still wrong is a violation. */

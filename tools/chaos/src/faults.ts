@@ -3,6 +3,7 @@
  * before the migration starts and fired when the migration's watch shows that phase, so that every
  * phase gets its share of crashes, stalls and races rather than whatever a timer happens to hit.
  */
+import { OPEN_PHASES, type MigrationPhase } from '@vmm/migration';
 import type { Rng } from './rng.js';
 
 export const FAULT_KINDS = [
@@ -20,8 +21,9 @@ export const FAULT_KINDS = [
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** The phases a fault is aimed at (the ones a migration spends time in, or crosses the commit in). */
-export const FAULT_PHASES = ['PREPARING', 'PRECOPY', 'STOP_AND_COPY', 'COMMITTING'] as const;
-export type FaultPhase = (typeof FAULT_PHASES)[number];
+/** The phases a fault can aim at: those a running migration passes through (not PENDING, which waits). */
+export type FaultPhase = Exclude<MigrationPhase, 'PENDING' | 'COMPLETED' | 'FAILED' | 'CANCELLED'>;
+export const FAULT_PHASES = OPEN_PHASES.filter((p): p is FaultPhase => p !== 'PENDING');
 
 export interface FaultPlan {
   kind: FaultKind;
