@@ -1,4 +1,7 @@
 /**
+ * The one wait helper of every test in the repository (unit specs import it too; vitest's `vi.waitFor`
+ * needs a throwing callback and `expect.poll` returns no value, and six local copies with four
+ * signatures had grown before).
  * Polls `condition` until it returns a truthy value (which is returned) or `timeoutMs` passes; then
  * throws with `what` and the last value or error seen. Tests wait on conditions, never on sleeps.
  */

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
 import { FakeRegistry } from './testing/fake-registry.js';
-import { freePort, silentLogger, vmSpec, waitFor } from './testing/fixtures.js';
+import { freePort, silentLogger, vmSpec } from './testing/fixtures.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 // Boots the real agent (Nest gRPC server, VM manager, controller link) against a fake controller.
 let registry: FakeRegistry;
@@ -55,7 +56,7 @@ afterAll(async () => {
 
 describe('node agent', () => {
   it('registers with its capacity and ratios', async () => {
-    await waitFor('a registration', () => registry.registrations.length > 0);
+    await waitFor(() => registry.registrations.length > 0, 5_000, 'a registration');
     expect(registry.registrations[0]).toMatchObject({
       nodeId: 'node-under-test',
       address: running.address,
@@ -66,7 +67,7 @@ describe('node agent', () => {
       reportIntervalMs: 1000,
       vms: [],
     });
-    await waitFor('the report stream', () => running.link.state === 'reporting');
+    await waitFor(() => running.link.state === 'reporting', 5_000, 'the report stream');
     expect(running.link.intervalMs).toBe(50);
   });
 
@@ -84,7 +85,7 @@ describe('node agent', () => {
     expect(again.vmId).toBe('vm-e2e');
 
     const reportWithDirt = () => registry.reports.flatMap((r) => r.vms).find((v) => v.vmId === 'vm-e2e' && v.dirtyPages > 0);
-    await waitFor('a report with the VM dirtying pages', () => reportWithDirt() !== undefined);
+    await waitFor(() => reportWithDirt() !== undefined, 5_000, 'a report with the VM dirtying pages');
     const vmReport = reportWithDirt()!;
     expect(vmReport.dirtyBitmapEncoding).toBe(agent.BitmapEncoding.BITMAP_ENCODING_RLE);
     expect(popcount(decodeBitmapRle(vmReport.dirtyBitmap, vmReport.pagesTotal))).toBe(vmReport.dirtyPages);
@@ -129,10 +130,10 @@ describe('node agent', () => {
     expect(answer.knobs).toMatchObject({ run: 1, pagesToScan: 1000, sleepMillisecs: 5, maxPageSharing: 256, useZeroPages: false });
     expect(answer.stats).toBeDefined();
     const seen = registry.reports.length;
-    await waitFor('a report with the new knobs', () =>
-      registry.reports.slice(seen).some((r) => r.ksmKnobs?.pagesToScan === 1000 && r.ksm !== undefined),
+    await waitFor(() =>
+      registry.reports.slice(seen).some((r) => r.ksmKnobs?.pagesToScan === 1000 && r.ksm !== undefined), 5_000, 'a report with the new knobs',
     );
-    await waitFor('ksmd to complete a full scan', () => (registry.reports.at(-1)?.ksm?.fullScans ?? 0) > 0);
+    await waitFor(() => (registry.reports.at(-1)?.ksm?.fullScans ?? 0) > 0, 5_000, 'ksmd to complete a full scan');
   });
 
   it('serves health and reflection', async () => {
@@ -168,17 +169,17 @@ describe('node agent', () => {
   it('re-registers with its VMs and resumes reporting after the controller restarts', async () => {
     const before = running.link.registrations;
     registry.kill();
-    await waitFor('the link to notice', () => running.link.state === 'backoff' || running.link.state === 'registering');
+    await waitFor(() => running.link.state === 'backoff' || running.link.state === 'registering', 5_000, 'the link to notice');
     const restarted = new FakeRegistry(registry.port);
     await restarted.start();
     registry = restarted;
-    await waitFor('a re-registration', () => running.link.registrations > before, 10_000);
+    await waitFor(() => running.link.registrations > before, 10_000, 'a re-registration');
     expect(restarted.registrations.length).toBeGreaterThan(0);
     expect(restarted.registrations[0].vms.map((v) => v.vmId).sort()).toEqual(['vm-e2e', 'vm-idle']);
     expect(restarted.registrations[0].vms.find((v) => v.vmId === 'vm-idle')?.spec?.workload?.kind).toBe(
       cluster.WorkloadKind.WORKLOAD_KIND_IDLE,
     );
-    await waitFor('reports on the new stream', () => restarted.reports.some((r) => r.vms.some((v) => v.vmId === 'vm-e2e')));
+    await waitFor(() => restarted.reports.some((r) => r.vms.some((v) => v.vmId === 'vm-e2e')), 5_000, 'reports on the new stream');
   });
 
   it('deletes the VM and frees its memory', async () => {
@@ -187,6 +188,6 @@ describe('node agent', () => {
     expect(running.vms.size).toBe(0);
     expect(running.vms.pool.bytesInUse).toBe(0);
     const seen = registry.reports.length;
-    await waitFor('a report without the VM', () => registry.reports.slice(seen).some((r) => r.vms.length === 0));
+    await waitFor(() => registry.reports.slice(seen).some((r) => r.vms.length === 0), 5_000, 'a report without the VM');
   });
 });

@@ -5,6 +5,7 @@ import { FramePool } from './frame-pool.js';
 import { imageTemplate } from './images.js';
 import { MAX_ADVANCE_SEC, type WorkloadConfig } from './vcpu-workload.js';
 import { VirtualMachine, WORKLOAD_TICK_MS, type VmClock, type VmState, type VirtualMachineOptions } from './virtual-machine.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 beforeAll(async () => {
   await initHashing();
@@ -83,14 +84,6 @@ class ManualClock implements VmClock {
   stall(ms: number): void {
     this.skip(ms);
     this.fire();
-  }
-}
-
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -202,7 +195,7 @@ describe('VirtualMachine lifecycle', () => {
     // is a generous bound for a loaded machine. The pacing itself is checked with a manual clock below.
     const vm = makeVm({ workload: { kind: 'uniform', dirtyRatePagesPerSec: 20_000, workingSetPages: 0, seed: 3 } });
     vm.start();
-    await until(() => vm.writesTotal > 100);
+    await waitFor(() => vm.writesTotal > 100, 10_000);
     vm.pause();
     const writes = vm.writesTotal;
     await new Promise((r) => setImmediate(r)); // a timer callback already queued would run here

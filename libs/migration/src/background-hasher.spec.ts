@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FramePool, GuestMemory, initHashing } from '@vmm/emulator';
 import { BackgroundHasher, GAP_STEP_PAGES, STEP_PAGES, STREAM_QUIET_MS } from './background-hasher.js';
-import { waitFor } from './testing/wait-for.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -43,7 +43,7 @@ describe('BackgroundHasher', () => {
     // Turns without a read right after one are not a gap: nothing hashed until the stream is quiet.
     if (performance.now() - readAt < STREAM_QUIET_MS) expect(memory.pool.hashValid(memory.frameOf(0))).toBe(false);
     expect(hasher.running).toBe(true);
-    await waitFor(() => memory.pool.hashValid(memory.frameOf(0)), 2000, 1);
+    await waitFor(() => memory.pool.hashValid(memory.frameOf(0)), 2000, 'condition', 1);
     expect(performance.now() - readAt).toBeGreaterThanOrEqual(STREAM_QUIET_MS);
     hasher.noteRead(); // the stream flows again: the pass pauses
     const paused = [...Array(2 * STEP_PAGES).keys()].filter((p) => memory.pool.hashValid(memory.frameOf(p))).length;

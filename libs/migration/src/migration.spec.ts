@@ -9,7 +9,7 @@ import { duplexPair } from './testing/duplex-pair.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
 import { encodeFrame, writeFrameHeader } from './wire/codec.js';
 import { FrameType } from './wire/frame.js';
-import { waitFor } from './testing/wait-for.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 const vms: VirtualMachine[] = [];
 afterEach(() => {

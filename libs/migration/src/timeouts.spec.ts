@@ -12,7 +12,7 @@ import { MigrationReceiver } from './receiver.js';
 import { MigrationSender } from './sender.js';
 import { duplexPair, linkPair } from './testing/duplex-pair.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
-import { waitFor } from './testing/wait-for.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 import { FrameParser, encodeFrame, encodeRound, readU32 } from './wire/codec.js';
 import { FrameType } from './wire/frame.js';
 

@@ -11,7 +11,7 @@ import { PendingConnectionBudget } from './pending-budget.js';
 import { MigrationReceiver } from './receiver.js';
 import { MigrationSender } from './sender.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
-import { waitFor } from './testing/wait-for.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 import { connectOutgoing, listenForIncoming, type IncomingListener } from './transport.js';
 import { FrameParser, decodeError, encodeHello, writeFrameHeader } from './wire/codec.js';
 import { FRAME_HEADER_BYTES, FrameType, HELLO_PAYLOAD_BYTES, type HelloPayload } from './wire/frame.js';

@@ -8,7 +8,7 @@ import { FrameParser, decodeJson, encodeDigestFrame, encodeFrame, encodeHello, e
 import { FrameType, type HelloPayload } from './wire/frame.js';
 import { forEachZeroRange } from './encoding/zero-runs.js';
 import { makeIncomingVm, makeSourceVm } from './testing/vm-fixture.js';
-import { waitFor } from './testing/wait-for.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -181,13 +181,13 @@ describe('tcp transport', () => {
     writeFrameHeader(frame, 0, FrameType.PAGE_RUN, pages * 4100);
     for (let i = 0; i < pages; i++) writeU32(frame, 5 + 4 * i, i);
     socket.write(Buffer.concat([encodeRound(0), frame.subarray(0, 5 + pages * 4 + 32 * 4096)]));
-    await waitFor(() => pool.framesInUse >= pages); // the run's frames are mapped and the reads land in them
+    await waitFor(() => pool.framesInUse >= pages, 5000); // the run's frames are mapped and the reads land in them
     abort.abort();
     await expect(incoming).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(target.state).toBe('stopped');
     expect(pool.framesInUse).toBe(pages); // the VM let go of them, the armed read has not
     socket.destroy();
-    await waitFor(() => pool.framesInUse === 0); // the receiver's socket closed: unpinned and freed
+    await waitFor(() => pool.framesInUse === 0, 5000); // the receiver's socket closed: unpinned and freed
   });
 
   it('answers a wrong token with an ERROR, keeps listening, and accepts the right one', async () => {

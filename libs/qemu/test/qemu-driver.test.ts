@@ -14,7 +14,7 @@ import { FramePool, GuestMemory, hashString32, imageTemplate, initHashing, loadI
 import type { MigrationProgress } from '@vmm/migration';
 import { QemuDriver, qemuUnavailableReason, type GuestSpec } from '../src/index.js';
 import { isProcessAlive } from '../src/guest/proc-info.js';
-import { waitFor } from './support.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 const reason = qemuUnavailableReason();
 const BOOT_MS = 180_000;
@@ -40,10 +40,10 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
   const track = async (d: QemuDriver) => pids.add((await d.status(VM)).pid);
   /** Waits until the guest reports more writes than `than`: its vCPU runs. */
   const writesPast = (d: QemuDriver, than: number) =>
-    waitFor(`the guest's counter past ${than}`, 60_000, async () => {
+    waitFor(async () => {
       const w = await writes(d);
       return w > than ? w : undefined;
-    });
+    }, 60_000, `the guest's counter past ${than}`);
 
   beforeAll(async () => {
     await initHashing();
@@ -172,7 +172,7 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     const target = await a.prepareIncoming(spec);
     await track(a);
     const out = await b.startOutgoing(VM, { migrationId, host: target.host, port: target.port, policy: { maxBandwidthMibPerSec: 8 } });
-    await waitFor('pre-copy under way', 30_000, async () => (out.state === 'precopy' && out.progress.bytesSent > 1024 * 1024 ? true : undefined));
+    await waitFor(async () => (out.state === 'precopy' && out.progress.bytesSent > 1024 * 1024 ? true : undefined), 30_000, 'pre-copy under way');
     return { target, out };
   }
 
@@ -185,7 +185,7 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     await writesPast(b, await writes(b));
     await a.abortIncoming(VM);
     expect(a.list()).toEqual([]);
-    expect(await waitFor('the target QEMU gone', 10_000, async () => (isProcessAlive(targetPid) ? undefined : true))).toBe(true);
+    expect(await waitFor(async () => (isProcessAlive(targetPid) ? undefined : true), 10_000, 'the target QEMU gone')).toBe(true);
   });
 
   it('SIGKILL of the target QEMU mid-migration: the migration fails, the source keeps running', async () => {
@@ -263,6 +263,6 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     await b2.resume(VM);
     await writesPast(b2, paused);
     await b2.delete(VM);
-    expect(await waitFor('QEMU gone after delete', 10_000, async () => (isProcessAlive(before.pid) ? undefined : true))).toBe(true);
+    expect(await waitFor(async () => (isProcessAlive(before.pid) ? undefined : true), 10_000, 'QEMU gone after delete')).toBe(true);
   });
 });

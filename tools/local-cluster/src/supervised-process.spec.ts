@@ -3,6 +3,7 @@ import { canTransition, transition, type ProcessState } from './process-state.js
 import { spawnProcess, type ManagedProcess } from './processes.js';
 import { failuresInARow, restartDelayMs } from './restart-backoff.js';
 import { describeProcessEvent, SupervisedProcess, type ProcessEvent, type SupervisedProcessOptions } from './supervised-process.js';
+import { waitFor } from '../../../test/support/wait-for.js';
 
 const FAST = { initialMs: 20, maxMs: 80, stableAfterMs: 60_000 };
 const units: SupervisedProcess[] = [];
@@ -42,14 +43,6 @@ function unit(options: Partial<SupervisedProcessOptions> & { body?: string } = {
   });
   units.push(u);
   return { u, events };
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('process state transitions', () => {
@@ -93,7 +86,7 @@ describe('SupervisedProcess', () => {
     const { u, events } = unit();
     await u.start();
     const pid = u.signal('SIGKILL');
-    await until(() => events.length === 1, 'the death report');
+    await waitFor(() => events.length === 1, 10_000, 'the death report');
     expect(u.state).toBe('dead');
     expect(u.pid).toBeUndefined();
     expect(events).toEqual([{ type: 'died', name: 'worker', pid, status: { code: null, signal: 'SIGKILL' } }]);
@@ -125,7 +118,7 @@ describe('SupervisedProcess', () => {
     // Each incarnation is ready at once and exits (code 3) 30 ms later.
     const { u, events } = unit({ supervise: true, body: script(30) });
     await u.start();
-    await until(() => u.restarts >= 5, 'five restarts');
+    await waitFor(() => u.restarts >= 5, 10_000, 'five restarts');
     expect(events.slice(0, 5).every((e) => e.type === 'restarted' && e.status.code === 3)).toBe(true);
     await u.stop();
     expect(u.state).toBe('stopped');

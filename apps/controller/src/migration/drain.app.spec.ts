@@ -3,7 +3,8 @@
 // DRAINING and cordoned afterwards. Real controller, Redis and BullMQ; fake agents.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster, type agent } from '@vmm/proto';
-import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES } from '../testing/cluster-client.js';
+import { waitFor } from '../../../../test/support/wait-for.js';
 import { IDLE_WORKLOAD } from '../testing/records.js';
 import { defaultProgress } from '../testing/fake-agent.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';

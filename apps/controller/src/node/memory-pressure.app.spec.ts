@@ -3,7 +3,8 @@
 // the per-node cool-down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
-import { FINAL_PHASES, waitFor } from '../testing/cluster-client.js';
+import { FINAL_PHASES } from '../testing/cluster-client.js';
+import { waitFor } from '../../../../test/support/wait-for.js';
 import { IDLE_WORKLOAD } from '../testing/records.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 import { MemoryPressureBalancer } from './memory-pressure.balancer.js';

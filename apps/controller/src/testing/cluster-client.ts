@@ -44,12 +44,3 @@ export class TestClusterClient {
   }
 }
 
-/** Polls `check` every 20 ms until it returns true, or fails after `timeoutMs` naming `what`. */
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

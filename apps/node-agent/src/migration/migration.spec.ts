@@ -6,7 +6,8 @@ import { startAgent, type RunningAgent } from '../agent.js';
 import { loadAgentConfig } from '../config.js';
 import { AgentCalls, codeOf } from '../testing/agent-calls.js';
 import { FakeRegistry } from '../testing/fake-registry.js';
-import { freePort, silentLogger, vmSpec, waitFor } from '../testing/fixtures.js';
+import { freePort, silentLogger, vmSpec } from '../testing/fixtures.js';
+import { waitFor } from '../../../../test/support/wait-for.js';
 
 // Two real agents in one process, driven over gRPC the way the controller drives a migration.
 let registry: FakeRegistry;
@@ -56,7 +57,7 @@ describe('live migration between two agents', () => {
   it('moves a running VM: COMMITTING with equal digests, commit resumes the target, release fences the source', async () => {
     const spec = busySpec('vm-move');
     await src.call('createVm', { spec });
-    await waitFor('the workload to write', () => (source.vms.get('vm-move')?.vm.writesTotal ?? 0) > 20);
+    await waitFor(() => (source.vms.get('vm-move')?.vm.writesTotal ?? 0) > 20, 5_000, 'the workload to write');
 
     // Two concurrent calls (a controller retry racing the first) get the same listener.
     const [{ dataAddress }, concurrent] = await Promise.all([
@@ -109,7 +110,7 @@ describe('live migration between two agents', () => {
     expect(listed.vms).toHaveLength(1);
     expect(listed.vms[0]).toMatchObject({ vmId: 'vm-move', state: cluster.VmState.VM_STATE_RUNNING, fencingEpoch: 1 });
     // The workload continues on the target where it paused on the source.
-    await waitFor('the target workload to continue', () => (target.vms.get('vm-move')?.vm.writesTotal ?? 0) > writesAtPause);
+    await waitFor(() => (target.vms.get('vm-move')?.vm.writesTotal ?? 0) > writesAtPause, 5_000, 'the target workload to continue');
 
     // The source may never run it again under the old epoch.
     expect(await codeOf(src.call('createVm', { spec }))).toBe(status.FAILED_PRECONDITION);
@@ -175,7 +176,7 @@ describe('live migration between two agents', () => {
     expect(stuck.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_FAILED);
     expect(stuck.at(-1)!.errorReason).toBe('NOT_CONVERGED');
     expect(source.vms.require('vm-fail').vm.state).toBe('running');
-    await waitFor('the target to discard', () => target.vms.get('vm-fail') === undefined);
+    await waitFor(() => target.vms.get('vm-fail') === undefined, 5_000, 'the target to discard');
     await src.call('deleteVm', { vmId: 'vm-fail' });
   });
 
@@ -191,7 +192,7 @@ describe('live migration between two agents', () => {
       const request = { migrationId, vmId: 'vm-slow', targetDataAddress: dataAddress, token: TOKEN, policy: slow };
       if (how === 'abort') {
         const done = src.startOutgoing(request);
-        await waitFor('a sending migration', () => source.vms.get('vm-slow')?.role === 'outgoing');
+        await waitFor(() => source.vms.get('vm-slow')?.role === 'outgoing', 5_000, 'a sending migration');
         await src.call('abortMigration', { migrationId, reason: 'operator', fencingEpoch: 0 });
         const messages = await done;
         expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED);
@@ -199,12 +200,12 @@ describe('live migration between two agents', () => {
       } else {
         const call = src.client.startOutgoing(request);
         call.on('error', () => {});
-        await waitFor('a sending migration', () => source.vms.get('vm-slow')?.role === 'outgoing');
+        await waitFor(() => source.vms.get('vm-slow')?.role === 'outgoing', 5_000, 'a sending migration');
         call.cancel();
       }
-      await waitFor(`the source to roll back (${how})`, () => source.vms.get('vm-slow')?.role === 'none');
+      await waitFor(() => source.vms.get('vm-slow')?.role === 'none', 5_000, `the source to roll back (${how})`);
       expect(source.vms.require('vm-slow').vm.state).toBe('running');
-      await waitFor(`the target to discard (${how})`, () => target.vms.get('vm-slow') === undefined);
+      await waitFor(() => target.vms.get('vm-slow') === undefined, 5_000, `the target to discard (${how})`);
     }
     await src.call('deleteVm', { vmId: 'vm-slow' });
   });
@@ -221,11 +222,11 @@ describe('live migration between two agents', () => {
       };
       const stream = calls.startOutgoing({ migrationId: 'm8', vmId: 'vm-shutdown', targetDataAddress: dataAddress, token: TOKEN, policy: slow });
       stream.catch(() => undefined);
-      await waitFor('a sending migration', () => third.vms.get('vm-shutdown')?.role === 'outgoing');
+      await waitFor(() => third.vms.get('vm-shutdown')?.role === 'outgoing', 5_000, 'a sending migration');
       await third.stop();
       expect(third.vms.size).toBe(0);
       expect(third.vms.pool.framesInUse).toBe(0);
-      await waitFor('the target to discard', () => target.vms.get('vm-shutdown') === undefined);
+      await waitFor(() => target.vms.get('vm-shutdown') === undefined, 5_000, 'the target to discard');
     } finally {
       calls.close();
       await third.stop();

@@ -3,7 +3,8 @@ import { FramePool } from '@vmm/emulator';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadAgentConfig } from '../config.js';
 import { FakeRegistry } from '../testing/fake-registry.js';
-import { freePort, silentLogger, vmSpec, waitFor } from '../testing/fixtures.js';
+import { freePort, silentLogger, vmSpec } from '../testing/fixtures.js';
+import { waitFor } from '../../../../test/support/wait-for.js';
 import { VmManager } from '../vm/vm-manager.js';
 import { ControllerLink } from './controller-link.js';
 import { ReportBuilder } from './report-builder.js';
@@ -31,8 +32,8 @@ describe('ControllerLink', () => {
   it('keeps retrying while no controller listens, and stops promptly', async () => {
     const { link: l } = link(await freePort());
     l.start();
-    await waitFor('a retry cycle', () => l.state === 'backoff');
-    await waitFor('another attempt', () => l.state === 'registering');
+    await waitFor(() => l.state === 'backoff', 5_000, 'a retry cycle');
+    await waitFor(() => l.state === 'registering', 5_000, 'another attempt');
     const started = Date.now();
     await l.stop();
     expect(l.state).toBe('stopped');
@@ -46,12 +47,12 @@ describe('ControllerLink', () => {
     const { link: l, vms } = link(registry.port);
     vms.create(vmSpec({ vmId: 'a', image: 'empty' }));
     l.start();
-    await waitFor('two refused attempts', () => l.state === 'backoff');
+    await waitFor(() => l.state === 'backoff', 5_000, 'two refused attempts');
     expect(l.registrations).toBe(0);
     registry.failRegisterWith = undefined;
-    await waitFor('registration', () => l.registrations === 1);
+    await waitFor(() => l.registrations === 1, 5_000, 'registration');
     expect(registry.registrations[0].vms.map((v) => v.vmId)).toEqual(['a']);
-    await waitFor('three reports', () => registry.reports.length >= 3);
+    await waitFor(() => registry.reports.length >= 3, 5_000, 'three reports');
     expect(registry.reports.every((r) => r.vms[0]?.vmId === 'a')).toBe(true);
   });
 
@@ -61,9 +62,9 @@ describe('ControllerLink', () => {
     cleanups.push(() => registry.kill());
     const { link: l } = link(registry.port);
     l.start();
-    await waitFor('reporting', () => l.state === 'reporting' && registry.reports.length > 0);
+    await waitFor(() => l.state === 'reporting' && registry.reports.length > 0, 5_000, 'reporting');
     await l.stop();
-    await waitFor('the stream to end at the controller', () => registry.streamsEnded === 1);
+    await waitFor(() => registry.streamsEnded === 1, 5_000, 'the stream to end at the controller');
     const count = registry.reports.length;
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(registry.reports.length).toBe(count);

@@ -20,14 +20,5 @@ export function vmSpec(overrides: Partial<agent.VmSpec> = {}): agent.VmSpec {
 
 export const silentLogger = pino({ level: 'silent' });
 
-/** Polls `condition` every 10 ms until it holds; fails with `what` after `timeoutMs`. */
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** A loopback port nobody listens on right now, below the ephemeral range (one owner: the local cluster's). */
 export { freePort } from '@vmm/local-cluster/ports';

@@ -1,7 +1,8 @@
 import { FramePool } from '@vmm/emulator';
 import { cluster } from '@vmm/proto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger, vmSpec, waitFor } from '../testing/fixtures.js';
+import { silentLogger, vmSpec } from '../testing/fixtures.js';
+import { waitFor } from '../../../../test/support/wait-for.js';
 import { VmManager } from './vm-manager.js';
 
 const limits = { maxVcpus: 16, maxMemoryMib: 1024 };
@@ -118,7 +119,7 @@ describe('VmManager', () => {
         workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 5_000, workingSetMib: 4, seed: 9 },
       }),
     );
-    await waitFor('workload writes', () => entry.vm.writesTotal > 50);
+    await waitFor(() => entry.vm.writesTotal > 50, 5_000, 'workload writes');
     expect(vms.status(entry).residentPages).toBeGreaterThan(0);
   });
 
