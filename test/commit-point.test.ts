@@ -36,7 +36,7 @@ async function setup(relayed: number): Promise<Setup> {
       reportIntervalMs: REPORT_INTERVAL_MS,
       privateRedis: true,
       controllerEnv: { NODE_LEASE_MS: String(LEASE_MS) },
-      agentEnv: (i) => (i === relayed ? { AGENT_ADVERTISE_ADDRESS: relay.address } : {}),
+      agentEnv: (i): Record<string, string> => (i === relayed ? { AGENT_ADVERTISE_ADDRESS: relay.address } : {}),
     });
   } catch (err) {
     await relay.stop();

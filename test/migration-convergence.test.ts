@@ -81,7 +81,7 @@ describe('pre-copy that cannot keep up with the guest', () => {
       );
       expectCompleted(done, 'with auto-converge');
       expect(Math.max(...throttles), 'throttle_percent reported during pre-copy').toBeGreaterThan(0);
-      expect(done.downtimeMs).toBeLessThanOrEqual(pol.downtimeLimitMs);
+      expect(done.downtimeMs).toBeLessThanOrEqual(pol.downtimeLimitMs!);
       const after = await api.getVm({ vmId: vm.vmId });
       expect(after.nodeId).toBe(TARGET);
       expect(short(after.state)).toBe('RUNNING');

@@ -50,7 +50,7 @@ const FIRST_VMS = [
 const LAST_VM = { name: 'pressure-d', memoryMib: 100 };
 
 function writingVm(name: string, memoryMib: number, seed: number, nodeId = PRESSURED, rate = DIRTY_RATE): cluster.CreateVmRequest {
-  return {
+  return cluster.CreateVmRequest.fromPartial({
     name,
     vcpus: 1,
     memoryMib,
@@ -64,7 +64,7 @@ function writingVm(name: string, memoryMib: number, seed: number, nodeId = PRESS
     nodeId,
     antiAffinityGroup: '',
     labels: {},
-  };
+  });
 }
 
 async function pressureMigrations(api: ClusterApi): Promise<cluster.Migration[]> {

@@ -19,6 +19,8 @@ beforeAll(async () => {
       callback(null, cluster.Vm.fromPartial({ vmId: call.request.vmId, name: String(call.metadata.get('authorization')[0] ?? '') })),
     getNode: (_call: Call, callback: Callback) => held.push(callback),
     deleteVm: (_call: Call, callback: Callback) => callback({ code: status.FAILED_PRECONDITION, details: 'busy' }),
+    createVm: (call: { request: cluster.CreateVmRequest }, callback: Callback) =>
+      callback(null, cluster.Vm.fromPartial({ name: call.request.name, image: call.request.image, memoryMib: call.request.memoryMib, workload: call.request.workload })),
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
@@ -56,7 +58,7 @@ describe('unaryCall', () => {
 
 describe('promiseClient', () => {
   it('wraps the unary methods only, with the defaults of each call under its own options', async () => {
-    const api = promiseClient(client, cluster.ClusterServiceService, () => {
+    const api = promiseClient(client, cluster.ClusterServiceService, cluster, () => {
       const metadata = new Metadata();
       metadata.set('authorization', 'Bearer default');
       return { metadata, timeoutMs: 5_000 };
@@ -68,5 +70,16 @@ describe('promiseClient', () => {
     own.set('authorization', 'Bearer own');
     expect((await api.getVm({ vmId: 'a' }, { metadata: own })).name).toBe('Bearer own');
     expect((await rejection(api.getNode({ nodeId: 'n' }, { timeoutMs: 50 }))).code).toBe(status.DEADLINE_EXCEEDED);
+  });
+
+  it('sends the fields a request leaves out, at any depth, with their proto defaults', async () => {
+    const api = promiseClient(client, cluster.ClusterServiceService, cluster);
+    // Without the completion, ts-proto's encoder throws on the int64 memory_mib left undefined.
+    const vm = await api.createVm({ name: 'partial', workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM } });
+    expect(vm).toMatchObject({ name: 'partial', image: '', memoryMib: 0, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_UNIFORM, seed: 0 } });
+  });
+
+  it('refuses messages that do not name every request type', () => {
+    expect(() => promiseClient(client, cluster.ClusterServiceService, {})).toThrow(/CreateVmRequest/);
   });
 });

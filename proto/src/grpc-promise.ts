@@ -56,26 +56,38 @@ export function unaryCall<C extends object, K extends UnaryMethodName<C>>(
   });
 }
 
-/** The unary methods of a generated client, as functions returning promises. */
+/**
+ * The unary methods of a generated client, as functions returning promises. A request may leave fields
+ * out, at any depth: they are sent with their proto defaults.
+ */
 export type PromiseClient<C> = {
-  [K in UnaryMethodName<C>]: (request: UnaryRequest<C[K]>, options?: UnaryCallOptions) => Promise<UnaryResponse<C[K]>>;
+  [K in UnaryMethodName<C>]: (request: DeepPartial<UnaryRequest<C[K]>>, options?: UnaryCallOptions) => Promise<UnaryResponse<C[K]>>;
 };
+
+type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
 
 /**
  * Wraps the unary methods a generated service definition names (e.g. `cluster.ClusterServiceService`)
- * so that `await api.createVm({...})` works. `defaults` is asked for the options of each call (a fresh
- * Metadata each time); a call's own options override them.
+ * so that `await api.createVm({...})` works. `messages` is the generated module of the service's
+ * messages (e.g. `cluster`): each request is completed by its `<Method>Request.fromPartial` first
+ * (buf's lint holds every service to that naming), because ts-proto's encoder writes an enum left
+ * undefined as -1 and throws on an undefined int64. `defaults` is asked for the options of each call
+ * (a fresh Metadata each time); a call's own options override them.
  */
 export function promiseClient<C extends object>(
   client: C,
-  service: Readonly<Record<string, { requestStream: boolean; responseStream: boolean }>>,
+  service: Readonly<Record<string, { path: string; requestStream: boolean; responseStream: boolean }>>,
+  messages: object,
   defaults: () => UnaryCallOptions = () => ({}),
 ): PromiseClient<C> {
   const out: Record<string, unknown> = {};
   for (const [name, definition] of Object.entries(service)) {
     if (definition.requestStream || definition.responseStream) continue;
-    out[name] = (request: never, options?: UnaryCallOptions) =>
-      unaryCall(client, name as UnaryMethodName<C>, request, { ...defaults(), ...options });
+    const typeName = `${definition.path.slice(definition.path.lastIndexOf('/') + 1)}Request`;
+    const type = (messages as Record<string, { fromPartial?: (o: object) => unknown } | undefined>)[typeName];
+    if (typeof type?.fromPartial !== 'function') throw new Error(`promiseClient: ${typeName} is not among the messages given`);
+    out[name] = (request: object, options?: UnaryCallOptions) =>
+      unaryCall(client, name as UnaryMethodName<C>, type.fromPartial!(request) as never, { ...defaults(), ...options });
   }
   return out as PromiseClient<C>;
 }

@@ -110,7 +110,7 @@ export async function waitForKsmSettled(
 /** An idle VM of `image` sized to the image (the smallest memory that holds it). */
 export function imageVm(image: string, name: string, nodeId = ''): cluster.CreateVmRequest {
   const mib = Math.max(1, Math.ceil(imageShape(image).pages / PAGES_PER_MIB));
-  return {
+  return cluster.CreateVmRequest.fromPartial({
     name,
     vcpus: 1,
     memoryMib: mib,
@@ -119,7 +119,7 @@ export function imageVm(image: string, name: string, nodeId = ''): cluster.Creat
     nodeId,
     antiAffinityGroup: '',
     labels: {},
-  };
+  });
 }
 
 /** Deletes every VM in `vmIds` (ignoring ones already gone) and waits until the nodes report none. */

@@ -3,9 +3,8 @@
 // NodeReports (writes_total is reported by agents but not exposed by the public API).
 import { FINAL_PHASES as MODEL_FINAL_PHASES, pathTo, toProtoPhase, type MigrationPhase as MigrationPhaseName } from '@vmm/migration/phase';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { agent, cluster } from '@vmm/proto';
+import { agent, cluster, promiseClient } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
-import { promiseClient } from '@vmm/local-cluster/grpc-client';
 import { freePort } from '@vmm/local-cluster/ports';
 import type { ClusterOptions } from '@vmm/local-cluster/cluster';
 import { expect } from 'vitest';
@@ -51,7 +50,7 @@ export function policy(overrides: Partial<cluster.MigrationPolicy> = {}): cluste
 
 export function agentApi(address: string) {
   const client = new agent.AgentServiceClient(address, credentials.createInsecure());
-  return Object.assign(promiseClient(client, agent.AgentServiceService), { client, close: () => client.close() });
+  return Object.assign(promiseClient(client, agent.AgentServiceService, agent), { client, close: () => client.close() });
 }
 export type AgentApi = ReturnType<typeof agentApi>;
 

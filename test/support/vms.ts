@@ -12,7 +12,7 @@ export const IDLE: cluster.Workload = {
 
 /** A valid CreateVmRequest (1 vCPU, 64 MiB, image `empty`, idle, unique name) with `overrides`. */
 export function vmRequest(overrides: Partial<cluster.CreateVmRequest> = {}): cluster.CreateVmRequest {
-  return {
+  return cluster.CreateVmRequest.fromPartial({
     name: `vm-${randomUUID().slice(0, 8)}`,
     vcpus: 1,
     memoryMib: 64,
@@ -22,7 +22,7 @@ export function vmRequest(overrides: Partial<cluster.CreateVmRequest> = {}): clu
     antiAffinityGroup: '',
     labels: {},
     ...overrides,
-  };
+  });
 }
 
 /** Every VM, following next_page_token. */

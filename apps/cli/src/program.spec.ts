@@ -38,7 +38,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
 }
 
 function vm(i: number): cluster.Vm {
-  return {
+  return cluster.Vm.fromPartial({
     vmId: `vm-0mwpvq1x${i}-${i}a2b3c4d5e`,
     name: `web-${i}`,
     nodeId: 'node-1',
@@ -54,7 +54,7 @@ function vm(i: number): cluster.Vm {
     antiAffinityGroup: '',
     createdAtMs: Date.now(),
     fencingEpoch: 0,
-  };
+  });
 }
 
 /** What the fake saw, so tests can assert which calls the CLI made. */

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cluster } from '@vmm/proto';
+import { agent, cluster } from '@vmm/proto';
 import { createLogger } from './common/logger.js';
 import { loadControllerConfig, type ControllerConfig } from './config.js';
 import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
@@ -301,14 +301,14 @@ describe('restart and reconcile', () => {
 
     // The agent lost one VM and runs one the controller never heard of.
     n1.vms.delete(lost.vmId);
-    n1.vms.set('vm-foreign', {
+    n1.vms.set('vm-foreign', agent.VmStatus.fromPartial({
       vmId: 'vm-foreign',
       state: VmState.VM_STATE_RUNNING,
       pagesTotal: 256,
       residentPages: 1,
       fencingEpoch: 1,
-      spec: { vmId: 'vm-foreign', name: 'foreign', vcpus: 1, memoryMib: 20, image: 'empty', workload: IDLE_WORKLOAD, labels: {}, fencingEpoch: 1 },
-    });
+      spec: agent.VmSpec.fromPartial({ vmId: 'vm-foreign', name: 'foreign', vcpus: 1, memoryMib: 20, image: 'empty', workload: IDLE_WORKLOAD, labels: {}, fencingEpoch: 1 }),
+    }));
     await n1.register(controller.address);
     expect((await api.getVm(kept.vmId)).state).toBe(VmState.VM_STATE_RUNNING);
     expect((await api.getVm(lost.vmId)).state).toBe(VmState.VM_STATE_FAILED);

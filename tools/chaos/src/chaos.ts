@@ -10,9 +10,9 @@
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { FINAL_PHASES, toProtoPhase } from '@vmm/migration';
-import { agent, cluster } from '@vmm/proto';
+import { agent, cluster, promiseClient } from '@vmm/proto';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
-import { promiseClient, type ClusterApi } from '@vmm/local-cluster/grpc-client';
+import { type ClusterApi } from '@vmm/local-cluster/grpc-client';
 import { actionOf, planFault, type FaultPlan } from './faults.js';
 import { checkInvariants, checkOutcome, type Snapshot, type Violation } from './invariants.js';
 import { Rng } from './rng.js';
@@ -81,7 +81,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   });
   const api: ClusterApi = c.api();
   const redis = new Redis(c.redisUrl, { maxRetriesPerRequest: null });
-  const agents = new Map(c.agents.map((a) => [a.nodeId, promiseClient(new agent.AgentServiceClient(a.address, credentials.createInsecure()), agent.AgentServiceService)]));
+  const agents = new Map(c.agents.map((a) => [a.nodeId, promiseClient(new agent.AgentServiceClient(a.address, credentials.createInsecure()), agent.AgentServiceService, agent)]));
   const record = (violations: Violation[], after: number) => {
     for (const v of violations) {
       summary.violations.push({ ...v, afterMigration: after });

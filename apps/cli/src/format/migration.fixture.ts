@@ -2,7 +2,7 @@ import { cluster } from '@vmm/proto';
 
 /** A completed migration with a matching digest; tests override what they need. */
 export function migration(overrides: Partial<cluster.Migration> = {}): cluster.Migration {
-  return {
+  return cluster.Migration.fromPartial({
     migrationId: '7c1f0e2a-1111-2222-3333-444455556666',
     vmId: 'a1b2c3d4-0000-0000-0000-000000000000',
     sourceNodeId: 'node-1',
@@ -27,5 +27,5 @@ export function migration(overrides: Partial<cluster.Migration> = {}): cluster.M
     createdAtMs: 0,
     finishedAtMs: 0,
     ...overrides,
-  };
+  });
 }

@@ -67,6 +67,6 @@ describe('AgentGateway', () => {
   });
 
   it('an unavailable agent is AgentUnavailableError', async () => {
-    expect(await rejection(gateway.abortMigration(node, { migrationId: 'm', reason: 'test' }))).toBeInstanceOf(AgentUnavailableError);
+    expect(await rejection(gateway.abortMigration(node, agent.AbortMigrationRequest.fromPartial({ migrationId: 'm', reason: 'test' })))).toBeInstanceOf(AgentUnavailableError);
   });
 });

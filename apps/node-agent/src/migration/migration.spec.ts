@@ -198,7 +198,7 @@ describe('live migration between two agents', () => {
         expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED);
         expect(messages.at(-1)!.errorReason).toBe('CANCELLED');
       } else {
-        const call = src.client.startOutgoing(request);
+        const call = src.client.startOutgoing(agent.StartOutgoingRequest.fromPartial(request));
         call.on('error', () => {});
         await waitFor(() => source.vms.get('vm-slow')?.role === 'outgoing', 5_000, 'a sending migration');
         call.cancel();

@@ -17,8 +17,8 @@ export class AgentCalls {
   }
 
   /** Every progress message of a StartOutgoing call, once the stream ends. */
-  startOutgoing(request: agent.StartOutgoingRequest, onMessage?: (m: agent.MigrationProgress) => void): Promise<agent.MigrationProgress[]> {
-    const stream: ClientReadableStream<agent.MigrationProgress> = this.client.startOutgoing(request);
+  startOutgoing(request: Partial<agent.StartOutgoingRequest>, onMessage?: (m: agent.MigrationProgress) => void): Promise<agent.MigrationProgress[]> {
+    const stream: ClientReadableStream<agent.MigrationProgress> = this.client.startOutgoing(agent.StartOutgoingRequest.fromPartial(request));
     const messages: agent.MigrationProgress[] = [];
     return new Promise((resolve, reject) => {
       stream.on('data', (m: agent.MigrationProgress) => {
