@@ -35,7 +35,19 @@ export interface NodeRecord {
   reportedVms: cluster.ReportedVm[];
 }
 
-export interface VmRecord {
+/**
+ * The fields of a VM that its agent measures and every report refreshes. The one list that the report
+ * script writes and the record codec stores and reads: a new measurement is added here, in the
+ * protos, and where the compiler then points (the report's mapping, the API's Vm).
+ */
+export const VM_MEASURED_FIELDS = ['dirtyRatePagesPerSec', 'workingSetPages', 'residentPages'] as const;
+export type VmMeasured = Record<(typeof VM_MEASURED_FIELDS)[number], number>;
+/** A VM nothing has been measured of yet. */
+export const NO_MEASUREMENTS: Readonly<VmMeasured> = Object.freeze(
+  Object.fromEntries(VM_MEASURED_FIELDS.map((field) => [field, 0])) as VmMeasured,
+);
+
+export interface VmRecord extends VmMeasured {
   vmId: string;
   name: string;
   nodeId: string;
@@ -48,9 +60,6 @@ export interface VmRecord {
   antiAffinityGroup: string;
   createdAtMs: number;
   fencingEpoch: number;
-  dirtyRatePagesPerSec: number;
-  workingSetPages: number;
-  residentPages: number;
   restartPolicy: cluster.RestartPolicy;
   /** The migration in flight (set while MIGRATING). */
   migrationId: string;

@@ -2,7 +2,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { cluster } from '@vmm/proto';
-import type { NodeRecord } from '../common/model.js';
+import type { NodeRecord, VmMeasured } from '../common/model.js';
 import { LuaScript } from './lua-script.js';
 import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
 import { hashToNode } from './record-codec.js';
@@ -24,9 +24,7 @@ export interface VmMeasurement {
   state: cluster.VmState;
   /** The epoch of the copy the agent runs. */
   fencingEpoch: number;
-  dirtyRatePagesPerSec: number;
-  workingSetPages: number;
-  residentPages: number;
+  measured: VmMeasured;
   /** The copy is the source of a migration in flight: its state is the migration's business. */
   outgoing: boolean;
 }

@@ -130,7 +130,11 @@ describe('reports', () => {
     ksmKnobs: undefined,
     reportedVms: [],
     missingGraceMs: 1_000,
-    vms: vms.map((v) => ({ dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 1, outgoing: false, ...v })),
+    vms: vms.map(({ residentPages = 1, ...v }) => ({
+      outgoing: false,
+      ...v,
+      measured: { dirtyRatePagesPerSec: 1.5, workingSetPages: 1, residentPages },
+    })),
     ...over,
   });
 
@@ -156,7 +160,7 @@ describe('reports', () => {
       ),
     );
     expect(r).toEqual({ known: true, wasNotReady: false, missing: [] });
-    expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 1, workingSetPages: 1, residentPages: 12 });
+    expect(await vms.get(v.vmId)).toMatchObject({ state: 'VM_STATE_PAUSED', dirtyRatePagesPerSec: 1.5, workingSetPages: 1, residentPages: 12 });
     expect(await vms.get('vm-unknown')).toBeUndefined();
     expect(await nodes.get('n1')).toMatchObject({ lastReportMs: 42, memoryUsedBytes: 3 * 1024 * 1024, ksmKnobs: { run: 1 }, reportedVms });
     const gone = await nodes.applyReport('ghost', 1, report([]));

@@ -1,6 +1,6 @@
 /** Node and VM records ⇄ Redis hash fields (all strings; JSON for nested messages). */
 import { cluster } from '@vmm/proto';
-import type { NodeRecord, VmRecord } from '../common/model.js';
+import { VM_MEASURED_FIELDS, type NodeRecord, type VmMeasured, type VmRecord } from '../common/model.js';
 
 type Hash = Record<string, string>;
 
@@ -60,9 +60,7 @@ export function vmToHash(vm: VmRecord): Record<string, string> {
     antiAffinityGroup: vm.antiAffinityGroup,
     createdAtMs: String(vm.createdAtMs),
     fencingEpoch: String(vm.fencingEpoch),
-    dirtyRatePagesPerSec: String(vm.dirtyRatePagesPerSec),
-    workingSetPages: String(vm.workingSetPages),
-    residentPages: String(vm.residentPages),
+    ...Object.fromEntries(VM_MEASURED_FIELDS.map((field) => [field, String(vm[field])])),
     restartPolicy: vm.restartPolicy,
   };
 }
@@ -87,9 +85,7 @@ export function hashToVm(h: Hash): VmRecord | undefined {
     antiAffinityGroup: h.antiAffinityGroup ?? '',
     createdAtMs: num(h.createdAtMs),
     fencingEpoch: num(h.fencingEpoch),
-    dirtyRatePagesPerSec: num(h.dirtyRatePagesPerSec),
-    workingSetPages: num(h.workingSetPages),
-    residentPages: num(h.residentPages),
+    ...(Object.fromEntries(VM_MEASURED_FIELDS.map((field) => [field, num(h[field])])) as VmMeasured),
     restartPolicy: (h.restartPolicy as cluster.RestartPolicy) || cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
     migrationId: h.migrationId ?? '',
     failureReason: h.failureReason ?? '',

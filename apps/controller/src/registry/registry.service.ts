@@ -8,7 +8,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { agent, cluster } from '@vmm/proto';
 import { AgentGateway } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
-import type { VmRecord } from '../common/model.js';
+import { NO_MEASUREMENTS, type VmRecord } from '../common/model.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
 import { MigrationRepository } from '../redis/migration.repository.js';
@@ -62,9 +62,11 @@ export class RegistryService {
     const measurements: VmMeasurement[] = vmReports.map((vm) => ({
       vmId: vm.vmId,
       state: vm.state,
-      dirtyRatePagesPerSec: finite(vm.dirtyRatePagesPerSec),
-      workingSetPages: safeInt(vm.workingSetPages),
-      residentPages: safeInt(vm.residentPages),
+      measured: {
+        dirtyRatePagesPerSec: finite(vm.dirtyRatePagesPerSec),
+        workingSetPages: safeInt(vm.workingSetPages),
+        residentPages: safeInt(vm.residentPages),
+      },
       fencingEpoch: safeInt(vm.fencingEpoch),
       outgoing: Boolean(vm.migrationId),
     }));
@@ -182,8 +184,7 @@ export class RegistryService {
       antiAffinityGroup: '',
       createdAtMs: now,
       fencingEpoch: Number(status.fencingEpoch || spec.fencingEpoch || 1),
-      dirtyRatePagesPerSec: 0,
-      workingSetPages: 0,
+      ...NO_MEASUREMENTS,
       residentPages: Number(status.residentPages ?? 0),
       restartPolicy: spec.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
       migrationId: '',

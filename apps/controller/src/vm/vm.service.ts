@@ -6,7 +6,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { cluster, type agent } from '@vmm/proto';
 import { AgentGateway, CREATE_VM_DEADLINE_MS } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
-import type { NodeRecord, VmRecord } from '../common/model.js';
+import { NO_MEASUREMENTS, type NodeRecord, type VmRecord } from '../common/model.js';
 import { nextPageToken, readPageRequest } from '../common/page-token.js';
 import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
@@ -74,9 +74,7 @@ export class VmService {
       antiAffinityGroup: spec.antiAffinityGroup,
       createdAtMs: now,
       fencingEpoch: 1,
-      dirtyRatePagesPerSec: 0,
-      workingSetPages: 0,
-      residentPages: 0,
+      ...NO_MEASUREMENTS,
       restartPolicy: spec.restartPolicy,
       migrationId: '',
       failureReason: '',

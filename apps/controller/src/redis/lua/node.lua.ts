@@ -12,8 +12,8 @@
  *   KEYS[1] node hash   KEYS[2..n+1] vm hashes, in the order of `vms`   KEYS[n+2..] vm hashes, in the
  *   order of `placed` (the VMs the node-vms index placed on the node when the report was read)
  *   ARGV[1] { nodeId, nowMs, memoryUsedBytes, ksm (JSON), ksmKnobs (JSON, '' = keep), reportedVms (JSON),
- *             missingGraceMs, vms: [{ vmId, state, dirtyRatePagesPerSec, workingSetPages, residentPages,
- *             fencingEpoch, outgoing }], placed: [vm id…] }
+ *             missingGraceMs, vms: [{ vmId, state, fencingEpoch, outgoing,
+ *             measured: { field: number } (VM_MEASURED_FIELDS) }], placed: [vm id…] }
  * Output: { wasNotReady (1 if the node had been recorded NOT_READY, else 0; -1 if the node is unknown),
  *   { vm id, … } of VMs missing past the grace }
  */
@@ -33,8 +33,12 @@ for i, vm in ipairs(a.vms) do
   local vmKey = KEYS[i + 1]
   local f = redis.call('HMGET', vmKey, 'nodeId', 'state', 'fencingEpoch')
   if f[1] == a.nodeId and tonumber(f[3] or '0') == vm.fencingEpoch then
-    redis.call('HSET', vmKey, 'dirtyRatePagesPerSec', vm.dirtyRatePagesPerSec, 'workingSetPages', vm.workingSetPages,
-      'residentPages', vm.residentPages)
+    local measured = {}
+    for field, value in pairs(vm.measured) do
+      measured[#measured + 1] = field
+      measured[#measured + 1] = value
+    end
+    if #measured > 0 then redis.call('HSET', vmKey, unpack(measured)) end
     if not vm.outgoing and updatable[f[2]] and updatable[vm.state] then redis.call('HSET', vmKey, 'state', vm.state) end
     redis.call('HDEL', vmKey, 'missingSinceMs')
   end
