@@ -1,4 +1,5 @@
 import { Chalk, type ChalkInstance } from 'chalk';
+import type { MigrationPhase } from '@vmm/migration/phase';
 
 /** One chalk instance for the whole CLI; `setColour(false)` for pipes, NO_COLOR and --json. */
 export const paint: ChalkInstance = new Chalk({ level: 1 });
@@ -9,7 +10,20 @@ export function setColour(enabled: boolean): void {
 
 type Tone = 'good' | 'busy' | 'warn' | 'bad' | 'off';
 
+/** Every migration phase has its tone: a phase added to phase.ts without one fails to compile. */
+const phaseTone = {
+  PENDING: 'busy',
+  PREPARING: 'busy',
+  PRECOPY: 'busy',
+  STOP_AND_COPY: 'busy',
+  COMMITTING: 'busy',
+  COMPLETED: 'good',
+  FAILED: 'bad',
+  CANCELLED: 'warn',
+} as const satisfies Record<MigrationPhase, Tone>;
+
 const toneOf: Record<string, Tone> = {
+  ...phaseTone,
   // Node
   READY: 'good',
   NOT_READY: 'bad',
@@ -22,13 +36,6 @@ const toneOf: Record<string, Tone> = {
   PAUSED: 'warn',
   STOPPED: 'off',
   FAILED: 'bad',
-  // Migration
-  PREPARING: 'busy',
-  PRECOPY: 'busy',
-  STOP_AND_COPY: 'busy',
-  COMMITTING: 'busy',
-  COMPLETED: 'good',
-  CANCELLED: 'warn',
 };
 
 /** Colours a state name (already stripped of its enum prefix) by what it means to an operator. */

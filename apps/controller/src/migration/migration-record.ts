@@ -3,9 +3,19 @@
  * and its proto names belong to @vmm/migration/phase.
  */
 import { cluster } from '@vmm/proto';
-import { toProtoPhase, type MigrationPhase } from '@vmm/migration/phase';
+import { toProtoPhase, type MigrationPhase, type ProtoPhaseName } from '@vmm/migration/phase';
 // Type only (erased): the controller must not load the engine or the emulator at run time.
 import type { MigrationProgress } from '@vmm/migration/progress';
+
+/**
+ * phase.ts's phases and cluster.v1 MigrationPhase name the same set: a phase added on one side only
+ * fails to compile here.
+ */
+type OneSidedPhases =
+  | Exclude<ProtoPhaseName, cluster.MigrationPhase>
+  | Exclude<cluster.MigrationPhase, ProtoPhaseName | 'MIGRATION_PHASE_UNSPECIFIED' | 'UNRECOGNIZED'>;
+const samePhases: [OneSidedPhases] extends [never] ? true : OneSidedPhases = true;
+void samePhases;
 
 /** One phase entered, and when (wall clock ms). */
 export interface PhaseTransition {
@@ -80,7 +90,7 @@ export function toProtoMigration(m: MigrationRecord): cluster.Migration {
     vmId: m.vmId,
     sourceNodeId: m.sourceNodeId,
     targetNodeId: m.targetNodeId,
-    phase: toProtoPhase(m.phase) as cluster.MigrationPhase,
+    phase: toProtoPhase(m.phase),
     round: m.round,
     pagesTotal: m.pagesTotal,
     pagesSent: m.pagesSent,

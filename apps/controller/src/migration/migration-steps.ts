@@ -61,8 +61,15 @@ export function nextStep(m: Pick<MigrationRecord, 'phase' | 'targetResumedAtMs'>
       return streaming ? { kind: 'stream' } : { kind: 'reattach' };
     case 'COMMITTING':
       return m.targetResumedAtMs > 0 ? { kind: 'complete' } : { kind: 'commit-target' };
-    default:
+    case 'COMPLETED':
+    case 'FAILED':
+    case 'CANCELLED':
       return { kind: 'settle' };
+    default: {
+      // A phase added to phase.ts without a step here fails to compile.
+      const unknown: never = m.phase;
+      throw new Error(`no step for phase ${String(unknown)}`);
+    }
   }
 }
 
