@@ -30,6 +30,7 @@ import {
 import { hashToMigration } from './migration-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
+import type { AdmissionRefusal } from './lua/shared.lua.js';
 
 export type CreateMigrationOutcome =
   | 'OK'
@@ -38,12 +39,7 @@ export type CreateMigrationOutcome =
   | 'VM_NOT_RUNNING'
   | 'SAME_NODE'
   | 'NO_NODE'
-  | 'CORDONED'
-  | 'DRAINING'
-  | 'NOT_READY'
-  | 'NO_VCPUS'
-  | 'NO_MEMORY'
-  | 'ANTI_AFFINITY';
+  | AdmissionRefusal;
 
 export type SlotOutcome = 'OK' | 'CLUSTER' | 'OUTBOUND' | 'INBOUND';
 

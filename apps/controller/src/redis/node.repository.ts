@@ -9,15 +9,11 @@ import { hashToNode } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
 
-export interface NodeRegistration {
-  nodeId: string;
-  address: string;
-  vcpus: number;
-  memoryMib: number;
-  cpuAllocationRatio: number;
-  ramAllocationRatio: number;
-  agentVersion: string;
-}
+/** What a Register sets of a node's record (the rest is the controller's or the reports'). */
+export type NodeRegistration = Pick<
+  NodeRecord,
+  'nodeId' | 'address' | 'vcpus' | 'memoryMib' | 'cpuAllocationRatio' | 'ramAllocationRatio' | 'agentVersion'
+>;
 
 export interface VmMeasurement {
   vmId: string;

@@ -7,18 +7,14 @@ import { MOVE_FOR_RESTART_LUA, RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/plac
 import { vmToHash } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
+import type { AdmissionRefusal } from './lua/shared.lua.js';
 
 export type ReserveOutcome =
   | 'OK'
   | 'NO_NODE'
   | 'NAME_TAKEN'
   | 'VM_EXISTS'
-  | 'CORDONED'
-  | 'DRAINING'
-  | 'NOT_READY'
-  | 'NO_VCPUS'
-  | 'NO_MEMORY'
-  | 'ANTI_AFFINITY';
+  | AdmissionRefusal;
 
 const reserveVm = new LuaScript('reserve-vm', RESERVE_VM_LUA);
 const releaseVm = new LuaScript('release-vm', RELEASE_VM_LUA);

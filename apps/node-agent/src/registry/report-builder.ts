@@ -6,14 +6,7 @@ import type { MigrationLedger } from '../migration/migration-ledger.js';
 import { toVmState, type ManagedVm, type VmManager } from '../vm/vm-manager.js';
 
 /** Counters when no ksmd runs (tests of the report alone). */
-const NO_KSM_STATS: cluster.KsmStats = {
-  pagesShared: 0,
-  pagesSharing: 0,
-  pagesUnshared: 0,
-  pagesVolatile: 0,
-  fullScans: 0,
-  generalProfitBytes: 0,
-};
+const NO_KSM_STATS: cluster.KsmStats = cluster.KsmStats.fromPartial({});
 
 /** A no-copy Buffer over the encoded bytes: ts-proto's codec wants a Buffer for bytes (env=node). */
 function asBuffer(bytes: Uint8Array): Buffer {

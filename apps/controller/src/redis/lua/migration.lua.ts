@@ -60,17 +60,11 @@ if v[1] ~= 'VM_STATE_RUNNING' then return 'VM_NOT_RUNNING' end
 local target = a.targetNodeId
 if v[2] == target then return 'SAME_NODE' end
 if redis.call('EXISTS', nodeKey) == 0 then return 'NO_NODE' end
-local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
-  'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
-if f[2] == '1' then return 'DRAINING' end
-if f[1] == '1' then return 'CORDONED' end
-if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return 'NOT_READY' end
 local vcpus = tonumber(v[3] or '0')
 local mem = tonumber(v[4] or '0')
-if tonumber(f[8] or '0') + vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return 'NO_VCPUS' end
-if tonumber(f[9] or '0') + mem > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return 'NO_MEMORY' end
 local group = v[5] or ''
-if group ~= '' and tonumber(redis.call('HGET', aaKey, target) or '0') > 0 then return 'ANTI_AFFINITY' end
+local refusal = admissionRefusal(nodeKey, aaKey, target, { vcpus = vcpus, memoryMib = mem, group = group }, a.nowMs, a.staleAfterMs)
+if refusal then return refusal end
 add(nodeKey, 'vcpusAllocated', vcpus)
 add(nodeKey, 'memoryMibAllocated', mem)
 if group ~= '' then redis.call('HINCRBY', aaKey, target, 1) end

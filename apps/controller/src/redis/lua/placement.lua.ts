@@ -17,7 +17,7 @@ import { LUA_HELPERS } from './shared.lua.js';
  *   'OK' | 'NO_NODE' | 'NAME_TAKEN' | 'VM_EXISTS' | 'CORDONED' | 'DRAINING' | 'NOT_READY'
  *   | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY'
  */
-export const RESERVE_VM_LUA = `
+export const RESERVE_VM_LUA = `${LUA_HELPERS}
 local a = cjson.decode(ARGV[1])
 local nodeKey = KEYS[1]
 if redis.call('EXISTS', nodeKey) == 0 then return 'NO_NODE' end
@@ -25,16 +25,8 @@ if redis.call('HEXISTS', KEYS[2], a.name) == 1 then return 'NAME_TAKEN' end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'VM_EXISTS' end
 local vcpus, mem, group, nodeId = a.vcpus, a.memoryMib, a.group, a.nodeId
 if not a.adopt then
-  local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
-    'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
-  if f[1] == '1' then return 'CORDONED' end
-  if f[2] == '1' then return 'DRAINING' end
-  if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return 'NOT_READY' end
-  local vcpuLimit = math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6)
-  if tonumber(f[8] or '0') + vcpus > vcpuLimit then return 'NO_VCPUS' end
-  local memLimit = math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6)
-  if tonumber(f[9] or '0') + mem > memLimit then return 'NO_MEMORY' end
-  if group ~= '' and tonumber(redis.call('HGET', KEYS[3], nodeId) or '0') > 0 then return 'ANTI_AFFINITY' end
+  local refusal = admissionRefusal(nodeKey, KEYS[3], nodeId, { vcpus = vcpus, memoryMib = mem, group = group }, a.nowMs, a.staleAfterMs)
+  if refusal then return refusal end
 end
 redis.call('HINCRBY', nodeKey, 'vcpusAllocated', vcpus)
 redis.call('HINCRBY', nodeKey, 'memoryMibAllocated', mem)
@@ -129,14 +121,8 @@ local same = a.newNodeId == a.expectedNodeId
 local vcpus, mem, group, image = tonumber(v[4] or '0'), tonumber(v[5] or '0'), v[6] or '', v[7] or ''
 if redis.call('EXISTS', KEYS[3]) == 0 then return { 'NO_NODE' } end
 if not same then
-  local f = redis.call('HMGET', KEYS[3], 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
-    'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
-  if f[1] == '1' then return { 'CORDONED' } end
-  if f[2] == '1' then return { 'DRAINING' } end
-  if a.nowMs - tonumber(f[3] or '0') > a.staleAfterMs then return { 'NOT_READY' } end
-  if tonumber(f[8] or '0') + vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return { 'NO_VCPUS' } end
-  if tonumber(f[9] or '0') + mem > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return { 'NO_MEMORY' } end
-  if group ~= '' and tonumber(redis.call('HGET', KEYS[8], a.newNodeId) or '0') > 0 then return { 'ANTI_AFFINITY' } end
+  local refusal = admissionRefusal(KEYS[3], KEYS[8], a.newNodeId, { vcpus = vcpus, memoryMib = mem, group = group }, a.nowMs, a.staleAfterMs)
+  if refusal then return { refusal } end
   local k = { fromNode = KEYS[2], toNode = KEYS[3], fromVms = KEYS[4], toVms = KEYS[5], fromImages = KEYS[6], toImages = KEYS[7], group = KEYS[8] }
   moveVm(k, { id = redis.call('HGET', KEYS[1], 'vmId'), vcpus = vcpus, memoryMib = mem, group = group, image = image }, a.expectedNodeId, a.newNodeId, false)
 end

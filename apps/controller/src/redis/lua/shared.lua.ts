@@ -10,7 +10,17 @@
  * vmCount, the index and the image count move there. A node hash that is gone is left alone.
  *   k = { fromNode, toNode, fromVms, toVms, fromImages, toImages, group }   (keys)
  *   vm = { id, vcpus, memoryMib, group, image }
+ *
+ * admissionRefusal(nodeKey, groupKey, nodeId, vm, nowMs, staleAfterMs): why the node cannot take the VM
+ * now ('DRAINING', 'CORDONED', 'NOT_READY', 'NO_VCPUS', 'NO_MEMORY', 'ANTI_AFFINITY'; a draining node
+ * is cordoned too, so the more telling reason comes first), or nil. One check for a new VM, a migration
+ * target and an HA restart, so that the three admit alike (the allocation limit is
+ * model.ts's allocationLimit).
+ *   vm = { vcpus, memoryMib, group }
  */
+/** What admissionRefusal returns: why a node cannot take a VM now. */
+export type AdmissionRefusal = 'DRAINING' | 'CORDONED' | 'NOT_READY' | 'NO_VCPUS' | 'NO_MEMORY' | 'ANTI_AFFINITY';
+
 export const LUA_HELPERS = `
 local function has(list, value)
   for _, v in ipairs(list) do if v == value then return true end end
@@ -21,6 +31,17 @@ local function add(key, field, delta)
 end
 local function decrField(key, field)
   if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+local function admissionRefusal(nodeKey, groupKey, nodeId, vm, nowMs, staleAfterMs)
+  local f = redis.call('HMGET', nodeKey, 'cordoned', 'draining', 'lastReportMs', 'vcpus', 'memoryMib',
+    'cpuAllocationRatio', 'ramAllocationRatio', 'vcpusAllocated', 'memoryMibAllocated')
+  if f[2] == '1' then return 'DRAINING' end
+  if f[1] == '1' then return 'CORDONED' end
+  if nowMs - tonumber(f[3] or '0') > staleAfterMs then return 'NOT_READY' end
+  if tonumber(f[8] or '0') + vm.vcpus > math.floor(tonumber(f[4]) * tonumber(f[6]) + 1e-6) then return 'NO_VCPUS' end
+  if tonumber(f[9] or '0') + vm.memoryMib > math.floor(tonumber(f[5]) * tonumber(f[7]) + 1e-6) then return 'NO_MEMORY' end
+  if vm.group ~= '' and tonumber(redis.call('HGET', groupKey, nodeId) or '0') > 0 then return 'ANTI_AFFINITY' end
+  return nil
 end
 local function moveVm(k, vm, fromNodeId, toNodeId, toReserved)
   if redis.call('EXISTS', k.fromNode) == 1 then
