@@ -1,7 +1,7 @@
 /**
  * Bounds of the data plane (agent ↔ agent migration connections) beyond the policy's: how long a
  * connection may stay silent, how long the source may stay paused before the target verified, and
- * what a listener holds for connections that have not sent their HELLO yet (DESIGN.md: every wait has
+ * what a listener holds for connections that have not sent their HELLO yet (docs/design.md: every wait has
  * a bound, every input is bounded before it is used). Each is an option of the sender, receiver or
  * listener; these are the defaults.
  */

@@ -6,7 +6,7 @@
  *
  * A field that is unset (undefined, or null from proto-loader: proto3 `optional` absent) takes its
  * default. A field that is set is checked against its range and kept as it is: an explicit 0 is never
- * "use the default" (API.md, version 2). 0 is a value of its own where the range says so (bandwidth 0
+ * "use the default" (docs/api.md, version 2). 0 is a value of its own where the range says so (bandwidth 0
  * = unlimited; an XBZRLE cache of 0 with xbzrle off) and refused everywhere else.
  */
 import { InvalidPolicyError } from './errors.js';

@@ -9,7 +9,7 @@ const security: SecuritySettings = { certsDir: '/tmp/c/certs', insecure: false, 
 const common = { REPORT_INTERVAL_MS: '300', LOG_LEVEL: 'warn' };
 
 /**
- * Variables the launcher sets for version 2 (API.md "The local cluster, version 2") that the apps do
+ * Variables the launcher sets for version 2 (docs/api.md "The local cluster, version 2") that the apps do
  * not read yet; the lead engineer wires them. Remove a name here once its app reads it (STATE_DIR:
  * once the agent's fence work on main is merged, which reads it).
  */

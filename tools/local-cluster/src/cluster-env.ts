@@ -8,7 +8,7 @@ import path from 'node:path';
 export const HYPERVISORS = ['emulator', 'qemu'] as const;
 export type Hypervisor = (typeof HYPERVISORS)[number];
 
-/** The three planes' settings (API.md, "Security"), as the launcher's options give them. */
+/** The three planes' settings (docs/api.md, "Security"), as the launcher's options give them. */
 export interface SecuritySettings {
   /** Where the CA and the certificates are (`ca.pem`, `<owner>.pem`, `<owner>-key.pem`). */
   certsDir: string;

@@ -10,7 +10,7 @@ import type { RestartBackoff } from './restart-backoff.js';
 import { SupervisedProcess, type ProcessEvent } from './supervised-process.js';
 
 /**
- * Durability of every Redis the project starts (DESIGN.md: "Redis is the controller's memory"): an
+ * Durability of every Redis the project starts (docs/design.md: "Redis is the controller's memory"): an
  * append-only file fsynced before each write is acknowledged, so that a Redis killed and started again
  * on the same directory loses no acknowledged write. The compose file and the test container use the
  * same flags (test/compose.test.ts checks them against this list).

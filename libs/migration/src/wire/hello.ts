@@ -11,7 +11,7 @@ import type { HelloPayload } from './frame.js';
 
 /** The agents' id rule (migration and VM ids): 1-128 letters, digits, ".", "_", ":" or "-". */
 export const MIGRATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-/** Image names (API.md, version 2): 1-128 characters of [a-z0-9._:/-], starting with a letter or digit. */
+/** Image names (docs/api.md, version 2): 1-128 characters of [a-z0-9._:/-], starting with a letter or digit. */
 export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._:/-]{0,127}$/;
 /** The one-time token's longest form (the agents accept 8-256 characters). */
 export const MAX_TOKEN_CHARS = 256;

@@ -1,6 +1,6 @@
 /**
  * How often a QEMU migration that QEMU calls complete leaves the target's RAM different from the
- * source's (QEMU.md: 7.2 under TCG sometimes completes with pages missing). Boots one guest, then
+ * source's (libs/qemu/README.md, "Measured here": 7.2 under TCG sometimes completes with pages missing). Boots one guest, then
  * migrates it back and forth between two drivers over loopback, each migration through the driver's
  * full path (gate, migrate-continue, digest of both ends with the source stopped and the target paused);
  * equal digests commit (target cont, source deleted), different ones roll back (target discarded,

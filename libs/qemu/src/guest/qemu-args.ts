@@ -22,7 +22,7 @@ export function qemuOptValue(s: string): string {
 
 /**
  * The command line of one guest. -name guest=<vm_id> lets anyone find the guest's process by its VM
- * (API.md: Node.hypervisor); -nodefaults -nographic: no devices but the serial console and QMP;
+ * (docs/api.md: Node.hypervisor); -nodefaults -nographic: no devices but the serial console and QMP;
  * mem-merge=on marks guest RAM mergeable for the host's KSM (QEMU's default, said explicitly);
  * -no-reboot: a guest that panics (panic=1) makes QEMU exit instead of booting again.
  */
