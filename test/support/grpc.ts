@@ -1,7 +1,5 @@
-import path from 'node:path';
-import { credentials, loadPackageDefinition, Metadata, status, type ServiceError, type GrpcObject } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { REPO_ROOT } from '@vmm/local-cluster/cluster';
+import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { reflectionV1 } from '@vmm/proto';
 import { expect } from 'vitest';
 
 export { status };
@@ -33,34 +31,27 @@ export async function expectGrpcError(
   return err;
 }
 
-const REFLECTION_PROTO = path.join(REPO_ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
-
 /**
  * Lists the services a server exposes through grpc.reflection.v1 (or v1alpha), without any token:
  * what a generic tool such as grpcurl does first.
  */
 export function listServicesByReflection(address: string, version: 'v1' | 'v1alpha' = 'v1'): Promise<string[]> {
-  const file = version === 'v1' ? REFLECTION_PROTO : REFLECTION_PROTO.replace('/v1/', '/v1alpha/');
-  const def = loadSync(file, { keepCase: false, defaults: true, oneofs: true });
-  const pkg = loadPackageDefinition(def) as GrpcObject;
-  const ns = ((pkg.grpc as GrpcObject).reflection as GrpcObject)[version] as GrpcObject;
-  const Ctor = ns.ServerReflection as unknown as new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => {
-    serverReflectionInfo(md: Metadata, opts: { deadline: number }): NodeJS.ReadWriteStream & {
-      write(msg: unknown): boolean;
-      end(): void;
-      on(ev: string, cb: (arg: never) => void): unknown;
-    };
-    close(): void;
+  const method = reflectionV1.ServerReflectionService.serverReflectionInfo;
+  const Client = makeGenericClientConstructor(
+    { serverReflectionInfo: { ...method, path: `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo` } },
+    `grpc.reflection.${version}.ServerReflection`,
+  );
+  const client = new Client(address, credentials.createInsecure()) as unknown as Client & {
+    serverReflectionInfo(md: Metadata, opts: { deadline: number }): ClientDuplexStream<reflectionV1.ServerReflectionRequest, reflectionV1.ServerReflectionResponse>;
   };
-  const client = new Ctor(address, credentials.createInsecure());
   return new Promise<string[]>((resolve, reject) => {
     const call = client.serverReflectionInfo(new Metadata(), { deadline: Date.now() + 5000 });
-    call.on('data', (res: { listServicesResponse?: { service: { name: string }[] }; errorResponse?: { errorMessage: string } }) => {
+    call.on('data', (res: reflectionV1.ServerReflectionResponse) => {
       if (res.listServicesResponse) resolve(res.listServicesResponse.service.map((s) => s.name).sort());
       else reject(new Error(`reflection error: ${res.errorResponse?.errorMessage}`));
       call.end();
     });
     call.on('error', (err: Error) => reject(err));
-    call.write({ listServices: '' });
+    call.write(reflectionV1.ServerReflectionRequest.fromPartial({ listServices: '' }));
   }).finally(() => client.close());
 }

@@ -6,7 +6,6 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import type { Server } from '@grpc/grpc-js';
-import type { PackageDefinition } from '@grpc/proto-loader';
 import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
@@ -45,8 +44,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
         maxReceiveMessageLength: MAX_MESSAGE_BYTES,
         // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
         keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
-        onLoadPackageDefinition: (pkg: PackageDefinition, server: Pick<Server, 'addService'>) =>
-          attachHealthAndReflection(pkg, server as Server, health),
+        onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => attachHealthAndReflection(server as Server, health),
       },
     });
   } catch (error) {

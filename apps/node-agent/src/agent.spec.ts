@@ -2,10 +2,8 @@ import 'reflect-metadata';
 import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { decodeBitmapRle, popcount } from '@vmm/emulator';
-import { agent, cluster } from '@vmm/proto';
+import { agent, cluster, reflectionV1 } from '@vmm/proto';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
@@ -147,23 +145,18 @@ describe('node agent', () => {
     expect(answer.status).toBe('SERVING');
     health.close();
 
-    const reflectionProto = path.join(
-      path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection')),
-      '../proto/grpc/reflection/v1/reflection.proto',
-    );
-    const reflectionPkg = loadPackageDefinition(protoLoader.loadSync(reflectionProto)) as any;
-    const reflection = new reflectionPkg.grpc.reflection.v1.ServerReflection(running.address, credentials.createInsecure());
+    const reflection = new reflectionV1.ServerReflectionClient(running.address, credentials.createInsecure());
     const services = await new Promise<string[]>((resolve, reject) => {
-      const call = reflection.ServerReflectionInfo();
-      call.on('data', (msg: { listServicesResponse?: { service: { name: string }[] } }) => {
+      const call = reflection.serverReflectionInfo();
+      call.on('data', (msg: reflectionV1.ServerReflectionResponse) => {
         resolve(msg.listServicesResponse?.service.map((s) => s.name) ?? []);
         call.end();
       });
       call.on('error', reject);
-      call.write({ listServices: '' });
+      call.write(reflectionV1.ServerReflectionRequest.fromPartial({ listServices: '' }));
     });
     reflection.close();
-    expect(services).toEqual(expect.arrayContaining(['agent.v1.AgentService', 'grpc.health.v1.Health']));
+    expect(services.sort()).toEqual(['agent.v1.AgentService', 'grpc.health.v1.Health']);
   });
 
   it('re-registers with its VMs and resumes reporting after the controller restarts', async () => {

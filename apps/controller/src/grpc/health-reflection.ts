@@ -1,11 +1,11 @@
 /**
- * grpc.health.v1.Health and server reflection (v1 and v1alpha) on the Nest gRPC server, attached
- * through Nest's onLoadPackageDefinition hook (docs/stack.md §5).
+ * grpc.health.v1.Health and server reflection (v1 and v1alpha, from buf's descriptors: @vmm/proto's
+ * reflection.ts) on the Nest gRPC server, attached through Nest's onLoadPackageDefinition hook
+ * (docs/stack.md §5). Reflection lists the services served here, not agent.v1.AgentService.
  */
 import type { Server } from '@grpc/grpc-js';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { addReflection } from '@vmm/proto';
+import { HealthImplementation } from 'grpc-health-check';
 
 export const SERVED_SERVICES = ['cluster.v1.ClusterService', 'agent.v1.RegistryService'] as const;
 
@@ -43,8 +43,7 @@ export function followRedis(health: HealthImplementation, redis: Pick<import('io
   return { stop: () => void (stopped = true) };
 }
 
-export function attachHealthAndReflection(pkg: PackageDefinition, server: Server, health: HealthImplementation): void {
+export function attachHealthAndReflection(server: Server, health: HealthImplementation): void {
   health.addToServer(server);
-  const withHealth = { ...pkg, ...loadSync(healthProtoPath) };
-  new ReflectionService(withHealth).addToServer(server);
+  addReflection(server, SERVED_SERVICES);
 }

@@ -1,9 +1,7 @@
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
-import { AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { addReflection, AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { HealthImplementation } from 'grpc-health-check';
 
 export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -15,7 +13,7 @@ export function createHealth(): HealthImplementation {
 
 /**
  * Nest gRPC transport options for the agent: agent.v1 on `url`, plus grpc.health.v1.Health and server
- * reflection on the same server (reflection lists agent.v1 and health, as docs/api.md asks of every server).
+ * reflection on the same server (from buf's descriptors; it lists agent.v1.AgentService and health only).
  */
 export function agentGrpcOptions(url: string, health: HealthImplementation): GrpcOptions {
   return {
@@ -29,10 +27,9 @@ export function agentGrpcOptions(url: string, health: HealthImplementation): Grp
       maxSendMessageLength: MAX_MESSAGE_BYTES,
       // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
       keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
-      onLoadPackageDefinition: (pkg: protoLoader.PackageDefinition, server: Server) => {
+      onLoadPackageDefinition: (_pkg: unknown, server: Server) => {
         health.addToServer(server);
-        const healthDefinition = protoLoader.loadSync(healthProtoPath);
-        new ReflectionService({ ...pkg, ...healthDefinition }).addToServer(server);
+        addReflection(server, [AGENT_SERVICE_NAME]);
       },
     },
   };
