@@ -45,7 +45,7 @@ describe('unaryCall', () => {
   });
 
   it('rejects with the ServiceError as grpc-js made it', async () => {
-    const error = await rejection(unaryCall(client, 'deleteVm', { vmId: 'vm-1' }));
+    const error = await rejection(unaryCall(client, 'deleteVm', { vmId: 'vm-1', requestId: '' }));
     expect([error.code, error.details]).toEqual([status.FAILED_PRECONDITION, 'busy']);
     expect(error.metadata).toBeInstanceOf(Metadata);
   });

@@ -1,4 +1,5 @@
-import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { cluster, unaryCall, type UnaryMethodName, type UnaryRequest, type UnaryResponse } from '@vmm/proto';
 import { UsageError } from './errors.js';
 
@@ -12,6 +13,11 @@ export interface ClientOptions {
 }
 
 type Client = cluster.ClusterServiceClient;
+
+/** How a changing call is retried (callOnce): the codes after which its outcome is unknown or pending. */
+const RETRIED_CODES: ReadonlySet<number> = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.ABORTED]);
+const RETRY_ATTEMPTS = 3;
+const RETRY_DELAY_MS = 500;
 
 /** Checks `host:port` (a name or IPv4, or a bracketed IPv6) before grpc-js gets a chance to retry it. */
 export function parseServerAddress(value: string): string {
@@ -48,20 +54,23 @@ export class ClusterApi {
     return this.call('uncordonNode', { nodeId });
   }
   drainNode(nodeId: string): Promise<cluster.DrainNodeResponse> {
-    return this.call('drainNode', { nodeId });
+    return this.callOnce('drainNode', { nodeId, requestId: '' });
   }
   setNodeKsm(nodeId: string, knobs: cluster.KsmKnobs): Promise<cluster.Node> {
     return this.call('setNodeKsm', { nodeId, knobs });
   }
 
   createVm(request: cluster.CreateVmRequest): Promise<cluster.Vm> {
-    return this.call('createVm', request);
+    return this.callOnce('createVm', request);
   }
   getVm(vmId: string): Promise<cluster.Vm> {
     return this.call('getVm', { vmId });
   }
   deleteVm(vmId: string): Promise<cluster.DeleteVmResponse> {
-    return this.call('deleteVm', { vmId });
+    return this.callOnce('deleteVm', { vmId, requestId: '' });
+  }
+  migrateVm(request: Omit<cluster.MigrateVmRequest, 'requestId'>): Promise<cluster.Migration> {
+    return this.callOnce('migrateVm', { ...request, requestId: '' });
   }
   listVmsPage(request: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
     return this.call('listVms', request);
@@ -78,9 +87,6 @@ export class ClusterApi {
     return vms;
   }
 
-  migrateVm(request: cluster.MigrateVmRequest): Promise<cluster.Migration> {
-    return this.call('migrateVm', request);
-  }
   getMigration(migrationId: string): Promise<cluster.Migration> {
     return this.call('getMigration', { migrationId });
   }
@@ -109,6 +115,28 @@ export class ClusterApi {
     const md = new Metadata();
     if (this.options.token) md.set('authorization', `Bearer ${this.options.token}`);
     return md;
+  }
+
+  /**
+   * A call that changes something, made safe to retry: it carries a fresh request_id (unless the
+   * request names one), and a call whose answer was lost (UNAVAILABLE, DEADLINE_EXCEEDED) or that met
+   * its own first attempt still running (ABORTED) is made again with the same id, which the controller
+   * carries out once.
+   */
+  private async callOnce<K extends 'createVm' | 'deleteVm' | 'migrateVm' | 'drainNode'>(
+    method: K,
+    request: UnaryRequest<Client[K]>,
+  ): Promise<UnaryResponse<Client[K]>> {
+    const withId = { ...request, requestId: request.requestId || randomUUID() } as UnaryRequest<Client[K]>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call(method, withId);
+      } catch (error) {
+        const code = (error as ServiceError).code;
+        if (attempt >= RETRY_ATTEMPTS || !RETRIED_CODES.has(code)) throw error;
+        await new Promise((r) => setTimeout(r, RETRY_DELAY_MS * attempt));
+      }
+    }
   }
 
   private call<K extends UnaryMethodName<Client>>(method: K, request: UnaryRequest<Client[K]>): Promise<UnaryResponse<Client[K]>> {

@@ -280,6 +280,8 @@ describe('vmctl against a fake ClusterService', () => {
         antiAffinityGroup: '',
         labels: { tier: 'db' },
         restartPolicy: 'RESTART_POLICY_NEVER',
+        // A fresh id per command, so that the CLI's own retries are carried out once.
+        requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
       },
     ]);
     expect(out).toMatch(/^vm db-9 \(9a2b3c4d5e\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);

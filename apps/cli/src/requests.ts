@@ -40,6 +40,7 @@ export function buildCreateRequest(name: string, opts: CreateOptions): cluster.C
     antiAffinityGroup: opts.antiAffinity?.trim() ?? '',
     labels,
     restartPolicy: parseRestartPolicy(opts.restart),
+    requestId: '',
   };
 }
 

@@ -20,12 +20,14 @@ import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
 import { NodeService } from './node/node.service.js';
 import { NodeRepository } from './redis/node.repository.js';
 import { PlacementRepository } from './redis/placement.repository.js';
+import { RequestRepository } from './redis/request.repository.js';
 import { createKeys, REDIS, REDIS_KEYS } from './redis/redis.provider.js';
 import { VmRepository } from './redis/vm.repository.js';
 import { RegistryService } from './registry/registry.service.js';
 import { HaSweeper } from './vm/ha.sweeper.js';
 import { VmRestarter } from './vm/vm-restarter.js';
 import { VmService } from './vm/vm.service.js';
+import { IdempotentCalls } from './grpc/idempotent-calls.js';
 
 export interface AppDeps {
   config: ControllerConfig;
@@ -50,6 +52,7 @@ export class AppModule {
         NodeRepository,
         VmRepository,
         PlacementRepository,
+        RequestRepository,
         MigrationRepository,
         MigrationQueueRepository,
         MigrationEventsRepository,
@@ -66,6 +69,7 @@ export class AppModule {
         MemoryPressureBalancer,
         DrainCoordinator,
         ApiTokenGuard,
+        IdempotentCalls,
       ],
     };
   }

@@ -21,6 +21,7 @@ export type ControllerErrorCode =
   | 'AGENT_UNAVAILABLE'
   | 'AGENT_REJECTED'
   | 'NOT_IMPLEMENTED'
+  | 'REQUEST_IN_PROGRESS'
   | 'INTERNAL';
 
 export abstract class ControllerError extends Error {
@@ -162,6 +163,14 @@ export class NotImplementedError extends ControllerError {
 }
 
 /** A broken invariant or a failure of Redis itself; the last resort, logged with its cause. */
+/** A call with this request_id is still being carried out (by this or another controller): retry. */
+export class RequestInProgressError extends ControllerError {
+  readonly code = 'REQUEST_IN_PROGRESS';
+  constructor(readonly requestId: string) {
+    super(`request ${JSON.stringify(requestId)} is still in progress; retry it`);
+  }
+}
+
 export class InternalError extends ControllerError {
   readonly code = 'INTERNAL';
   constructor(message: string) {
@@ -193,6 +202,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   AGENT_UNAVAILABLE: status.UNAVAILABLE,
   AGENT_REJECTED: status.FAILED_PRECONDITION,
   NOT_IMPLEMENTED: status.UNIMPLEMENTED,
+  REQUEST_IN_PROGRESS: status.ABORTED,
   INTERNAL: status.INTERNAL,
 };
 

@@ -5,12 +5,13 @@
  */
 import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { defer, mergeAll, type Observable } from 'rxjs';
-import type { cluster } from '@vmm/proto';
+import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
 import { ApiTokenGuard } from './api-token.guard.js';
+import { IdempotentCalls } from './idempotent-calls.js';
 
 @Controller()
 @UseGuards(ApiTokenGuard)
@@ -20,10 +21,11 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(VmService) private readonly vms: VmService,
     @Inject(NodeService) private readonly nodes: NodeService,
     @Inject(MigrationService) private readonly migrations: MigrationService,
+    @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
-    return this.vms.create(req);
+    return this.idempotent.run('CreateVm', req, cluster.CreateVmRequest, cluster.Vm, () => this.vms.create(req));
   }
 
   getVm(req: cluster.GetVmRequest): Promise<cluster.Vm> {
@@ -34,9 +36,11 @@ export class ClusterGrpcController implements ClusterServiceController {
     return this.vms.list(req);
   }
 
-  async deleteVm(req: cluster.DeleteVmRequest): Promise<cluster.DeleteVmResponse> {
-    await this.vms.delete(req.vmId);
-    return {};
+  deleteVm(req: cluster.DeleteVmRequest): Promise<cluster.DeleteVmResponse> {
+    return this.idempotent.run('DeleteVm', req, cluster.DeleteVmRequest, cluster.DeleteVmResponse, async () => {
+      await this.vms.delete(req.vmId);
+      return {};
+    });
   }
 
   async listNodes(): Promise<cluster.ListNodesResponse> {
@@ -60,7 +64,7 @@ export class ClusterGrpcController implements ClusterServiceController {
   }
 
   migrateVm(req: cluster.MigrateVmRequest): Promise<cluster.Migration> {
-    return this.migrations.migrate(req);
+    return this.idempotent.run('MigrateVm', req, cluster.MigrateVmRequest, cluster.Migration, () => this.migrations.migrate(req));
   }
 
   getMigration(req: cluster.GetMigrationRequest): Promise<cluster.Migration> {
@@ -81,6 +85,6 @@ export class ClusterGrpcController implements ClusterServiceController {
   }
 
   drainNode(req: cluster.DrainNodeRequest): Promise<cluster.DrainNodeResponse> {
-    return this.migrations.drain(req.nodeId);
+    return this.idempotent.run('DrainNode', req, cluster.DrainNodeRequest, cluster.DrainNodeResponse, () => this.migrations.drain(req.nodeId));
   }
 }

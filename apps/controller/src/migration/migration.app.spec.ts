@@ -232,7 +232,7 @@ function cancel(migrationId: string): Promise<cluster.Migration> {
 }
 
 function drain(nodeId: string): Promise<cluster.DrainNodeResponse> {
-  return new Promise((resolve, reject) => c.api.client.drainNode({ nodeId }, (e, r) => (e ? reject(e) : resolve(r))));
+  return new Promise((resolve, reject) => c.api.client.drainNode({ nodeId, requestId: '' }, (e, r) => (e ? reject(e) : resolve(r))));
 }
 
 describe('controller restart', () => {

@@ -18,6 +18,7 @@
  * mig-active           set    migrations holding an in-flight slot (cluster limit)
  * mig-out:<nodeId>     set    … of which outbound from the node
  * mig-in:<nodeId>      set    … of which inbound to the node
+ * req:<method>:<id>    hash   a request_id's call: its request's fingerprint, then its response (24 h)
  * (BullMQ's own keys live under `${REDIS_PREFIX}:migrations:*`)
  */
 export type RedisKeys = ReturnType<typeof redisKeys>;
@@ -43,6 +44,7 @@ export function redisKeys(prefix: string) {
     migrationsActive: () => `${p}mig-active`,
     migrationsOut: (nodeId: string) => `${p}mig-out:${nodeId}`,
     migrationsIn: (nodeId: string) => `${p}mig-in:${nodeId}`,
+    request: (method: string, requestId: string) => `${p}req:${method}:${requestId}`,
     /** BullMQ queues take a prefix and a name, not a key. */
     queuePrefix: () => prefix,
   } as const;

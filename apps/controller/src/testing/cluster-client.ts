@@ -28,7 +28,7 @@ export class TestClusterClient {
   createVm = (r: Partial<cluster.CreateVmRequest>) => this.call<cluster.CreateVmRequest, cluster.Vm>('createVm', cluster.CreateVmRequest.fromPartial(r));
   getVm = (vmId: string) => this.call<cluster.GetVmRequest, cluster.Vm>('getVm', { vmId });
   listVms = (r: Partial<cluster.ListVmsRequest> = {}) => this.call<cluster.ListVmsRequest, cluster.ListVmsResponse>('listVms', cluster.ListVmsRequest.fromPartial(r));
-  deleteVm = (vmId: string) => this.call<cluster.DeleteVmRequest, cluster.DeleteVmResponse>('deleteVm', { vmId });
+  deleteVm = (vmId: string) => this.call<cluster.DeleteVmRequest, cluster.DeleteVmResponse>('deleteVm', { vmId, requestId: '' });
   listNodes = () => this.call<cluster.ListNodesRequest, cluster.ListNodesResponse>('listNodes', {});
   getNode = (nodeId: string) => this.call<cluster.GetNodeRequest, cluster.Node>('getNode', { nodeId });
   cordonNode = (nodeId: string) => this.call<cluster.CordonNodeRequest, cluster.Node>('cordonNode', { nodeId });
@@ -37,7 +37,7 @@ export class TestClusterClient {
   migrateVm = (r: Partial<cluster.MigrateVmRequest>) => this.call<cluster.MigrateVmRequest, cluster.Migration>('migrateVm', cluster.MigrateVmRequest.fromPartial(r));
   getMigration = (migrationId: string) => this.call<cluster.GetMigrationRequest, cluster.Migration>('getMigration', { migrationId });
   listMigrations = (r: Partial<cluster.ListMigrationsRequest> = {}) => this.call<cluster.ListMigrationsRequest, cluster.ListMigrationsResponse>('listMigrations', cluster.ListMigrationsRequest.fromPartial(r));
-  drainNode = (nodeId: string) => this.call<cluster.DrainNodeRequest, cluster.DrainNodeResponse>('drainNode', { nodeId });
+  drainNode = (nodeId: string) => this.call<cluster.DrainNodeRequest, cluster.DrainNodeResponse>('drainNode', { nodeId, requestId: '' });
 
   close(): void {
     this.client.close();
