@@ -63,3 +63,11 @@ it('DeleteVm and DrainNode: a retry answers as the first call did', async () => 
   expect(await api.drainNode(drain)).toEqual(first);
   await api.uncordonNode({ nodeId: 'node-1' });
 });
+
+it('GetVm takes a VM name where no VM has that id', async () => {
+  const vm = await api.createVm(vmRequest({ name: 'found-by-name' }));
+  vmIds.push(vm.vmId);
+  expect((await api.getVm({ vmId: 'found-by-name' })).vmId).toBe(vm.vmId);
+  expect((await api.getVm({ vmId: vm.vmId })).name).toBe('found-by-name');
+  await expectGrpcError(api.getVm({ vmId: 'no-such-name' }), status.NOT_FOUND);
+});

@@ -94,8 +94,21 @@ export class VmService {
     return this.get(vm.vmId);
   }
 
-  async get(vmId: string): Promise<cluster.Vm> {
-    return toProtoVm(await this.require(vmId));
+  /** GetVm: `vmIdOrName` is a VM's id or, when no VM has that id, its name (docs/api.md). */
+  async get(vmIdOrName: string): Promise<cluster.Vm> {
+    return toProtoVm(
+      await requireFound(
+        'vm_id',
+        vmIdOrName,
+        async (ref) => (await this.vms.get(ref)) ?? (await this.byName(ref)),
+        (ref) => new VmNotFoundError(ref),
+      ),
+    );
+  }
+
+  private async byName(name: string): Promise<VmRecord | undefined> {
+    const vmId = await this.vms.idByName(name);
+    return vmId ? this.vms.get(vmId) : undefined;
   }
 
   async require(vmId: string): Promise<VmRecord> {
