@@ -68,3 +68,10 @@ it('follows a migration with WatchMigration (a server stream) to COMPLETED', asy
   expect(stream.every((m) => m.migrationId === migration.migrationId)).toBe(true);
   expect(stream.at(-1)).toMatchObject({ phase: 'MIGRATION_PHASE_COMPLETED', targetNodeId: 'node-2' });
 });
+
+it('GetVersion names the release, the API and the features served, through reflection too', async () => {
+  const [version] = messages(await bufCurl(c.controllerAddress, ['-d', '{}', '/cluster.v1.ClusterService/GetVersion']));
+  expect(version).toMatchObject({ apiVersion: 'cluster.v1', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  expect(version!.features).toEqual(expect.arrayContaining(['reflection', 'request_id']));
+  expect(await api.getVersion({})).toEqual({ ...version, features: version!.features });
+});

@@ -44,6 +44,9 @@ export class ClusterApi {
   listNodes(): Promise<cluster.ListNodesResponse> {
     return this.call('listNodes', {});
   }
+  getVersion(): Promise<cluster.GetVersionResponse> {
+    return this.call('getVersion', {});
+  }
   getNode(nodeId: string): Promise<cluster.Node> {
     return this.call('getNode', { nodeId });
   }

@@ -91,6 +91,7 @@ const richError = (code: status, message: string, reason: string, metadata: Reco
   Object.assign(new Error(message), toServerError({ code, message, reason, domain: API_ERROR_DOMAIN, metadata }));
 
 const fake: Partial<cluster.ClusterServiceServer> = {
+  getVersion: unary(() => ({ version: '9.8.7', apiVersion: 'cluster.v1', features: ['reflection', 'request_id'] })),
   listNodes: unary(() => ({ nodes })),
   getNode: unary((req: cluster.GetNodeRequest) => {
     const found = nodes.find((n) => n.nodeId === req.nodeId);
@@ -255,6 +256,16 @@ describe('vmctl against a fake ClusterService', () => {
     const refused = await vmctl('ksm', 'node-1', '--max-page-sharing', '10');
     expect(refused.code).toBe(1);
     expect(refused.err).toBe('error: FAILED_PRECONDITION [AGENT_REJECTED: KNOB_BUSY]: node "node-1" agent refused: SetKsm: cannot change max_page_sharing\n');
+  });
+
+  it("prints its own version and the controller's, with the features it serves", async () => {
+    const { code, out } = await vmctl('version');
+    expect(code).toBe(0);
+    expect(out).toMatch(/^vmctl\s+\d+\.\d+\.\d+$/m);
+    expect(out).toMatch(/^controller\s+9\.8\.7 \(API cluster\.v1\)$/m);
+    expect(out).toMatch(/^features\s+reflection, request_id$/m);
+    const json = JSON.parse((await vmctl('--json', 'version')).out) as { server: { version: string } };
+    expect(json.server.version).toBe('9.8.7');
   });
 
   it('rejects bad arguments with exit 2 before calling the API', async () => {

@@ -6,6 +6,7 @@ import type { CommandContext } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand } from './commands/migration.commands.js';
 import { cordonCommand, ksmCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
+import { versionCommand } from './commands/version.command.js';
 import { describeError, EXIT_USAGE, isServiceError } from './errors.js';
 import { FollowInterruptedError } from './follow.js';
 import { paint, setColour } from './format/colours.js';
@@ -110,6 +111,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--max-page-sharing <n>', 'most pages sharing one KSM page')
     .option('--use-zero-pages <bool>', 'merge empty pages with the zero page')
     .action(on((ctx, node: string, opts: KsmOptions) => ksmCommand(ctx, node, buildKsmKnobs(opts))));
+  program.command('version').description("this CLI's version and the controller's, with the API features it serves").action(on(versionCommand));
   program.addHelpText(
     'after',
     `

@@ -12,6 +12,7 @@ import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
 import { ApiTokenGuard } from './api-token.guard.js';
 import { IdempotentCalls } from './idempotent-calls.js';
+import { versionInfo } from './version.js';
 
 @Controller()
 @UseGuards(ApiTokenGuard)
@@ -86,5 +87,9 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   drainNode(req: cluster.DrainNodeRequest): Promise<cluster.DrainNodeResponse> {
     return this.idempotent.run('DrainNode', req, cluster.DrainNodeRequest, cluster.DrainNodeResponse, () => this.migrations.drain(req.nodeId));
+  }
+
+  async getVersion(): Promise<cluster.GetVersionResponse> {
+    return versionInfo();
   }
 }

@@ -1,0 +1,25 @@
+/** GetVersion's answer: the controller's release, the API's package and what this build serves. */
+import { createRequire } from 'node:module';
+import type { cluster } from '@vmm/proto';
+
+/** apps/controller/package.json's version (the same relative path from src/grpc and dist/grpc). */
+export const CONTROLLER_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+/**
+ * The docs/api.md (version 2) features this build serves, by their names there. A client checks for
+ * a name before relying on it; add one here when it lands.
+ */
+export const API_FEATURES = [
+  'any_image',
+  'get_version',
+  'reflection',
+  'reported_vms',
+  'request_id',
+  'restart_policy',
+  'rich_errors',
+  'get_vm_by_name',
+] as const;
+
+export function versionInfo(): cluster.GetVersionResponse {
+  return { version: CONTROLLER_VERSION, apiVersion: 'cluster.v1', features: [...API_FEATURES].sort() };
+}
