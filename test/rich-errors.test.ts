@@ -68,7 +68,7 @@ describe('ClusterService errors carry ErrorInfo (domain cluster.v1)', () => {
   it('UNAUTHENTICATED, from the guard, carries its reason too', async () => {
     const client = new cluster.ClusterServiceClient(c.controllerAddress, credentials.createInsecure());
     try {
-      const call = new Promise((resolve, reject) => client.listNodes({}, (e, r) => (e ? reject(e) : resolve(r))));
+      const call = new Promise((resolve, reject) => client.listNodes(cluster.ListNodesRequest.fromPartial({}), (e, r) => (e ? reject(e) : resolve(r))));
       const { error, details } = await failure(call);
       expect(error.code).toBe(status.UNAUTHENTICATED);
       expect(details.errorInfo).toMatchObject({ reason: 'UNAUTHENTICATED', domain: 'cluster.v1' });

@@ -41,8 +41,16 @@ export class ClusterApi {
     this.client.close();
   }
 
-  listNodes(): Promise<cluster.ListNodesResponse> {
-    return this.call('listNodes', {});
+  /** Every node, following `next_page_token` to the end. */
+  async listNodes(): Promise<cluster.ListNodesResponse> {
+    const nodes: cluster.Node[] = [];
+    let pageToken = '';
+    do {
+      const page = await this.call('listNodes', { pageSize: 0, pageToken });
+      nodes.push(...page.nodes);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    return { nodes, nextPageToken: '' };
   }
   getVersion(): Promise<cluster.GetVersionResponse> {
     return this.call('getVersion', {});
@@ -75,8 +83,8 @@ export class ClusterApi {
   migrateVm(request: Omit<cluster.MigrateVmRequest, 'requestId'>): Promise<cluster.Migration> {
     return this.callOnce('migrateVm', { ...request, requestId: '' });
   }
-  listVmsPage(request: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
-    return this.call('listVms', request);
+  listVmsPage(request: Partial<cluster.ListVmsRequest>): Promise<cluster.ListVmsResponse> {
+    return this.call('listVms', cluster.ListVmsRequest.fromPartial(request));
   }
   /** Every VM (optionally of one node), following `next_page_token` to the end. */
   async listAllVms(nodeId = '', pageSize = 100): Promise<cluster.Vm[]> {
@@ -96,8 +104,8 @@ export class ClusterApi {
   cancelMigration(migrationId: string): Promise<cluster.Migration> {
     return this.call('cancelMigration', { migrationId });
   }
-  listMigrationsPage(request: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
-    return this.call('listMigrations', request);
+  listMigrationsPage(request: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
+    return this.call('listMigrations', cluster.ListMigrationsRequest.fromPartial(request));
   }
   async listAllMigrations(vmId = '', pageSize = 100): Promise<cluster.Migration[]> {
     const migrations: cluster.Migration[] = [];

@@ -92,7 +92,7 @@ const richError = (code: status, message: string, reason: string, metadata: Reco
 
 const fake: Partial<cluster.ClusterServiceServer> = {
   getVersion: unary(() => ({ version: '9.8.7', apiVersion: 'cluster.v1', features: ['reflection', 'request_id'] })),
-  listNodes: unary(() => ({ nodes })),
+  listNodes: unary(() => ({ nodes, nextPageToken: '' })),
   getNode: unary((req: cluster.GetNodeRequest) => {
     const found = nodes.find((n) => n.nodeId === req.nodeId);
     if (!found) throw richError(status.NOT_FOUND, `node "${req.nodeId}" not found`, 'NODE_NOT_FOUND', { nodeId: req.nodeId });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors.js';
-import { decodePageToken, DEFAULT_PAGE_SIZE, encodePageToken, MAX_PAGE_SIZE, nextPageToken, normalizePageSize, readPageRequest } from './page-token.js';
+import { decodePageToken, DEFAULT_PAGE_SIZE, encodePageToken, MAX_PAGE_SIZE, nextPageToken, normalizePageSize, parseLabelSelector, readPageRequest, scanPage } from './page-token.js';
 
 describe('page size', () => {
   it.each([
@@ -54,5 +54,39 @@ describe('list request and next page', () => {
     expect(decodePageToken(nextPageToken(true, 'vm-9', 'node-1'), 'node-1')).toBe('vm-9');
     expect(nextPageToken(false, 'vm-9', 'node-1')).toBe('');
     expect(nextPageToken(true, undefined, 'node-1')).toBe('');
+  });
+});
+
+describe('scanPage and parseLabelSelector', () => {
+  const ids = Array.from({ length: 25 }, (_, i) => `id-${String(i).padStart(2, '0')}`);
+  const fetch = async (after: string, count: number) => {
+    const rest = ids.filter((id) => id > after);
+    return { items: rest.slice(0, count), more: rest.length > count };
+  };
+  const even = (id: string) => Number(id.slice(3)) % 2 === 0;
+
+  it('pages through the kept records only, every one once, whatever the page size', async () => {
+    for (const size of [1, 2, 5, 13, 100]) {
+      const seen: string[] = [];
+      let after = '';
+      for (;;) {
+        const page = await scanPage(after, size, fetch, even, (id) => id);
+        expect(page.items.length).toBeLessThanOrEqual(size);
+        seen.push(...page.items);
+        if (!page.more) break;
+        after = page.lastRead!;
+      }
+      expect(seen).toEqual(ids.filter(even));
+    }
+  });
+
+  it('matches k=v and k!=v terms as Kubernetes does; refuses anything else naming label_selector', () => {
+    const match = parseLabelSelector('tier=web, env!=prod');
+    expect(match({ tier: 'web' })).toBe(true);
+    expect(match({ tier: 'web', env: 'dev' })).toBe(true);
+    expect(match({ tier: 'web', env: 'prod' })).toBe(false);
+    expect(match({ tier: 'db' })).toBe(false);
+    expect(parseLabelSelector('')({})).toBe(true);
+    expect(() => parseLabelSelector('tier in (web)')).toThrow(/label_selector/);
   });
 });

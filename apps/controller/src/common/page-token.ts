@@ -54,3 +54,50 @@ export function readPageRequest(req: { pageSize?: number; pageToken?: string }, 
 export function nextPageToken(more: boolean, lastId: string | undefined, filter: string): string {
   return more && lastId !== undefined ? encodePageToken(lastId, filter) : '';
 }
+
+/** Most records a filtered List call reads before it answers with a short page (and a token). */
+export const MAX_SCANNED_PER_CALL = 10_000;
+
+/**
+ * A page of the records that `keep` accepts, read in `fetch`'s order from after `after`: filtered
+ * List calls stay paged by id (the token is the last record read, kept or not) and bounded in work
+ * (a page may come back short, with a token, after MAX_SCANNED_PER_CALL records).
+ */
+export async function scanPage<T>(
+  after: string,
+  pageSize: number,
+  fetch: (after: string, count: number) => Promise<{ items: T[]; more: boolean }>,
+  keep: (item: T) => boolean,
+  idOf: (item: T) => string,
+): Promise<{ items: T[]; lastRead: string | undefined; more: boolean }> {
+  const items: T[] = [];
+  let cursor = after;
+  let scanned = 0;
+  for (;;) {
+    const page = await fetch(cursor, pageSize);
+    for (let i = 0; i < page.items.length; i++) {
+      const item = page.items[i]!;
+      cursor = idOf(item);
+      scanned++;
+      if (keep(item) && items.push(item) === pageSize) {
+        return { items, lastRead: cursor, more: i < page.items.length - 1 || page.more };
+      }
+    }
+    if (!page.more) return { items, lastRead: cursor, more: false };
+    if (scanned >= MAX_SCANNED_PER_CALL) return { items, lastRead: cursor, more: true };
+  }
+}
+
+/** A Kubernetes equality selector: `k=v` and `k!=v` terms (also `k==v`) joined by commas. */
+export function parseLabelSelector(selector: string): (labels: Record<string, string>) => boolean {
+  const terms = selector
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean)
+    .map((term) => {
+      const m = /^([A-Za-z0-9._/-]+)\s*(!=|==|=)\s*([A-Za-z0-9._-]*)$/.exec(term);
+      if (!m) throw new InvalidArgumentError('label_selector', `${JSON.stringify(term)} is not k=v or k!=v`);
+      return { key: m[1]!, equal: m[2] !== '!=', value: m[3]! };
+    });
+  return (labels) => terms.every((t) => (labels[t.key] === t.value) === t.equal);
+}

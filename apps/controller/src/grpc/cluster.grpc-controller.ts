@@ -44,8 +44,8 @@ export class ClusterGrpcController implements ClusterServiceController {
     });
   }
 
-  async listNodes(): Promise<cluster.ListNodesResponse> {
-    return { nodes: await this.nodes.list() };
+  listNodes(req: cluster.ListNodesRequest): Promise<cluster.ListNodesResponse> {
+    return this.nodes.listPage(req);
   }
 
   getNode(req: cluster.GetNodeRequest): Promise<cluster.Node> {

@@ -18,6 +18,10 @@ export const API_FEATURES = [
   'restart_policy',
   'rich_errors',
   'get_vm_by_name',
+  'list_filters',
+  'list_nodes_pages',
+  'phase_transitions',
+  'vm_migration_id',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {

@@ -110,5 +110,6 @@ export function toProtoMigration(m: MigrationRecord): cluster.Migration {
     reason: m.reason,
     createdAtMs: m.createdAtMs,
     finishedAtMs: m.finishedAtMs,
+    phaseTransitions: m.transitions.map((t) => ({ phase: toProtoPhase(t.phase), timeMs: t.timeMs })),
   };
 }

@@ -4,12 +4,12 @@
  * the jobs.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { isCancellable, isFinal } from '@vmm/migration/phase';
+import { isCancellable, isFinal, toProtoPhase } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { Observable } from 'rxjs';
 import { LOGGER, type Logger } from '../common/logger.js';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
-import { nextPageToken, readPageRequest } from '../common/page-token.js';
+import { nextPageToken, readPageRequest, scanPage } from '../common/page-token.js';
 import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
@@ -124,10 +124,27 @@ export class MigrationService {
 
   async list(req: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
     const vmId = req.vmId ?? '';
-    const { pageSize, after } = readPageRequest(req, vmId);
-    const page = await this.migrations.listPage(after, pageSize, vmId);
-    if (vmId && !after && page.migrations.length === 0 && !(await this.vms.get(vmId))) throw new VmNotFoundError(vmId);
-    return { migrations: page.migrations.map(toProtoMigration), nextPageToken: nextPageToken(page.more, page.migrations.at(-1)?.migrationId, vmId) };
+    const nodeId = req.nodeId ?? '';
+    const phase = req.phase && req.phase !== cluster.MigrationPhase.MIGRATION_PHASE_UNSPECIFIED ? req.phase : '';
+    const reason = req.reason ?? '';
+    // The token names its filter; the VM filter alone keeps the form tokens had before the others.
+    const filter = nodeId || phase || reason ? JSON.stringify([vmId, nodeId, phase, reason]) : vmId;
+    const { pageSize, after } = readPageRequest(req, filter);
+    const page = await scanPage(
+      after,
+      pageSize,
+      async (from, count) => {
+        const p = await this.migrations.listPage(from, count, vmId);
+        return { items: p.migrations, more: p.more };
+      },
+      (m) =>
+        (!nodeId || m.sourceNodeId === nodeId || m.targetNodeId === nodeId) &&
+        (!phase || toProtoPhase(m.phase) === phase) &&
+        (!reason || m.reason === reason),
+      (m) => m.migrationId,
+    );
+    if (vmId && !after && page.items.length === 0 && !page.more && !(await this.vms.get(vmId))) throw new VmNotFoundError(vmId);
+    return { migrations: page.items.map(toProtoMigration), nextPageToken: nextPageToken(page.more, page.lastRead, filter) };
   }
 
   /** The current state at once, then every change, completing after a final phase. */

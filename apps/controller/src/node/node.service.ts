@@ -10,6 +10,7 @@ import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import type { LargestNode } from '../vm/vm-validation.js';
 import { nodeStateOf } from './node-state.js';
+import { nextPageToken, readPageRequest } from '../common/page-token.js';
 
 const MIB = 1024 * 1024;
 
@@ -24,6 +25,15 @@ export class NodeService {
   async list(): Promise<cluster.Node[]> {
     const now = Date.now();
     return (await this.nodes.list()).map((n) => this.toProto(n, now));
+  }
+
+  /** ListNodes: a page of the nodes in id order (nodes are few: the page is cut from the whole list). */
+  async listPage(request: Partial<cluster.ListNodesRequest>): Promise<cluster.ListNodesResponse> {
+    const { pageSize, after } = readPageRequest(request, '');
+    const all = await this.list();
+    const rest = after ? all.filter((n) => n.nodeId > after) : all;
+    const nodes = rest.slice(0, pageSize);
+    return { nodes, nextPageToken: nextPageToken(rest.length > pageSize, nodes.at(-1)?.nodeId, '') };
   }
 
   async get(nodeId: string): Promise<cluster.Node> {

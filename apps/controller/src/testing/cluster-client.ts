@@ -29,7 +29,7 @@ export class TestClusterClient {
   getVm = (vmId: string) => this.call<cluster.GetVmRequest, cluster.Vm>('getVm', { vmId });
   listVms = (r: Partial<cluster.ListVmsRequest> = {}) => this.call<cluster.ListVmsRequest, cluster.ListVmsResponse>('listVms', cluster.ListVmsRequest.fromPartial(r));
   deleteVm = (vmId: string) => this.call<cluster.DeleteVmRequest, cluster.DeleteVmResponse>('deleteVm', { vmId, requestId: '' });
-  listNodes = () => this.call<cluster.ListNodesRequest, cluster.ListNodesResponse>('listNodes', {});
+  listNodes = () => this.call<cluster.ListNodesRequest, cluster.ListNodesResponse>('listNodes', cluster.ListNodesRequest.fromPartial({}));
   getNode = (nodeId: string) => this.call<cluster.GetNodeRequest, cluster.Node>('getNode', { nodeId });
   cordonNode = (nodeId: string) => this.call<cluster.CordonNodeRequest, cluster.Node>('cordonNode', { nodeId });
   uncordonNode = (nodeId: string) => this.call<cluster.UncordonNodeRequest, cluster.Node>('uncordonNode', { nodeId });

@@ -7,7 +7,7 @@ import { cluster, type agent } from '@vmm/proto';
 import { AgentGateway, CREATE_VM_DEADLINE_MS } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { NO_MEASUREMENTS, type NodeRecord, type VmRecord } from '../common/model.js';
-import { nextPageToken, readPageRequest } from '../common/page-token.js';
+import { nextPageToken, parseLabelSelector, readPageRequest, scanPage } from '../common/page-token.js';
 import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
@@ -117,10 +117,24 @@ export class VmService {
 
   async list(request: Partial<cluster.ListVmsRequest>): Promise<cluster.ListVmsResponse> {
     const nodeId = request.nodeId ?? '';
-    const { pageSize, after } = readPageRequest(request, nodeId);
+    const state = request.state && request.state !== VmState.VM_STATE_UNSPECIFIED ? request.state : '';
+    const selector = request.labelSelector ?? '';
+    const matchesLabels = parseLabelSelector(selector);
+    // The token names its filter; the node filter alone keeps the form tokens had before the others.
+    const filter = state || selector ? JSON.stringify([nodeId, state, selector]) : nodeId;
+    const { pageSize, after } = readPageRequest(request, filter);
     if (nodeId && !(await this.nodes.get(nodeId))) throw new NodeNotFoundError(nodeId);
-    const page = await this.vms.listPage(after, pageSize, nodeId);
-    return { vms: page.vms.map(toProtoVm), nextPageToken: nextPageToken(page.more, page.vms.at(-1)?.vmId, nodeId) };
+    const page = await scanPage(
+      after,
+      pageSize,
+      async (from, count) => {
+        const p = await this.vms.listPage(from, count, nodeId);
+        return { items: p.vms, more: p.more };
+      },
+      (vm) => (!state || vm.state === state) && matchesLabels(vm.labels),
+      (vm) => vm.vmId,
+    );
+    return { vms: page.items.map(toProtoVm), nextPageToken: nextPageToken(page.more, page.lastRead, filter) };
   }
 
   /**
@@ -230,5 +244,7 @@ export function toProtoVm(vm: VmRecord): cluster.Vm {
     createdAtMs: vm.createdAtMs,
     fencingEpoch: vm.fencingEpoch,
     restartPolicy: vm.restartPolicy,
+    // The record keeps the id of its last migration; only one in flight is the VM's business.
+    migrationId: vm.state === VmState.VM_STATE_MIGRATING ? vm.migrationId : '',
   };
 }
