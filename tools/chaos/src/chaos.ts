@@ -47,6 +47,7 @@ const LEASE_MS = 1_000;
 /** How long the cluster gets to converge after a fault before what is still wrong is a violation. */
 const SETTLE_MS = 90_000;
 const MIGRATION_TIMEOUT_MS = 240_000;
+const MAX_ATTEMPTS_PER_MIGRATION = 3;
 
 const short = (s: string) => String(s).replace(/^(MIGRATION_PHASE|VM_STATE|NODE_STATE)_/, '');
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -81,6 +82,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   });
   const api: ClusterApi = c.api();
   const redis = new Redis(c.redisUrl, { maxRetriesPerRequest: null });
+  // Redis is one of the processes the chaos kills: its client reconnects on its own; no unhandled error events.
+  redis.on('error', () => {});
   const agents = new Map(c.agents.map((a) => [a.nodeId, promiseClient(new agent.AgentServiceClient(a.address, credentials.createInsecure()), agent.AgentServiceService, agent)]));
   const record = (violations: Violation[], after: number) => {
     for (const v of violations) {
@@ -89,7 +92,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     }
   };
   try {
-    for (let i = 1; i <= opts.migrations; i++) {
+    // Until N migrations ran and were checked: an attempt that started none (no VM to move, MigrateVm
+    // refused) does not count, and attempts are bounded so that a cluster that refuses every one ends.
+    for (let attempt = 1; summary.migrations < opts.migrations; attempt++) {
+      if (attempt > MAX_ATTEMPTS_PER_MIGRATION * opts.migrations) throw new Error(`only ${summary.migrations} of ${opts.migrations} migrations started in ${attempt - 1} attempts`);
       await replenish(api, rng, opts.vms);
       const vm = await pickVm(api, rng);
       if (!vm) {
@@ -99,7 +105,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       const fault = rng.chance(opts.faultRate) ? planFault(rng, opts.maxStopMs) : undefined;
       const outcome = await migrateOnce(c, api, agents, rng, vm, fault, opts.log);
       if (!outcome) continue;
-      summary.migrations++;
+      const i = ++summary.migrations;
       const key = `${short(outcome.migration.phase)}${outcome.migration.errorReason ? `:${outcome.migration.errorReason}` : ''}`;
       summary.outcomes[key] = (summary.outcomes[key] ?? 0) + 1;
       if (fault) {
