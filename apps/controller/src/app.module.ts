@@ -28,6 +28,7 @@ import { HaSweeper } from './vm/ha.sweeper.js';
 import { VmRestarter } from './vm/vm-restarter.js';
 import { VmService } from './vm/vm.service.js';
 import { IdempotentCalls } from './grpc/idempotent-calls.js';
+import { WatchLimits } from './grpc/watch-limits.js';
 
 export interface AppDeps {
   config: ControllerConfig;
@@ -70,6 +71,7 @@ export class AppModule {
         DrainCoordinator,
         ApiTokenGuard,
         IdempotentCalls,
+        WatchLimits,
       ],
     };
   }

@@ -22,6 +22,7 @@ export type ControllerErrorCode =
   | 'AGENT_REJECTED'
   | 'NOT_IMPLEMENTED'
   | 'REQUEST_IN_PROGRESS'
+  | 'TOO_MANY_STREAMS'
   | 'INTERNAL';
 
 export abstract class ControllerError extends Error {
@@ -171,6 +172,14 @@ export class RequestInProgressError extends ControllerError {
   }
 }
 
+/** A client (or the whole controller) holds as many watch streams as it may: close one first. */
+export class TooManyStreamsError extends ControllerError {
+  readonly code = 'TOO_MANY_STREAMS';
+  constructor(detail: string) {
+    super(`too many watch streams: ${detail}`);
+  }
+}
+
 export class InternalError extends ControllerError {
   readonly code = 'INTERNAL';
   constructor(message: string) {
@@ -203,6 +212,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   AGENT_REJECTED: status.FAILED_PRECONDITION,
   NOT_IMPLEMENTED: status.UNIMPLEMENTED,
   REQUEST_IN_PROGRESS: status.ABORTED,
+  TOO_MANY_STREAMS: status.RESOURCE_EXHAUSTED,
   INTERNAL: status.INTERNAL,
 };
 

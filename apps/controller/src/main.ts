@@ -15,7 +15,8 @@ import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
 import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
 import { createRedis } from './redis/redis.provider.js';
 
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Receive limit (docs/api.md, Security): no request, registration or report is near it; a larger one is RESOURCE_EXHAUSTED before it is decoded. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 export interface RunningController {
   address: string;

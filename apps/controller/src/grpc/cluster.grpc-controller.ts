@@ -3,6 +3,7 @@
  * errors by the exception filter, work in the services. The generated interface and decorator bind
  * every method to its rpc: a method renamed or missing in the .proto fails to compile.
  */
+import type { Metadata } from '@grpc/grpc-js';
 import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { defer, mergeAll, type Observable } from 'rxjs';
 import { cluster } from '@vmm/proto';
@@ -13,6 +14,7 @@ import { VmService } from '../vm/vm.service.js';
 import { ApiTokenGuard } from './api-token.guard.js';
 import { IdempotentCalls } from './idempotent-calls.js';
 import { versionInfo } from './version.js';
+import { WatchLimits } from './watch-limits.js';
 
 @Controller()
 @UseGuards(ApiTokenGuard)
@@ -23,6 +25,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(NodeService) private readonly nodes: NodeService,
     @Inject(MigrationService) private readonly migrations: MigrationService,
     @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
+    @Inject(WatchLimits) private readonly watches: WatchLimits,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -77,8 +80,8 @@ export class ClusterGrpcController implements ClusterServiceController {
   }
 
   /** A server stream: an unknown id errors the stream (through the exception filter like any call). */
-  watchMigration(req: cluster.WatchMigrationRequest): Observable<cluster.Migration> {
-    return defer(() => this.migrations.watch(req.migrationId)).pipe(mergeAll());
+  watchMigration(req: cluster.WatchMigrationRequest, _metadata?: Metadata, call?: { getPeer(): string }): Observable<cluster.Migration> {
+    return this.watches.guard(call?.getPeer(), () => defer(() => this.migrations.watch(req.migrationId)).pipe(mergeAll()));
   }
 
   cancelMigration(req: cluster.CancelMigrationRequest): Promise<cluster.Migration> {

@@ -23,6 +23,15 @@ import { reconcileReport } from './report-reconcile.js';
 const { VmState } = cluster;
 const REPORTABLE = REPORTED_STATES;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+/**
+ * The most VMs one node's registration or report may list: far above what a host runs, and low enough
+ * that one report is one bounded Lua call (a report of 10^6 VMs blocked Redis in one EVALSHA).
+ */
+export const MAX_VMS_PER_NODE = 10_000;
+
+function checkVmCount(field: string, count: number): void {
+  if (count > MAX_VMS_PER_NODE) throw new InvalidArgumentError(field, `lists ${count} VMs; a node may hold at most ${MAX_VMS_PER_NODE}`);
+}
 
 @Injectable()
 export class RegistryService {
@@ -39,6 +48,7 @@ export class RegistryService {
 
   async register(req: Partial<agent.RegisterRequest>): Promise<agent.RegisterResponse> {
     const reg = validateRegistration(req);
+    checkVmCount('vms', req.vms?.length ?? 0);
     const previous = await this.nodes.get(reg.nodeId);
     const existed = previous !== undefined;
     await this.nodes.upsertRegistration(reg, Date.now());
@@ -58,6 +68,7 @@ export class RegistryService {
     const nodeId = report.nodeId;
     const nowMs = Date.now();
     const vmReports = report.vms ?? [];
+    checkVmCount('report.vms', vmReports.length);
     const ends = report.migrations ?? [];
     const measurements: VmMeasurement[] = vmReports.map((vm) => ({
       vmId: vm.vmId,

@@ -4,7 +4,8 @@ import { addReflection, AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
 import { HealthImplementation } from 'grpc-health-check';
 
 export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Receive limit: what the controller sends an agent is small (a VM spec, a decision); 4 MiB as the controller's. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /** Health statuses served: the whole server ('') and the agent service. */
 export function createHealth(): HealthImplementation {
