@@ -127,10 +127,12 @@ describe('bound on the pause before VERIFIED', () => {
     await initHashing();
     const { source, target } = setup(8, 2);
     const [a, b] = duplexPair();
-    const sender = new MigrationSender({ vm: source, migrationId: 'mig-1', token: 't', switchOverTimeoutMs: 20 });
+    // A bound the verification of 8 pages meets even on a loaded machine (20 ms did not, under CI load).
+    const BOUND_MS = 2_000;
+    const sender = new MigrationSender({ vm: source, migrationId: 'mig-1', token: 't', switchOverTimeoutMs: BOUND_MS });
     const receiver = new MigrationReceiver({ vm: target, migrationId: 'mig-1', token: 't' });
     const [out, inc] = await Promise.all([sender.run(a), receiver.run(b)]);
-    await new Promise((r) => setTimeout(r, 200)); // ten times the bound: nothing may resume it
+    await new Promise((r) => setTimeout(r, BOUND_MS + 500)); // past the bound: nothing may resume it
     expect(source.state).toBe('paused');
     out.commit();
     inc.commit();
