@@ -1,28 +1,27 @@
 /** A promisified ClusterService client for specs, with an optional bearer token. */
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { cluster } from '@vmm/proto';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { cluster, promiseClient, type PromiseClient } from '@vmm/proto';
 import { FINAL_PHASES as MODEL_FINAL_PHASES, toProtoPhase } from '@vmm/migration/phase';
 
 /** The phases after which a migration no longer changes (the phase model's final set, as proto names). */
 export const FINAL_PHASES: ReadonlySet<string> = new Set<string>(MODEL_FINAL_PHASES.map(toProtoPhase));
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (e: ServiceError | null, r: Res) => void) => unknown;
-
 export class TestClusterClient {
   readonly client: cluster.ClusterServiceClient;
+  private readonly api: PromiseClient<cluster.ClusterServiceClient>;
 
-  constructor(
-    address: string,
-    private readonly token: string | null,
-  ) {
+  constructor(address: string, token: string | null) {
     this.client = new cluster.ClusterServiceClient(address, credentials.createInsecure());
+    this.api = promiseClient(this.client, cluster.ClusterServiceService, cluster, () => {
+      const metadata = new Metadata();
+      if (token) metadata.set('authorization', `Bearer ${token}`);
+      return { metadata, timeoutMs: 30_000 };
+    });
   }
 
-  private call<Req, Res>(method: keyof cluster.ClusterServiceClient, req: Req): Promise<Res> {
-    const md = new Metadata();
-    if (this.token) md.set('authorization', `Bearer ${this.token}`);
-    const fn = (this.client[method] as unknown as Unary<Req, Res>).bind(this.client);
-    return new Promise((resolve, reject) => fn(req, md, { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r))));
+  /** The generated method named `method`, as a promise (proto's one promise helper). */
+  private call<Req, Res>(method: keyof PromiseClient<cluster.ClusterServiceClient>, req: Req): Promise<Res> {
+    return (this.api[method] as unknown as (r: Req) => Promise<Res>)(req);
   }
 
   createVm = (r: Partial<cluster.CreateVmRequest>) => this.call<cluster.CreateVmRequest, cluster.Vm>('createVm', cluster.CreateVmRequest.fromPartial(r));

@@ -1,19 +1,21 @@
 import { credentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { agent } from '@vmm/proto';
+import { agent, promiseClient, type PromiseClient } from '@vmm/proto';
 
 type UnaryMethods = 'createVm' | 'deleteVm' | 'listVms' | 'setKsm' | 'prepareIncoming' | 'commitIncoming' | 'releaseOutgoing' | 'abortMigration';
 
 /** A promise-returning AgentService client for tests, as the controller would call it. */
 export class AgentCalls {
   readonly client: agent.AgentServiceClient;
+  private readonly api: PromiseClient<agent.AgentServiceClient>;
 
   constructor(address: string) {
     this.client = new agent.AgentServiceClient(address, credentials.createInsecure());
+    this.api = promiseClient(this.client, agent.AgentServiceService, agent);
   }
 
+  /** The generated method named `method`, as a promise (proto's one promise helper). */
   call<Res>(method: UnaryMethods, request: object): Promise<Res> {
-    const fn = this.client[method] as unknown as (req: object, cb: (e: ServiceError | null, r: Res) => void) => void;
-    return new Promise((resolve, reject) => fn.call(this.client, request, (e, r) => (e ? reject(e) : resolve(r))));
+    return (this.api[method] as unknown as (r: object) => Promise<Res>)(request);
   }
 
   /** Every progress message of a StartOutgoing call, once the stream ends. */
