@@ -14,6 +14,11 @@ import { ConfigError, loadControllerConfig, type ControllerConfig } from './conf
 import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
 import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
 import { createRedis } from './redis/redis.provider.js';
+import { createClusterMetrics } from './http/cluster-metrics.js';
+import { repositoryMetricsSource } from './http/metrics-source.js';
+import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.js';
+import { MigrationRepository } from './redis/migration.repository.js';
+import { NodeRepository } from './redis/node.repository.js';
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -57,6 +62,14 @@ export async function startController(config: ControllerConfig, logger: Logger):
     serving ? logger.info('redis is back: serving') : logger.warn('redis is unreachable: health NOT_SERVING until it is back'),
   );
   await app.listen();
+  let http: OpsHttpServer | undefined;
+  if (config.httpPort > 0) {
+    const registry = createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)));
+    http = await startOpsHttpServer(config.host, config.httpPort, registry, {
+      notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
+    });
+    logger.info({ port: http.port }, 'http: /metrics, /livez, /readyz');
+  }
   logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
   let closing: Promise<void> | undefined;
   return {
@@ -66,6 +79,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
       closing ??= (async () => {
         redisHealth.stop();
         setAllNotServing(health);
+        await http?.close();
         await app.close();
       })();
       return closing;
