@@ -3,6 +3,7 @@
 // /livez and /readyz answer, and /readyz turns 503 (saying why) while Redis is unreachable.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@vmm/local-cluster/ports';
+import { startTestCluster, type TestCluster } from './support/cluster.js';
 import { vmRequest } from './support/vms.js';
 import { waitFor } from './support/wait-for.js';
 import { policy, short, startMigrationCluster, waitForFinal, WorkloadKind, type MigrationTestCluster } from './support/migration.js';
@@ -74,4 +75,33 @@ describe('controller /metrics, /livez, /readyz', () => {
       await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
     }
   }, 150_000);
+});
+
+describe('controller /readyz while Redis is down', () => {
+  let c: TestCluster | undefined;
+  let url: string;
+  beforeAll(async () => {
+    const httpPort = await freePort();
+    // Its own Redis, unsupervised: a killed Redis stays down for as long as the test looks.
+    c = await startTestCluster({ agents: 1, privateRedis: true, httpPort });
+    url = `http://127.0.0.1:${httpPort}`;
+  });
+  afterAll(async () => {
+    // Every process and the private Redis's directory are gone either way; only the removal of the
+    // prefix's keys fails, against the Redis this test killed (whose data goes with its directory).
+    await c?.stop().catch((err: unknown) => {
+      if (!/ECONNREFUSED/.test(String(err))) throw err;
+    });
+  });
+
+  it('is 503 saying why, while /livez stays 200', async () => {
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    c!.signal('redis', 'SIGKILL');
+    const body = await waitFor(async () => {
+      const res = await fetch(`${url}/readyz`);
+      return res.status === 503 ? res.text() : undefined;
+    }, 20_000, '/readyz to turn 503');
+    expect(body).toMatch(/redis is unreachable/);
+    expect((await fetch(`${url}/livez`)).status).toBe(200);
+  });
 });
