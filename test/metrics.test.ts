@@ -43,20 +43,23 @@ describe('controller /metrics, /livez, /readyz', () => {
     const { api } = t;
     const vm = await api.createVm(vmRequest({
       memoryMib: 256, nodeId: 'node-1',
-      workload: { kind: WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 5_000, workingSetMib: 64, seed: 5 },
+      workload: { kind: WorkloadKind.WORKLOAD_KIND_UNIFORM, dirtyRatePagesPerSec: 20_000, workingSetMib: 64, seed: 5 },
     }));
     try {
       const before = await scrape();
       const succeededBefore = before.get('vmm_migration_succeeded_total') ?? 0;
-      // A capped link keeps the migration in PRECOPY for several scrapes.
-      const started = await api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: policy({ maxBandwidthMibPerSec: 64, downtimeLimitMs: 500 }) });
+      // Dirtying faster than the capped link sends: it converges only as auto-converge throttles, round
+      // after round (the record's progress moves per round).
+      const started = await api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: policy({ maxBandwidthMibPerSec: 48, downtimeLimitMs: 300, autoConverge: true }) });
       const key = `vmm_migration_data_processed_bytes{migration="${started.migrationId}",vm="${vm.vmId}",source="node-1",target="node-2"}`;
       const seen = new Set<number>();
       await waitFor(async () => {
         const s = await scrape();
         const bytes = s.get(key);
         if (bytes !== undefined && bytes > 0) seen.add(bytes);
-        return seen.size >= 2;
+        if (seen.size >= 2) return true;
+        const phase = short((await api.getMigration({ migrationId: started.migrationId })).phase);
+        throw new Error(`phase ${phase}, seen ${[...seen].join(',')}; ${[...s].filter(([k]) => k.startsWith('vmm_migration')).join(' ')}`);
       }, 60_000, 'vmm_migration_data_processed_bytes to take two values while the migration runs', 100);
 
       const done = await waitForFinal(api, started.migrationId, 90_000);
@@ -71,6 +74,11 @@ describe('controller /metrics, /livez, /readyz', () => {
         expect(after.get(`vmm_node_vms{node="${node.nodeId}"}`), node.nodeId).toBe(node.vmCount);
       }
       expect(after.get('process_resident_memory_bytes')).toBeGreaterThan(0);
+      // The interceptor saw this test's calls and the agents' reports, each with its status code.
+      expect(after.get('vmm_grpc_server_handled_total{method="/cluster.v1.ClusterService/MigrateVm",code="OK"}')).toBeGreaterThanOrEqual(1);
+      expect(after.get('vmm_grpc_server_handling_seconds_count{method="/cluster.v1.ClusterService/MigrateVm"}')).toBeGreaterThanOrEqual(1);
+      await expect(api.getVm({ vmId: 'no-such-vm' })).rejects.toThrow();
+      expect((await scrape()).get('vmm_grpc_server_handled_total{method="/cluster.v1.ClusterService/GetVm",code="NOT_FOUND"}')).toBeGreaterThanOrEqual(1);
     } finally {
       await api.deleteVm({ vmId: vm.vmId }).catch(() => {});
     }

@@ -14,7 +14,8 @@ import { ConfigError, loadControllerConfig, type ControllerConfig } from './conf
 import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
 import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
 import { createRedis } from './redis/redis.provider.js';
-import { createClusterMetrics } from './http/cluster-metrics.js';
+import { createClusterMetrics, createMetricsRegistry } from './http/cluster-metrics.js';
+import { grpcMetricsInterceptor } from './grpc/grpc-metrics.interceptor.js';
 import { repositoryMetricsSource } from './http/metrics-source.js';
 import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.js';
 import { MigrationRepository } from './redis/migration.repository.js';
@@ -34,6 +35,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
   const redis = createRedis(config);
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   const health = createHealth();
+  const registry = createMetricsRegistry();
   const url = `${config.host}:${config.port}`;
   let app;
   try {
@@ -47,6 +49,8 @@ export async function startController(config: ControllerConfig, logger: Logger):
         url,
         loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
         maxReceiveMessageLength: MAX_MESSAGE_BYTES,
+        // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
+        channelOptions: { interceptors: [grpcMetricsInterceptor(registry, logger)] } as Record<string, unknown>,
         // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
         keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
         onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => attachHealthAndReflection(server as Server, health),
@@ -64,7 +68,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
   await app.listen();
   let http: OpsHttpServer | undefined;
   if (config.httpPort > 0) {
-    const registry = createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)));
+    createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
     http = await startOpsHttpServer(config.host, config.httpPort, registry, {
       notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
     });

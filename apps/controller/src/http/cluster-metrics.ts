@@ -17,9 +17,14 @@ export interface MetricsSource {
   migrations(): Promise<MigrationRecord[]>;
 }
 
-export function createClusterMetrics(source: MetricsSource): Registry {
+/** The controller's registry, with Node.js process metrics; the other families register on it. */
+export function createMetricsRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+export function createClusterMetrics(source: MetricsSource, registry: Registry = createMetricsRegistry()): Registry {
   const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => Promise<void>) =>
     new Gauge({ name, help, labelNames, registers: [registry], async collect() { this.reset(); await fill(this); } });
 
