@@ -56,6 +56,7 @@ export const controllerEnv = {
     doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
   },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
+  HTTP_PORT: { default: '0', doc: 'port of /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
 } as const satisfies Record<string, EnvVarSpec>;
 
 export type ControllerEnvName = keyof typeof controllerEnv;
@@ -88,6 +89,8 @@ export interface ControllerConfig {
   /** Fields a MigrateVm leaves unset take these (MIGRATION_DEFAULT_*), checked by the migration policy's own rules. */
   migrationPolicyDefaults: Readonly<PolicyDefaults>;
   logLevel: string;
+  /** /metrics, /livez, /readyz; 0: not served. */
+  httpPort: number;
 }
 
 /** Thrown for an environment variable whose value cannot be used; main() prints it and exits 1. */
@@ -161,6 +164,7 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     memoryLowWatermarkPercent,
     migrationPolicyDefaults: loadPolicyDefaults(raw),
     logLevel,
+    httpPort: int('HTTP_PORT', 0, 65535),
   };
 }
 

@@ -14,6 +14,12 @@ import { ConfigError, loadControllerConfig, type ControllerConfig } from './conf
 import { GrpcExceptionFilter } from './grpc/grpc-exception.filter.js';
 import { attachHealthAndReflection, createHealth, followRedis, setAllNotServing } from './grpc/health-reflection.js';
 import { createRedis } from './redis/redis.provider.js';
+import { createClusterMetrics, createMetricsRegistry } from './http/cluster-metrics.js';
+import { grpcMetricsInterceptor } from './grpc/grpc-metrics.interceptor.js';
+import { repositoryMetricsSource } from './http/metrics-source.js';
+import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.js';
+import { MigrationRepository } from './redis/migration.repository.js';
+import { NodeRepository } from './redis/node.repository.js';
 
 /** Receive limit (docs/api.md, Security): no request, registration or report is near it; a larger one is RESOURCE_EXHAUSTED before it is decoded. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -30,6 +36,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
   const redis = createRedis(config);
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   const health = createHealth();
+  const registry = createMetricsRegistry();
   const url = `${config.host}:${config.port}`;
   let app;
   try {
@@ -43,6 +50,8 @@ export async function startController(config: ControllerConfig, logger: Logger):
         url,
         loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
         maxReceiveMessageLength: MAX_MESSAGE_BYTES,
+        // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
+        channelOptions: { interceptors: [grpcMetricsInterceptor(registry, logger)] } as Record<string, unknown>,
         // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
         keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
         onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => attachHealthAndReflection(server as Server, health),
@@ -58,6 +67,14 @@ export async function startController(config: ControllerConfig, logger: Logger):
     serving ? logger.info('redis is back: serving') : logger.warn('redis is unreachable: health NOT_SERVING until it is back'),
   );
   await app.listen();
+  let http: OpsHttpServer | undefined;
+  if (config.httpPort > 0) {
+    createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
+    http = await startOpsHttpServer(config.host, config.httpPort, registry, {
+      notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
+    });
+    logger.info({ port: http.port }, 'http: /metrics, /livez, /readyz');
+  }
   logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
   let closing: Promise<void> | undefined;
   return {
@@ -67,6 +84,7 @@ export async function startController(config: ControllerConfig, logger: Logger):
       closing ??= (async () => {
         redisHealth.stop();
         setAllNotServing(health);
+        await http?.close();
         await app.close();
       })();
       return closing;
