@@ -18,6 +18,7 @@ export const API_FEATURES = [
   'restart_policy',
   'rich_errors',
   'get_vm_by_name',
+  'vm_lifecycle',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {
