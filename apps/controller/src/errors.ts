@@ -16,6 +16,7 @@ export type ControllerErrorCode =
   | 'NODE_NOT_SCHEDULABLE'
   | 'NO_CAPACITY'
   | 'VM_BUSY'
+  | 'VM_STATE_CONFLICT'
   | 'MIGRATION_NOT_CANCELLABLE'
   | 'UNAUTHENTICATED'
   | 'AGENT_UNAVAILABLE'
@@ -104,6 +105,18 @@ export class VmBusyError extends ControllerError {
     activity: string,
   ) {
     super(`vm ${JSON.stringify(vmId)} is ${activity}`);
+  }
+}
+
+/** A lifecycle call (PauseVm, ResumeVm, StopVm, StartVm) the VM's state does not allow: pause a stopped VM, start a running one. */
+export class VmStateConflictError extends ControllerError {
+  readonly code = 'VM_STATE_CONFLICT';
+  constructor(
+    readonly vmId: string,
+    readonly action: string,
+    readonly state: string,
+  ) {
+    super(`vm ${JSON.stringify(vmId)} cannot ${action}: it is ${state}`);
   }
 }
 
@@ -206,6 +219,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   NODE_NOT_SCHEDULABLE: status.FAILED_PRECONDITION,
   NO_CAPACITY: status.RESOURCE_EXHAUSTED,
   VM_BUSY: status.FAILED_PRECONDITION,
+  VM_STATE_CONFLICT: status.FAILED_PRECONDITION,
   MIGRATION_NOT_CANCELLABLE: status.FAILED_PRECONDITION,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   AGENT_UNAVAILABLE: status.UNAVAILABLE,

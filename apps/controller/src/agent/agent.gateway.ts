@@ -67,6 +67,11 @@ export class AgentGateway {
     }
   }
 
+  setVmPower(node: NodeRecord, vmId: string, fencingEpoch: number, action: agent.PowerAction): Promise<agent.VmStatus> {
+    // START boots a VM: the create deadline (memory from its image) applies.
+    return this.call(node, 'setVmPower', { vmId, fencingEpoch, action }, CREATE_VM_DEADLINE_MS);
+  }
+
   async setKsm(node: NodeRecord, knobs: cluster.KsmKnobs): Promise<agent.SetKsmResponse> {
     try {
       return await this.call(node, 'setKsm', { knobs }, AGENT_CALL_DEADLINE_MS);

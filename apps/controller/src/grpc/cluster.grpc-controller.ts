@@ -95,4 +95,20 @@ export class ClusterGrpcController implements ClusterServiceController {
   async getVersion(): Promise<cluster.GetVersionResponse> {
     return versionInfo();
   }
+
+  pauseVm(req: cluster.PauseVmRequest): Promise<cluster.Vm> {
+    return this.vms.lifecycle(req.vmId, 'pause');
+  }
+
+  resumeVm(req: cluster.ResumeVmRequest): Promise<cluster.Vm> {
+    return this.vms.lifecycle(req.vmId, 'resume');
+  }
+
+  stopVm(req: cluster.StopVmRequest): Promise<cluster.Vm> {
+    return this.vms.lifecycle(req.vmId, 'stop');
+  }
+
+  startVm(req: cluster.StartVmRequest): Promise<cluster.Vm> {
+    return this.vms.lifecycle(req.vmId, 'start');
+  }
 }

@@ -22,6 +22,7 @@ export const API_FEATURES = [
   'list_nodes_pages',
   'phase_transitions',
   'vm_migration_id',
+  'vm_lifecycle',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {

@@ -72,6 +72,15 @@ export class FakeAgent {
         if (!this.vms.delete(call.request.vmId)) return cb(err(status.NOT_FOUND, `no vm ${call.request.vmId}`));
         cb(null, {});
       },
+      setVmPower: (call, cb) => {
+        const vm = this.vms.get(call.request.vmId);
+        if (!vm) return cb(err(status.NOT_FOUND, `no vm ${call.request.vmId}`));
+        const A = agent.PowerAction;
+        const S = cluster.VmState;
+        const to = { [A.POWER_ACTION_PAUSE]: S.VM_STATE_PAUSED, [A.POWER_ACTION_STOP]: S.VM_STATE_STOPPED }[call.request.action as string];
+        vm.state = to ?? S.VM_STATE_RUNNING;
+        cb(null, vm);
+      },
       listVms: (_call, cb) => cb(null, { vms: [...this.vms.values()] }),
       setKsm: (call, cb) => {
         if (!this.setKsmImplemented) return cb(err(status.UNIMPLEMENTED, 'SetKsm'));

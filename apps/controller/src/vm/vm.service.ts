@@ -3,7 +3,8 @@
  * release everything on failure), get, list, delete.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { cluster, type agent } from '@vmm/proto';
+import { agent, cluster } from '@vmm/proto';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { AgentGateway, CREATE_VM_DEADLINE_MS } from '../agent/agent.gateway.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { NO_MEASUREMENTS, type NodeRecord, type VmRecord } from '../common/model.js';
@@ -11,6 +12,7 @@ import { nextPageToken, parseLabelSelector, readPageRequest, scanPage } from '..
 import { requireFound } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import {
+  AgentRejectedError,
   AgentUnavailableError,
   NoCapacityError,
   NodeNotFoundError,
@@ -18,6 +20,7 @@ import {
   VmBusyError,
   VmNameTakenError,
   VmNotFoundError,
+  VmStateConflictError,
 } from '../errors.js';
 import { isNodeReady } from '../node/node-state.js';
 import { NodeService } from '../node/node.service.js';
@@ -25,6 +28,7 @@ import { NodeRepository } from '../redis/node.repository.js';
 import { PlacementRepository, type ReserveOutcome } from '../redis/placement.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
 import { describeRejections, rankNodes } from '../scheduler/scheduler.js';
+import { LIFECYCLE, lifecycleStep, type LifecycleAction } from './vm-state.js';
 import { newVmId } from './vm-id.js';
 import { validateCreateVm, type CreateVmSpec } from './vm-validation.js';
 
@@ -32,6 +36,13 @@ const { VmState } = cluster;
 
 /** A PENDING VM older than this was left by a controller that died mid-create: it may be deleted. */
 export const STALE_PENDING_MS = CREATE_VM_DEADLINE_MS + 5_000;
+
+const POWER_ACTION: Record<LifecycleAction, agent.PowerAction> = {
+  pause: agent.PowerAction.POWER_ACTION_PAUSE,
+  resume: agent.PowerAction.POWER_ACTION_RESUME,
+  stop: agent.PowerAction.POWER_ACTION_STOP,
+  start: agent.PowerAction.POWER_ACTION_START,
+};
 
 const REJECT_REASON: Partial<Record<ReserveOutcome, string>> = {
   NO_NODE: 'gone',
@@ -160,6 +171,50 @@ export class VmService {
     }
     await this.placement.release(vmId);
     this.logger.info({ vmId, name: vm.name, nodeId: vm.nodeId }, 'vm deleted');
+  }
+
+  /**
+   * PauseVm, ResumeVm, StopVm, StartVm. The record moves to the new state first, by compare-and-set
+   * from the state read: a migration is created only from RUNNING (Lua CREATE_MIGRATION), so a pause
+   * or a stop written first cannot race a migration's start, and two lifecycle calls cannot both
+   * proceed. Then the agent acts; if it refuses or cannot be reached, the record goes back (the
+   * node's next report says what it really runs). The allocation stays in every state.
+   */
+  async lifecycle(vmId: string, action: LifecycleAction): Promise<cluster.Vm> {
+    const vm = await this.require(vmId);
+    const step = lifecycleStep(action, vm.state);
+    if (step === 'done') return toProtoVm(vm);
+    if (step === 'refused') {
+      if (vm.state === VmState.VM_STATE_MIGRATING) throw new VmBusyError(vm.vmId, 'migrating');
+      if (vm.state === VmState.VM_STATE_PENDING) throw new VmBusyError(vm.vmId, 'being created');
+      throw new VmStateConflictError(vm.vmId, action, vm.state.replace('VM_STATE_', ''));
+    }
+    const node = await this.nodes.get(vm.nodeId);
+    if (!node) throw new AgentUnavailableError(vm.nodeId, 'the node is not registered');
+    const { to } = LIFECYCLE[action];
+    if (!(await this.vms.setState(vm.vmId, to, [vm.state]))) throw new VmBusyError(vm.vmId, 'changing state (retry)');
+    let status: agent.VmStatus;
+    try {
+      status = await this.powerOnAgent(node, vm, action);
+    } catch (error) {
+      await this.vms.setState(vm.vmId, vm.state, [to]).catch(() => false);
+      throw error;
+    }
+    await this.vms.setFields(vm.vmId, { residentPages: String(status.residentPages ?? 0) });
+    this.logger.info({ vmId: vm.vmId, nodeId: node.nodeId, action }, 'vm lifecycle');
+    return this.get(vm.vmId);
+  }
+
+  /** The agent's power action; a start of a VM the agent no longer holds (it restarted) boots it from the record's spec. */
+  private async powerOnAgent(node: NodeRecord, vm: VmRecord, action: LifecycleAction): Promise<agent.VmStatus> {
+    try {
+      return await this.agents.setVmPower(node, vm.vmId, vm.fencingEpoch, POWER_ACTION[action]);
+    } catch (error) {
+      if (action === 'start' && error instanceof AgentRejectedError && error.grpcCode === grpcStatus.NOT_FOUND) {
+        return this.agents.createVm(node, toVmSpec(vm));
+      }
+      throw error;
+    }
   }
 
   /** The nodes to try, best first. A requested node must exist and be schedulable (its room is checked by the reservation). */

@@ -31,6 +31,10 @@ export class AgentGrpcController implements AgentServiceController {
     return {};
   }
 
+  setVmPower(request: agent.SetVmPowerRequest): agent.VmStatus {
+    return this.vms.status(this.vms.setPower(request.vmId, request.fencingEpoch, request.action));
+  }
+
   listVms(_request: agent.ListVmsRequest): agent.ListVmsResponse {
     return { vms: this.vms.list() };
   }

@@ -1,7 +1,7 @@
 import { VirtualMachine, type FramePool } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
-import { VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
+import { InvalidRequestError, VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
 import { AgentStateStore } from '../state/agent-state.store.js';
 import { DirtyTracker } from './dirty-tracker.js';
 import { FenceRegistry } from './fence-registry.js';
@@ -171,6 +171,46 @@ export class VmManager {
     }
     entry.role = 'none';
     entry.migrationId = '';
+  }
+
+  /**
+   * A lifecycle action asked by the controller on a VM outside any migration. Repeating an action
+   * whose state is reached already succeeds (the controller retries); what the emulator's state
+   * machine does not allow (pause a stopped VM) throws its INVALID_VM_STATE. START boots the VM fresh
+   * from its spec: a new emulator instance, memory from its image only, the workload from its seed.
+   * @throws VmNotFoundError, VmFencedError (an older epoch than this copy's), VmBusyError (migrating)
+   */
+  setPower(vmId: string, fencingEpoch: number, action: agent.PowerAction): ManagedVm {
+    const entry = this.require(vmId);
+    if (fencingEpoch < entry.fencingEpoch) throw new VmFencedError(vmId, fencingEpoch, entry.fencingEpoch);
+    if (entry.role !== 'none') throw new VmBusyError(vmId, entry.role === 'outgoing' ? 'it is migrating' : 'it is an incoming migration');
+    const { vm } = entry;
+    switch (action) {
+      case agent.PowerAction.POWER_ACTION_PAUSE:
+        vm.pause();
+        // Paused by the controller now, not by the lease guard: a renewed lease must not resume it.
+        entry.leasePaused = false;
+        break;
+      case agent.PowerAction.POWER_ACTION_RESUME:
+        vm.resume();
+        entry.leasePaused = false;
+        break;
+      case agent.PowerAction.POWER_ACTION_STOP:
+        if (vm.state === 'stopped') break;
+        this.notify('stopping', entry);
+        entry.tracker.dispose();
+        vm.stop();
+        break;
+      case agent.PowerAction.POWER_ACTION_START:
+        if (vm.state !== 'stopped') break;
+        this.vms.delete(vmId);
+        this.log.info({ vmId, fencingEpoch: entry.fencingEpoch }, 'vm started fresh from its image');
+        return this.create({ ...entry.spec, fencingEpoch: entry.fencingEpoch });
+      default:
+        throw new InvalidRequestError('action', `unknown power action ${String(action)}`);
+    }
+    this.log.info({ vmId, action, state: vm.state }, 'vm power action');
+    return entry;
   }
 
   /** The lease ran out: a guarded VM stops running until the controller confirms it again. */
