@@ -14,6 +14,7 @@ export interface CreateOptions {
   antiAffinity?: string;
   label?: string[];
   restart?: string;
+  hypervisor?: string;
 }
 
 const RESTART_POLICIES: Record<string, cluster.RestartPolicy> = {
@@ -40,6 +41,8 @@ export function buildCreateRequest(name: string, opts: CreateOptions): cluster.C
     antiAffinityGroup: opts.antiAffinity?.trim() ?? '',
     labels,
     restartPolicy: parseRestartPolicy(opts.restart),
+    // Checked by the controller (one list of drivers); empty = any node's.
+    hypervisor: opts.hypervisor?.trim() ?? '',
   };
 }
 
