@@ -33,6 +33,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
     lastReportMs: Date.now(),
     cordoned: false,
     reportedVms: [],
+    hypervisor: 'emulator',
     ...overrides,
   };
 }
@@ -293,9 +294,16 @@ describe('vmctl against a fake ClusterService', () => {
         restartPolicy: 'RESTART_POLICY_NEVER',
         // A fresh id per command, so that the CLI's own retries are carried out once.
         requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        hypervisor: '',
       },
     ]);
     expect(out).toMatch(/^vm db-9 \(9a2b3c4d5e\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);
+  });
+
+  it('passes --hypervisor through to CreateVm', async () => {
+    const { code } = await vmctl('create', 'q-1', '--vcpus', '1', '--memory', '256M', '--image', 'debian-12', '--hypervisor', 'qemu');
+    expect(code).toBe(0);
+    expect(seen.createVm.at(-1)).toMatchObject({ name: 'q-1', hypervisor: 'qemu' });
   });
 
   it('migrates with --follow: progress from the stream, then the outcome summary', async () => {

@@ -64,6 +64,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--node <node>', 'place exactly on this node (else the scheduler picks)')
     .option('--anti-affinity <group>', 'never share a node with another VM of this group')
     .option('--restart <policy>', 'never | always: boot it again on another node when its node is lost', 'never')
+    .option('--hypervisor <driver>', 'emulator | qemu: only nodes of this driver (default: any)')
     .option('--label <key=value>', 'a label (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .action(on((ctx, name: string, opts: CreateOptions) => createCommand(ctx, buildCreateRequest(name, opts))));
   program.command('delete <vm>').description('stop and delete a VM').action(on(deleteCommand));

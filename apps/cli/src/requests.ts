@@ -14,6 +14,7 @@ export interface CreateOptions {
   antiAffinity?: string;
   label?: string[];
   restart?: string;
+  hypervisor?: string;
 }
 
 const RESTART_POLICIES: Record<string, cluster.RestartPolicy> = {
@@ -41,6 +42,8 @@ export function buildCreateRequest(name: string, opts: CreateOptions): cluster.C
     labels,
     restartPolicy: parseRestartPolicy(opts.restart),
     requestId: '',
+    // Checked by the controller (one list of drivers); empty = any node's.
+    hypervisor: opts.hypervisor?.trim() ?? '',
   };
 }
 

@@ -83,7 +83,7 @@ export class NodeNotSchedulableError extends ControllerError {
   readonly code = 'NODE_NOT_SCHEDULABLE';
   constructor(
     readonly nodeId: string,
-    readonly reason: 'cordoned' | 'not ready' | 'draining',
+    readonly reason: 'cordoned' | 'not ready' | 'draining' | 'of another hypervisor',
   ) {
     super(`node ${JSON.stringify(nodeId)} is ${reason}`);
   }

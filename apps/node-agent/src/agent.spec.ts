@@ -64,9 +64,15 @@ describe('node agent', () => {
       ramAllocationRatio: 1.25,
       reportIntervalMs: 1000,
       vms: [],
+      hypervisor: 'emulator',
     });
     await waitFor(() => running.link.state === 'reporting', 5_000, 'the report stream');
     expect(running.link.intervalMs).toBe(50);
+  });
+
+  it('refuses to start as a QEMU node while it cannot run QEMU guests (it would advertise a driver it lacks)', async () => {
+    const config = loadAgentConfig({ NODE_ID: 'qemu-node', AGENT_PORT: String(await freePort()), HYPERVISOR: 'qemu', LOG_LEVEL: 'silent' });
+    await expect(startAgent(config, silentLogger)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('HYPERVISOR') });
   });
 
   it('creates a VM over gRPC and streams its dirty pages in reports', async () => {

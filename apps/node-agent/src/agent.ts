@@ -5,6 +5,7 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AgentModule } from './agent.module.js';
 import type { AgentConfig } from './config.js';
+import { ConfigError } from './errors.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
 import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
 import { KsmService } from './ksm/ksm.service.js';
@@ -36,6 +37,11 @@ export interface RunningAgent {
 
 /** Boots the agent: hashing, the VM manager, the gRPC server, then the controller link. */
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  // Refused rather than advertised: a node that said `qemu` while running emulated VMs would have the
+  // scheduler place QEMU guests on the emulator. The driver (libs/qemu) is not behind the agent yet.
+  if (config.hypervisor !== 'emulator') {
+    throw new ConfigError([`HYPERVISOR=${JSON.stringify(config.hypervisor)}: this agent runs emulated VMs only so far (issue #13)`]);
+  }
   await initHashing();
   if (!config.stateDir) log.warn('STATE_DIR is not set: fences and migration state are kept in memory only and lost when the agent restarts');
   const store = AgentStateStore.open(config.stateDir || undefined, log.child({ component: 'state' }));

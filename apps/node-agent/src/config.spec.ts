@@ -23,6 +23,7 @@ describe('loadAgentConfig', () => {
       ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: false },
       logLevel: 'info',
       stateDir: '',
+      hypervisor: 'emulator',
     });
   });
 
@@ -62,6 +63,11 @@ describe('loadAgentConfig', () => {
     });
   });
 
+  it('reads the driver of the node (HYPERVISOR)', () => {
+    expect(loadAgentConfig({ HYPERVISOR: 'qemu' }).hypervisor).toBe('qemu');
+    expect(loadAgentConfig({ HYPERVISOR: ' emulator ' }).hypervisor).toBe('emulator');
+  });
+
   it('derives the advertised address from host and port', () => {
     expect(loadAgentConfig({ AGENT_HOST: '10.0.0.7', AGENT_PORT: '7000' }).advertiseAddress).toBe('10.0.0.7:7000');
   });
@@ -86,6 +92,7 @@ describe('loadAgentConfig', () => {
     ['CONTROLLER_ADDRESS', 'controller:0'],
     ['AGENT_ADVERTISE_ADDRESS', 'no port'],
     ['NODE_ID', 'bad id with spaces'],
+    ['HYPERVISOR', 'xen'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     let error: unknown;
     try {
@@ -110,7 +117,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR',
+        'STATE_DIR', 'HYPERVISOR',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { KNOB_RANGES } from '@vmm/ksm';
 import { ConfigError } from './errors.js';
+import { HYPERVISOR_KINDS, type HypervisorKind } from './hypervisor/hypervisor-kind.js';
 
 /**
  * Every environment variable the agent reads: name → default (as documented) and meaning. The single
@@ -24,6 +25,7 @@ export const agentEnv = {
   KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (2..1000000)' },
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
+  HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -46,6 +48,8 @@ export interface AgentConfig {
   ksm: KsmSettings;
   /** '' = keep fences and migration state in memory only (tests). */
   stateDir: string;
+  /** The driver of this node's VMs (HYPERVISOR), advertised at registration. */
+  hypervisor: HypervisorKind;
   logLevel: LogLevel;
 }
 
@@ -103,6 +107,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     : `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const logLevel = raw('LOG_LEVEL') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`);
+  const hypervisor = raw('HYPERVISOR') as HypervisorKind;
+  if (!HYPERVISOR_KINDS.includes(hypervisor)) bad('HYPERVISOR', `one of ${HYPERVISOR_KINDS.join(', ')}`);
 
   const config: AgentConfig = {
     nodeId,
@@ -124,6 +130,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       useZeroPages: int('KSM_USE_ZERO_PAGES', KNOB_RANGES.use_zero_pages.min, KNOB_RANGES.use_zero_pages.max) === 1,
     },
     stateDir: raw('STATE_DIR'),
+    hypervisor,
     logLevel,
   };
   if (problems.length > 0) throw new ConfigError(problems);

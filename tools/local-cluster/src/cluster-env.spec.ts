@@ -15,7 +15,7 @@ const common = { REPORT_INTERVAL_MS: '300', LOG_LEVEL: 'warn' };
  */
 const NOT_YET_READ = {
   controller: ['API_READ_TOKENS', 'HTTP_PORT', 'API_TLS', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE'],
-  agent: ['HYPERVISOR', 'STATE_DIR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE'],
+  agent: ['STATE_DIR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE'],
 };
 
 const controller = (over: Partial<Parameters<typeof controllerEnvironment>[0]> = {}) =>

@@ -104,7 +104,7 @@ async function benchReserve(vms: number, concurrency: number): Promise<void> {
       const keys = redisKeys(prefix);
       const nodes = new NodeRepository(redis, keys);
       const placement = new PlacementRepository(redis, keys);
-      await nodes.upsertRegistration({ nodeId: 'n1', address: '127.0.0.1:1', vcpus: 100_000, memoryMib: 10_000_000, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, Date.now());
+      await nodes.upsertRegistration({ nodeId: 'n1', address: '127.0.0.1:1', vcpus: 100_000, memoryMib: 10_000_000, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '', hypervisor: 'emulator' }, Date.now());
       const t0 = performance.now();
       await forEachConcurrently(vms, concurrency, async (i) => {
         const vm = testVm({ vmId: `vm-${String(i).padStart(8, '0')}`, name: `b-${i}`, nodeId: 'n1', memoryMib: 64 });

@@ -29,6 +29,8 @@ export interface NodeRecord {
   ksm: cluster.KsmStats | undefined;
   ksmKnobs: cluster.KsmKnobs | undefined;
   agentVersion: string;
+  /** The driver that runs the node's VMs (`emulator` or `qemu`): Node.hypervisor. */
+  hypervisor: string;
   /** Image → number of VMs of that image placed on the node. */
   imageCounts: Record<string, number>;
   /** What the agent's last report said it holds (Node.reported_vms). */
@@ -74,6 +76,8 @@ export interface PlacementRequest {
   antiAffinityGroup: string;
   /** The VM's image, for the KSM-sharing weigher ('' = unknown). */
   image?: string;
+  /** Only nodes of this driver (CreateVm.hypervisor); '' or absent = any. */
+  hypervisor?: string;
 }
 
 /**

@@ -233,8 +233,12 @@ export class MigrationService {
   /** Target candidates, best first: the requested node (checked), or the scheduler's choice. */
   private async targets(sourceNodeId: string, targetNodeId: string, request: PlacementRequest): Promise<NodeRecord[]> {
     const now = Date.now();
+    // A VM moves only between nodes of its source's driver: an emulated VM's state means nothing to QEMU.
+    const source = await this.nodes.get(sourceNodeId);
+    request = { ...request, hypervisor: source?.hypervisor ?? '' };
     if (targetNodeId) {
       const target = await this.nodeService.require(targetNodeId);
+      if (request.hypervisor && target.hypervisor !== request.hypervisor) throw new NodeNotSchedulableError(target.nodeId, 'of another hypervisor');
       if (target.nodeId === sourceNodeId) throw new InvalidArgumentError('target_node_id', 'is the node the vm runs on');
       if (!isNodeReady(target, now, this.config.nodeStaleAfterMs)) throw new NodeNotSchedulableError(target.nodeId, 'not ready');
       if (target.draining) throw new NodeNotSchedulableError(target.nodeId, 'draining');

@@ -88,6 +88,7 @@ export class NodeService {
       lastReportMs: n.lastReportMs,
       cordoned: n.cordoned,
       reportedVms: n.reportedVms,
+      hypervisor: n.hypervisor,
     };
   }
 }

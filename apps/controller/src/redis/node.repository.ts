@@ -13,7 +13,9 @@ import { REDIS, REDIS_KEYS } from './redis.provider.js';
 export type NodeRegistration = Pick<
   NodeRecord,
   'nodeId' | 'address' | 'vcpus' | 'memoryMib' | 'cpuAllocationRatio' | 'ramAllocationRatio' | 'agentVersion'
->;
+> &
+  // Optional: a registration that names none runs the emulator (the record codec's fallback).
+  Partial<Pick<NodeRecord, 'hypervisor'>>;
 
 export interface VmMeasurement {
   vmId: string;
@@ -67,6 +69,7 @@ export class NodeRepository {
         cpuAllocationRatio: String(reg.cpuAllocationRatio),
         ramAllocationRatio: String(reg.ramAllocationRatio),
         agentVersion: reg.agentVersion,
+        hypervisor: reg.hypervisor ?? 'emulator',
         lastReportMs: String(nowMs),
         registeredAtMs: String(nowMs),
         readyRecorded: '1',

@@ -40,6 +40,8 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     ksm: json<cluster.KsmStats>(h.ksm),
     ksmKnobs: json<cluster.KsmKnobs>(h.ksmKnobs),
     agentVersion: h.agentVersion ?? '',
+    // Nodes registered before the field ran the emulator, the only driver there was.
+    hypervisor: h.hypervisor || 'emulator',
     imageCounts: {},
     reportedVms: json<cluster.ReportedVm[]>(h.reportedVms) ?? [],
   };

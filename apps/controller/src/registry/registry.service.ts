@@ -11,6 +11,7 @@ import { LOGGER, type Logger } from '../common/logger.js';
 import { NO_MEASUREMENTS, type VmRecord } from '../common/model.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
 import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
+import { validHypervisor } from '../common/hypervisor.js';
 import { MigrationRepository } from '../redis/migration.repository.js';
 import { NodeRepository, type NodeRegistration, type VmMeasurement } from '../redis/node.repository.js';
 import { PlacementRepository } from '../redis/placement.repository.js';
@@ -277,5 +278,6 @@ function validateRegistration(req: Partial<agent.RegisterRequest>): NodeRegistra
     cpuAllocationRatio: ratio('cpu_allocation_ratio', req.cpuAllocationRatio),
     ramAllocationRatio: ratio('ram_allocation_ratio', req.ramAllocationRatio),
     agentVersion: req.agentVersion ?? '',
+    hypervisor: validHypervisor(req.hypervisor),
   };
 }

@@ -13,7 +13,7 @@ export interface FilterContext {
   antiAffinityNodeIds: ReadonlySet<string>;
 }
 
-export type RejectReason = 'not ready' | 'cordoned' | 'draining' | 'vcpus' | 'memory' | 'anti-affinity';
+export type RejectReason = 'not ready' | 'cordoned' | 'draining' | 'vcpus' | 'memory' | 'anti-affinity' | 'hypervisor';
 
 export interface SchedulerFilter {
   readonly reason: RejectReason;
@@ -55,7 +55,14 @@ export const antiAffinityFilter: SchedulerFilter = {
   passes: (node, request, ctx) => request.antiAffinityGroup === '' || !ctx.antiAffinityNodeIds.has(node.nodeId),
 };
 
+/** The node runs the driver the VM asks for (CreateVm.hypervisor; a migration asks for its source's). */
+export const hypervisorFilter: SchedulerFilter = {
+  reason: 'hypervisor',
+  passes: (node, request) => !request.hypervisor || node.hypervisor === request.hypervisor,
+};
+
 export const DEFAULT_FILTERS: readonly SchedulerFilter[] = [
+  hypervisorFilter,
   readyFilter,
   cordonFilter,
   drainFilter,

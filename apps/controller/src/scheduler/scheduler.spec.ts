@@ -3,7 +3,7 @@ import { cluster } from '@vmm/proto';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { nodeStateOf } from '../node/node-state.js';
 import { testNode } from '../testing/records.js';
-import { antiAffinityFilter, cordonFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
+import { antiAffinityFilter, cordonFilter, hypervisorFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
 import { describeRejections, rankNodes } from './scheduler.js';
 import { freeMemoryWeigher, sameImageWeigher, weighNodes } from './weighers.js';
 
@@ -42,6 +42,19 @@ describe('filters', () => {
   it('ratio products do not lose a unit to floating point (8 × 1.1 = 8.8 → 8, 10 × 0.7 = 7)', () => {
     expect(vcpuFilter.passes(node('a', { vcpus: 10, cpuAllocationRatio: 0.7, vcpusAllocated: 6 }), req(), ctx())).toBe(true);
     expect(vcpuFilter.passes(node('a', { vcpus: 8, cpuAllocationRatio: 1.1, vcpusAllocated: 8 }), req(), ctx())).toBe(false);
+  });
+
+  it('hypervisor: only nodes of the driver asked for; none asked = any', () => {
+    const qemu = node('q', { hypervisor: 'qemu' });
+    const emulator = node('e');
+    expect(hypervisorFilter.passes(qemu, req({ hypervisor: 'qemu' }), ctx())).toBe(true);
+    expect(hypervisorFilter.passes(emulator, req({ hypervisor: 'qemu' }), ctx())).toBe(false);
+    expect(hypervisorFilter.passes(qemu, req({ hypervisor: 'emulator' }), ctx())).toBe(false);
+    expect(hypervisorFilter.passes(qemu, req(), ctx())).toBe(true);
+    expect(hypervisorFilter.passes(emulator, req({ hypervisor: '' }), ctx())).toBe(true);
+    const { candidates, rejected } = rankNodes([qemu, emulator], req({ hypervisor: 'qemu' }), ctx());
+    expect(candidates.map((n) => n.nodeId)).toEqual(['q']);
+    expect(describeRejections(rejected)).toBe('e: hypervisor');
   });
 
   it('anti-affinity: one VM of a group per node', () => {

@@ -25,6 +25,7 @@ export function testNode(
     ksm: undefined,
     ksmKnobs: undefined,
     agentVersion: '',
+    hypervisor: 'emulator',
     imageCounts: {},
     reportedVms: [],
     ...fields,

@@ -29,7 +29,12 @@ describe('validateCreateVm', () => {
       antiAffinityGroup: '',
       labels: { tier: 'web' },
       restartPolicy: 'RESTART_POLICY_UNSPECIFIED',
+      hypervisor: '',
     });
+    expect(validateCreateVm(good({ hypervisor: ' qemu ' }), LARGEST).hypervisor).toBe('qemu');
+    expect(validateCreateVm(good({ hypervisor: 'emulator' }), LARGEST).hypervisor).toBe('emulator');
+    expect(() => validateCreateVm(good({ hypervisor: 'xen' }), LARGEST)).toThrow(InvalidArgumentError);
+    expect(() => validateCreateVm(good({ hypervisor: 'xen' }), LARGEST)).toThrow(/hypervisor/);
     expect(validateCreateVm(good({ restartPolicy: cluster.RestartPolicy.RESTART_POLICY_ALWAYS }), LARGEST).restartPolicy).toBe('RESTART_POLICY_ALWAYS');
     expect(() => validateCreateVm(good({ restartPolicy: 'RESTART_POLICY_SOMETIMES' as cluster.RestartPolicy }), LARGEST)).toThrow(/restart_policy/);
   });

@@ -3,6 +3,7 @@
  * naming the proto field. Pure: the largest node's capacity is passed in.
  */
 import { cluster } from '@vmm/proto';
+import { requestedHypervisor } from '../common/hypervisor.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /**
@@ -40,6 +41,8 @@ export interface CreateVmSpec {
   antiAffinityGroup: string;
   labels: Record<string, string>;
   restartPolicy: cluster.RestartPolicy;
+  /** Only nodes of this driver; '' = any. */
+  hypervisor: string;
 }
 
 const RESTART_POLICIES = new Set<string>([
@@ -83,7 +86,8 @@ export function validateCreateVm(req: Partial<cluster.CreateVmRequest>, largest:
   const labels = validateLabels(req.labels ?? {});
   const restartPolicy = req.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED;
   if (!RESTART_POLICIES.has(restartPolicy)) throw new InvalidArgumentError('restart_policy', `unknown restart policy ${String(restartPolicy)}`);
-  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels, restartPolicy };
+  const hypervisor = requestedHypervisor(req.hypervisor);
+  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels, restartPolicy, hypervisor };
 }
 
 function validateWorkload(w: cluster.Workload | undefined, memoryMib: number): cluster.Workload {

@@ -226,6 +226,7 @@ export class VmService {
       if (!isNodeReady(node, now, this.config.nodeStaleAfterMs)) throw new NodeNotSchedulableError(node.nodeId, 'not ready');
       if (node.cordoned) throw new NodeNotSchedulableError(node.nodeId, 'cordoned');
       if (node.draining) throw new NodeNotSchedulableError(node.nodeId, 'draining');
+      if (spec.hypervisor && node.hypervisor !== spec.hypervisor) throw new NodeNotSchedulableError(node.nodeId, 'of another hypervisor');
       return [node];
     }
     const antiAffinityNodeIds = await this.vms.antiAffinityNodeIds(spec.antiAffinityGroup);

@@ -156,6 +156,7 @@ export class ControllerLink {
       reportIntervalMs: config.reportIntervalMs,
       vms: vms.list(),
       bootId: this.deps.bootId ?? '',
+      hypervisor: config.hypervisor,
     };
     return new Promise((resolve, reject) => {
       this.registerCall = client.register(request, new Metadata(), { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err, response) => {
