@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+/** `npm run certs -- --out DIR --nodes node-1,node-2 [--hosts h1,h2] [--days N]`: the cluster's certificates. */
+import { parseArgs } from 'node:util';
+import { CertsUsageError, makeClusterCerts } from './cluster-ca.js';
+
+const USAGE = `usage: npm run certs -- --out DIR --nodes node-1,node-2,… [--hosts HOST,…] [--days N]
+  --out DIR     where to write ca.pem, controller.pem, operator.pem, <node>.pem and their -key.pem files
+                (an existing ca.pem + ca-key.pem there is reused: new nodes join the same CA)
+  --nodes IDS   node ids, one certificate each (the id in its subject alternative name)
+  --hosts LIST  extra DNS names or IPs the controller's and nodes' server certificates name
+  --days N      validity (default 365)`;
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { out: { type: 'string' }, nodes: { type: 'string' }, hosts: { type: 'string' }, days: { type: 'string' }, help: { type: 'boolean' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`certs: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (values.help) return void process.stdout.write(`${USAGE}\n`);
+  if (!values.out) {
+    process.stderr.write(`certs: --out is required\n${USAGE}\n`);
+    process.exit(2);
+  }
+  try {
+    const made = await makeClusterCerts({
+      out: values.out,
+      nodes: list(values.nodes),
+      hosts: list(values.hosts),
+      days: values.days === undefined ? undefined : Number(values.days),
+    });
+    process.stdout.write(`certificates in ${made.dir}${made.reusedCa ? ' (existing CA reused)' : ''}:\n${made.files.map((f) => `  ${f}`).join('\n')}\n`);
+  } catch (err) {
+    if (err instanceof CertsUsageError) {
+      process.stderr.write(`certs: ${err.message}\n${USAGE}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+void main();

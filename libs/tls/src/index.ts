@@ -1,0 +1,4 @@
+export { identityOf, identityUri, describeIdentity, NODE_ID_PATTERN, type Identity } from './identity.js';
+export { readTlsMaterial, TlsFileError, type TlsFiles, type TlsMaterial } from './tls-files.js';
+export { mutualTlsServerCredentials, serverTlsCredentials, mutualTlsChannelCredentials } from './grpc-credentials.js';
+export { makeClusterCerts, certFileNames, CertsUsageError, type MakeCertsOptions, type MadeCerts } from './cluster-ca.js';
