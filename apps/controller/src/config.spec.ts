@@ -1,16 +1,23 @@
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { DEFAULT_POLICY } from '@vmm/migration/policy';
+import { makeClusterCerts } from '@vmm/tls';
 import { ConfigError, controllerEnv, loadControllerConfig } from './config.js';
 
 describe('loadControllerConfig', () => {
   it('uses the documented defaults', () => {
-    const c = loadControllerConfig({});
+    const c = loadControllerConfig({ AGENT_PLANE_INSECURE: '1' });
     expect(c).toMatchObject({
       host: '127.0.0.1',
       port: 50051,
       redisUrl: 'redis://127.0.0.1:6379',
       redisPrefix: 'vmm',
-      apiTokens: [],
+      apiTokens: { operator: [], reader: [] },
+      agentPlane: { insecure: true },
+      agentPlanePort: 50050,
+      apiTls: undefined,
       reportIntervalMs: 1000,
       nodeStaleAfterMs: 3000,
       maxMigrationsCluster: 5,
@@ -25,7 +32,7 @@ describe('loadControllerConfig', () => {
   });
 
   it('reads the migration policy defaults', () => {
-    const c = loadControllerConfig({
+    const c = loadControllerConfig({ AGENT_PLANE_INSECURE: '1', 
       MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS: '500',
       MIGRATION_DEFAULT_MAX_BANDWIDTH_MIB_PER_SEC: '128.5',
       MIGRATION_DEFAULT_MAX_ROUNDS: '10',
@@ -53,7 +60,41 @@ describe('loadControllerConfig', () => {
   });
 
   it('splits API_TOKENS on commas and drops blanks', () => {
-    expect(loadControllerConfig({ API_TOKENS: ' a, b ,,c' }).apiTokens).toEqual(['a', 'b', 'c']);
+    expect(loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS: ' a, b ,,c' }).apiTokens).toEqual({ operator: ['a', 'b', 'c'], reader: [] });
+  });
+
+  it('reads reader tokens, and both scopes from API_TOKENS_FILE', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vmm-tokens-'));
+    try {
+      const file = path.join(dir, 'tokens');
+      writeFileSync(file, '# tokens\noperator op-2\n\nreader rd-2\n');
+      expect(loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS: 'op-1', API_READ_TOKENS: 'rd-1', API_TOKENS_FILE: file }).apiTokens).toEqual({
+        operator: ['op-1', 'op-2'],
+        reader: ['rd-1', 'rd-2'],
+      });
+      writeFileSync(file, 'admin x\n');
+      expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS_FILE: file })).toThrow(/line 1: expected "operator <token>"/);
+      expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS_FILE: path.join(dir, 'none') })).toThrow(/ENOENT/);
+      expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS: 't', API_READ_TOKENS: 't' })).toThrow(/both an operator and a reader/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('needs certificates for the agent plane unless AGENT_PLANE_INSECURE=1, and the controller\'s own', async () => {
+    expect(() => loadControllerConfig({})).toThrow(/set TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vmm-config-certs-'));
+    try {
+      await makeClusterCerts({ out: dir, nodes: ['node-1'] });
+      const files = (owner: string) => ({ TLS_CA_FILE: path.join(dir, 'ca.pem'), TLS_CERT_FILE: path.join(dir, `${owner}.pem`), TLS_KEY_FILE: path.join(dir, `${owner}-key.pem`) });
+      const c = loadControllerConfig({ ...files('controller'), API_TLS: '1' });
+      expect(c.agentPlane).toMatchObject({ insecure: false, identity: { role: 'controller' } });
+      expect(c.apiTls).toBeDefined();
+      expect(() => loadControllerConfig(files('node-1'))).toThrow(/not a certificate of the controller/);
+      expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TLS: '1' })).toThrow(/API_TLS/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -82,15 +123,15 @@ describe('loadControllerConfig', () => {
     ['MIGRATION_DEFAULT_XBZRLE_CACHE_MIB', '0'],
     ['MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS', '3000000000'],
   ])('rejects %s=%s naming the variable', (name, value) => {
-    expect(() => loadControllerConfig({ [name]: value })).toThrow(ConfigError);
-    expect(() => loadControllerConfig({ [name]: value })).toThrow(name);
+    expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', [name]: value })).toThrow(ConfigError);
+    expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', [name]: value })).toThrow(name);
   });
 
   it('reads the watermarks; the low one must stay below the high one', () => {
-    expect(loadControllerConfig({ MEMORY_HIGH_WATERMARK_PERCENT: '75', MEMORY_LOW_WATERMARK_PERCENT: '60' })).toMatchObject({
+    expect(loadControllerConfig({ AGENT_PLANE_INSECURE: '1', MEMORY_HIGH_WATERMARK_PERCENT: '75', MEMORY_LOW_WATERMARK_PERCENT: '60' })).toMatchObject({
       memoryHighWatermarkPercent: 75,
       memoryLowWatermarkPercent: 60,
     });
-    expect(() => loadControllerConfig({ MEMORY_HIGH_WATERMARK_PERCENT: '70' })).toThrow(/MEMORY_LOW_WATERMARK_PERCENT.*below MEMORY_HIGH_WATERMARK_PERCENT \(70\)/);
+    expect(() => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', MEMORY_HIGH_WATERMARK_PERCENT: '70' })).toThrow(/MEMORY_LOW_WATERMARK_PERCENT.*below MEMORY_HIGH_WATERMARK_PERCENT \(70\)/);
   });
 });

@@ -5,6 +5,8 @@
  */
 import { InvalidPolicyError } from '@vmm/migration/errors';
 import { DEFAULT_POLICY, validatePolicyDefaults, type PolicyDefaults } from '@vmm/migration/policy';
+import { AGENT_PLANE_ENV, loadAgentPlane, readTlsMaterial, TlsFileError, type AgentPlane, type TlsMaterial } from '@vmm/tls';
+import { readFileSync } from 'node:fs';
 
 export interface EnvVarSpec {
   readonly default: string;
@@ -16,7 +18,12 @@ export const controllerEnv = {
   CONTROLLER_PORT: { default: '50051', doc: 'its port' },
   REDIS_URL: { default: 'redis://127.0.0.1:6379', doc: 'Redis holding all state' },
   REDIS_PREFIX: { default: 'vmm', doc: 'prefix of every key and BullMQ queue (tests use a unique one each)' },
-  API_TOKENS: { default: '', doc: 'comma-separated bearer tokens; empty disables auth' },
+  API_TOKENS: { default: '', doc: 'comma-separated operator bearer tokens (every ClusterService call); with none (here or below) auth is off' },
+  API_READ_TOKENS: { default: '', doc: 'comma-separated reader tokens: Get*, List*, Watch* only (anything else PERMISSION_DENIED)' },
+  API_TOKENS_FILE: { default: '', doc: 'a file of `operator <token>` / `reader <token>` lines (# comments), so that tokens stay out of `ps` and the environment' },
+  API_TLS: { default: '0', doc: "1: ClusterService over TLS with the controller's certificate (TLS_CERT_FILE); clients verify it with ca.pem" },
+  AGENT_PLANE_PORT: { default: '50050', doc: 'port of the agent plane (RegistryService, mutual TLS) on CONTROLLER_HOST; agents dial it as CONTROLLER_ADDRESS. With AGENT_PLANE_INSECURE=1 the registry is served on CONTROLLER_PORT instead' },
+  ...AGENT_PLANE_ENV,
   REPORT_INTERVAL_MS: {
     default: '1000',
     doc: 'report interval told to agents; a node is NOT_READY after 3 missed intervals',
@@ -66,8 +73,14 @@ export interface ControllerConfig {
   port: number;
   redisUrl: string;
   redisPrefix: string;
-  /** Empty: authentication disabled. */
-  apiTokens: readonly string[];
+  /** Both empty: authentication disabled. */
+  apiTokens: ApiTokens;
+  /** TLS of ClusterService (API_TLS=1), with the controller's certificate. */
+  apiTls: TlsMaterial | undefined;
+  /** Mutual TLS with the controller's certificate, or plaintext when AGENT_PLANE_INSECURE=1. */
+  agentPlane: AgentPlane;
+  /** Where RegistryService is served over mutual TLS (unused when the plane is insecure). */
+  agentPlanePort: number;
   reportIntervalMs: number;
   /** A node is NOT_READY when its last report is older than this (3 report intervals). */
   nodeStaleAfterMs: number;
@@ -91,6 +104,11 @@ export interface ControllerConfig {
   logLevel: string;
   /** /metrics, /livez, /readyz; 0: not served. */
   httpPort: number;
+}
+
+export interface ApiTokens {
+  operator: readonly string[];
+  reader: readonly string[];
 }
 
 /** Thrown for an environment variable whose value cannot be used; main() prints it and exits 1. */
@@ -129,10 +147,28 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
   if (!/^[A-Za-z0-9_.\-{}]+$/.test(redisPrefix)) {
     throw new ConfigError('REDIS_PREFIX', redisPrefix, 'use letters, digits, _ . - { } only');
   }
-  const apiTokens = raw('API_TOKENS')
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t.length > 0);
+  const apiTokens = loadApiTokens(raw);
+  let agentPlane: AgentPlane;
+  try {
+    agentPlane = loadAgentPlane(env, { role: 'controller' });
+  } catch (error) {
+    if (!(error instanceof TlsFileError)) throw error;
+    throw new ConfigError('TLS_CERT_FILE', raw('TLS_CERT_FILE'), error.message);
+  }
+  const apiTlsFlag = raw('API_TLS');
+  if (apiTlsFlag !== '0' && apiTlsFlag !== '1') throw new ConfigError('API_TLS', apiTlsFlag, 'expected 0 or 1');
+  let apiTls: TlsMaterial | undefined;
+  if (apiTlsFlag === '1') {
+    if (!raw('TLS_CERT_FILE') || !raw('TLS_KEY_FILE') || !raw('TLS_CA_FILE')) {
+      throw new ConfigError('API_TLS', apiTlsFlag, "needs TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE (the controller's certificate)");
+    }
+    try {
+      apiTls = agentPlane.insecure ? readTlsMaterial({ ca: raw('TLS_CA_FILE'), cert: raw('TLS_CERT_FILE'), key: raw('TLS_KEY_FILE') }) : agentPlane.material;
+    } catch (error) {
+      if (!(error instanceof TlsFileError)) throw error;
+      throw new ConfigError('API_TLS', apiTlsFlag, error.message);
+    }
+  }
   const logLevel = raw('LOG_LEVEL');
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
   const reportIntervalMs = int('REPORT_INTERVAL_MS', 10, 3_600_000);
@@ -152,6 +188,9 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     redisUrl,
     redisPrefix,
     apiTokens,
+    apiTls,
+    agentPlane,
+    agentPlanePort: int('AGENT_PLANE_PORT', 0, 65535),
     reportIntervalMs,
     nodeStaleAfterMs: reportIntervalMs * NOT_READY_AFTER_INTERVALS,
     nodeLeaseMs: Math.max(int('NODE_LEASE_MS', 100, 3_600_000), reportIntervalMs * NOT_READY_AFTER_INTERVALS),
@@ -166,6 +205,38 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     logLevel,
     httpPort: int('HTTP_PORT', 0, 65535),
   };
+}
+
+function tokenList(value: string): string[] {
+  return value
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+}
+
+/** API_TOKENS, API_READ_TOKENS and the lines of API_TOKENS_FILE; one token in both scopes is refused. */
+function loadApiTokens(raw: (name: ControllerEnvName) => string): ApiTokens {
+  const operator = tokenList(raw('API_TOKENS'));
+  const reader = tokenList(raw('API_READ_TOKENS'));
+  const file = raw('API_TOKENS_FILE');
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError('API_TOKENS_FILE', file, `cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    }
+    text.split('\n').forEach((line, i) => {
+      const trimmed = line.trim();
+      if (trimmed === '' || trimmed.startsWith('#')) return;
+      const match = /^(operator|reader)\s+(\S+)$/.exec(trimmed);
+      if (!match) throw new ConfigError('API_TOKENS_FILE', file, `line ${i + 1}: expected "operator <token>" or "reader <token>"`);
+      (match[1] === 'operator' ? operator : reader).push(match[2]!);
+    });
+  }
+  const both = reader.find((t) => operator.includes(t));
+  if (both !== undefined) throw new ConfigError('API_READ_TOKENS', raw('API_READ_TOKENS'), 'a token cannot be both an operator and a reader token');
+  return { operator, reader };
 }
 
 /** The variable of each configurable policy default. */

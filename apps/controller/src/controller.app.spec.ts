@@ -52,7 +52,7 @@ async function snapshot() {
 
 beforeAll(async () => {
   redisServer = await startTestRedis();
-  config = loadControllerConfig({
+  config = loadControllerConfig({ AGENT_PLANE_INSECURE: '1', 
     CONTROLLER_PORT: String(await freePort()),
     REDIS_URL: redisServer.url,
     REDIS_PREFIX: `spec-${randomUUID()}`,

@@ -19,6 +19,7 @@ export type ControllerErrorCode =
   | 'VM_STATE_CONFLICT'
   | 'MIGRATION_NOT_CANCELLABLE'
   | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'AGENT_UNAVAILABLE'
   | 'AGENT_REJECTED'
   | 'NOT_IMPLEMENTED'
@@ -139,6 +140,14 @@ export class UnauthenticatedError extends ControllerError {
   }
 }
 
+/** A caller proved who it is but may not make this call: a reader token on a write, a node acting as another node. */
+export class PermissionDeniedError extends ControllerError {
+  readonly code = 'PERMISSION_DENIED';
+  constructor(reason: string) {
+    super(reason);
+  }
+}
+
 /** A node agent could not be reached (down, restarting, deadline exceeded). The request left no state. */
 export class AgentUnavailableError extends ControllerError {
   readonly code = 'AGENT_UNAVAILABLE';
@@ -222,6 +231,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   VM_STATE_CONFLICT: status.FAILED_PRECONDITION,
   MIGRATION_NOT_CANCELLABLE: status.FAILED_PRECONDITION,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
   AGENT_UNAVAILABLE: status.UNAVAILABLE,
   AGENT_REJECTED: status.FAILED_PRECONDITION,
   NOT_IMPLEMENTED: status.UNIMPLEMENTED,

@@ -5,7 +5,9 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import type { Server } from '@grpc/grpc-js';
+import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { agentPlaneServerCredentials, authorizingInterceptor, serverTlsCredentials } from '@vmm/tls';
+import { controllerCallPolicy } from './grpc/agent-plane-policy.js';
 import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
@@ -26,6 +28,8 @@ const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 export interface RunningController {
   address: string;
+  /** Where agents register: the mutual-TLS port, or `address` when the plane is insecure. */
+  agentPlaneAddress: string;
   /** A provider of the running app (specs drive sweeps and inspect channels through it). */
   get<T>(type: abstract new (...args: never[]) => T): T;
   close(): Promise<void>;
@@ -38,6 +42,12 @@ export async function startController(config: ControllerConfig, logger: Logger):
   const health = createHealth();
   const registry = createMetricsRegistry();
   const url = `${config.host}:${config.port}`;
+  const hostPart = config.host.includes(':') ? `[${config.host}]` : config.host;
+  // The agent plane gets its own mutual-TLS port, so that ClusterService can stay plaintext on loopback
+  // (or server-only TLS) while no agent ever talks to the controller without a node certificate.
+  const agentPlaneUrl = config.agentPlane.insecure ? undefined : `${hostPart}:${config.agentPlanePort}`;
+  let agentPlaneBound: Promise<number> | undefined;
+  if (config.agentPlane.insecure) logger.warn('AGENT_PLANE_INSECURE=1: the agent plane is plaintext; anyone who reaches the controller can register as any node');
   let app;
   try {
     app = await NestFactory.createMicroservice<MicroserviceOptions>(AppModule.forRoot({ config, logger, redis }), {
@@ -48,13 +58,26 @@ export async function startController(config: ControllerConfig, logger: Logger):
         package: ['cluster.v1', 'agent.v1'],
         protoPath: [CLUSTER_PROTO, AGENT_PROTO],
         url,
+        credentials: config.apiTls ? serverTlsCredentials(config.apiTls) : ServerCredentials.createInsecure(),
         loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
         maxReceiveMessageLength: MAX_MESSAGE_BYTES,
         // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
-        channelOptions: { interceptors: [grpcMetricsInterceptor(registry, logger)] } as Record<string, unknown>,
+        // The metrics interceptor first: calls the authorizer refuses are counted and logged too.
+        channelOptions: {
+          interceptors: [grpcMetricsInterceptor(registry, logger), authorizingInterceptor(controllerCallPolicy(config.agentPlane))],
+        } as Record<string, unknown>,
         // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
         keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
-        onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => attachHealthAndReflection(server as Server, health),
+        onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => {
+          attachHealthAndReflection(server as Server, health);
+          if (agentPlaneUrl !== undefined && !config.agentPlane.insecure) {
+            const credentials = agentPlaneServerCredentials(config.agentPlane);
+            agentPlaneBound = new Promise((resolve, reject) =>
+              (server as Server).bindAsync(agentPlaneUrl, credentials, (error, port) => (error ? reject(error) : resolve(port))),
+            );
+            agentPlaneBound.catch(() => undefined); // awaited after listen()
+          }
+        },
       },
     });
   } catch (error) {
@@ -67,6 +90,16 @@ export async function startController(config: ControllerConfig, logger: Logger):
     serving ? logger.info('redis is back: serving') : logger.warn('redis is unreachable: health NOT_SERVING until it is back'),
   );
   await app.listen();
+  let agentPlaneAddress: string | undefined;
+  if (agentPlaneBound) {
+    try {
+      agentPlaneAddress = `${hostPart}:${await agentPlaneBound}`;
+    } catch (error) {
+      await app.close();
+      redisHealth.stop();
+      throw new Error(`agent plane port ${agentPlaneUrl}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
   let http: OpsHttpServer | undefined;
   if (config.httpPort > 0) {
     createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
@@ -75,10 +108,20 @@ export async function startController(config: ControllerConfig, logger: Logger):
     });
     logger.info({ port: http.port }, 'http: /metrics, /livez, /readyz');
   }
-  logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
+  logger.info(
+    {
+      address: url,
+      agentPlane: agentPlaneAddress ?? `${url} (insecure)`,
+      apiTls: config.apiTls !== undefined,
+      redisPrefix: config.redisPrefix,
+      auth: config.apiTokens.operator.length + config.apiTokens.reader.length > 0,
+    },
+    'listening',
+  );
   let closing: Promise<void> | undefined;
   return {
     address: url,
+    agentPlaneAddress: agentPlaneAddress ?? url,
     get: (type) => app.get(type, { strict: false }),
     close: () => {
       closing ??= (async () => {

@@ -32,7 +32,7 @@ async function statusOf(promise: Promise<unknown>): Promise<status> {
 beforeAll(async () => {
   registry = new FakeRegistry(await freePort());
   await registry.start();
-  const config = loadAgentConfig({
+  const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', 
     NODE_ID: 'node-under-test',
     AGENT_PORT: String(await freePort()),
     CONTROLLER_ADDRESS: registry.address,
@@ -71,7 +71,7 @@ describe('node agent', () => {
   });
 
   it('refuses to start as a QEMU node while it cannot run QEMU guests (it would advertise a driver it lacks)', async () => {
-    const config = loadAgentConfig({ NODE_ID: 'qemu-node', AGENT_PORT: String(await freePort()), HYPERVISOR: 'qemu', LOG_LEVEL: 'silent' });
+    const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', NODE_ID: 'qemu-node', AGENT_PORT: String(await freePort()), HYPERVISOR: 'qemu', LOG_LEVEL: 'silent' });
     await expect(startAgent(config, silentLogger)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('HYPERVISOR') });
   });
 

@@ -43,6 +43,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     throw new ConfigError([`HYPERVISOR=${JSON.stringify(config.hypervisor)}: this agent runs emulated VMs only so far (issue #13)`]);
   }
   await initHashing();
+  if (config.agentPlane.insecure) log.warn('AGENT_PLANE_INSECURE=1: the agent plane is plaintext and unauthenticated; anyone who reaches this port controls its VMs');
   if (!config.stateDir) log.warn('STATE_DIR is not set: fences and migration state are kept in memory only and lost when the agent restarts');
   const store = AgentStateStore.open(config.stateDir || undefined, log.child({ component: 'state' }));
   const bootId = randomUUID();
@@ -63,7 +64,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
   const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm, log }), {
-    ...agentGrpcOptions(address, health),
+    ...agentGrpcOptions(address, health, config.agentPlane),
     // Held until useLogger below: Nest's start-up lines come out through pino like the rest.
     bufferLogs: true,
   });

@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { makeClusterCerts } from '@vmm/tls';
 import { FramePool } from '@vmm/emulator';
 import { describe, expect, it } from 'vitest';
 import { agentEnv, loadAgentConfig } from './config.js';
@@ -8,7 +11,7 @@ import { silentLogger } from './testing/fixtures.js';
 
 describe('loadAgentConfig', () => {
   it('applies the documented defaults to an empty environment', () => {
-    const config = loadAgentConfig({});
+    const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1' });
     expect(config).toEqual({
       nodeId: os.hostname(),
       host: '127.0.0.1',
@@ -24,11 +27,12 @@ describe('loadAgentConfig', () => {
       logLevel: 'info',
       stateDir: '',
       hypervisor: 'emulator',
+      agentPlane: { insecure: true },
     });
   });
 
   it('reads every variable', () => {
-    const config = loadAgentConfig({
+    const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', 
       NODE_ID: 'node-a',
       AGENT_HOST: '0.0.0.0',
       AGENT_PORT: '6000',
@@ -64,12 +68,12 @@ describe('loadAgentConfig', () => {
   });
 
   it('reads the driver of the node (HYPERVISOR)', () => {
-    expect(loadAgentConfig({ HYPERVISOR: 'qemu' }).hypervisor).toBe('qemu');
-    expect(loadAgentConfig({ HYPERVISOR: ' emulator ' }).hypervisor).toBe('emulator');
+    expect(loadAgentConfig({ AGENT_PLANE_INSECURE: '1', HYPERVISOR: 'qemu' }).hypervisor).toBe('qemu');
+    expect(loadAgentConfig({ AGENT_PLANE_INSECURE: '1', HYPERVISOR: ' emulator ' }).hypervisor).toBe('emulator');
   });
 
   it('derives the advertised address from host and port', () => {
-    expect(loadAgentConfig({ AGENT_HOST: '10.0.0.7', AGENT_PORT: '7000' }).advertiseAddress).toBe('10.0.0.7:7000');
+    expect(loadAgentConfig({ AGENT_PLANE_INSECURE: '1', AGENT_HOST: '10.0.0.7', AGENT_PORT: '7000' }).advertiseAddress).toBe('10.0.0.7:7000');
   });
 
   it.each([
@@ -96,7 +100,7 @@ describe('loadAgentConfig', () => {
   ])('rejects %s=%s naming the variable', (name, value) => {
     let error: unknown;
     try {
-      loadAgentConfig({ [name]: value });
+      loadAgentConfig({ AGENT_PLANE_INSECURE: '1', [name]: value });
     } catch (err) {
       error = err;
     }
@@ -107,17 +111,32 @@ describe('loadAgentConfig', () => {
   });
 
   it('lists every problem at once', () => {
-    expect(() => loadAgentConfig({ AGENT_PORT: 'x', KSM_RUN: '9' })).toThrow(/AGENT_PORT[\s\S]*KSM_RUN/);
+    expect(() => loadAgentConfig({ AGENT_PLANE_INSECURE: '1', AGENT_PORT: 'x', KSM_RUN: '9' })).toThrow(/AGENT_PORT[\s\S]*KSM_RUN/);
+  });
+
+  it("runs the agent plane over mutual TLS with a certificate naming its NODE_ID, plaintext only when asked", async () => {
+    expect(() => loadAgentConfig({ NODE_ID: 'node-1' })).toThrow(/set TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vmm-agent-certs-'));
+    try {
+      await makeClusterCerts({ out: dir, nodes: ['node-1', 'node-2'] });
+      const files = (owner: string) => ({ TLS_CA_FILE: path.join(dir, 'ca.pem'), TLS_CERT_FILE: path.join(dir, `${owner}.pem`), TLS_KEY_FILE: path.join(dir, `${owner}-key.pem`) });
+      expect(loadAgentConfig({ NODE_ID: 'node-1', ...files('node-1') }).agentPlane).toMatchObject({ insecure: false, identity: { role: 'node', nodeId: 'node-1' } });
+      expect(() => loadAgentConfig({ NODE_ID: 'node-1', ...files('node-2') })).toThrow(/not a certificate of node node-1/);
+      expect(() => loadAgentConfig({ NODE_ID: 'node-1', ...files('controller') })).toThrow(/not a certificate of node node-1/);
+      expect(() => loadAgentConfig({ NODE_ID: 'node-1', AGENT_PLANE_INSECURE: 'yes' })).toThrow(/AGENT_PLANE_INSECURE/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('documents every variable it reads', () => {
-    const config = loadAgentConfig({});
+    const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1' });
     expect(Object.keys(agentEnv).sort()).toEqual(
       [
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR', 'HYPERVISOR',
+        'STATE_DIR', 'HYPERVISOR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);
@@ -125,9 +144,9 @@ describe('loadAgentConfig', () => {
   });
 
   it('starts ksmd with every KSM_* knob of the environment', () => {
-    const { ksm } = loadAgentConfig({ KSM_RUN: '0', KSM_PAGES_TO_SCAN: '64', KSM_SLEEP_MILLISECS: '7', KSM_MAX_PAGE_SHARING: '16', KSM_USE_ZERO_PAGES: '1' });
+    const { ksm } = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', KSM_RUN: '0', KSM_PAGES_TO_SCAN: '64', KSM_SLEEP_MILLISECS: '7', KSM_MAX_PAGE_SHARING: '16', KSM_USE_ZERO_PAGES: '1' });
     const service = new KsmService(new FramePool(), ksm, silentLogger);
     expect(service.knobs()).toEqual({ run: 0, pagesToScan: 64, sleepMillisecs: 7, maxPageSharing: 16, useZeroPages: true });
-    expect(new KsmService(new FramePool(), loadAgentConfig({}).ksm, silentLogger).knobs()).toMatchObject({ maxPageSharing: 256, useZeroPages: false });
+    expect(new KsmService(new FramePool(), loadAgentConfig({ AGENT_PLANE_INSECURE: '1' }).ksm, silentLogger).knobs()).toMatchObject({ maxPageSharing: 256, useZeroPages: false });
   });
 });

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { KNOB_RANGES } from '@vmm/ksm';
+import { AGENT_PLANE_ENV, loadAgentPlane, TlsFileError, type AgentPlane } from '@vmm/tls';
 import { ConfigError } from './errors.js';
 import { HYPERVISOR_KINDS, type HypervisorKind } from './hypervisor/hypervisor-kind.js';
 
@@ -26,6 +27,7 @@ export const agentEnv = {
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
   HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
+  ...AGENT_PLANE_ENV,
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -50,6 +52,8 @@ export interface AgentConfig {
   stateDir: string;
   /** The driver of this node's VMs (HYPERVISOR), advertised at registration. */
   hypervisor: HypervisorKind;
+  /** Mutual TLS with this node's certificate (it must name NODE_ID), or plaintext when AGENT_PLANE_INSECURE=1. */
+  agentPlane: AgentPlane;
   logLevel: LogLevel;
 }
 
@@ -110,6 +114,14 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   const hypervisor = raw('HYPERVISOR') as HypervisorKind;
   if (!HYPERVISOR_KINDS.includes(hypervisor)) bad('HYPERVISOR', `one of ${HYPERVISOR_KINDS.join(', ')}`);
 
+  let agentPlane: AgentPlane = { insecure: true };
+  try {
+    agentPlane = loadAgentPlane(env, { role: 'node', nodeId });
+  } catch (err) {
+    if (!(err instanceof TlsFileError)) throw err;
+    problems.push(err.message);
+  }
+
   const config: AgentConfig = {
     nodeId,
     host,
@@ -131,6 +143,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     },
     stateDir: raw('STATE_DIR'),
     hypervisor,
+    agentPlane,
     logLevel,
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -6,9 +6,11 @@
  * instead of waiting out the backoff. Each channel has its own subchannel pool: grpc-js shares
  * subchannels between equal channels by default, and a new channel would inherit the old backoff.
  */
-import { Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { credentials } from '@grpc/grpc-js';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { agent } from '@vmm/proto';
+import { agentPlaneChannelCredentials } from '@vmm/tls';
+import { CONFIG, type ControllerConfig } from '../config.js';
 
 /**
  * Agents restart during tests and demos: reconnect quickly instead of backing off for long. Keepalive
@@ -32,11 +34,17 @@ export class AgentClientPool implements OnModuleDestroy {
   private readonly clients = new Map<string, agent.AgentServiceClient>();
   private readonly retired = new Set<agent.AgentServiceClient>();
   private readonly retireTimers = new Set<NodeJS.Timeout>();
+  /** The controller's certificate on every agent channel (or plaintext on an insecure plane). */
+  private readonly credentials: ChannelCredentials;
+
+  constructor(@Inject(CONFIG) config: Pick<ControllerConfig, 'agentPlane'>) {
+    this.credentials = agentPlaneChannelCredentials(config.agentPlane);
+  }
 
   get(address: string): agent.AgentServiceClient {
     let client = this.clients.get(address);
     if (!client) {
-      client = new agent.AgentServiceClient(address, credentials.createInsecure(), AGENT_CHANNEL_OPTIONS);
+      client = new agent.AgentServiceClient(address, this.credentials, AGENT_CHANNEL_OPTIONS);
       this.clients.set(address, client);
     }
     return client;

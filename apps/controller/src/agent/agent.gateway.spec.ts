@@ -13,7 +13,7 @@ type Callback = sendUnaryData<never>;
 
 let server: Server;
 let node: NodeRecord;
-const pool = new AgentClientPool();
+const pool = new AgentClientPool({ agentPlane: { insecure: true } });
 const gateway = new AgentGateway(pool);
 
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 /**
  * agent.v1.RegistryService: agents register and stream reports; each report is answered by a
- * ReportAck on the same stream. Unauthenticated for now (agent ↔ controller auth comes with mutual
- * TLS). Reports are applied one at a time, in order.
+ * ReportAck on the same stream. Over mutual TLS a node registers and reports only as itself
+ * (agent-plane-policy.ts). Reports are applied one at a time, in order.
  *
  * StreamReports is served as a raw call (see WithRawStreamCalls), so the generated decorator, which
  * would bind it as an Observable stream, is replaced by @GrpcMethod/@GrpcStreamCall with the service
@@ -9,10 +9,12 @@
  */
 import { Controller, Inject } from '@nestjs/common';
 import { GrpcMethod, GrpcStreamCall } from '@nestjs/microservices';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Metadata, ServerDuplexStream } from '@grpc/grpc-js';
 import { AGENT_ERROR_DOMAIN, toServerError, type agent } from '@vmm/proto';
 import { REGISTRY_SERVICE_NAME, type RegistryServiceController, type WithRawStreamCalls } from '@vmm/proto/nest';
 import { LOGGER, type Logger } from '../common/logger.js';
+import { CONFIG, type ControllerConfig } from '../config.js';
+import { assertActsAsItself } from './agent-plane-policy.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { toRichError } from './grpc-exception.filter.js';
 
@@ -21,10 +23,12 @@ export class RegistryGrpcController implements WithRawStreamCalls<RegistryServic
   constructor(
     @Inject(RegistryService) private readonly registry: RegistryService,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(CONFIG) private readonly config: ControllerConfig,
   ) {}
 
   @GrpcMethod(REGISTRY_SERVICE_NAME)
-  register(req: agent.RegisterRequest): Promise<agent.RegisterResponse> {
+  async register(req: agent.RegisterRequest, metadata?: Metadata): Promise<agent.RegisterResponse> {
+    assertActsAsItself(this.config.agentPlane, metadata, req.nodeId);
     return this.registry.register(req);
   }
 
@@ -47,14 +51,19 @@ export class RegistryGrpcController implements WithRawStreamCalls<RegistryServic
     };
     call.on('data', (msg: agent.StreamReportsRequest) => {
       call.pause();
-      this.registry.report(msg.report).then(
-        (ack) => {
-          if (settled) return;
-          call.write(ack);
-          call.resume();
-        },
-        (error: unknown) => finish(error),
-      );
+      Promise.resolve()
+        .then(() => {
+          assertActsAsItself(this.config.agentPlane, call.metadata, msg.report?.nodeId ?? '');
+          return this.registry.report(msg.report);
+        })
+        .then(
+          (ack) => {
+            if (settled) return;
+            call.write(ack);
+            call.resume();
+          },
+          (error: unknown) => finish(error),
+        );
     });
     call.on('end', () => finish(null));
     call.on('error', () => finish(null));

@@ -13,7 +13,7 @@ const EMPTY_REPORT = { memoryUsedBytes: 0, ksm: undefined, ksmKnobs: undefined, 
 
 it('records NOT_READY after 3 silent intervals and READY again after a report', async () => {
   // A controller that started long before this node's reports: no start-up grace applies.
-  const config = { ...loadControllerConfig({ REPORT_INTERVAL_MS: '100', REDIS_PREFIX: prefix }), startedAtMs: 0 };
+  const config = { ...loadControllerConfig({ AGENT_PLANE_INSECURE: '1', REPORT_INTERVAL_MS: '100', REDIS_PREFIX: prefix }), startedAtMs: 0 };
   const nodes = new NodeRepository(db.redis, redisKeys(prefix));
   const sweeper = new NodeReadinessSweeper(config, createLogger('silent'), nodes);
   const t0 = 1_000_000;
@@ -33,7 +33,7 @@ it('records NOT_READY after 3 silent intervals and READY again after a report', 
 it('a restarted controller does not judge a node that was ready NOT_READY before its agent could report', async () => {
   const t0 = 5_000_000;
   const own = db.newPrefix();
-  const config = { ...loadControllerConfig({ REPORT_INTERVAL_MS: '100', REDIS_PREFIX: own }), startedAtMs: t0 + 1_000 };
+  const config = { ...loadControllerConfig({ AGENT_PLANE_INSECURE: '1', REPORT_INTERVAL_MS: '100', REDIS_PREFIX: own }), startedAtMs: t0 + 1_000 };
   const nodes = new NodeRepository(db.redis, redisKeys(own));
   const sweeper = new NodeReadinessSweeper(config, createLogger('silent'), nodes);
   await nodes.upsertRegistration({ nodeId: 'n2', address: '127.0.0.1:1', vcpus: 1, memoryMib: 1, cpuAllocationRatio: 1, ramAllocationRatio: 1, agentVersion: '' }, t0);

@@ -28,7 +28,7 @@ export async function startSpecCluster(opts: {
 }): Promise<SpecCluster> {
   const redisServer: TestRedis = await startTestRedis();
   const logger = createLogger(process.env.SPEC_LOG_LEVEL ?? 'silent');
-  const config = loadControllerConfig({
+  const config = loadControllerConfig({ AGENT_PLANE_INSECURE: '1', 
     CONTROLLER_PORT: String(await freePort()),
     REDIS_URL: redisServer.url,
     REDIS_PREFIX: `spec-${randomUUID()}`,

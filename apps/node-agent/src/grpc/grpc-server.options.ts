@@ -1,6 +1,7 @@
 import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
 import { addReflection, AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { agentPlaneServerCredentials, authorizingInterceptor, isOpenService, requireRole, type AgentPlane, type CallPolicy } from '@vmm/tls';
 import { HealthImplementation } from 'grpc-health-check';
 
 export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
@@ -13,16 +14,30 @@ export function createHealth(): HealthImplementation {
 }
 
 /**
+ * Who may call an agent (docs/api.md, Security): AgentService only the controller, health and
+ * reflection anyone holding a certificate of the cluster (the operator's, a node's). Nobody else gets
+ * past the handshake.
+ */
+export const agentCallPolicy: CallPolicy = (method, caller) => {
+  if (isOpenService(method)) return undefined;
+  return requireRole(caller, ['controller'], 'the controller', method);
+};
+
+/**
  * Nest gRPC transport options for the agent: agent.v1 on `url`, plus grpc.health.v1.Health and server
  * reflection on the same server (from buf's descriptors; it lists agent.v1.AgentService and health only).
+ * Mutual TLS unless the plane is explicitly insecure.
  */
-export function agentGrpcOptions(url: string, health: HealthImplementation): GrpcOptions {
+export function agentGrpcOptions(url: string, health: HealthImplementation, plane: AgentPlane): GrpcOptions {
   return {
     transport: Transport.GRPC,
     options: {
       package: 'agent.v1',
       protoPath: AGENT_PROTO,
       url,
+      credentials: agentPlaneServerCredentials(plane),
+      // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
+      ...(plane.insecure ? {} : { channelOptions: { interceptors: [authorizingInterceptor(agentCallPolicy)] } as Record<string, unknown> }),
       loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
       maxReceiveMessageLength: MAX_MESSAGE_BYTES,
       maxSendMessageLength: MAX_MESSAGE_BYTES,

@@ -17,7 +17,7 @@ let src: AgentCalls;
 let dst: AgentCalls;
 
 async function boot(nodeId: string): Promise<RunningAgent> {
-  const config = loadAgentConfig({
+  const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', 
     NODE_ID: nodeId,
     AGENT_PORT: String(await freePort()),
     CONTROLLER_ADDRESS: registry.address,

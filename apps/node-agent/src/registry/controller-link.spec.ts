@@ -15,7 +15,7 @@ afterEach(async () => {
 });
 
 function link(controllerPort: number): { link: ControllerLink; vms: VmManager } {
-  const config = loadAgentConfig({ NODE_ID: 'n1', CONTROLLER_ADDRESS: `127.0.0.1:${controllerPort}`, REPORT_INTERVAL_MS: '20' });
+  const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', NODE_ID: 'n1', CONTROLLER_ADDRESS: `127.0.0.1:${controllerPort}`, REPORT_INTERVAL_MS: '20' });
   const vms = new VmManager(new FramePool(), { maxVcpus: 8, maxMemoryMib: 256 }, silentLogger);
   const controllerLink = new ControllerLink({
     config,

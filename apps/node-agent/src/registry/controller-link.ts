@@ -1,4 +1,5 @@
-import { credentials, Metadata, type ClientDuplexStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ClientDuplexStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { agentPlaneChannelCredentials } from '@vmm/tls';
 import { agent } from '@vmm/proto';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
@@ -115,7 +116,7 @@ export class ControllerLink {
     const { config, log } = this.deps;
     let attempt = 0;
     while (this.transition('registering')) {
-      const client = new agent.RegistryServiceClient(config.controllerAddress, credentials.createInsecure(), CHANNEL_OPTIONS);
+      const client = new agent.RegistryServiceClient(config.controllerAddress, agentPlaneChannelCredentials(config.agentPlane), CHANNEL_OPTIONS);
       try {
         const response = await this.register(client);
         attempt = 0;
