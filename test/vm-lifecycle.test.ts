@@ -8,6 +8,7 @@ import { startTestCluster, type TestCluster } from './support/cluster.js';
 import { expectGrpcError, listServicesByReflection, status } from './support/grpc.js';
 import { listAllVms, vmRequest } from './support/vms.js';
 import { waitFor } from './support/wait-for.js';
+import { operatorCredentialsFor } from './support/peer-credentials.js';
 
 const REPORT_INTERVAL_MS = 500;
 const PAGES_PER_MIB = 256;
@@ -182,7 +183,7 @@ describe('health and reflection', () => {
 
   it('every agent serves Health and lists agent.v1.AgentService by reflection', async () => {
     for (const a of c.agents) {
-      expect(await checkHealth(a.address)).toBe('SERVING');
+      expect(await checkHealth(a.address, '', 1000, operatorCredentialsFor(a.address))).toBe('SERVING');
       const services = await listServicesByReflection(a.address);
       expect(services).toEqual(expect.arrayContaining(['agent.v1.AgentService', 'grpc.health.v1.Health']));
     }

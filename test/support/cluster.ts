@@ -1,6 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { inject } from 'vitest';
+import { makeClusterCerts } from '@vmm/tls';
 import { startCluster, type ClusterOptions, type LocalCluster } from '@vmm/local-cluster/cluster';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
+import { forgetCluster, rememberCluster } from './peer-credentials.js';
 import { removePrefix, uniquePrefix } from './redis-prefix.js';
 
 export type TestCluster = LocalCluster & {
@@ -33,6 +38,7 @@ export async function startTestCluster(options: Omit<ClusterOptions, 'redisUrl' 
     throw err;
   }
   const stop = started.stop;
+  rememberCluster(started);
   return Object.assign(started, {
     output: () =>
       [started.controller, ...started.agents.map((a) => a.process)]
@@ -42,6 +48,7 @@ export async function startTestCluster(options: Omit<ClusterOptions, 'redisUrl' 
       try {
         await stop();
       } finally {
+        forgetCluster(started);
         await removePrefix(redisUrl, prefix).catch(() => {});
       }
     },
@@ -56,4 +63,19 @@ export async function stopTestCluster(c: TestCluster | undefined, api: ClusterAp
   for (const vmId of vmIds) await api?.deleteVm({ vmId }).catch(() => {});
   api?.close();
   await c?.stop();
+}
+
+export interface PreparedCerts {
+  certsDir: string;
+  remove(): Promise<void>;
+}
+
+/**
+ * The certificates of a cluster of `agents` nodes, made before it starts (its --certs-dir: the cluster
+ * reuses this CA), for test parts that serve the agents before the cluster exists (relays, taps).
+ */
+export async function preparedCerts(agents: number): Promise<PreparedCerts> {
+  const certsDir = await mkdtemp(path.join(os.tmpdir(), 'vmm-test-certs-'));
+  await makeClusterCerts({ out: certsDir, nodes: Array.from({ length: agents }, (_, i) => `node-${i + 1}`) });
+  return { certsDir, remove: () => rm(certsDir, { recursive: true, force: true }) };
 }

@@ -1,5 +1,6 @@
 import { credentials, makeGenericClientConstructor, Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { reflectionV1 } from '@vmm/proto';
+import { operatorCredentialsFor } from './peer-credentials.js';
 import { expect } from 'vitest';
 
 export { status };
@@ -33,7 +34,7 @@ export async function expectGrpcError(
 
 /**
  * Lists the services a server exposes through grpc.reflection.v1 (or v1alpha), without any token:
- * what a generic tool such as grpcurl does first.
+ * what a generic tool such as grpcurl does first (with the operator's certificate on a TLS server).
  */
 export function listServicesByReflection(address: string, version: 'v1' | 'v1alpha' = 'v1'): Promise<string[]> {
   const method = reflectionV1.ServerReflectionService.serverReflectionInfo;
@@ -41,7 +42,7 @@ export function listServicesByReflection(address: string, version: 'v1' | 'v1alp
     { serverReflectionInfo: { ...method, path: `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo` } },
     `grpc.reflection.${version}.ServerReflection`,
   );
-  const client = new Client(address, credentials.createInsecure()) as unknown as Client & {
+  const client = new Client(address, operatorCredentialsFor(address)) as unknown as Client & {
     serverReflectionInfo(md: Metadata, opts: { deadline: number }): ClientDuplexStream<reflectionV1.ServerReflectionRequest, reflectionV1.ServerReflectionResponse>;
   };
   return new Promise<string[]>((resolve, reject) => {

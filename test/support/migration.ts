@@ -9,7 +9,9 @@ import { freePort } from '@vmm/local-cluster/ports';
 import type { ClusterOptions } from '@vmm/local-cluster/cluster';
 import { expect } from 'vitest';
 import { startTestCluster, type TestCluster } from './cluster.js';
-import { RegistryRelay } from './registry-relay.js';
+import { controllerCredentialsFor } from './peer-credentials.js';
+import { RegistryRelay, type RelayTls } from './registry-relay.js';
+import { preparedCerts, type PreparedCerts } from './cluster.js';
 import { waitFor } from './wait-for.js';
 
 const { MigrationPhase, VmState, WorkloadKind } = cluster;
@@ -49,7 +51,7 @@ export function policy(overrides: Partial<cluster.MigrationPolicy> = {}): cluste
 // Agents, over their own gRPC service (what the controller uses).
 
 export function agentApi(address: string) {
-  const client = new agent.AgentServiceClient(address, credentials.createInsecure());
+  const client = new agent.AgentServiceClient(address, controllerCredentialsFor(address));
   return Object.assign(promiseClient(client, agent.AgentServiceService, agent), { client, close: () => client.close() });
 }
 export type AgentApi = ReturnType<typeof agentApi>;
@@ -186,9 +188,9 @@ export class ReportTap {
   private constructor() {}
 
   /** Listens on a free port and forwards to the controller at `controllerAddress` (connected lazily). */
-  static async start(controllerAddress: string): Promise<ReportTap> {
+  static async start(controllerAddress: string, tls?: RelayTls): Promise<ReportTap> {
     const tap = new ReportTap();
-    tap.relay = await RegistryRelay.start(controllerAddress, (report) => tap.record(report));
+    tap.relay = await RegistryRelay.start(controllerAddress, (report) => tap.record(report), tls);
     return tap;
   }
 
@@ -246,19 +248,30 @@ export async function startMigrationCluster(
   const { tap: withTap, ...rest } = options;
   let tap: ReportTap | undefined;
   let port = rest.port;
+  let agentPlanePort = rest.agentPlanePort;
+  // The tap serves the agents before the cluster exists: over TLS it needs the cluster's certificates
+  // and the controller's agent-plane port now.
+  let certs: PreparedCerts | undefined;
   if (withTap) {
     port = port || (await freePort());
-    tap = await ReportTap.start(`127.0.0.1:${port}`);
+    if (!rest.insecure) {
+      certs = await preparedCerts(rest.agents ?? 1);
+      agentPlanePort = agentPlanePort || (await freePort());
+    }
+    tap = await ReportTap.start(`127.0.0.1:${rest.insecure ? port : agentPlanePort}`, certs);
   }
   let c: TestCluster;
   try {
     c = await startTestCluster({
       ...rest,
       port,
+      agentPlanePort,
+      ...(certs ? { certsDir: certs.certsDir } : {}),
       agentEnv: (i) => ({ ...rest.agentEnv?.(i), ...(tap ? { CONTROLLER_ADDRESS: tap.address } : {}) }),
     });
   } catch (err) {
     await tap?.stop();
+    await certs?.remove();
     throw err;
   }
   const api = c.api();
@@ -272,6 +285,7 @@ export async function startMigrationCluster(
         await c.stop();
       } finally {
         await tap?.stop();
+        await certs?.remove();
       }
     },
   };

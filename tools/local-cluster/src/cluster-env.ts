@@ -39,6 +39,8 @@ function securityEnv(security: SecuritySettings, owner: string): Record<string, 
 
 export interface ControllerEnvInput {
   port: number;
+  /** AGENT_PLANE_PORT: the mutual-TLS port agents dial (ignored on an insecure plane). */
+  agentPlanePort: number;
   redisUrl: string;
   prefix: string;
   token?: string;
@@ -57,6 +59,7 @@ export function controllerEnvironment(input: ControllerEnvInput): Record<string,
     ...input.common,
     CONTROLLER_HOST: '127.0.0.1',
     CONTROLLER_PORT: String(input.port),
+    AGENT_PLANE_PORT: String(input.agentPlanePort),
     REDIS_URL: input.redisUrl,
     REDIS_PREFIX: input.prefix,
     API_TOKENS: input.token ?? '',

@@ -1,5 +1,6 @@
 import type { cluster } from '@vmm/proto';
 import type { Hypervisor } from './cluster-env.js';
+import type { ClusterCredentials } from './cluster-credentials.js';
 import type { ClusterApi } from './grpc-client.js';
 import type { ProcessState } from './process-state.js';
 import type { ManagedProcess, SpawnProcessOptions } from './processes.js';
@@ -13,6 +14,8 @@ export interface ClusterOptions {
   agents?: number;
   /** The controller's port on 127.0.0.1; 0 (the default) picks a free one. */
   port?: number;
+  /** Its agent-plane (mutual TLS) port; 0 (the default) picks a free one. Unused when insecure. */
+  agentPlanePort?: number;
   /** When set, the controller requires `authorization: Bearer <token>` (API_TOKENS). */
   token?: string;
   /** A reader token (API_READ_TOKENS): Get*, List*, Watch* only. */
@@ -101,6 +104,12 @@ export type ClusterSignal = (typeof CLUSTER_SIGNALS)[number];
 export interface LocalCluster {
   readonly controllerAddress: string;
   readonly controllerPort: number;
+  /** Where agents register (the controller's mutual-TLS port; the controller's address when insecure). */
+  readonly agentPlaneAddress: string;
+  readonly insecure: boolean;
+  readonly apiTls: boolean;
+  /** gRPC credentials made from the cluster's certificates (plaintext ones when insecure). */
+  readonly credentials: ClusterCredentials;
   readonly redisUrl: string;
   readonly prefix: string;
   readonly token: string | undefined;

@@ -21,6 +21,9 @@ import {
   UnknownProcessError,
   UnsupportedSignalError,
 } from './errors.js';
+import { makeClusterCerts } from '@vmm/tls';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { clusterCredentials } from './cluster-credentials.js';
 import { clusterApi } from './grpc-client.js';
 import { waitForServing } from './health.js';
 import { delay, freePort, isPortFree } from './ports.js';
@@ -69,7 +72,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   const agentMain = options.agentMain ?? AGENT_MAIN;
   for (const entry of [controllerMain, agentMain]) if (!existsSync(entry)) throw new EntryPointMissingError(entry);
   // A foreign server on a port would answer our health checks: refuse before starting anything.
-  for (const port of [options.port, options.httpPort]) if (port && !(await isPortFree(port))) throw new PortInUseError(port);
+  for (const port of [options.port, options.httpPort, options.agentPlanePort]) if (port && !(await isPortFree(port))) throw new PortInUseError(port);
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
   const reportIntervalMs = options.reportIntervalMs ?? 1000;
   const logLevel = options.logLevel ?? process.env.LOG_LEVEL ?? 'warn';
@@ -93,6 +96,18 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   const prefix = options.prefix ?? `local-cluster-${randomUUID()}`;
   const removeKeysOnStop = options.removeKeysOnStop ?? (redis.kind === 'external' && options.prefix === undefined);
   const security: SecuritySettings = { certsDir: dirs.certsDir, insecure: options.insecure ?? false, apiTls: options.apiTls ?? false };
+  const nodeIds = Array.from({ length: agentCount }, (_, i) => `node-${i + 1}`);
+  if (!security.insecure || security.apiTls) {
+    try {
+      // An existing CA in a named --certs-dir is reused: certificates made before stay valid.
+      await makeClusterCerts({ out: dirs.certsDir, nodes: nodeIds });
+    } catch (err) {
+      await redis.stop().catch(() => {});
+      await dirs.remove();
+      throw err;
+    }
+  }
+  const creds = clusterCredentials(security);
   const common: Record<string, string> = { REPORT_INTERVAL_MS: String(reportIntervalMs), LOG_LEVEL: logLevel, ...options.extraEnv };
 
   const units = new Map<string, Unit>();
@@ -100,8 +115,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   const agents: AgentHandle[] = [];
   let controllerPort = 0;
   let controllerAddress = '';
+  let agentPlaneAddress = '';
 
-  const serviceUnit = (name: string, kind: ClusterProcessKind, address: string, main: string, env: Record<string, string>) => {
+  const serviceUnit = (name: string, kind: ClusterProcessKind, address: string, main: string, env: Record<string, string>, healthCredentials: ChannelCredentials) => {
     const unit: Unit = {
       kind,
       address,
@@ -109,7 +125,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
         name,
         spawn: () => spawnProcess({ name, args: [main], env, cwd: REPO_ROOT, onLine: options.onLine }),
         ready: (child) =>
-          waitForServing(address, { timeoutMs: readyTimeoutMs, abort: () => (child.running ? undefined : exitedError(child)) }),
+          waitForServing(address, { timeoutMs: readyTimeoutMs, credentials: healthCredentials, abort: () => (child.running ? undefined : exitedError(child)) }),
         ...supervision,
       }),
     };
@@ -131,7 +147,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
     return undefined;
   };
 
-  const api = (token?: string | null) => clusterApi(controllerAddress, token === null ? undefined : (token ?? options.token));
+  const api = (token?: string | null) => clusterApi(controllerAddress, token === null ? undefined : (token ?? options.token), creds.api());
   const listNodes = async () => {
     const client = api();
     try {
@@ -189,8 +205,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   try {
     controllerPort = options.port || (await freePort());
     controllerAddress = `127.0.0.1:${controllerPort}`;
+    const agentPlanePort = security.insecure ? controllerPort : options.agentPlanePort || (await freePort());
+    agentPlaneAddress = `127.0.0.1:${agentPlanePort}`;
     const controllerEnv = controllerEnvironment({
       port: controllerPort,
+      agentPlanePort,
       redisUrl: redis.url,
       prefix,
       token: options.token,
@@ -200,15 +219,15 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       common,
       overrides: options.controllerEnv,
     });
-    await serviceUnit('controller', 'controller', controllerAddress, controllerMain, controllerEnv).start();
+    await serviceUnit('controller', 'controller', controllerAddress, controllerMain, controllerEnv, creds.api()).start();
     for (let index = 0; index < agentCount; index++) {
-      const nodeId = `node-${index + 1}`;
+      const nodeId = nodeIds[index]!;
       const port = await freePort();
       const stateDir = await dirs.agentStateDir(nodeId);
       const env = agentEnvironment({
         nodeId,
         port,
-        controllerAddress,
+        controllerAddress: agentPlaneAddress,
         nodeVcpus: options.nodeVcpus ?? 8,
         nodeMemoryMib: options.nodeMemoryMib ?? 8192,
         hypervisor: options.hypervisor ?? 'emulator',
@@ -217,7 +236,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
         common,
         overrides: options.agentEnv?.(index),
       });
-      const unit = serviceUnit(nodeId, 'agent', `127.0.0.1:${port}`, agentMain, env);
+      const unit = serviceUnit(nodeId, 'agent', `127.0.0.1:${port}`, agentMain, env, creds.as('operator'));
       agents.push({
         index,
         nodeId,
@@ -248,6 +267,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
   return {
     controllerAddress,
     controllerPort,
+    agentPlaneAddress,
+    insecure: security.insecure,
+    apiTls: security.apiTls,
+    credentials: creds,
     redisUrl: redis.url,
     prefix,
     token: options.token,

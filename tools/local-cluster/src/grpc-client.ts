@@ -1,6 +1,7 @@
 import {
   credentials,
   InterceptingCall,
+  type ChannelCredentials,
   Metadata,
   type Interceptor,
 } from '@grpc/grpc-js';
@@ -25,15 +26,15 @@ export function bearerInterceptor(token: string): Interceptor {
 }
 
 /** A ClusterService client for `address`, sending `token` on every call when given. */
-export function createClusterClient(address: string, token?: string): cluster.ClusterServiceClient {
-  return new cluster.ClusterServiceClient(address, credentials.createInsecure(), {
+export function createClusterClient(address: string, token?: string, channelCredentials: ChannelCredentials = credentials.createInsecure()): cluster.ClusterServiceClient {
+  return new cluster.ClusterServiceClient(address, channelCredentials, {
     interceptors: token ? [bearerInterceptor(token)] : [],
   });
 }
 
 /** A ClusterService client with promise-returning unary methods; `close()` closes its channel. */
-export function clusterApi(address: string, token?: string) {
-  const client = createClusterClient(address, token);
+export function clusterApi(address: string, token?: string, channelCredentials?: ChannelCredentials) {
+  const client = createClusterClient(address, token, channelCredentials);
   return Object.assign(promiseClient(client, cluster.ClusterServiceService, cluster), {
     client,
     close: () => client.close(),

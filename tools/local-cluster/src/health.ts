@@ -58,6 +58,8 @@ export interface WaitForServingOptions {
   service?: string;
   timeoutMs?: number;
   intervalMs?: number;
+  /** Default plaintext; a mutual-TLS server needs a certificate of the cluster (the operator's). */
+  credentials?: ChannelCredentials;
   /** Checked between polls: stop waiting (rejecting with its error) when it returns one, e.g. the process died. */
   abort?: () => Error | undefined;
 }
@@ -71,7 +73,7 @@ export async function waitForServing(address: string, options: WaitForServingOpt
     const aborted = options.abort?.();
     if (aborted) throw aborted;
     try {
-      const s = await checkHealth(address, options.service ?? '', 1000);
+      const s = await checkHealth(address, options.service ?? '', 1000, options.credentials);
       if (s === 'SERVING') return;
       last = s;
     } catch (err) {
