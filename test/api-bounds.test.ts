@@ -1,7 +1,6 @@
 // Bounds on what one client can make the controller hold (issue #9, point 4): a 4 MiB receive limit,
 // a bounded number of watch streams per client, a bounded number of VMs per registration. Each refusal
 // has its status, changes nothing and leaves every process running. Against a real controller.
-import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { agent, cluster, promiseClient } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
@@ -38,16 +37,19 @@ it('a request above 4 MiB is RESOURCE_EXHAUSTED before it is decoded; nothing ch
 });
 
 it('a registration listing more VMs than a node may hold is INVALID_ARGUMENT naming vms', async () => {
-  const client = new agent.RegistryServiceClient(c.controllerAddress, credentials.createInsecure());
+  // With node-2's own certificate (a node may register only as itself): a node gone wrong, not an intruder.
+  const client = new agent.RegistryServiceClient(c.agentPlaneAddress, c.credentials.as('node-2'));
   const registry = promiseClient(client, agent.RegistryServiceService, agent);
   try {
+    const before = (await api.listNodes({})).nodes.find((n) => n.nodeId === 'node-2');
     const vms = Array.from({ length: 10_001 }, (_, i) => agent.VmStatus.fromPartial({ vmId: `v${i}`, state: cluster.VmState.VM_STATE_RUNNING }));
     await expectGrpcError(
-      registry.register({ nodeId: 'flood', address: '127.0.0.1:1', vcpus: 1, memoryMib: 1024, cpuAllocationRatio: 1, ramAllocationRatio: 1, reportIntervalMs: 1000, vms }),
+      registry.register({ nodeId: 'node-2', address: '127.0.0.1:1', vcpus: 1, memoryMib: 1024, cpuAllocationRatio: 1, ramAllocationRatio: 1, reportIntervalMs: 1000, vms }),
       status.INVALID_ARGUMENT,
       /vms/,
     );
-    expect((await api.listNodes({})).nodes.map((n) => n.nodeId)).not.toContain('flood');
+    const after = (await api.listNodes({})).nodes.find((n) => n.nodeId === 'node-2');
+    expect(after).toMatchObject({ address: before!.address, state: cluster.NodeState.NODE_STATE_READY, memoryMib: before!.memoryMib });
   } finally {
     client.close();
   }

@@ -33,6 +33,9 @@ async function setup(relayed: number): Promise<Setup> {
   try {
     c = await startTestCluster({
       agents: 2,
+      // The relay is a man in the middle between the controller and an agent: what mutual TLS keeps
+      // out. These tests are about the commit point, so their agent plane is plaintext on purpose.
+      insecure: true,
       reportIntervalMs: REPORT_INTERVAL_MS,
       privateRedis: true,
       controllerEnv: { NODE_LEASE_MS: String(LEASE_MS) },

@@ -5,9 +5,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { afterEach, expect, inject, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import { REPO_ROOT } from '@vmm/local-cluster/cluster';
+import { clusterCredentials } from '@vmm/local-cluster/cluster-credentials';
 import { clusterApi } from '@vmm/local-cluster/grpc-client';
 import { checkHealth } from '@vmm/local-cluster/health';
 import { freePort } from '@vmm/local-cluster/ports';
@@ -81,6 +83,8 @@ it('without --supervise, a killed agent is one node down, a killed controller or
   });
   const pid = (name: string) => l.processes.get(name)!.pid;
   expect([...l.processes.keys()]).toEqual(['redis', 'controller', 'node-1', 'node-2', 'node-3']);
+  // Agents serve mutual TLS only: health with the operator's certificate, from the cluster's own directory.
+  const operator = clusterCredentials({ certsDir: path.join(l.tempDir, 'certs'), insecure: false, apiTls: false }).as('operator');
   // The printed pids are exactly the launcher's children.
   expect(childPids(l.child.pid!)).toEqual([...l.processes.values()].map((p) => p.pid).sort((a, b) => a - b));
   expect(existsSync(l.tempDir)).toBe(true);
@@ -111,7 +115,7 @@ it('without --supervise, a killed agent is one node down, a killed controller or
 
   process.kill(pid('controller'), 'SIGKILL');
   await waitFor(() => l.stderr().includes(`controller (pid ${pid('controller')}) died`), 10_000, 'the controller\'s death line');
-  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000), `${name} serves`).toBe('SERVING');
+  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000, operator), `${name} serves`).toBe('SERVING');
   expect(l.child.exitCode).toBeNull();
   // Not restarted: still one child process fewer each.
   expect(childPids(l.child.pid!)).toEqual([pid('redis'), pid('node-1'), pid('node-3')].sort((a, b) => a - b));
@@ -119,7 +123,7 @@ it('without --supervise, a killed agent is one node down, a killed controller or
   // Redis too: the agents go on without it.
   process.kill(pid('redis'), 'SIGKILL');
   await waitFor(() => l.stderr().includes(`redis (pid ${pid('redis')}) died`), 10_000, 'Redis\'s death line');
-  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000), `${name} serves`).toBe('SERVING');
+  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000, operator), `${name} serves`).toBe('SERVING');
   expect(childPids(l.child.pid!)).toEqual([pid('node-1'), pid('node-3')].sort((a, b) => a - b));
   expect(l.child.exitCode).toBeNull();
 

@@ -81,7 +81,8 @@ describe('a target that goes silent during STOP_AND_COPY', () => {
   let relay: AgentRelay;
   beforeAll(async () => {
     relay = await AgentRelay.start();
-    c = await startTestCluster({ agents: 2, reportIntervalMs: REPORT_INTERVAL_MS, controllerEnv: { NODE_LEASE_MS: '1000' }, agentEnv: (i): Record<string, string> => (i === 0 ? { AGENT_ADVERTISE_ADDRESS: relay.address } : {}) });
+    // The relay sits between the controller and agent 0, which mutual TLS keeps out: plaintext on purpose.
+    c = await startTestCluster({ agents: 2, insecure: true, reportIntervalMs: REPORT_INTERVAL_MS, controllerEnv: { NODE_LEASE_MS: '1000' }, agentEnv: (i): Record<string, string> => (i === 0 ? { AGENT_ADVERTISE_ADDRESS: relay.address } : {}) });
     relay.connect(c.agents[0]!.address);
     api = c.api();
   });

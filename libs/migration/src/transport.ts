@@ -9,6 +9,7 @@
  * here throws out to the event loop: a bad connection is closed, the listener and the process go on.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { once } from 'node:events';
 import {
   DEFAULT_HELLO_TIMEOUT_MS,
@@ -29,6 +30,19 @@ import { decodeHello } from './wire/hello.js';
 /** The connections waiting for their HELLO on all listeners of this process, unless a listener is given its own. */
 export const processPendingBudget = new PendingConnectionBudget(DEFAULT_MAX_PENDING_PER_PROCESS);
 
+/**
+ * Mutual TLS on the data connection (docs/design.md, Security): both ends present certificates of the
+ * cluster CA, and `checkPeer` says whether the verified peer is who this end expects (a node of the
+ * cluster; the per-migration token is checked on top). Without it the connection is plain TCP.
+ */
+export interface DataPlaneTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  /** Why the verified peer certificate is refused, or undefined to accept it. */
+  checkPeer?(cert: tls.PeerCertificate): string | undefined;
+}
+
 export interface ListenOptions {
   /** Address to bind; 127.0.0.1 unless the agent says otherwise. */
   host?: string;
@@ -45,6 +59,7 @@ export interface ListenOptions {
   /** Shared by the process's listeners (default processPendingBudget: 64); a connection needs a slot in both. */
   pendingBudget?: PendingConnectionBudget;
   signal?: AbortSignal;
+  tls?: DataPlaneTls;
 }
 
 export interface AcceptedConnection {
@@ -111,7 +126,8 @@ export async function listenForIncoming(opts: ListenOptions): Promise<IncomingLi
         own.give();
         shared.give();
       };
-      const pending = readingIntoOwnBuffer(accepted);
+      // The handshake counts against the HELLO deadline and the pending budget like the HELLO itself.
+      const pending = opts.tls ? securedServerSide(accepted, opts.tls) : readingIntoOwnBuffer(accepted);
       pending.socket.once('close', release);
       waitForHello(pending, expected, helloTimeoutMs, sockets, (connection, hello) => {
         release(); // handed over: it no longer waits for its HELLO
@@ -199,6 +215,35 @@ function waitForHello(
   socket.resume();
 }
 
+/**
+ * The accepted connection as the server end of a mutual-TLS session: a client without a certificate of
+ * the CA fails the handshake, one whose certificate `checkPeer` refuses is closed before any frame is
+ * read. Reads go through Node's TLS stream (decryption copies anyway; no own read buffer).
+ */
+function securedServerSide(accepted: net.Socket, options: DataPlaneTls): OwnBufferSocket {
+  const secure = new tls.TLSSocket(accepted, {
+    isServer: true,
+    secureContext: tls.createSecureContext({ ca: options.ca, cert: options.cert, key: options.key }),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  secure.on('error', () => undefined);
+  secure.once('secure', () => {
+    try {
+      // A TLSSocket made by hand (not by tls.Server) neither enforces rejectUnauthorized for a client
+      // certificate that is present but unverified (another CA) nor sets `authorized`: ask OpenSSL.
+      const verifyError = (secure as unknown as { ssl?: { verifyError(): Error | null } }).ssl?.verifyError();
+      if (verifyError !== null) return void secure.destroy();
+      const refusal = options.checkPeer?.(secure.getPeerCertificate());
+      if (refusal !== undefined) secure.destroy();
+    } catch {
+      secure.destroy();
+    }
+  });
+  accepted.resume();
+  return { socket: secure, useStreamBuffer: () => undefined };
+}
+
 /** Bytes per socket read on the receiving end once the HELLO was accepted. */
 const READ_BUFFER_BYTES = SOCKET_READ_BUFFER_BYTES;
 
@@ -273,14 +318,31 @@ export function parseAddress(address: string): { host: string; port: number } {
 /** Connects to a target's data listener. */
 export async function connectOutgoing(
   address: string,
-  opts: { signal?: AbortSignal; timeoutMs?: number; migrationId?: string } = {},
+  opts: { signal?: AbortSignal; timeoutMs?: number; migrationId?: string; tls?: DataPlaneTls } = {},
 ): Promise<net.Socket> {
   const { host, port } = parseAddress(address);
-  const socket = net.connect({ host, port, noDelay: true, timeout: opts.timeoutMs ?? 10_000 });
+  const secure = opts.tls;
+  const socket = secure
+    ? tls.connect({
+        host,
+        port,
+        timeout: opts.timeoutMs ?? 10_000,
+        ca: secure.ca,
+        cert: secure.cert,
+        key: secure.key,
+        // The target's certificate must name the address dialled (IP or DNS SAN), as for gRPC.
+        ...(net.isIP(host) ? {} : { servername: host }),
+      })
+    : net.connect({ host, port, noDelay: true, timeout: opts.timeoutMs ?? 10_000 });
   const onTimeout = () => socket.destroy(new Error(`connect to ${address} timed out`));
   socket.once('timeout', onTimeout);
   try {
-    await once(socket, 'connect', { signal: opts.signal });
+    await once(socket, secure ? 'secureConnect' : 'connect', { signal: opts.signal });
+    if (secure && socket instanceof tls.TLSSocket) {
+      socket.setNoDelay(true);
+      const refusal = secure.checkPeer?.(socket.getPeerCertificate());
+      if (refusal !== undefined) throw new Error(`the data listener at ${address} is not the target: ${refusal}`);
+    }
     return socket;
   } catch (err) {
     socket.destroy();

@@ -27,7 +27,11 @@ function echo(verbose: boolean) {
 
 function readyLine(c: LocalCluster, args: ClusterArgs): string {
   const nodes = c.agents.map((a) => `${a.nodeId}@${a.address}`).join(' ');
-  const extras = [args.token ? 'token required' : '', args.supervise ? 'supervised' : ''].filter(Boolean).map((s) => `; ${s}`).join('');
+  const security = c.insecure ? 'agent plane INSECURE (plaintext)' : `agent plane mutual TLS, certificates in ${c.certsDir}`;
+  const extras = [security, c.apiTls ? 'API over TLS (verify with ca.pem)' : '', args.token ? 'token required' : '', args.supervise ? 'supervised' : '']
+    .filter(Boolean)
+    .map((s) => `; ${s}`)
+    .join('');
   return `cluster ready: controller ${c.controllerAddress} (${c.agents.length} agents: ${nodes}; redis ${c.redisUrl} prefix ${c.prefix}${extras})`;
 }
 

@@ -193,7 +193,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     if (!vm || !target) return this.rollback(m, 'FAILED', { error: 'the vm or its target node disappeared', errorReason: FAILURE_REASONS.VM_GONE });
     let dataAddress: string;
     try {
-      ({ dataAddress } = await this.agents.prepareIncoming(target, { migrationId: m.migrationId, spec: toVmSpec(vm), token: m.token }));
+      ({ dataAddress } = await this.agents.prepareIncoming(target, { migrationId: m.migrationId, spec: toVmSpec(vm), token: m.token, sourceNodeId: m.sourceNodeId }));
     } catch (error) {
       return this.rollback(m, 'FAILED', { error: describe(error), errorReason: reasonOf(error) });
     }
@@ -213,7 +213,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     const ready = new Promise<agent.MigrationProgress>((resolve) => (markReady = resolve));
     const outgoing = this.agents.startOutgoing(
       source,
-      { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false },
+      { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false, targetNodeId: m.targetNodeId },
       streamDeadlineMs(m.policy, vm.memoryMib * 1024 * 1024),
       async (p) => {
         const phase = fromProtoPhase(p.phase);
@@ -249,7 +249,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     let last: agent.MigrationProgress | undefined;
     try {
       if (!source) throw new Error('the source node disappeared');
-      const request = { migrationId: m.migrationId, vmId: m.vmId, targetDataAddress: m.dataAddress || '127.0.0.1:1', token: m.token, policy: m.policy, reattach: true };
+      const request = { migrationId: m.migrationId, vmId: m.vmId, targetDataAddress: m.dataAddress || '127.0.0.1:1', token: m.token, policy: m.policy, reattach: true, targetNodeId: m.targetNodeId };
       last = await this.agents.startOutgoing(source, request, 10_000, async () => undefined).done;
     } catch (error) {
       this.logger.info({ migrationId: m.migrationId, err: describe(error) }, 'no verified copy to re-attach to');

@@ -19,6 +19,7 @@ import { toEnginePolicy } from './engine-policy.js';
 import { finalMessage, progressMessage } from './migration-progress.js';
 import { SourceRunner, type OutgoingState } from './source.runner.js';
 import { SwitchOverEstimator } from './switch-over-estimator.js';
+import { dataPlaneTls } from './data-plane-tls.js';
 import { TargetRunner, type IncomingState } from './target.runner.js';
 
 /** How long a finished runner is kept in memory (its ledger entry lasts longer). */
@@ -74,7 +75,7 @@ export class MigrationService {
 
   constructor(
     private readonly vms: VmManager,
-    private readonly config: Pick<AgentConfig, 'host' | 'advertiseAddress'>,
+    private readonly config: Pick<AgentConfig, 'host' | 'advertiseAddress' | 'agentPlane'>,
     private readonly log: Logger,
   ) {
     this.ledger = new MigrationLedger(vms.store);
@@ -102,6 +103,7 @@ export class MigrationService {
     const runner: TargetRunner = new TargetRunner({
       migrationId,
       token: request.token,
+      tls: dataPlaneTls(this.config.agentPlane, request.sourceNodeId),
       entry,
       bindHost: this.config.host,
       advertiseHost: parseAddress(this.config.advertiseAddress).host,
@@ -159,6 +161,7 @@ export class MigrationService {
       entry,
       targetDataAddress: request.targetDataAddress,
       token: request.token,
+      tls: dataPlaneTls(this.config.agentPlane, request.targetNodeId),
       policy: toEnginePolicy(request.policy),
       log: this.log,
       switchOverOverheadMs: this.switchOver.overheadMs,

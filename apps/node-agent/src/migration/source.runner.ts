@@ -1,6 +1,7 @@
 import {
   connectOutgoing,
   MigrationSender,
+  type DataPlaneTls,
   type MigrationProgress,
   type OutgoingResult,
   type PartialMigrationPolicy,
@@ -29,6 +30,8 @@ export interface SourceRunnerOptions {
   entry: ManagedVm;
   targetDataAddress: string;
   token: string;
+  /** Mutual TLS of the data connection (only the target node's certificate); undefined: plain TCP. */
+  tls?: DataPlaneTls;
   policy: PartialMigrationPolicy;
   log: Logger;
   onProgress: (progress: MigrationProgress) => void;
@@ -86,7 +89,7 @@ export class SourceRunner {
   async run(): Promise<void> {
     const { migrationId, targetDataAddress, log } = this.opts;
     try {
-      const connection = await connectOutgoing(targetDataAddress, { signal: this.abortController.signal, migrationId });
+      const connection = await connectOutgoing(targetDataAddress, { signal: this.abortController.signal, migrationId, tls: this.opts.tls });
       const result = await this.sender.run(connection);
       // An abort that raced the last frame has already resumed the VM through the result's listener.
       if (this.abortController.signal.aborted) {

@@ -3,6 +3,7 @@ import {
   listenForIncoming,
   MigrationReceiver,
   resolvePolicy,
+  type DataPlaneTls,
   type IncomingListener,
   type IncomingResult,
 } from '@vmm/migration';
@@ -31,6 +32,8 @@ export const ACCEPT_TIMEOUT_MS = 60_000;
 export interface TargetRunnerOptions {
   migrationId: string;
   token: string;
+  /** Mutual TLS of the data connection (only the source node's certificate); undefined: plain TCP. */
+  tls?: DataPlaneTls;
   entry: ManagedVm;
   /** Address the data listener binds (AGENT_HOST). */
   bindHost: string;
@@ -90,6 +93,7 @@ export class TargetRunner {
       migrationId,
       acceptTimeoutMs: ACCEPT_TIMEOUT_MS,
       signal: this.abortController.signal,
+      tls: this.opts.tls,
     });
     this.dataAddress = `${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${this.listener.port}`;
     void this.receive(this.listener);
