@@ -2,12 +2,15 @@
 // mutual TLS with certificates from the cluster CA; AgentService answers the controller only; a node
 // registers and reports only as itself; the operator certificate reaches health and reflection; the
 // API's reader token reads and changes nothing. Every refusal leaves the cluster as it was.
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { credentials, Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agent, cluster, promiseClient } from '@vmm/proto';
+import { REPO_ROOT } from '@vmm/local-cluster/cluster';
 import { certFiles } from '@vmm/local-cluster/cluster-env';
 import { clusterApi, type ClusterApi } from '@vmm/local-cluster/grpc-client';
 import { checkHealth } from '@vmm/local-cluster/health';
@@ -16,6 +19,9 @@ import { startTestCluster, stopTestCluster, type TestCluster } from './support/c
 import { expectGrpcError, listServicesByReflection, status } from './support/grpc.js';
 import { stateSnapshot, vmRequest } from './support/vms.js';
 import { waitFor } from './support/wait-for.js';
+
+const run = promisify(execFile);
+const CLI = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
 
 let c: TestCluster;
 let api: ClusterApi;
@@ -200,6 +206,16 @@ describe('the API with tokens and TLS', () => {
       await expectGrpcError(plaintext.listVms({}, DEADLINE), status.UNAVAILABLE);
       const vm = await operator.createVm(vmRequest({ name: 'by-operator', memoryMib: 64 }));
       await operator.deleteVm({ vmId: vm.vmId });
+      // vmctl the same way: --ca verifies the controller, the token comes from the environment.
+      const vmctl = (args: string[], token: string) =>
+        run(process.execPath, [CLI, '--server', s!.controllerAddress, '--ca', certFiles(s!.certsDir, 'controller').ca, ...args], {
+          cwd: REPO_ROOT,
+          env: { ...process.env, NO_COLOR: '1', VMCTL_TOKEN: token },
+          timeout: 30_000,
+        });
+      const { stdout } = await vmctl(['--json', 'nodes'], 'read-token');
+      expect((JSON.parse(stdout) as { nodes: { nodeId: string }[] }).nodes.map((n) => n.nodeId)).toEqual(['node-1']);
+      await expect(vmctl(['create', 'by-cli-reader', '--memory', '64'], 'read-token')).rejects.toMatchObject({ stderr: expect.stringMatching(/PERMISSION_DENIED|reader token/) });
     } finally {
       reader.close();
       operator.close();

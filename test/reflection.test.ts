@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import type { ClusterApi } from '@vmm/local-cluster/grpc-client';
+import { certFiles } from '@vmm/local-cluster/cluster-env';
 import { startTestCluster, stopTestCluster, type TestCluster } from './support/cluster.js';
 
 const run = promisify(execFile);
@@ -25,9 +26,17 @@ beforeAll(async () => {
 
 afterAll(() => stopTestCluster(c, api, vmIds));
 
-/** `buf curl` over plaintext HTTP/2 to `address`, with the API token; resolves with its stdout. */
+/**
+ * `buf curl` to `address` with the API token: plaintext HTTP/2 to the API; to an agent (mutual TLS)
+ * with the operator's certificate, verified against the cluster CA as any TLS client would.
+ */
 async function bufCurl(address: string, args: string[]): Promise<string> {
-  const { stdout } = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '-H', `authorization: Bearer ${TOKEN}`, ...args.slice(0, -1), `http://${address}${args.at(-1)}`], {
+  const files = certFiles(c.certsDir, 'operator');
+  const transport = address === c.controllerAddress
+    ? ['--http2-prior-knowledge']
+    : ['--cacert', files.ca, '--cert', files.cert, '--key', files.key];
+  const scheme = address === c.controllerAddress ? 'http' : 'https';
+  const { stdout } = await run(BUF, ['curl', '--protocol', 'grpc', ...transport, '-H', `authorization: Bearer ${TOKEN}`, ...args.slice(0, -1), `${scheme}://${address}${args.at(-1)}`], {
     timeout: 60_000,
   });
   return stdout;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { credentials, Metadata, type ChannelCredentials, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { cluster, unaryCall, type UnaryMethodName, type UnaryRequest, type UnaryResponse } from '@vmm/proto';
 import { UsageError } from './errors.js';
 
@@ -8,6 +9,8 @@ export interface ClientOptions {
   server: string;
   /** Bearer token sent as `authorization` metadata; empty sends none. */
   token?: string;
+  /** TLS (a controller with --api-tls): the CA to verify it with, and optionally a client certificate. */
+  tls?: { ca: string; cert?: string; key?: string };
   /** Deadline of each unary call, in milliseconds. Streams that follow a migration have none. */
   timeoutMs: number;
 }
@@ -29,12 +32,26 @@ export function parseServerAddress(value: string): string {
   return `${match[1]}:${port}`;
 }
 
+function readFile(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+function channelCredentials(tls: ClientOptions['tls']): ChannelCredentials {
+  if (!tls) return credentials.createInsecure();
+  const ca = readFile(tls.ca, '--ca');
+  return tls.cert && tls.key ? credentials.createSsl(ca, readFile(tls.key, '--key'), readFile(tls.cert, '--cert')) : credentials.createSsl(ca);
+}
+
 /** The ClusterService methods the CLI uses, as promises, with auth metadata and deadlines applied. */
 export class ClusterApi {
   private readonly client: cluster.ClusterServiceClient;
 
   constructor(private readonly options: ClientOptions) {
-    this.client = new cluster.ClusterServiceClient(options.server, credentials.createInsecure());
+    this.client = new cluster.ClusterServiceClient(options.server, channelCredentials(options.tls));
   }
 
   close(): void {

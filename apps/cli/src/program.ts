@@ -1,13 +1,13 @@
 import { status } from '@grpc/grpc-js';
 import { Command, CommanderError, Option } from 'commander';
 import { parseDurationMs, requireName } from './args.js';
-import { ClusterApi, parseServerAddress } from './client.js';
+import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js';
 import type { CommandContext } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand } from './commands/migration.commands.js';
 import { cordonCommand, ksmCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
 import { versionCommand } from './commands/version.command.js';
-import { describeError, EXIT_USAGE, isServiceError } from './errors.js';
+import { describeError, EXIT_USAGE, isServiceError, UsageError } from './errors.js';
 import { FollowInterruptedError } from './follow.js';
 import { paint, setColour } from './format/colours.js';
 import type { Io } from './io.js';
@@ -20,8 +20,21 @@ const EXIT_INTERRUPTED = 130;
 interface GlobalOptions {
   server: string;
   token?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
   json?: boolean;
   timeout: string;
+}
+
+/** --ca/--cert/--key as one setting: a certificate needs its key, and both need the CA. */
+function tlsFiles(globals: GlobalOptions): ClientOptions['tls'] {
+  if ((globals.cert === undefined) !== (globals.key === undefined)) throw new UsageError('--cert and --key go together');
+  if (globals.ca === undefined) {
+    if (globals.cert !== undefined) throw new UsageError('--cert needs --ca (the controller is verified with the cluster CA)');
+    return undefined;
+  }
+  return { ca: globals.ca, cert: globals.cert, key: globals.key };
 }
 
 type Action = (ctx: CommandContext, ...args: any[]) => Promise<void>;
@@ -31,7 +44,10 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
   const program = new Command('vmctl')
     .description('Operate a cluster of emulated VMs: nodes, VMs, live migration, KSM.')
     .addOption(new Option('--server <host:port>', 'controller address (env VMCTL_SERVER)').default(io.env.VMCTL_SERVER || DEFAULT_SERVER))
-    .addOption(new Option('--token <token>', 'API bearer token (env VMCTL_TOKEN)').default(io.env.VMCTL_TOKEN || undefined))
+    .addOption(new Option('--token <token>', 'API bearer token (env VMCTL_TOKEN; keeps it out of ps)').default(io.env.VMCTL_TOKEN || undefined))
+    .addOption(new Option('--ca <file>', "TLS to a controller started with --api-tls, verified with the cluster's ca.pem (env VMCTL_CA)").default(io.env.VMCTL_CA || undefined))
+    .addOption(new Option('--cert <file>', 'a client certificate to present, e.g. operator.pem (env VMCTL_CERT)').default(io.env.VMCTL_CERT || undefined))
+    .addOption(new Option('--key <file>', 'its private key, e.g. operator-key.pem (env VMCTL_KEY)').default(io.env.VMCTL_KEY || undefined))
     .option('--json', 'machine-readable JSON output')
     .option('--timeout <duration>', 'deadline of each call: 10s, 500ms, 2m', '10s')
     .showSuggestionAfterError()
@@ -136,6 +152,7 @@ export async function execute(argv: readonly string[], io: Io): Promise<number> 
     const api = new ClusterApi({
       server: parseServerAddress(globals.server),
       token: globals.token,
+      tls: tlsFiles(globals),
       timeoutMs: parseDurationMs(globals.timeout, '--timeout'),
     });
     try {
