@@ -164,4 +164,19 @@ describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controlle
     await expectRunsOn(vmId, 'node-1', before);
     await deleteGuest(vmId);
   });
+
+  it('an agent restarted after a crash takes up its guests again (the same QEMU, reported and counting)', async () => {
+    const vmId = await bootGuest('node-1');
+    const [qemu] = qemuOf(vmId);
+    const before = writesOn(vmId, 'node-1');
+    await t.c.killAgent(0, 'SIGKILL');
+    expect(isAlive(qemu!.pid), 'QEMU outlives its agent').toBe(true);
+    const sinceMs = Date.now();
+    await t.c.startAgent(0);
+    await t.tap!.waitForReport(vmId, (r) => r.nodeId === 'node-1' && r.writesTotal > before + RATE / 2, 60_000, sinceMs);
+    expect(qemuOf(vmId).map((q) => q.pid), 'the same process, not a new boot').toEqual([qemu!.pid]);
+    await waitFor(async () => short((await t.api.getVm({ vmId })).state) === 'RUNNING', 30_000, 'the vm RUNNING on node-1');
+    expect((await t.api.getVm({ vmId })).nodeId).toBe('node-1');
+    await deleteGuest(vmId);
+  });
 });

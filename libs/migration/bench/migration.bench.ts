@@ -16,6 +16,7 @@ import {
   MigrationSender,
   connectOutgoing,
   listenForIncoming,
+  maxXbzrleCacheMib,
   type IncomingResult,
   type MigrationProgress,
   type PartialMigrationPolicy,
@@ -52,7 +53,8 @@ function policyFor(c: CaseSpec): PartialMigrationPolicy {
     completionTimeoutMs: c.timeoutMs,
     autoConverge: c.policy === 'auto-converge',
     xbzrle: c.policy === 'xbzrle',
-    xbzrleCacheMib: c.policy === 'xbzrle' ? XBZRLE_CACHE_MIB : 0,
+    // At most the engine's limit for the VM (a quarter of it): the --quick VM is 256 MiB.
+    xbzrleCacheMib: c.policy === 'xbzrle' ? Math.min(XBZRLE_CACHE_MIB, maxXbzrleCacheMib(c.vmMib * 1024 * 1024)) : 0,
   };
 }
 

@@ -92,9 +92,10 @@ async function runCase(a: QemuDriver, b: QemuDriver, c: QemuCase, spec: Paramete
   try {
     gate = await out.switchoverReady();
   } catch (err) {
+    const p = last ?? out.progress;
     return {
-      ...base, converged: false, total_time_ms: null, downtime_ms: null, bytes_sent: last?.bytesSent ?? 0,
-      sent_over_vm_size: round3((last?.bytesSent ?? 0) / (c.vmMib * 1024 * 1024)), rounds: last?.round ?? 0, digest_ok: null,
+      ...base, converged: false, total_time_ms: null, downtime_ms: null, bytes_sent: p.bytesSent,
+      sent_over_vm_size: round3(p.bytesSent / (c.vmMib * 1024 * 1024)), rounds: p.round, digest_ok: null,
       throttle_percent_max: throttleMax, error: `${(err as { code?: string }).code ?? 'ERROR'}: ${(err as Error).message}`,
     };
   }
