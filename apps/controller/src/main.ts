@@ -6,7 +6,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
-import { agentPlaneServerCredentials, authorizingInterceptor, serverTlsCredentials } from '@vmm/tls';
+import { agentPlaneServerCredentials, authorizingInterceptor, routeProcessWarnings, serverTlsCredentials } from '@vmm/tls';
 import { controllerCallPolicy } from './grpc/agent-plane-policy.js';
 import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
@@ -147,6 +147,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  routeProcessWarnings((warning) => logger.warn({ err: warning }, 'process warning'));
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   // Signal handlers first: a SIGTERM during boot still stops cleanly once the server is up.
   let stopRequested: string | undefined;

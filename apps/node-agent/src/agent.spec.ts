@@ -70,9 +70,16 @@ describe('node agent', () => {
     expect(running.link.intervalMs).toBe(50);
   });
 
-  it('refuses to start as a QEMU node while it cannot run QEMU guests (it would advertise a driver it lacks)', async () => {
+  it('refuses to start as a QEMU node where QEMU guests cannot run (it would advertise a driver it lacks)', async () => {
     const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', NODE_ID: 'qemu-node', AGENT_PORT: String(await freePort()), HYPERVISOR: 'qemu', LOG_LEVEL: 'silent' });
-    await expect(startAgent(config, silentLogger)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('HYPERVISOR') });
+    const saved = process.env.VMM_GUEST_IMAGE_DIR;
+    process.env.VMM_GUEST_IMAGE_DIR = '/nonexistent/guest-image';
+    try {
+      await expect(startAgent(config, silentLogger)).rejects.toMatchObject({ code: 'QEMU_UNAVAILABLE' });
+    } finally {
+      if (saved === undefined) delete process.env.VMM_GUEST_IMAGE_DIR;
+      else process.env.VMM_GUEST_IMAGE_DIR = saved;
+    }
   });
 
   it('creates a VM over gRPC and streams its dirty pages in reports', async () => {

@@ -5,12 +5,16 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AgentModule } from './agent.module.js';
 import type { AgentConfig } from './config.js';
-import { ConfigError } from './errors.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
 import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
 import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { EmulatorHypervisor } from './hypervisor/emulator.hypervisor.js';
+import type { Hypervisor } from './hypervisor/hypervisor.js';
+import { QemuHypervisor } from './hypervisor/qemu/qemu.hypervisor.js';
 import { LeaseGuard } from './lease/lease-guard.js';
 import { ReportAckHandler } from './registry/ack-handler.js';
 import { ControllerLink } from './registry/controller-link.js';
@@ -37,18 +41,15 @@ export interface RunningAgent {
 
 /** Boots the agent: hashing, the VM manager, the gRPC server, then the controller link. */
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
-  // Refused rather than advertised: a node that said `qemu` while running emulated VMs would have the
-  // scheduler place QEMU guests on the emulator. The driver (libs/qemu) is not behind the agent yet.
-  if (config.hypervisor !== 'emulator') {
-    throw new ConfigError([`HYPERVISOR=${JSON.stringify(config.hypervisor)}: this agent runs emulated VMs only so far (issue #13)`]);
-  }
   await initHashing();
   if (config.agentPlane.insecure) log.warn('AGENT_PLANE_INSECURE=1: the agent plane is plaintext and unauthenticated; anyone who reaches this port controls its VMs');
   if (!config.stateDir) log.warn('STATE_DIR is not set: fences and migration state are kept in memory only and lost when the agent restarts');
   const store = AgentStateStore.open(config.stateDir || undefined, log.child({ component: 'state' }));
   const bootId = randomUUID();
+  const pool = new FramePool();
+  const hypervisor = await openHypervisor(config, pool, log);
   const vms = new VmManager(
-    new FramePool(),
+    pool,
     {
       maxVcpus: Math.floor(config.vcpus * config.cpuAllocationRatio),
       maxMemoryMib: Math.floor(config.memoryMib * config.ramAllocationRatio),
@@ -56,10 +57,13 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     log.child({ component: 'vm-manager' }),
     undefined,
     store,
+    hypervisor,
   );
-  const ksm = new KsmService(vms.pool, config.ksm, log.child({ component: 'ksm' }));
+  // QEMU guests are merged by the host's KSM (mem-merge=on): its counters are the node's.
+  const ksm = new KsmService(vms.pool, config.ksm, log.child({ component: 'ksm' }), hypervisor.kind === 'qemu' ? 'host' : 'emulated');
   vms.setHooks({ started: (entry) => ksm.attach(entry), stopping: (entry) => ksm.detach(entry) });
   ksm.start();
+  vms.adoptRediscovered();
   const migrations = new MigrationService(vms, config, log.child({ component: 'migration' }));
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
@@ -94,9 +98,21 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       lease.stop();
       migrations.abortAll('the node agent is shutting down');
       vms.stopAll();
+      await hypervisor.shutdown(log);
       ksm.stop();
       await app.close();
       log.info('stopped');
     })());
   return { app, vms, migrations, ksm, link, lease, address, stop };
+}
+
+/**
+ * The node's driver (HYPERVISOR). QEMU's state directory is STATE_DIR/qemu, or a directory of the
+ * node id under the system's temporary directory, so that a restarted agent finds its guests either way.
+ * @throws QemuUnavailableError (QEMU or the guest image missing): the agent does not start
+ */
+async function openHypervisor(config: AgentConfig, pool: FramePool, log: Logger): Promise<Hypervisor> {
+  if (config.hypervisor === 'emulator') return new EmulatorHypervisor(pool);
+  const stateDir = config.stateDir ? path.join(config.stateDir, 'qemu') : path.join(os.tmpdir(), `vmm-qemu-${config.nodeId}`);
+  return QemuHypervisor.open({ stateDir, log: log.child({ component: 'qemu' }) });
 }

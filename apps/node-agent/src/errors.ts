@@ -163,5 +163,17 @@ export class IncomingLostError extends Error {
   }
 }
 
+/**
+ * SetKsm on a node whose KSM is the host kernel's (HYPERVISOR=qemu): the agent reports those
+ * counters and knobs but does not set them; the host's administrator does.
+ */
+export class HostKsmReadOnlyError extends Error {
+  readonly code = 'HOST_KSM_READ_ONLY';
+  constructor() {
+    super("this node's KSM is the host kernel's (/sys/kernel/mm/ksm): read here, set by the host");
+    this.name = 'HostKsmReadOnlyError';
+  }
+}
+
 /** Every code an error of the agent itself carries. */
 export type AgentErrorCode = ErrorCodeOf<typeof agentErrors>;

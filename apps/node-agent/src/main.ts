@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { routeProcessWarnings } from '@vmm/tls';
 import { startAgent, type RunningAgent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { createLogger } from './logger.js';
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const log = createLogger(config.logLevel, config.nodeId);
+  routeProcessWarnings((warning) => log.warn({ err: warning }, 'process warning'));
   let agent: RunningAgent | undefined;
   let stopRequested = false;
   const shutdown = (signal: NodeJS.Signals): void => {

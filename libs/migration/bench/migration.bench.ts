@@ -6,7 +6,8 @@
  * controller commit, so downtime_ms = target resumed − source paused (same host clock).
  * An untimed 64 MiB migration runs first (JIT warm-up); the workers collect garbage before each case.
  * Flags: --quick (256 MiB VM, 64 MiB working set, fewer cases), --filter <substring of the case id>,
- * --timeout-ms <per-case completion timeout, default 30000>.
+ * --timeout-ms <per-case completion timeout, default 30000>, --hypervisor qemu (the same cases on real
+ * QEMU guests, the same fields plus `hypervisor`: see qemu-cases.ts).
  */
 import { fileURLToPath } from 'node:url';
 import { FramePool } from '@vmm/emulator';
@@ -15,12 +16,14 @@ import {
   MigrationSender,
   connectOutgoing,
   listenForIncoming,
+  maxXbzrleCacheMib,
   type IncomingResult,
   type MigrationProgress,
   type PartialMigrationPolicy,
 } from '@vmm/migration';
 import { makeIncomingVm, makeSourceVm } from '@vmm/migration/testing/vm-fixture';
 import { Worker, arg, collectGarbage, emit, log, round3, serve } from './bench-util.js';
+import { runQemuCases } from './qemu-cases.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -50,7 +53,8 @@ function policyFor(c: CaseSpec): PartialMigrationPolicy {
     completionTimeoutMs: c.timeoutMs,
     autoConverge: c.policy === 'auto-converge',
     xbzrle: c.policy === 'xbzrle',
-    xbzrleCacheMib: c.policy === 'xbzrle' ? XBZRLE_CACHE_MIB : 0,
+    // At most the engine's limit for the VM (a quarter of it): the --quick VM is 256 MiB.
+    xbzrleCacheMib: c.policy === 'xbzrle' ? Math.min(XBZRLE_CACHE_MIB, maxXbzrleCacheMib(c.vmMib * 1024 * 1024)) : 0,
   };
 }
 
@@ -141,7 +145,13 @@ async function main(): Promise<void> {
         const id = `r${rate}-${policy}-bw${bandwidthMib}`;
         if (!filter || id.includes(filter)) cases.push({ id, vmMib, workingSetMib, rate, policy, bandwidthMib, timeoutMs });
       }
-  log(`migration bench: ${cases.length} cases, ${vmMib} MiB VM, ${workingSetMib} MiB working set, timeout ${timeoutMs} ms per case`);
+  const hypervisor = arg('hypervisor') ?? 'emulator';
+  log(`migration bench (${hypervisor}): ${cases.length} cases, ${vmMib} MiB VM, ${workingSetMib} MiB working set, timeout ${timeoutMs} ms per case`);
+  if (hypervisor === 'qemu') {
+    await runQemuCases(cases.map((c) => ({ ...c, migrationPolicy: policyFor(c) })));
+    return;
+  }
+  if (hypervisor !== 'emulator') throw new Error(`--hypervisor: emulator or qemu, got ${hypervisor}`);
   const target = new Worker(SELF, 'target');
   const source = new Worker(SELF, 'source');
   const run = async (c: CaseSpec) => {

@@ -2,6 +2,8 @@
  * Errors of the QEMU driver. Each has a stable `code` (callers branch on it, never on `message`); the
  * node agent maps codes to gRPC statuses as it does the emulator's.
  */
+import type { ErrorCodeOf } from '@vmm/emulator';
+import type * as qemuErrors from './errors.js';
 
 /** A driver option or guest spec field is malformed (e.g. a vm id with a comma, memory below the image). */
 export class InvalidGuestSpecError extends Error {
@@ -155,3 +157,6 @@ export class MigrationNotConvergedError extends Error {
     this.name = 'MigrationNotConvergedError';
   }
 }
+
+/** Every code a QEMU driver error carries. */
+export type QemuErrorCode = ErrorCodeOf<typeof qemuErrors>;

@@ -97,9 +97,17 @@ export class QemuDriver {
     return [...this.guests.keys()];
   }
 
-  /** Boots a guest and resolves once its program printed `vmm: ready` (image in memory, workload running). */
-  async create(spec: GuestSpec): Promise<GuestStatus> {
+  /**
+   * Boots a guest and resolves once its program printed `vmm: ready` (image in memory, workload running).
+   * With `waitReady: false` it resolves once QEMU runs and answers QMP; the boot goes on behind it, and
+   * a guest that does not come up within the boot timeout is removed (status() then throws NOT_FOUND).
+   */
+  async create(spec: GuestSpec, opts: { waitReady?: boolean } = {}): Promise<GuestStatus> {
     const guest = await this.start(spec, 'guest');
+    if (opts.waitReady === false) {
+      void guest.waitReady(this.bootTimeoutMs).catch(() => this.remove(guest).catch(() => {}));
+      return guest.status();
+    }
     try {
       await guest.waitReady(this.bootTimeoutMs);
     } catch (err) {

@@ -5,6 +5,7 @@
 import { parseClusterArgs, USAGE, UsageError, type ClusterArgs } from './args.js';
 import { startCluster, type LocalCluster } from './cluster.js';
 import { onTerminationSignal, stopAll } from './processes.js';
+import { routeProcessWarnings } from '@vmm/tls';
 import { describeProcessEvent } from './supervised-process.js';
 
 const WARN_LEVELS = new Set([40, 50, 60]); // pino: warn, error, fatal
@@ -42,6 +43,7 @@ function processesLine(c: LocalCluster): string {
 }
 
 async function main(): Promise<void> {
+  routeProcessWarnings((warning) => process.stderr.write(`warning: ${warning.message}\n`));
   let args: ClusterArgs;
   try {
     args = parseClusterArgs(process.argv.slice(2));

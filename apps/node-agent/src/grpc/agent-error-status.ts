@@ -8,6 +8,7 @@ import { status } from '@grpc/grpc-js';
 import type { EmulatorErrorCode } from '@vmm/emulator';
 import type { KsmErrorCode } from '@vmm/ksm';
 import type { MigrationErrorCode } from '@vmm/migration';
+import type { QemuErrorCode } from '@vmm/qemu';
 import type { AgentErrorCode } from '../errors.js';
 
 const AGENT: Record<AgentErrorCode, status> = {
@@ -27,6 +28,7 @@ const AGENT: Record<AgentErrorCode, status> = {
   DECISION_CONFLICT: status.FAILED_PRECONDITION,
   // The copy is gone for good: the controller may resume the source's instead.
   INCOMING_LOST: status.DATA_LOSS,
+  HOST_KSM_READ_ONLY: status.FAILED_PRECONDITION,
 };
 
 const EMULATOR: Record<EmulatorErrorCode, status> = {
@@ -69,12 +71,29 @@ const KSM: Record<KsmErrorCode, status> = {
   INVALID_PID: status.INVALID_ARGUMENT,
 };
 
-export type KnownErrorCode = AgentErrorCode | EmulatorErrorCode | MigrationErrorCode | KsmErrorCode;
+/** The QEMU driver's (libs/qemu), whose codes are named after the status they mean. */
+const QEMU: Record<QemuErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  QEMU_UNAVAILABLE: status.FAILED_PRECONDITION,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  NOT_FOUND: status.NOT_FOUND,
+  GUEST_START_FAILED: status.UNAVAILABLE,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  QMP_COMMAND_FAILED: status.INTERNAL,
+  QMP_TIMEOUT: status.DEADLINE_EXCEEDED,
+  QMP_DISCONNECTED: status.UNAVAILABLE,
+  MIGRATION_FAILED: status.ABORTED,
+  MIGRATION_CANCELLED: status.CANCELLED,
+  DIGEST_FAILED: status.INTERNAL,
+  NOT_CONVERGED: status.ABORTED,
+};
+
+export type KnownErrorCode = AgentErrorCode | EmulatorErrorCode | MigrationErrorCode | KsmErrorCode | QemuErrorCode;
 
 /** Each owner's map, for the spec that checks that codes two owners share map alike. */
-export const STATUS_BY_OWNER = { agent: AGENT, emulator: EMULATOR, migration: MIGRATION, ksm: KSM } as const;
+export const STATUS_BY_OWNER = { agent: AGENT, emulator: EMULATOR, migration: MIGRATION, ksm: KSM, qemu: QEMU } as const;
 
-const STATUS_BY_CODE: Readonly<Record<KnownErrorCode, status>> = { ...KSM, ...MIGRATION, ...EMULATOR, ...AGENT };
+const STATUS_BY_CODE: Readonly<Record<KnownErrorCode, status>> = { ...QEMU, ...KSM, ...MIGRATION, ...EMULATOR, ...AGENT };
 
 /** Whether `code` is one of the codes above (a string from anywhere: a thrown value's `code`). */
 export function isKnownErrorCode(code: unknown): code is KnownErrorCode {

@@ -21,8 +21,9 @@ export class AgentGrpcController implements AgentServiceController {
     @Inject(KsmService) private readonly ksm: KsmService,
   ) {}
 
-  createVm(request: agent.CreateVmRequest): agent.VmStatus {
-    return this.vms.status(this.vms.create(request.spec ?? undefined));
+  /** Answers once the guest runs (a QEMU guest has booted to its workload); a failed boot is its error. */
+  async createVm(request: agent.CreateVmRequest): Promise<agent.VmStatus> {
+    return this.vms.status(await this.vms.settle(this.vms.create(request.spec ?? undefined)));
   }
 
   deleteVm(request: agent.DeleteVmRequest): agent.DeleteVmResponse {
@@ -31,8 +32,8 @@ export class AgentGrpcController implements AgentServiceController {
     return {};
   }
 
-  setVmPower(request: agent.SetVmPowerRequest): agent.VmStatus {
-    return this.vms.status(this.vms.setPower(request.vmId, request.fencingEpoch, request.action));
+  async setVmPower(request: agent.SetVmPowerRequest): Promise<agent.VmStatus> {
+    return this.vms.status(await this.vms.settle(this.vms.setPower(request.vmId, request.fencingEpoch, request.action)));
   }
 
   listVms(_request: agent.ListVmsRequest): agent.ListVmsResponse {

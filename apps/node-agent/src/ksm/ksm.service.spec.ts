@@ -2,6 +2,9 @@ import { FramePool, initHashing } from '@vmm/emulator';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, vmSpec } from '../testing/fixtures.js';
 import { VmManager } from '../vm/vm-manager.js';
+import { asEmulated } from '../hypervisor/emulated-vm.js';
+import { readHostKsm } from '@vmm/ksm';
+import { waitFor } from '../../../../test/support/wait-for.js';
 import { KsmService } from './ksm.service.js';
 
 let vms: VmManager;
@@ -34,7 +37,7 @@ describe('KsmService', () => {
     expect(stats.generalProfitBytes).toBeGreaterThan(0);
     expect(vms.pool.framesInUse).toBeLessThan(before);
     // The digest is what a guest sees: merging changed nothing there.
-    expect(vms.require('a').vm.memory.digest()).toBe(vms.require('b').vm.memory.digest());
+    expect(asEmulated(vms.require('a').vm).memory.digest()).toBe(asEmulated(vms.require('b').vm).memory.digest());
   });
 
   it('registers running VMs only, and forgets a VM before it stops', () => {
@@ -56,5 +59,21 @@ describe('KsmService', () => {
     expect(answer.stats.fullScans).toBe(0);
     expect(() => ksm.configure({ pagesToScan: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_KNOB' }));
     expect(ksm.knobs().pagesToScan).toBe(500);
+  });
+
+  it("host mode (a QEMU node) reports the kernel's counters and knobs, never sets them, and registers no regions", async () => {
+    setup();
+    ksm.stop();
+    ksm = new KsmService(vms.pool, { run: 1, pagesToScan: 100, sleepMillisecs: 20 }, silentLogger, 'host');
+    vms.setHooks({ started: (e) => ksm.attach(e), stopping: (e) => ksm.detach(e) });
+    ksm.start();
+    vms.create(vmSpec({ vmId: 'a', image: 'alpine-3.20' }));
+    expect(ksm.scanner.regionIds()).toEqual([]);
+    expect(() => ksm.configure({ run: 1 })).toThrow(expect.objectContaining({ code: 'HOST_KSM_READ_ONLY' }));
+    const host = await readHostKsm();
+    if (host.run === undefined) return; // no /sys/kernel/mm/ksm here: nothing more to compare
+    await waitFor(() => ksm.hostKsm().sysfs.run !== undefined, 5_000, 'the first read of the host');
+    expect(ksm.knobs().run).toBe(ksm.hostKsm().sysfs.run);
+    expect(ksm.stats().fullScans).toBe(ksm.hostKsm().sysfs.full_scans ?? 0);
   });
 });

@@ -3,7 +3,15 @@ import { Ksmd, KsmScanner, readHostKsm, readProcessKsmStat, type KsmKnobsPatch }
 import type { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
 import type { KsmSettings } from '../config.js';
+import { HostKsmReadOnlyError } from '../errors.js';
+import { asEmulated } from '../hypervisor/emulated-vm.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
+
+/**
+ * Whose KSM the node reports: `emulated`, the agent's own ksmd over its FramePool (emulated VMs);
+ * `host`, the kernel's (/sys/kernel/mm/ksm), which merges QEMU guests' RAM (mem-merge=on).
+ */
+export type KsmSource = 'emulated' | 'host';
 
 /** The host's own KSM files change slowly; reading them every report would be wasted syscalls. */
 const HOST_KSM_REFRESH_MS = 10_000;
@@ -23,6 +31,7 @@ export class KsmService {
     pool: FramePool,
     knobs: KsmSettings,
     private readonly log: Logger,
+    readonly source: KsmSource = 'emulated',
   ) {
     this.scanner = new KsmScanner({
       pool,
@@ -39,10 +48,11 @@ export class KsmService {
 
   /** Starts ksmd (needs `await initHashing()` before: the checksum is xxh64). */
   start(): void {
-    this.ksmd.start();
+    if (this.source === 'emulated') this.ksmd.start();
     const refresh = (): void => void this.refreshHost();
     refresh();
-    this.hostTimer = setInterval(refresh, HOST_KSM_REFRESH_MS);
+    // The host's counters are this node's own in host mode: read them about as often as reports go.
+    this.hostTimer = setInterval(refresh, this.source === 'host' ? HOST_KSM_REFRESH_MS / 5 : HOST_KSM_REFRESH_MS);
     this.hostTimer.unref();
   }
 
@@ -53,7 +63,8 @@ export class KsmService {
 
   /** A VM started running here (created, or an incoming migration committed). */
   attach(entry: ManagedVm): void {
-    if (!this.scanner.hasRegion(entry.vm.id)) this.scanner.addRegion(entry.vm.id, entry.vm.memory);
+    if (this.source === 'host') return;
+    if (!this.scanner.hasRegion(entry.vm.id)) this.scanner.addRegion(entry.vm.id, asEmulated(entry.vm).memory);
   }
 
   /** A VM is about to stop (deleted, or released after migrating away): its memory goes as is. */
@@ -66,6 +77,8 @@ export class KsmService {
    * @throws InvalidKnobError (INVALID_ARGUMENT), KnobBusyError (FAILED_PRECONDITION)
    */
   configure(knobs: cluster.KsmKnobs | undefined | null): { knobs: cluster.KsmKnobs; stats: cluster.KsmStats } {
+    // The host's ksmd is the host's (and every other tenant's): the agent reads it, never sets it.
+    if (this.source === 'host') throw new HostKsmReadOnlyError();
     const patch: KsmKnobsPatch = {};
     if (knobs?.run != null) patch.run = knobs.run as 0 | 1 | 2;
     if (knobs?.pagesToScan != null) patch.pages_to_scan = knobs.pagesToScan;
@@ -78,6 +91,16 @@ export class KsmService {
   }
 
   knobs(): cluster.KsmKnobs {
+    if (this.source === 'host') {
+      const h = this.host.sysfs;
+      return {
+        run: h.run ?? 0,
+        pagesToScan: h.pages_to_scan ?? 0,
+        sleepMillisecs: h.sleep_millisecs ?? 0,
+        maxPageSharing: h.max_page_sharing ?? 0,
+        useZeroPages: h.use_zero_pages === 1,
+      };
+    }
     const k = this.scanner.knobs;
     return {
       run: k.run,
@@ -89,6 +112,17 @@ export class KsmService {
   }
 
   stats(): cluster.KsmStats {
+    if (this.source === 'host') {
+      const h = this.host.sysfs;
+      return {
+        pagesShared: h.pages_shared ?? 0,
+        pagesSharing: h.pages_sharing ?? 0,
+        pagesUnshared: h.pages_unshared ?? 0,
+        pagesVolatile: h.pages_volatile ?? 0,
+        fullScans: h.full_scans ?? 0,
+        generalProfitBytes: h.general_profit ?? 0,
+      };
+    }
     const s = this.scanner.stats();
     return {
       pagesShared: s.pages_shared,

@@ -1,6 +1,6 @@
 import type { MigrationPhase, MigrationProgress } from '@vmm/migration';
 import { agent, cluster } from '@vmm/proto';
-import type { SourceRunner } from './source.runner.js';
+import type { OutgoingRunner } from './source.runner.js';
 
 export function toProtoPhase(phase: MigrationPhase): cluster.MigrationPhase {
   return `MIGRATION_PHASE_${phase}` as cluster.MigrationPhase;
@@ -51,7 +51,7 @@ export function progressMessage(progress: MigrationProgress, startedAtMs: number
  * The stream's last message: COMMITTING with both digests once the target verified its copy, or
  * FAILED / CANCELLED with the error as `CODE: message` (the code is the engine's stable code).
  */
-export function finalMessage(runner: SourceRunner, last: agent.MigrationProgress | undefined): agent.MigrationProgress {
+export function finalMessage(runner: Pick<OutgoingRunner, 'state' | 'result' | 'error' | 'startedAtMs'>, last: agent.MigrationProgress | undefined): agent.MigrationProgress {
   const base = { ...EMPTY, ...last, totalTimeMs: Date.now() - runner.startedAtMs };
   const result = runner.result;
   if (runner.state === 'ready' || runner.state === 'released') {
@@ -75,8 +75,13 @@ export function finalMessage(runner: SourceRunner, last: agent.MigrationProgress
   }
   const error = runner.error;
   const code = error?.code ?? 'INTERNAL';
+  // A digest mismatch found by the source (QEMU's driver) carries both digests for the record.
+  const digests = error as { sourceDigest?: unknown; targetDigest?: unknown } | undefined;
   return {
     ...base,
+    ...(code === 'DIGEST_MISMATCH' && typeof digests?.sourceDigest === 'string' && typeof digests.targetDigest === 'string'
+      ? { sourceDigest: digests.sourceDigest, targetDigest: digests.targetDigest }
+      : {}),
     phase:
       code === 'CANCELLED' ? cluster.MigrationPhase.MIGRATION_PHASE_CANCELLED : cluster.MigrationPhase.MIGRATION_PHASE_FAILED,
     error: error?.message ?? 'unknown failure',

@@ -17,10 +17,10 @@ import type { ManagedVm, VmManager } from '../vm/vm-manager.js';
 import { MigrationLedger } from './migration-ledger.js';
 import { toEnginePolicy } from './engine-policy.js';
 import { finalMessage, progressMessage } from './migration-progress.js';
-import { SourceRunner, type OutgoingState } from './source.runner.js';
+import type { OutgoingRunner, OutgoingState } from './source.runner.js';
 import { SwitchOverEstimator } from './switch-over-estimator.js';
 import { dataPlaneTls } from './data-plane-tls.js';
-import { TargetRunner, type IncomingState } from './target.runner.js';
+import type { IncomingRunner, IncomingState } from './target.runner.js';
 
 /** How long a finished runner is kept in memory (its ledger entry lasts longer). */
 const RETAIN_RUNNER_MS = 10 * 60_000;
@@ -67,8 +67,8 @@ const TARGET_LEDGER_STATE = {
  * (DecisionConflictError): a released source never resumes, a resumed target is never discarded.
  */
 export class MigrationService {
-  private readonly incoming = new Map<string, TargetRunner>();
-  private readonly outgoing = new Map<string, SourceRunner>();
+  private readonly incoming = new Map<string, IncomingRunner>();
+  private readonly outgoing = new Map<string, OutgoingRunner>();
   readonly ledger: MigrationLedger;
   /** What a switch-over costs here beyond the engine's prediction, learned from every commit. */
   private readonly switchOver = new SwitchOverEstimator();
@@ -100,7 +100,7 @@ export class MigrationService {
     }
     const entry = this.vms.create(request.spec ?? undefined, { incoming: true });
     const migrationId = request.migrationId;
-    const runner: TargetRunner = new TargetRunner({
+    const runner: IncomingRunner = this.vms.hypervisor.incoming({
       migrationId,
       token: request.token,
       tls: dataPlaneTls(this.config.agentPlane, request.sourceNodeId),
@@ -156,7 +156,7 @@ export class MigrationService {
     let pauseForwarded = false;
     const record = (state: OutgoingState) =>
       this.ledger.record({ migrationId, vmId: entry.vm.id, role: 'source', state: SOURCE_LEDGER_STATE[state], fencingEpoch: entry.fencingEpoch });
-    const runner: SourceRunner = new SourceRunner({
+    const runner: OutgoingRunner = this.vms.hypervisor.outgoing({
       migrationId,
       entry,
       targetDataAddress: request.targetDataAddress,
@@ -244,7 +244,7 @@ export class MigrationService {
     // COMMITTED reaches the ledger (with the epoch) before the VM resumes: a restart in between
     // reports the end LOST, never a VM that ran here unknown to the controller.
     this.ledger.record({ migrationId, vmId: runner.vmId, role: 'target', state: 'COMMITTED', fencingEpoch: epoch });
-    const resumedAtMs = runner.commit();
+    const resumedAtMs = await runner.commit();
     this.vms.adoptIncoming(entry, epoch);
     this.ledger.record({ migrationId, vmId: runner.vmId, role: 'target', state: 'RESUMED', fencingEpoch: epoch });
     this.retire(this.incoming, migrationId, runner);
@@ -315,7 +315,7 @@ export class MigrationService {
     return {};
   }
 
-  private resumeSource(migrationId: string, remembered: PersistedMigrationEnd, runner: SourceRunner | undefined, epoch: number, reason: string): void {
+  private resumeSource(migrationId: string, remembered: PersistedMigrationEnd, runner: OutgoingRunner | undefined, epoch: number, reason: string): void {
     if (remembered.state === 'RELEASED') throw new DecisionConflictError(migrationId, `a release at epoch ${remembered.fencingEpoch}`, 'a resume');
     if (remembered.state === 'LOST') return;
     const entry = this.vms.get(remembered.vmId);
@@ -368,7 +368,7 @@ export class MigrationService {
     for (const runner of this.incoming.values()) if (runner.state !== 'committed' && runner.state !== 'discarded') runner.abort(reason);
   }
 
-  private settleRolledBack(runner: SourceRunner): void {
+  private settleRolledBack(runner: OutgoingRunner): void {
     const entry = this.vms.get(runner.vmId);
     if (entry && entry.role === 'outgoing' && entry.migrationId === runner.migrationId) {
       entry.role = 'none';

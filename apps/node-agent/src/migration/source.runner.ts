@@ -8,6 +8,7 @@ import {
 } from '@vmm/migration';
 import type { Logger } from 'pino';
 import { MigrationStepError } from '../errors.js';
+import { asEmulated } from '../hypervisor/emulated-vm.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
 /**
@@ -44,8 +45,34 @@ export interface SourceRunnerOptions {
   onState: (state: OutgoingState) => void;
 }
 
+/**
+ * The source end of one migration as MigrationService drives it, whichever driver moves the VM (the
+ * emulator's engine here, QEMU's migrate in hypervisor/qemu/): the same states, the same result shape.
+ */
+export interface OutgoingRunner {
+  readonly migrationId: string;
+  readonly vmId: string;
+  readonly state: OutgoingState;
+  /** The driver's phase while sending (PREPARING, PRECOPY, STOP_AND_COPY, …). */
+  readonly phase: string;
+  readonly startedAtMs: number;
+  /** Set once ready: both digests, the pause, the figures. */
+  readonly result: OutgoingResult | undefined;
+  /** Why it rolled back; `code` is the stable reason (NOT_CONVERGED, CONNECTION_LOST, DIGEST_MISMATCH, …). */
+  readonly error: (Error & { code?: string }) | undefined;
+  /** performance.now() when the COMMITTING message went out (0 = not yet). */
+  committingSentAt: number;
+  /** Runs the transfer to ready-to-commit; never rejects (a failure rolls back, see `error`). */
+  run(): Promise<void>;
+  /** @throws MigrationStepError unless ready (or already released) */
+  assertReleasable(): void;
+  release(): void;
+  /** Before the commit: stops the transfer (or leaves ready) and the source runs on. */
+  abort(reason: string): void;
+}
+
 /** Streams a VM to the target's data listener with the pre-copy engine. */
-export class SourceRunner {
+export class SourceRunner implements OutgoingRunner {
   private current: OutgoingState = 'sending';
   private readonly abortController = new AbortController();
   private readonly sender: MigrationSender;
@@ -58,7 +85,7 @@ export class SourceRunner {
   /** @throws InvalidPolicyError (from the engine) for a bad policy, before anything starts */
   constructor(private readonly opts: SourceRunnerOptions) {
     this.sender = new MigrationSender({
-      vm: opts.entry.vm,
+      vm: asEmulated(opts.entry.vm),
       migrationId: opts.migrationId,
       token: opts.token,
       policy: opts.policy,

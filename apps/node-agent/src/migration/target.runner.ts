@@ -9,6 +9,7 @@ import {
 } from '@vmm/migration';
 import type { Logger } from 'pino';
 import { MigrationStepError } from '../errors.js';
+import { asEmulated } from '../hypervisor/emulated-vm.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
 /**
@@ -41,13 +42,31 @@ export interface TargetRunnerOptions {
   advertiseHost: string;
   log: Logger;
   /** Removes the discarded VM from the node. */
-  onDiscard: (runner: TargetRunner) => void;
+  onDiscard: (runner: IncomingRunner) => void;
   /** Told synchronously on every state change, before it takes effect (`committed` is durable before the VM resumes). */
   onState: (state: IncomingState) => void;
 }
 
+/**
+ * The target end of one migration as MigrationService drives it, whichever driver receives the VM.
+ */
+export interface IncomingRunner {
+  readonly migrationId: string;
+  readonly vmId: string;
+  readonly state: IncomingState;
+  /** Settles when the copy is ready to commit or was discarded; never rejects. */
+  readonly settled: Promise<void>;
+  resumedAtMs: number;
+  /** Opens the data listener once; the address the source dials (PrepareIncomingResponse.data_address). */
+  open(): Promise<string>;
+  /** Resumes the VM under the committed epoch; returns when it resumed (epoch ms). Idempotent. */
+  commit(): number | Promise<number>;
+  /** Discards the incoming copy (any state before commit). Idempotent. */
+  abort(reason: string): void;
+}
+
 /** Accepts one token-checked data connection and receives the VM into the paused incoming VM. */
-export class TargetRunner {
+export class TargetRunner implements IncomingRunner {
   private current: IncomingState = 'listening';
   private readonly abortController = new AbortController();
   private result: IncomingResult | undefined;
@@ -113,7 +132,7 @@ export class TargetRunner {
       // for its size plus a margin (a HELLO carrying the source's own policy timeout replaces it).
       const vmBytes = entry.vm.memory.pageCount * 4096;
       const timeoutMs = resolvePolicy(undefined, vmBytes).completionTimeoutMs + HELLO_TIMEOUT_MARGIN_MS;
-      const receiver = new MigrationReceiver({ vm: entry.vm, migrationId, token, signal: this.abortController.signal, timeoutMs });
+      const receiver = new MigrationReceiver({ vm: asEmulated(entry.vm), migrationId, token, signal: this.abortController.signal, timeoutMs });
       const result = await receiver.run(connection, hello);
       if (!this.transition('ready')) {
         result.abort();

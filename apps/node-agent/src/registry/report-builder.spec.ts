@@ -5,6 +5,7 @@ import { silentLogger, vmSpec } from '../testing/fixtures.js';
 import { WORKING_SET_WINDOW_REPORTS } from '../vm/dirty-tracker.js';
 import { VmManager } from '../vm/vm-manager.js';
 import { ReportBuilder } from './report-builder.js';
+import { asEmulated } from '../hypervisor/emulated-vm.js';
 
 let clockMs = 0;
 const config = { nodeId: 'node-t', ksm: { run: 1, pagesToScan: 100, sleepMillisecs: 20 } };
@@ -15,7 +16,7 @@ function setup(): { builder: ReportBuilder; write: (vmId: string, ...pages: numb
   vms = new VmManager(new FramePool(), { maxVcpus: 8, maxMemoryMib: 256 }, silentLogger, () => clockMs);
   const builder = new ReportBuilder(vms, config, { nowMs: () => clockMs, bootId: 'boot-1' });
   const write = (vmId: string, ...pages: number[]) => {
-    for (const page of pages) vms.require(vmId).vm.memory.writeWord(page, 8, page + 1, 0);
+    for (const page of pages) asEmulated(vms.require(vmId).vm).memory.writeWord(page, 8, page + 1, 0);
   };
   return { builder, write };
 }

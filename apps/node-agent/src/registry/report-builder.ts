@@ -49,7 +49,7 @@ export class ReportBuilder {
       nodeId: this.config.nodeId,
       sentAtMs: Date.now(),
       vms,
-      memoryUsedBytes: this.vms.pool.bytesInUse,
+      memoryUsedBytes: this.vms.hypervisor.memoryUsedBytes(),
       ksm: ksm ? ksm.stats() : NO_KSM_STATS,
       ksmKnobs: ksm
         ? ksm.knobs()

@@ -15,11 +15,21 @@ export interface DirtySample {
   elapsedMs: number;
 }
 
+/** What the reports sample on a VM each interval, whichever driver runs it. */
+export interface DirtySampler {
+  /** The facts since the previous sample; the bitmap stays valid until the next one. */
+  sample(nowMs: number): DirtySample;
+  /** Forgets what was logged so far (a committed migration target's transfer writes), restarting the clock at `nowMs`. */
+  reset(nowMs: number): void;
+  /** Stops logging; later samples report nothing. */
+  dispose(): void;
+}
+
 /**
  * The agent's own dirty-memory client on a VM (a migration uses a separate one, as QEMU's clients do).
  * Keeps the last few bitmaps in a ring, preallocated, so that a sample allocates nothing.
  */
-export class DirtyTracker {
+export class DirtyTracker implements DirtySampler {
   private readonly ring: Uint32Array[];
   private readonly union: Uint32Array;
   private next = 0;

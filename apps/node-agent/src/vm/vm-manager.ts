@@ -1,9 +1,11 @@
-import { VirtualMachine, type FramePool } from '@vmm/emulator';
+import type { FramePool } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
 import { InvalidRequestError, VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
+import { EmulatorHypervisor } from '../hypervisor/emulator.hypervisor.js';
+import type { GuestVm, Hypervisor } from '../hypervisor/hypervisor.js';
 import { AgentStateStore } from '../state/agent-state.store.js';
-import { DirtyTracker } from './dirty-tracker.js';
+import type { DirtySampler } from './dirty-tracker.js';
 import { FenceRegistry } from './fence-registry.js';
 import { validateVmSpec, type VmLimits } from './vm-spec.js';
 
@@ -16,13 +18,14 @@ import { validateVmSpec, type VmLimits } from './vm-spec.js';
 export type VmRole = 'none' | 'incoming' | 'outgoing';
 
 export interface ManagedVm {
-  readonly vm: VirtualMachine;
+  /** The guest, whichever driver runs it (Hypervisor). */
+  readonly vm: GuestVm;
   spec: agent.VmSpec;
   fencingEpoch: number;
   role: VmRole;
   /** The migration this VM is the source of while `role` is `outgoing`. */
   migrationId: string;
-  readonly tracker: DirtyTracker;
+  readonly tracker: DirtySampler;
   readonly createdAtMs: number;
   /**
    * False for a VM migrated in until the controller confirms it here (a report ack): until then the
@@ -53,8 +56,9 @@ export interface VmLifecycleHooks {
 }
 
 /**
- * The VMs of this node, all in one FramePool. Create is idempotent per vm_id (the controller
- * retries), delete of an absent VM succeeds, and no VM id runs under an epoch it was fenced past.
+ * The VMs of this node, run by its Hypervisor (the emulator's over one FramePool, or QEMU). Create is
+ * idempotent per vm_id (the controller retries), delete of an absent VM succeeds, and no VM id runs
+ * under an epoch it was fenced past.
  */
 export class VmManager {
   private readonly vms = new Map<string, ManagedVm>();
@@ -67,8 +71,50 @@ export class VmManager {
     private readonly log: Logger,
     private readonly nowMs: () => number = () => performance.now(),
     readonly store: AgentStateStore = AgentStateStore.open(undefined),
+    readonly hypervisor: Hypervisor = new EmulatorHypervisor(pool),
   ) {
     this.fences = new FenceRegistry(store);
+  }
+
+  /**
+   * Takes up the guests that outlived the previous agent process (QEMU), under the epochs they ran at,
+   * unconfirmed until the controller's first ack. Call once, before the agent registers.
+   */
+  adoptRediscovered(): ManagedVm[] {
+    const adopted: ManagedVm[] = [];
+    for (const { vm, spec } of this.hypervisor.rediscovered()) {
+      if (this.vms.has(vm.id)) continue;
+      const entry: ManagedVm = {
+        vm,
+        spec,
+        fencingEpoch: spec.fencingEpoch,
+        role: 'none',
+        migrationId: '',
+        tracker: this.hypervisor.dirtySampler(vm, this.nowMs()),
+        createdAtMs: Date.now(),
+        confirmed: false,
+        leasePaused: false,
+      };
+      this.vms.set(vm.id, entry);
+      this.notify('started', entry);
+      adopted.push(entry);
+      this.log.info({ vmId: vm.id, fencingEpoch: spec.fencingEpoch, state: vm.state }, 'vm found running from before the agent restarted');
+    }
+    return adopted;
+  }
+
+  /**
+   * Waits for the driver's work behind the entry's last call (a QEMU boot, stop, cont); a guest that
+   * failed to boot is removed and its error thrown.
+   */
+  async settle(entry: ManagedVm): Promise<ManagedVm> {
+    try {
+      await entry.vm.settled?.();
+    } catch (err) {
+      if (this.vms.get(entry.vm.id) === entry && entry.vm.state === 'stopped' && entry.role === 'none') this.delete(entry.vm.id);
+      throw err;
+    }
+    return entry;
   }
 
   setHooks(hooks: VmLifecycleHooks): void {
@@ -93,29 +139,21 @@ export class VmManager {
       if (existing.role === 'incoming') throw new VmBusyError(vmId, 'it is an incoming migration');
       return existing;
     }
-    const vm = new VirtualMachine({
-      id: vmId,
-      pool: this.pool,
-      memoryMib: valid.memoryMib,
-      vcpus: valid.vcpus,
-      image: valid.image,
-      workload: valid.workload,
-      incoming: options.incoming === true,
-    });
+    const vm = this.hypervisor.createGuest(valid, options.incoming === true);
     const entry: ManagedVm = {
       vm,
       spec: valid.spec,
       fencingEpoch,
       role: options.incoming ? 'incoming' : 'none',
       migrationId: '',
-      tracker: new DirtyTracker(vm.memory.createDirtyLog(), vm.memory.pageCount, this.nowMs()),
+      tracker: this.hypervisor.dirtySampler(vm, this.nowMs()),
       createdAtMs: Date.now(),
       confirmed: true,
       leasePaused: false,
     };
     this.vms.set(vmId, entry);
     if (!options.incoming) {
-      vm.start();
+      this.hypervisor.recordSpec(entry.spec);
       this.notify('started', entry);
     }
     this.log.info(
@@ -156,6 +194,7 @@ export class VmManager {
     entry.role = 'none';
     entry.confirmed = false;
     entry.tracker.reset(this.nowMs());
+    this.hypervisor.recordSpec(entry.spec);
     this.notify('started', entry);
   }
 
@@ -168,6 +207,7 @@ export class VmManager {
     if (fencingEpoch > entry.fencingEpoch) {
       entry.fencingEpoch = fencingEpoch;
       entry.spec = { ...entry.spec, fencingEpoch };
+      this.hypervisor.recordSpec(entry.spec);
     }
     entry.role = 'none';
     entry.migrationId = '';

@@ -1,0 +1,248 @@
+import {
+  ConnectionLostError,
+  DigestMismatchError,
+  MigrationCancelledError as EngineCancelledError,
+  parseAddress,
+  resolvePolicy,
+  type MigrationProgress,
+  type OutgoingResult,
+  type SenderStats,
+} from '@vmm/migration';
+import { MigrationCancelledError, MigrationFailedError, type OutgoingMigration, type QemuDriver, type RamDigest } from '@vmm/qemu';
+import { MigrationStepError } from '../../errors.js';
+import type { OutgoingRunner, OutgoingState, SourceRunnerOptions } from '../../migration/source.runner.js';
+import type { QemuVm } from './qemu-vm.js';
+import { dialVerifyChannel, type VerifyChannel } from './verify-channel.js';
+
+const allowed: Record<OutgoingState, readonly OutgoingState[]> = {
+  sending: ['ready', 'rolled-back'],
+  ready: ['released', 'rolled-back'],
+  released: [],
+  'rolled-back': [],
+};
+
+/** Reaching the target agent's verify channel, and each answer on it before the digest, ms. */
+const CHANNEL_TIMEOUT_MS = 10_000;
+/** The target's digest (pmemsave + hash of a paused guest, under load): per GiB of guest memory, ms. */
+const DIGEST_TIMEOUT_MS_PER_GIB = 60_000;
+
+/**
+ * The source end of a QEMU migration, in the states of the emulator's SourceRunner:
+ * sending (QEMU pre-copy: PREPARING, PRECOPY; the gate at pre-switchover: STOP_AND_COPY; migrate-continue;
+ * `completed`; both ends' RAM digests) → ready (the source stopped in postmigrate, the target paused,
+ * the digests equal: COMMITTING goes to the controller) → released; any failure or abort before the
+ * commit → rolled-back, the source running on (migrate_cancel before the switch-over, `cont` after it).
+ * Unequal digests are DIGEST_MISMATCH: the source resumes at once and the controller discards the target.
+ */
+export class QemuSourceRunner implements OutgoingRunner {
+  private current: OutgoingState = 'sending';
+  private currentPhase = 'PREPARING';
+  private out: OutgoingMigration | undefined;
+  private channel: VerifyChannel | undefined;
+  private abortReason: Error | undefined;
+  private throttleMax = 0;
+  result: OutgoingResult | undefined;
+  error: (Error & { code?: string }) | undefined;
+  readonly startedAtMs = Date.now();
+  committingSentAt = 0;
+
+  constructor(
+    private readonly driver: QemuDriver,
+    private readonly vm: QemuVm,
+    private readonly opts: SourceRunnerOptions,
+  ) {
+    // The policy is checked here, before anything starts, as the engine's constructor does.
+    resolvePolicy(opts.policy, vm.memoryMib * 1024 * 1024);
+  }
+
+  get migrationId(): string {
+    return this.opts.migrationId;
+  }
+
+  get vmId(): string {
+    return this.vm.id;
+  }
+
+  get state(): OutgoingState {
+    return this.current;
+  }
+
+  get phase(): string {
+    return this.currentPhase;
+  }
+
+  async run(): Promise<void> {
+    const { migrationId, log } = this.opts;
+    // From the switch-over on the source is stopped: a failure then must `cont` it.
+    let stopped = false;
+    this.vm.migrating = true;
+    try {
+      const { host, port } = parseAddress(this.opts.targetDataAddress);
+      const { channel, qemuPort } = await dialVerifyChannel(host, port, migrationId, this.opts.token, CHANNEL_TIMEOUT_MS);
+      this.channel = channel;
+      void channel.closed.then(() => {
+        if (this.current === 'sending' && !stopped) this.abort('the target agent closed the verify channel');
+      });
+      this.throwIfAborted();
+      const out = await this.driver.startOutgoing(this.vmId, { migrationId, host, port: qemuPort, policy: this.opts.policy });
+      this.out = out;
+      out.on('progress', (p: MigrationProgress) => this.forward(p));
+      if (this.abortReason) await out.cancel();
+      const gate = await out.switchoverReady();
+      stopped = true;
+      this.vm.observed('paused');
+      this.throwIfAborted();
+      // The VM is down from here: watchers see it as it happens.
+      this.currentPhase = 'STOP_AND_COPY';
+      this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY', dirtyPagesRemaining: gate.dirtyPagesRemaining });
+      const done = await out.continueSwitchover();
+      const pausedAtMs = gate.pausedAtMs ?? Date.now();
+      const digestTimeoutMs = CHANNEL_TIMEOUT_MS + Math.ceil((this.vm.memoryMib / 1024) * DIGEST_TIMEOUT_MS_PER_GIB);
+      channel.send({ type: 'digest' });
+      const [source, target] = await Promise.all([this.driver.digest(this.vmId), this.targetDigest(channel, digestTimeoutMs)]);
+      this.throwIfAborted();
+      if (source.digest !== target.digest) throw new DigestMismatchError(migrationId, source.digest, target.digest);
+      const stats = this.stats(done.progress, pausedAtMs, gate.expectedDowntimeMs);
+      this.result = {
+        migrationId,
+        sourceDigest: source.digest,
+        targetDigest: target.digest,
+        pausedAtMs,
+        totalTimeMs: Date.now() - this.startedAtMs,
+        policy: resolvePolicy(this.opts.policy, this.vm.memoryMib * 1024 * 1024),
+        stats,
+        commit: () => {},
+        abort: () => this.resumeSource(),
+      };
+      if (!this.transition('ready')) {
+        this.resumeSource();
+        return;
+      }
+      log.info(
+        { migrationId, vmId: this.vmId, rounds: stats.rounds, bytesSent: stats.bytesSent, digest: source.digest, qemuDowntimeMs: done.downtimeMs, digestMs: digestMs(source) },
+        'outgoing qemu migration completed, digests equal; source stopped until commit',
+      );
+    } catch (err) {
+      this.error = reasonOf(migrationId, this.abortReason ?? err);
+      if (this.out && (this.out.state === 'starting' || this.out.state === 'precopy' || this.out.state === 'switchover-ready')) {
+        await this.out.cancel().catch(() => {});
+      }
+      if (stopped) this.resumeSource();
+      else {
+        this.vm.migrating = false;
+        if (this.vm.state !== 'stopped') this.vm.observed('running');
+      }
+      this.transition('rolled-back');
+      log.warn({ migrationId, vmId: this.vmId, code: this.error.code, reason: this.error.message }, 'outgoing qemu migration failed; source runs on');
+    } finally {
+      this.channel?.close();
+    }
+  }
+
+  assertReleasable(): void {
+    if (this.current === 'released') return;
+    if (this.current !== 'ready' || !this.result) {
+      throw new MigrationStepError(this.migrationId, `cannot release: outgoing migration is ${this.current}`);
+    }
+  }
+
+  /** After the commit: the VM manager destroys the stopped source copy (QemuVm.stop). */
+  release(): void {
+    this.assertReleasable();
+    if (this.current === 'released') return;
+    this.transition('released');
+  }
+
+  abort(reason: string): void {
+    if (this.current === 'released') throw new MigrationStepError(this.migrationId, 'cannot abort: the source copy was released');
+    if (this.current === 'sending') {
+      this.abortReason ??= new EngineCancelledError(this.migrationId, reason);
+      const out = this.out;
+      // Before the switch-over QEMU cancels and the source runs on; after it, run() rolls back at its next step.
+      if (out && (out.state === 'starting' || out.state === 'precopy' || out.state === 'switchover-ready')) void out.cancel().catch(() => {});
+      return;
+    }
+    if (this.current === 'ready') {
+      this.transition('rolled-back');
+      this.resumeSource();
+      this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, reason }, 'outgoing qemu migration aborted; source resumed');
+    }
+  }
+
+  private forward(p: MigrationProgress): void {
+    this.throttleMax = Math.max(this.throttleMax, p.throttlePercent);
+    // Only pre-copy figures go out from here: STOP_AND_COPY is sent once, at the gate, by run().
+    if (p.phase !== 'PREPARING' && p.phase !== 'PRECOPY') return;
+    this.currentPhase = p.phase;
+    this.opts.onProgress(p);
+  }
+
+  private async targetDigest(channel: VerifyChannel, timeoutMs: number): Promise<RamDigest> {
+    const answer = await channel.next(timeoutMs);
+    if (answer.type === 'digest' && typeof answer.digest === 'string') {
+      return { digest: answer.digest, pages: 0, dumpMs: answer.dumpMs ?? 0, hashMs: answer.hashMs ?? 0 };
+    }
+    const detail = answer.type === 'error' ? `${answer.code}: ${answer.message}` : `unexpected ${answer.type}`;
+    throw new ConnectionLostError(this.migrationId, `the target could not digest its copy (${detail})`);
+  }
+
+  /** The stopped source runs again (`cont` from postmigrate or finish-migrate). */
+  private resumeSource(): void {
+    this.vm.migrating = false;
+    if (this.vm.state === 'stopped') return;
+    this.vm.observed('paused');
+    try {
+      this.vm.resume();
+    } catch (err) {
+      this.opts.log.error({ err, vmId: this.vmId }, 'resuming the qemu source failed');
+    }
+  }
+
+  private stats(last: MigrationProgress, pausedAtMs: number, expectedDowntimeMs: number): SenderStats {
+    return {
+      // QEMU's dirty-sync count is the rounds including the last one (the engine counts the paused pass too).
+      rounds: last.round + 1,
+      pagesTotal: this.vm.memory.pageCount,
+      pagesSent: last.pagesSent,
+      pagesRaw: 0,
+      pagesWithoutCopy: 0,
+      pagesZero: 0,
+      pagesXbzrle: 0,
+      pagesUnchanged: 0,
+      xbzrleCacheHits: 0,
+      xbzrleCacheMisses: 0,
+      xbzrleOverflows: 0,
+      bytesSent: last.bytesSent,
+      throttlePercentMax: this.throttleMax,
+      stopAndCopyPages: 0,
+      stopAndCopyMs: Date.now() - pausedAtMs,
+      expectedStopAndCopyMs: expectedDowntimeMs,
+      maxBufferedBytes: 0,
+    };
+  }
+
+  private throwIfAborted(): void {
+    if (this.abortReason) throw this.abortReason;
+  }
+
+  private transition(next: OutgoingState): boolean {
+    if (!allowed[this.current].includes(next)) return false;
+    this.opts.onState(next);
+    this.current = next;
+    return true;
+  }
+}
+
+function digestMs(d: RamDigest): number {
+  return Math.round(d.dumpMs + d.hashMs);
+}
+
+/**
+ * QEMU's failures under the engine's stable reasons, so that the controller reports them alike:
+ * a cancel is CANCELLED, a migration QEMU failed (the target or the link died) is CONNECTION_LOST.
+ */
+function reasonOf(migrationId: string, err: unknown): Error & { code?: string } {
+  if (err instanceof MigrationCancelledError) return new EngineCancelledError(migrationId, err.message);
+  if (err instanceof MigrationFailedError) return new ConnectionLostError(migrationId, err.message);
+  return err instanceof Error ? err : new Error(String(err));
+}
