@@ -28,5 +28,7 @@ ENV NODE_ENV=production
 # Servers bind 0.0.0.0 inside a container (the defaults are loopback, for local runs).
 ENV CONTROLLER_HOST=0.0.0.0 AGENT_HOST=0.0.0.0
 EXPOSE 50051 50052
+# The certs volume takes this directory's owner when first mounted: the certs service writes it as node.
+RUN mkdir -p /certs && chown node:node /certs
 USER node
 CMD ["node", "apps/controller/dist/main.js"]

@@ -52,7 +52,7 @@ function buildContext(s: Service): string | undefined {
 
 describe('docker-compose.yml', () => {
   it('has redis, a controller and agents 1..3', () => {
-    expect(Object.keys(services).sort()).toEqual(['agent-1', 'agent-2', 'agent-3', 'controller', 'redis']);
+    expect(Object.keys(services).sort()).toEqual(['agent-1', 'agent-2', 'agent-3', 'certs', 'controller', 'redis']);
     expect(services.redis!.image).toMatch(/^redis:7/);
   });
 
@@ -100,8 +100,32 @@ describe('docker-compose.yml', () => {
     const controller = envOf(services.controller!);
     expect(controller.REDIS_URL).toBe('redis://redis:6379');
     expect(controller.CONTROLLER_HOST).toBe('0.0.0.0');
-    const port = controller.CONTROLLER_PORT ?? String(controllerEnv.CONTROLLER_PORT!.default);
+    // Agents dial the controller's mutual-TLS agent-plane port, not the API's.
+    const port = controller.AGENT_PLANE_PORT ?? String(controllerEnv.AGENT_PLANE_PORT!.default);
     for (const name of AGENTS) expect(envOf(services[name]!).CONTROLLER_ADDRESS).toBe(`controller:${port}`);
+  });
+
+  it('runs the agent plane over mutual TLS with certificates the certs service makes, each process its own', () => {
+    const certs = services.certs!;
+    const command = commandOf(certs);
+    expect(command.slice(0, 2)).toEqual(['node', 'libs/tls/dist/certs-cli.js']);
+    expect(existsSync(path.join(REPO_ROOT, command[1]!)), command[1]).toBe(true);
+    const nodes = command[command.indexOf('--nodes') + 1]!.split(',');
+    const out = command[command.indexOf('--out') + 1]!;
+    const hosts = command[command.indexOf('--hosts') + 1]!.split(',');
+    const owners = [['controller', 'controller'], ...AGENTS.map((name) => [name, envOf(services[name]!).NODE_ID!])];
+    for (const [service, owner] of owners) {
+      const env = envOf(services[service!]!);
+      expect(env.AGENT_PLANE_INSECURE ?? '0', service).toBe('0');
+      expect(env, service).toMatchObject({ TLS_CA_FILE: `${out}/ca.pem`, TLS_CERT_FILE: `${out}/${owner}.pem`, TLS_KEY_FILE: `${out}/${owner}-key.pem` });
+      expect(services[service!]!.volumes, service).toContain(`certs:${out}:ro`);
+      expect(hosts, `${service} is named in the server certificates`).toContain(service);
+      expect(Object.keys(services[service!]!.depends_on ?? {}).some((d) => d === 'certs' || d === 'controller'), service).toBe(true);
+    }
+    for (const name of AGENTS) expect(nodes).toContain(envOf(services[name]!).NODE_ID);
+    expect(certs.volumes).toContain(`certs:${out}`);
+    expect(Object.keys(compose.volumes ?? {})).toContain('certs');
+    expect(dockerfile).toMatch(new RegExp(`mkdir -p ${out} && chown node:node ${out}`));
   });
 
   it('gives each agent a unique NODE_ID and an advertised address that resolves to its own service', () => {

@@ -7,7 +7,7 @@
  * cluster converges or a deadline passes: a violation is what is still wrong once the cluster had time
  * to reconcile.
  */
-import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { FINAL_PHASES, toProtoPhase } from '@vmm/migration';
 import { agent, cluster, promiseClient } from '@vmm/proto';
@@ -84,7 +84,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const redis = new Redis(c.redisUrl, { maxRetriesPerRequest: null });
   // Redis is one of the processes the chaos kills: its client reconnects on its own; no unhandled error events.
   redis.on('error', () => {});
-  const agents = new Map(c.agents.map((a) => [a.nodeId, promiseClient(new agent.AgentServiceClient(a.address, credentials.createInsecure()), agent.AgentServiceService, agent)]));
+  // The checker asks each agent what it runs, as the controller does (AgentService answers no one else).
+  const asController = c.credentials.as('controller');
+  const agents = new Map(c.agents.map((a) => [a.nodeId, promiseClient(new agent.AgentServiceClient(a.address, asController), agent.AgentServiceService, agent)]));
   const record = (violations: Violation[], after: number) => {
     for (const v of violations) {
       summary.violations.push({ ...v, afterMigration: after });
