@@ -17,6 +17,7 @@ COPY apps/node-agent/package.json apps/node-agent/
 COPY apps/cli/package.json apps/cli/
 COPY tools/local-cluster/package.json tools/local-cluster/
 COPY tools/chaos/package.json tools/chaos/
+COPY tools/fuzz/package.json tools/fuzz/
 # npm ci rejects a lock file that lacks other platforms' optional packages (buf, swc builds for
 # arm64 etc.); npm install resolves them from the same exact pins without saving (as scripts/ensure.sh).
 RUN npm ci --no-audit --no-fund || npm install --no-save --no-audit --no-fund

@@ -8,7 +8,7 @@ import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { agentPlaneServerCredentials, authorizingInterceptor, routeProcessWarnings, serverTlsCredentials } from '@vmm/tls';
 import { controllerCallPolicy } from './grpc/agent-plane-policy.js';
-import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS, malformedRequestInterceptor, tolerateMalformedRequests } from '@vmm/proto';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import { createLogger, type Logger } from './common/logger.js';
@@ -64,11 +64,12 @@ export async function startController(config: ControllerConfig, logger: Logger):
         // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
         // The metrics interceptor first: calls the authorizer refuses are counted and logged too.
         channelOptions: {
-          interceptors: [grpcMetricsInterceptor(registry, logger), authorizingInterceptor(controllerCallPolicy(config.agentPlane))],
+          interceptors: [grpcMetricsInterceptor(registry, logger), authorizingInterceptor(controllerCallPolicy(config.agentPlane)), malformedRequestInterceptor],
         } as Record<string, unknown>,
         // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
         keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
-        onLoadPackageDefinition: (_pkg: unknown, server: Pick<Server, 'addService'>) => {
+        onLoadPackageDefinition: (pkg: unknown, server: Pick<Server, 'addService'>) => {
+          tolerateMalformedRequests(pkg);
           attachHealthAndReflection(server as Server, health);
           if (agentPlaneUrl !== undefined && !config.agentPlane.insecure) {
             const credentials = agentPlaneServerCredentials(config.agentPlane);

@@ -1,6 +1,6 @@
 import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
-import { addReflection, AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
+import { addReflection, AGENT_PROTO, LOADER_OPTIONS, malformedRequestInterceptor, tolerateMalformedRequests } from '@vmm/proto';
 import { agentPlaneServerCredentials, authorizingInterceptor, isOpenService, requireRole, type AgentPlane, type CallPolicy } from '@vmm/tls';
 import { HealthImplementation } from 'grpc-health-check';
 
@@ -37,13 +37,16 @@ export function agentGrpcOptions(url: string, health: HealthImplementation, plan
       url,
       credentials: agentPlaneServerCredentials(plane),
       // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
-      ...(plane.insecure ? {} : { channelOptions: { interceptors: [authorizingInterceptor(agentCallPolicy)] } as Record<string, unknown> }),
+      channelOptions: {
+        interceptors: plane.insecure ? [malformedRequestInterceptor] : [authorizingInterceptor(agentCallPolicy), malformedRequestInterceptor],
+      } as Record<string, unknown>,
       loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
       maxReceiveMessageLength: MAX_MESSAGE_BYTES,
       maxSendMessageLength: MAX_MESSAGE_BYTES,
       // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
       keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
-      onLoadPackageDefinition: (_pkg: unknown, server: Server) => {
+      onLoadPackageDefinition: (pkg: unknown, server: Server) => {
+        tolerateMalformedRequests(pkg);
         health.addToServer(server);
         addReflection(server, [AGENT_SERVICE_NAME]);
       },
