@@ -17,7 +17,7 @@ describe('loadAgentConfig', () => {
       host: '127.0.0.1',
       port: 50052,
       advertiseAddress: '127.0.0.1:50052',
-      controllerAddress: '127.0.0.1:50051',
+      controllerAddress: '127.0.0.1:50050',
       vcpus: 8,
       memoryMib: 8192,
       cpuAllocationRatio: 4,

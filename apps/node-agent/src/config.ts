@@ -14,7 +14,7 @@ export const agentEnv = {
   AGENT_HOST: { default: '127.0.0.1', doc: "address the agent's gRPC server (and migration data listeners) bind" },
   AGENT_PORT: { default: '50052', doc: 'its gRPC port' },
   AGENT_ADVERTISE_ADDRESS: { default: 'AGENT_HOST:AGENT_PORT', doc: '`host:port` others use to reach it' },
-  CONTROLLER_ADDRESS: { default: '127.0.0.1:50051', doc: "the controller's gRPC address" },
+  CONTROLLER_ADDRESS: { default: '127.0.0.1:50050', doc: "the controller's agent plane: its AGENT_PLANE_PORT (mutual TLS), or its CONTROLLER_PORT when the plane is insecure" },
   NODE_VCPUS: { default: '8', doc: 'capacity' },
   NODE_MEMORY_MIB: { default: '8192', doc: 'capacity (physical)' },
   CPU_ALLOCATION_RATIO: { default: '4.0', doc: 'vCPU overcommit' },
