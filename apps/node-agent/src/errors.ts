@@ -65,6 +65,19 @@ export class VmFencedError extends Error {
   }
 }
 
+/** An incoming migration would take this node past the memory it may allocate (capacity × ratio). */
+export class InsufficientMemoryError extends Error {
+  readonly code = 'INSUFFICIENT_MEMORY';
+  constructor(
+    readonly vmId: string,
+    readonly wantedMib: number,
+    readonly freeMib: number,
+  ) {
+    super(`VM ${vmId} needs ${wantedMib} MiB but this node has ${freeMib} MiB left to allocate`);
+    this.name = 'InsufficientMemoryError';
+  }
+}
+
 /** A VM exists but is in a state the operation does not allow (e.g. it is migrating). */
 export class VmBusyError extends Error {
   readonly code = 'VM_BUSY';

@@ -98,6 +98,7 @@ export class MigrationService {
     if (remembered && (remembered.state === 'COMMITTED' || remembered.state === 'RESUMED')) {
       throw new MigrationStepError(request.migrationId, `cannot prepare again: this node's end is ${remembered.state}`);
     }
+    if (request.spec) this.vms.assertRoomFor(request.spec.vmId, Number(request.spec.memoryMib));
     const entry = this.vms.create(request.spec ?? undefined, { incoming: true });
     const migrationId = request.migrationId;
     const runner: IncomingRunner = this.vms.hypervisor.incoming({

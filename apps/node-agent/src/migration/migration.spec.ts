@@ -54,6 +54,20 @@ afterAll(async () => {
 });
 
 describe('live migration between two agents', () => {
+  it('refuses an incoming VM that would take the node past the memory it may allocate: RESOURCE_EXHAUSTED, nothing kept', async () => {
+    // The default node: 8192 MiB × 1.5 allocatable.
+    await dst.call('createVm', { spec: vmSpec({ vmId: 'vm-resident', memoryMib: 4096 }) });
+    try {
+      await expect(dst.call('prepareIncoming', { migrationId: 'm-over', spec: vmSpec({ vmId: 'vm-over', memoryMib: 8193 }), token: TOKEN })).rejects.toMatchObject({
+        code: status.RESOURCE_EXHAUSTED,
+        details: expect.stringMatching(/needs 8193 MiB but this node has 8192 MiB left/),
+      });
+      expect(target.vms.get('vm-over')).toBeUndefined();
+    } finally {
+      await dst.call('deleteVm', { vmId: 'vm-resident' });
+    }
+  });
+
   it('moves a running VM: COMMITTING with equal digests, commit resumes the target, release fences the source', async () => {
     const spec = busySpec('vm-move');
     await src.call('createVm', { spec });

@@ -1,7 +1,7 @@
 import type { FramePool } from '@vmm/emulator';
 import { agent, cluster } from '@vmm/proto';
 import type { Logger } from 'pino';
-import { InvalidRequestError, VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
+import { InsufficientMemoryError, InvalidRequestError, VmBusyError, VmFencedError, VmNotFoundError } from '../errors.js';
 import { EmulatorHypervisor } from '../hypervisor/emulator.hypervisor.js';
 import type { GuestVm, Hypervisor } from '../hypervisor/hypervisor.js';
 import { AgentStateStore } from '../state/agent-state.store.js';
@@ -312,6 +312,19 @@ export class VmManager {
   }
 
   /** Every VM of this node, migration targets included (lease guard, reconcile). */
+  /**
+   * Refuses a VM of `memoryMib` that would take the node's VMs (incoming copies included) past what it
+   * may allocate: the controller admits the same way, this is the node's own line for a decision
+   * made on stale numbers or by a confused caller.
+   * @throws InsufficientMemoryError (RESOURCE_EXHAUSTED)
+   */
+  assertRoomFor(vmId: string, memoryMib: number): void {
+    let allocated = 0;
+    for (const entry of this.vms.values()) if (entry.spec.vmId !== vmId) allocated += entry.spec.memoryMib;
+    const free = this.limits.maxMemoryMib - allocated;
+    if (memoryMib > free) throw new InsufficientMemoryError(vmId, memoryMib, Math.max(0, free));
+  }
+
   entries(): ManagedVm[] {
     return [...this.vms.values()];
   }
