@@ -114,5 +114,5 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
 async function openHypervisor(config: AgentConfig, pool: FramePool, log: Logger): Promise<Hypervisor> {
   if (config.hypervisor === 'emulator') return new EmulatorHypervisor(pool);
   const stateDir = config.stateDir ? path.join(config.stateDir, 'qemu') : path.join(os.tmpdir(), `vmm-qemu-${config.nodeId}`);
-  return QemuHypervisor.open({ stateDir, log: log.child({ component: 'qemu' }) });
+  return QemuHypervisor.open({ stateDir, log: log.child({ component: 'qemu' }), tls: config.agentPlane.insecure ? undefined : config.agentPlane.material });
 }

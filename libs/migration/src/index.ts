@@ -6,7 +6,7 @@ export * from './convergence.js';
 export { TokenBucket, BandwidthEstimator } from './bandwidth.js';
 export { MigrationSender, DEFAULT_SWITCH_OVER_OVERHEAD_MS, type SenderOptions, type OutgoingResult } from './sender.js';
 export { MigrationReceiver, HELLO_TIMEOUT_MARGIN_MS, tokenMatches, type ReceiverOptions, type IncomingResult } from './receiver.js';
-export { listenForIncoming, connectOutgoing, parseAddress, processPendingBudget, type DataPlaneTls, type ListenOptions, type IncomingListener, type AcceptedConnection } from './transport.js';
+export { listenForIncoming, connectOutgoing, secureAcceptedSocket, parseAddress, processPendingBudget, type DataPlaneTls, type ListenOptions, type IncomingListener, type AcceptedConnection } from './transport.js';
 export { PendingConnectionBudget } from './pending-budget.js';
 export * from './data-plane-limits.js';
 export { MIGRATION_ID_PATTERN, IMAGE_NAME_PATTERN } from './wire/hello.js';

@@ -221,6 +221,14 @@ function waitForHello(
  * read. Reads go through Node's TLS stream (decryption copies anyway; no own read buffer).
  */
 function securedServerSide(accepted: net.Socket, options: DataPlaneTls): OwnBufferSocket {
+  return { socket: secureAcceptedSocket(accepted, options), useStreamBuffer: () => undefined };
+}
+
+/**
+ * The server end of mutual TLS over a socket a net.Server accepted (also for other agent-to-agent
+ * channels, e.g. the QEMU driver's): verified against the CA and `checkPeer`, or destroyed.
+ */
+export function secureAcceptedSocket(accepted: net.Socket, options: DataPlaneTls): tls.TLSSocket {
   const secure = new tls.TLSSocket(accepted, {
     isServer: true,
     secureContext: tls.createSecureContext({ ca: options.ca, cert: options.cert, key: options.key }),
@@ -241,7 +249,7 @@ function securedServerSide(accepted: net.Socket, options: DataPlaneTls): OwnBuff
     }
   });
   accepted.resume();
-  return { socket: secure, useStreamBuffer: () => undefined };
+  return secure;
 }
 
 /** Bytes per socket read on the receiving end once the HELLO was accepted. */

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { resolvePolicy, type PartialMigrationPolicy } from '@vmm/migration';
 import { GuestExistsError, GuestNotFoundError, InvalidGuestStateError, QmpCommandError } from './errors.js';
@@ -37,6 +37,11 @@ export interface QemuDriverOptions {
   shmDir?: string;
   /** Deadline for a guest to print `vmm: ready`, ms (TCG boots in ~7 s on an idle machine). Default 120 s. */
   bootTimeoutMs?: number;
+  /**
+   * PEMs of the cluster CA and this node's certificate (server and client use): QEMU's migration
+   * stream then runs over TLS (tls-creds-x509, verify-peer), both ends holding certificates of the CA.
+   */
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
 }
 
 export interface IncomingOptions {
@@ -55,6 +60,20 @@ export interface OutgoingOptions {
   port: number;
   policy?: PartialMigrationPolicy;
   qemu?: QemuMigrationOptions;
+}
+
+/** QEMU's file names in a tls-creds-x509 directory; one node certificate serves both ends. */
+async function writeTlsCreds(dir: string, tls: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const files: [string, Buffer][] = [
+    ['ca-cert.pem', tls.ca],
+    ['server-cert.pem', tls.cert],
+    ['server-key.pem', tls.key],
+    ['client-cert.pem', tls.cert],
+    ['client-key.pem', tls.key],
+  ];
+  for (const [name, content] of files) await writeFile(path.join(dir, name), content, { mode: 0o600 });
+  return dir;
 }
 
 /**
@@ -88,8 +107,19 @@ export class QemuDriver {
     await mkdir(stateDir, { recursive: true });
     const accel = !opts.accel || opts.accel === 'auto' ? await detectAccelerator(binary, image, stateDir) : opts.accel;
     const driver = new QemuDriver(stateDir, binary, image, accel, opts.shmDir ?? '/dev/shm', opts.bootTimeoutMs ?? 120_000);
+    if (opts.tls) driver.tlsCredsDir = await writeTlsCreds(path.join(stateDir, 'tls'), opts.tls);
     await driver.rediscover();
     return driver;
+  }
+
+  /** QEMU's tls-creds-x509 directory, when the stream runs over TLS. */
+  private tlsCredsDir: string | undefined;
+
+  /** Registers this end's TLS credentials with a guest's QEMU and names them in its migration parameters. */
+  private async useTls(guest: QemuGuest, endpoint: 'server' | 'client', id: string, hostname?: string): Promise<Record<string, string>> {
+    if (!this.tlsCredsDir) return {};
+    await guest.qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id, dir: this.tlsCredsDir, endpoint, 'verify-peer': true });
+    return hostname === undefined ? { 'tls-creds': id } : { 'tls-creds': id, 'tls-hostname': hostname };
   }
 
   /** The vm ids of the guests this driver holds. */
@@ -180,7 +210,7 @@ export class QemuDriver {
       const policy = resolvePolicy(opts.policy, spec.memoryMib * 1024 * 1024);
       const qemu = opts.qemu ?? {};
       await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
-      const params = targetMigrationParameters(qemu);
+      const params = { ...targetMigrationParameters(qemu), ...(await this.useTls(guest, 'server', 'vmm-tls-in')) };
       if (Object.keys(params).length > 0) await guest.qmp.execute('migrate-set-parameters', params);
       const host = opts.host ?? '127.0.0.1';
       await guest.qmp.execute('migrate-incoming', { uri: migrationUri(host, opts.port ?? 0) });
@@ -224,7 +254,9 @@ export class QemuDriver {
     const policy = resolvePolicy(opts.policy, memoryBytes);
     const qemu = opts.qemu ?? {};
     await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
-    await guest.qmp.execute('migrate-set-parameters', sourceMigrationParameters(policy, qemu, memoryBytes));
+    // One credentials object per migration: a guest that migrates again (there and back) keeps the old one.
+    const tls = await this.useTls(guest, 'client', `vmm-tls-${opts.migrationId.replace(/[^A-Za-z0-9_.-]/g, '_')}`, opts.host);
+    await guest.qmp.execute('migrate-set-parameters', { ...sourceMigrationParameters(policy, qemu, memoryBytes), ...tls });
     await guest.qmp.execute('migrate', { uri: migrationUri(opts.host, opts.port) });
     const out = new OutgoingMigration(opts.migrationId, guest, policy);
     this.outgoing.set(vmId, out);

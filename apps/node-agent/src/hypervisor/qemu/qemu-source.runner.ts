@@ -78,7 +78,7 @@ export class QemuSourceRunner implements OutgoingRunner {
     this.vm.migrating = true;
     try {
       const { host, port } = parseAddress(this.opts.targetDataAddress);
-      const { channel, qemuPort } = await dialVerifyChannel(host, port, migrationId, this.opts.token, CHANNEL_TIMEOUT_MS);
+      const { channel, qemuPort } = await dialVerifyChannel(host, port, migrationId, this.opts.token, CHANNEL_TIMEOUT_MS, this.opts.tls);
       this.channel = channel;
       void channel.closed.then(() => {
         if (this.current === 'sending' && !stopped) this.abort('the target agent closed the verify channel');

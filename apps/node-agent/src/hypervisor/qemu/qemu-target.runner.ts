@@ -73,7 +73,7 @@ export class QemuTargetRunner implements IncomingRunner {
       await this.driver.abortIncoming(this.vmId);
       throw new MigrationStepError(migrationId, 'discarded while it was being prepared');
     }
-    const listener = await listenVerifyChannel(bindHost, migrationId, token, ACCEPT_TIMEOUT_MS);
+    const listener = await listenVerifyChannel(bindHost, migrationId, token, ACCEPT_TIMEOUT_MS, this.opts.tls);
     this.closeListener = listener.close;
     if ((this.current as IncomingState) === 'discarded') listener.close();
     this.dataAddress = `${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${listener.port}`;

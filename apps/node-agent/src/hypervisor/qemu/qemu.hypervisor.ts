@@ -23,6 +23,8 @@ export interface QemuHypervisorOptions {
   /** The driver's state directory (one directory per guest, kept across agent restarts). */
   stateDir: string;
   log: Logger;
+  /** The node's certificate and the CA: QEMU's migration stream over TLS. Undefined: plain TCP. */
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
 }
 
 /**
@@ -53,7 +55,7 @@ export class QemuHypervisor implements Hypervisor {
    * guests reattached) and takes up the guests it found. @throws QemuUnavailableError
    */
   static async open(opts: QemuHypervisorOptions): Promise<QemuHypervisor> {
-    const driver = await QemuDriver.open({ stateDir: opts.stateDir });
+    const driver = await QemuDriver.open({ stateDir: opts.stateDir, tls: opts.tls });
     const h = new QemuHypervisor(driver, opts.log);
     await h.takeUpRediscovered();
     h.timer = setInterval(() => void h.poll(), QEMU_POLL_MS);

@@ -14,7 +14,7 @@
  * the target's copy, as a dropped data connection does for the emulator.
  */
 import net from 'node:net';
-import { ConnectionLostError } from '@vmm/migration';
+import { connectOutgoing, ConnectionLostError, secureAcceptedSocket, type DataPlaneTls } from '@vmm/migration';
 
 /** A line longer than this is a broken peer. */
 const MAX_LINE_BYTES = 64 * 1024;
@@ -111,8 +111,10 @@ export async function dialVerifyChannel(
   migrationId: string,
   token: string,
   timeoutMs: number,
+  tls?: DataPlaneTls,
 ): Promise<{ channel: VerifyChannel; qemuPort: number }> {
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
+  // Over mutual TLS (the agent plane's, with the target node the controller named), as the emulator's data connection.
+  const socket = tls ? await connectOutgoing(`${host.includes(':') ? `[${host}]` : host}:${port}`, { migrationId, timeoutMs, tls }) : await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect({ host, port });
     const timer = setTimeout(() => (s.destroy(), reject(new ConnectionLostError(migrationId, `cannot reach the target agent at ${host}:${port}`))), timeoutMs);
     s.once('connect', () => (clearTimeout(timer), resolve(s)));
@@ -140,6 +142,7 @@ export async function listenVerifyChannel(
   migrationId: string,
   token: string,
   acceptTimeoutMs: number,
+  tls?: DataPlaneTls,
 ): Promise<{ port: number; accepted: Promise<VerifyChannel>; close: () => void }> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
@@ -152,7 +155,9 @@ export async function listenVerifyChannel(
     const timer = setTimeout(() => (close(), reject(new ConnectionLostError(migrationId, `no source connected within ${acceptTimeoutMs} ms`))), acceptTimeoutMs);
     timer.unref();
     server.on('close', () => (clearTimeout(timer), reject(new ConnectionLostError(migrationId, 'the verify listener closed'))));
-    server.on('connection', (socket) => {
+    server.on('connection', (accepted) => {
+      accepted.on('error', () => undefined);
+      const socket = tls ? secureAcceptedSocket(accepted, tls) : accepted;
       const channel = new VerifyChannel(socket, migrationId);
       channel.next(5_000).then(
         (hello) => {
