@@ -56,7 +56,7 @@ export const controllerEnv = {
     doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
   },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
-  HTTP_PORT: { default: '0', doc: 'port of /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
+  HTTP_PORT: { default: '0', doc: 'port of the web console (/), /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
 } as const satisfies Record<string, EnvVarSpec>;
 
 export type ControllerEnvName = keyof typeof controllerEnv;

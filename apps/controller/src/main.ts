@@ -18,6 +18,7 @@ import { createClusterMetrics, createMetricsRegistry } from './http/cluster-metr
 import { grpcMetricsInterceptor } from './grpc/grpc-metrics.interceptor.js';
 import { repositoryMetricsSource } from './http/metrics-source.js';
 import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.js';
+import { createConsoleApi, loopbackAddress } from './http/console-api.js';
 import { MigrationRepository } from './redis/migration.repository.js';
 import { NodeRepository } from './redis/node.repository.js';
 
@@ -72,8 +73,8 @@ export async function startController(config: ControllerConfig, logger: Logger):
     createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
     http = await startOpsHttpServer(config.host, config.httpPort, registry, {
       notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
-    });
-    logger.info({ port: http.port }, 'http: /metrics, /livez, /readyz');
+    }, { console: createConsoleApi(loopbackAddress(config.host, config.port)) });
+    logger.info({ port: http.port, console: `http://${config.host}:${http.port}/` }, 'http: the web console at /, /metrics, /livez, /readyz');
   }
   logger.info({ address: url, redisPrefix: config.redisPrefix, auth: config.apiTokens.length > 0 }, 'listening');
   let closing: Promise<void> | undefined;
