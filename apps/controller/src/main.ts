@@ -21,6 +21,8 @@ import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.j
 import { createConsoleApi, loopbackAddress } from './http/console-api.js';
 import { MigrationRepository } from './redis/migration.repository.js';
 import { NodeRepository } from './redis/node.repository.js';
+import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
+import { VmRepository } from './redis/vm.repository.js';
 
 /** Receive limit (docs/api.md, Security): no request, registration or report is near it; a larger one is RESOURCE_EXHAUSTED before it is decoded. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -70,7 +72,10 @@ export async function startController(config: ControllerConfig, logger: Logger):
   await app.listen();
   let http: OpsHttpServer | undefined;
   if (config.httpPort > 0) {
-    createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
+    createClusterMetrics(
+      repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository), app.get(VmRepository), app.get(MigrationQueueRepository)),
+      registry,
+    );
     http = await startOpsHttpServer(config.host, config.httpPort, registry, {
       notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
     }, { console: createConsoleApi(loopbackAddress(config.host, config.port)) });

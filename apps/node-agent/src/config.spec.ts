@@ -24,6 +24,8 @@ describe('loadAgentConfig', () => {
       logLevel: 'info',
       stateDir: '',
       hypervisor: 'emulator',
+      httpPort: 0,
+      metricsUrl: '',
     });
   });
 
@@ -45,6 +47,7 @@ describe('loadAgentConfig', () => {
       KSM_MAX_PAGE_SHARING: '16',
       KSM_USE_ZERO_PAGES: '1',
       LOG_LEVEL: 'debug',
+      AGENT_HTTP_PORT: '9102',
     });
     expect(config).toMatchObject({
       nodeId: 'node-a',
@@ -60,6 +63,9 @@ describe('loadAgentConfig', () => {
       ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5, maxPageSharing: 16, useZeroPages: true },
       logLevel: 'debug',
       stateDir: '',
+      httpPort: 9102,
+      // Advertised at the host others reach the agent by.
+      metricsUrl: 'http://agent-a:9102/metrics',
     });
   });
 
@@ -117,7 +123,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR', 'HYPERVISOR',
+        'STATE_DIR', 'HYPERVISOR', 'AGENT_HTTP_PORT',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -27,6 +27,7 @@ export const agentEnv = {
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
   HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
+  AGENT_HTTP_PORT: { default: '0', doc: 'port of its Prometheus `/metrics` (and `/livez`) on AGENT_HOST, advertised as Node.metrics_url; 0 = no HTTP server' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
 export type AgentEnvName = keyof typeof agentEnv;
@@ -51,6 +52,10 @@ export interface AgentConfig {
   /** The driver of this node's VMs (HYPERVISOR), advertised at registration. */
   hypervisor: HypervisorKind;
   logLevel: LogLevel;
+  /** AGENT_HTTP_PORT: 0 = no metrics endpoint. */
+  httpPort: number;
+  /** Node.metrics_url: http://<advertised host>:<httpPort>/metrics, '' without an HTTP port. */
+  metricsUrl: string;
 }
 
 /** ksmd's knobs at start (KSM_*); the last two may be left out by callers that build settings by hand. */
@@ -110,6 +115,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   const hypervisor = raw('HYPERVISOR') as HypervisorKind;
   if (!HYPERVISOR_KINDS.includes(hypervisor)) bad('HYPERVISOR', `one of ${HYPERVISOR_KINDS.join(', ')}`);
 
+  const httpPort = int('AGENT_HTTP_PORT', 0, 65535);
+  const advertisedHost = advertiseAddress.slice(0, advertiseAddress.lastIndexOf(':'));
   const config: AgentConfig = {
     nodeId,
     host,
@@ -132,6 +139,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     stateDir: raw('STATE_DIR'),
     hypervisor,
     logLevel,
+    httpPort,
+    metricsUrl: httpPort > 0 ? `http://${advertisedHost}:${httpPort}/metrics` : '',
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -7,9 +7,19 @@ export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
 /** Receive limit: what the controller sends an agent is small (a VM spec, a decision); 4 MiB as the controller's. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-/** Health statuses served: the whole server ('') and the agent service. */
+/**
+ * Health statuses served: the whole server ('') and the agent service. Both start NOT_SERVING: an
+ * agent without a link to the controller cannot be given work (followLink turns them SERVING).
+ */
 export function createHealth(): HealthImplementation {
-  return new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'SERVING' });
+  return new HealthImplementation({ '': 'NOT_SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
+}
+
+/** SERVING while the controller link reports (registered, its stream open), NOT_SERVING otherwise. */
+export function followLink(health: HealthImplementation, state: string): void {
+  const status = state === 'reporting' ? 'SERVING' : 'NOT_SERVING';
+  health.setStatus('', status);
+  health.setStatus(AGENT_SERVICE_NAME, status);
 }
 
 /**
