@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, config.logFormat);
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   // Signal handlers first: a SIGTERM during boot still stops cleanly once the server is up.
   let stopRequested: string | undefined;

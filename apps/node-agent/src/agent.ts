@@ -64,7 +64,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
   const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm, log }), {
-    ...agentGrpcOptions(address, health),
+    ...agentGrpcOptions(address, health, log),
     // Held until useLogger below: Nest's start-up lines come out through pino like the rest.
     bufferLogs: true,
   });

@@ -24,6 +24,7 @@ describe('loadAgentConfig', () => {
       logLevel: 'info',
       stateDir: '',
       hypervisor: 'emulator',
+      logFormat: 'json',
       httpPort: 0,
       metricsUrl: '',
     });
@@ -123,7 +124,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR', 'HYPERVISOR', 'AGENT_HTTP_PORT',
+        'STATE_DIR', 'HYPERVISOR', 'AGENT_HTTP_PORT', 'LOG_FORMAT',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { KNOB_RANGES } from '@vmm/ksm';
+import { LOG_FORMATS, parseLogFormat, type LogFormat } from '@vmm/logging';
 import { ConfigError } from './errors.js';
 import { HYPERVISOR_KINDS, type HypervisorKind } from './hypervisor/hypervisor-kind.js';
 
@@ -27,6 +28,7 @@ export const agentEnv = {
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
   HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
+  LOG_FORMAT: { default: 'json', doc: '`json` (one JSON line per entry) or `pretty` (pino-pretty, for people)' },
   AGENT_HTTP_PORT: { default: '0', doc: 'port of its Prometheus `/metrics` (and `/livez`) on AGENT_HOST, advertised as Node.metrics_url; 0 = no HTTP server' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -52,6 +54,8 @@ export interface AgentConfig {
   /** The driver of this node's VMs (HYPERVISOR), advertised at registration. */
   hypervisor: HypervisorKind;
   logLevel: LogLevel;
+  /** LOG_FORMAT: JSON lines, or pino-pretty's for people. */
+  logFormat: LogFormat;
   /** AGENT_HTTP_PORT: 0 = no metrics endpoint. */
   httpPort: number;
   /** Node.metrics_url: http://<advertised host>:<httpPort>/metrics, '' without an HTTP port. */
@@ -112,6 +116,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     : `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const logLevel = raw('LOG_LEVEL') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = parseLogFormat(raw('LOG_FORMAT'));
+  if (!logFormat) bad('LOG_FORMAT', `one of ${LOG_FORMATS.join(', ')}`);
   const hypervisor = raw('HYPERVISOR') as HypervisorKind;
   if (!HYPERVISOR_KINDS.includes(hypervisor)) bad('HYPERVISOR', `one of ${HYPERVISOR_KINDS.join(', ')}`);
 
@@ -139,6 +145,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     stateDir: raw('STATE_DIR'),
     hypervisor,
     logLevel,
+    logFormat: logFormat ?? 'json',
     httpPort,
     metricsUrl: httpPort > 0 ? `http://${advertisedHost}:${httpPort}/metrics` : '',
   };

@@ -12,7 +12,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
-  const log = createLogger(config.logLevel, config.nodeId);
+  const log = createLogger(config.logLevel, config.nodeId, config.logFormat);
   let agent: RunningAgent | undefined;
   let stopRequested = false;
   const shutdown = (signal: NodeJS.Signals): void => {

@@ -2,6 +2,8 @@ import type { Server } from '@grpc/grpc-js';
 import { Transport, type GrpcOptions } from '@nestjs/microservices';
 import { addReflection, AGENT_PROTO, LOADER_OPTIONS } from '@vmm/proto';
 import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from '@vmm/logging';
+import { accessLogInterceptor } from './access-log.interceptor.js';
 
 export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
 /** Receive limit: what the controller sends an agent is small (a VM spec, a decision); 4 MiB as the controller's. */
@@ -26,7 +28,7 @@ export function followLink(health: HealthImplementation, state: string): void {
  * Nest gRPC transport options for the agent: agent.v1 on `url`, plus grpc.health.v1.Health and server
  * reflection on the same server (from buf's descriptors; it lists agent.v1.AgentService and health only).
  */
-export function agentGrpcOptions(url: string, health: HealthImplementation): GrpcOptions {
+export function agentGrpcOptions(url: string, health: HealthImplementation, accessLog?: Logger): GrpcOptions {
   return {
     transport: Transport.GRPC,
     options: {
@@ -36,6 +38,8 @@ export function agentGrpcOptions(url: string, health: HealthImplementation): Grp
       loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
       maxReceiveMessageLength: MAX_MESSAGE_BYTES,
       maxSendMessageLength: MAX_MESSAGE_BYTES,
+      // One access line per RPC (Nest hands channelOptions to grpc-js's Server as they are).
+      ...(accessLog && { channelOptions: { interceptors: [accessLogInterceptor(accessLog)] } as Record<string, unknown> }),
       // Pings on idle connections and open streams: a peer that froze or vanished is noticed in seconds.
       keepalive: { keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 },
       onLoadPackageDefinition: (_pkg: unknown, server: Server) => {
