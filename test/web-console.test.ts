@@ -8,12 +8,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { freePort } from '@vmm/local-cluster/ports';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { vmRequest } from './support/vms.js';
 import { waitFor } from './support/wait-for.js';
 import { openWatch, short, startMigrationCluster, WorkloadKind, type MigrationTestCluster } from './support/migration.js';
 
 const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
 const TOKEN = 'console-operator-token';
+const READER = 'console-reader-token';
 const SCREENSHOTS_DIR = process.env.SCREENSHOTS_DIR;
 
 if (!CHROMIUM) {
@@ -30,7 +32,7 @@ if (!CHROMIUM) {
 
     beforeAll(async () => {
       const httpPort = await freePort();
-      t = await startMigrationCluster({ agents: 2, reportIntervalMs: 250, httpPort, token: TOKEN });
+      t = await startMigrationCluster({ agents: 2, reportIntervalMs: 250, httpPort, token: TOKEN, readToken: READER });
       base = `http://127.0.0.1:${httpPort}`;
       const { chromium } = await import('playwright-core');
       browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
@@ -71,10 +73,6 @@ if (!CHROMIUM) {
       const card = await page.locator('[data-node="node-1"]').textContent();
       expect(card).toContain('web-db');
       expect(card).toContain('capacity');
-      if (SCREENSHOTS_DIR) {
-        mkdirSync(SCREENSHOTS_DIR, { recursive: true });
-        await page.screenshot({ path: path.join(SCREENSHOTS_DIR, 'console-overview.png'), fullPage: true });
-      }
     });
 
     it('starts a migration from the page and draws a point per round until COMPLETED', async () => {
@@ -115,12 +113,16 @@ if (!CHROMIUM) {
       expect(short(done.phase)).toBe('COMPLETED');
       expect(await page.locator('[data-digest]').getAttribute('data-digest')).toBe('match');
       expect(await page.locator('.summary').textContent()).toContain(`${done.round}`);
-      if (SCREENSHOTS_DIR) await page.screenshot({ path: path.join(SCREENSHOTS_DIR, 'console-migration.png'), fullPage: true });
+      if (SCREENSHOTS_DIR) {
+        mkdirSync(SCREENSHOTS_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(SCREENSHOTS_DIR, 'console-migration.png'), fullPage: true });
+      }
 
       // Back on the overview, the migration is listed with its outcome and the VM on its new node.
       await page.click('a[href="#/"]');
       await page.locator(`[data-migration="${migrationId}"][data-phase=COMPLETED]`).waitFor();
       await waitFor(async () => (await page.locator(`[data-vm="${vmId}"]`).textContent())?.includes('node-2'), 20_000, 'the VM row to name node-2');
+      if (SCREENSHOTS_DIR) await page.screenshot({ path: path.join(SCREENSHOTS_DIR, 'console-overview.png'), fullPage: true });
     }, 150_000);
 
     it('cordons and uncordons a node from the page', async () => {
@@ -130,6 +132,26 @@ if (!CHROMIUM) {
       await page.click('[data-node="node-2"] [data-action=uncordon]');
       await page.locator('[data-node="node-2"] [data-action=cordon]').waitFor();
       expect((await t.api.getNode({ nodeId: 'node-2' })).cordoned).toBe(false);
+    });
+
+    it('with a read-only token, sees the cluster, and an action refused PERMISSION_DENIED hides the buttons', async (ctx) => {
+      const reader = t.c.api(READER);
+      try {
+        await reader.listNodes({});
+      } catch (err) {
+        if ((err as ServiceError).code === status.UNAUTHENTICATED) ctx.skip('the controller has no reader scope yet (API_READ_TOKENS, #11)');
+        throw err;
+      } finally {
+        reader.close();
+      }
+      await page.evaluate('localStorage.clear()');
+      await page.goto(`${base}/?token=${READER}`);
+      await page.locator('[data-node="node-1"]').waitFor();
+      await page.click('[data-node="node-1"] [data-action=cordon]');
+      await page.locator('#error', { hasText: 'PERMISSION_DENIED' }).waitFor();
+      await page.locator('body.read-only').waitFor();
+      expect(await page.locator('[data-node="node-1"] [data-action=cordon]').isVisible()).toBe(false);
+      expect((await t.api.getNode({ nodeId: 'node-1' })).cordoned).toBe(false);
     });
   });
 }

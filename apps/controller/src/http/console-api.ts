@@ -150,7 +150,7 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
   };
 
   /** Sends the cluster when it changed since the last send, until the client goes away. */
-  function clusterEvents(req: IncomingMessage, res: ServerResponse, metadata: () => Metadata) {
+  function clusterEvents(res: ServerResponse, metadata: () => Metadata) {
     sseOpen(res);
     let last = '';
     let timer: NodeJS.Timeout | undefined;
@@ -168,12 +168,12 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
       }
       if (!closed) timer = setTimeout(() => void tick(), POLL_MS);
     };
-    req.on('close', () => { closed = true; clearTimeout(timer); });
+    res.on('close', () => { closed = true; clearTimeout(timer); });
     void tick();
   }
 
   /** Forwards WatchMigration: the migration after every change, then `end` when its stream ends. */
-  function migrationEvents(req: IncomingMessage, res: ServerResponse, migrationId: string, metadata: () => Metadata) {
+  function migrationEvents(res: ServerResponse, migrationId: string, metadata: () => Metadata) {
     sseOpen(res);
     const stream: ClientReadableStream<cluster.Migration> = client.watchMigration({ migrationId }, metadata());
     stream.on('data', (m: cluster.Migration) => sseSend(res, 'migration', m));
@@ -182,7 +182,7 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
       res.end();
     });
     stream.on('end', () => { sseSend(res, 'end', {}); res.end(); });
-    req.on('close', () => stream.cancel());
+    res.on('close', () => stream.cancel());
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -194,9 +194,9 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
     const post = req.method === 'POST';
     let m: RegExpExecArray | null;
     if (get && path === '/api/cluster') return json(res, 200, await readCluster(api, metadata));
-    if (get && path === '/api/events') return clusterEvents(req, res, metadata);
+    if (get && path === '/api/events') return clusterEvents(res, metadata);
     if (get && (m = /^\/api\/migrations\/([^/]+)$/.exec(path))) return json(res, 200, await api.getMigration({ migrationId: decodeURIComponent(m[1]!) }, opts()));
-    if (get && (m = /^\/api\/migrations\/([^/]+)\/events$/.exec(path))) return migrationEvents(req, res, decodeURIComponent(m[1]!), metadata);
+    if (get && (m = /^\/api\/migrations\/([^/]+)\/events$/.exec(path))) return migrationEvents(res, decodeURIComponent(m[1]!), metadata);
     if (post && (m = /^\/api\/migrations\/([^/]+)\/cancel$/.exec(path))) return json(res, 200, await api.cancelMigration({ migrationId: decodeURIComponent(m[1]!) }, opts()));
     if (post && (m = /^\/api\/vms\/([^/]+)\/migrate$/.exec(path))) {
       const body = await readJson(req);
