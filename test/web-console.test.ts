@@ -134,6 +134,38 @@ if (!CHROMIUM) {
       expect((await t.api.getNode({ nodeId: 'node-2' })).cordoned).toBe(false);
     });
 
+    it('cancels a running migration from its page', async () => {
+      const vmId = vmIds[2]!;
+      await page.goto(`${base}/#/`);
+      await page.click(`[data-vm="${vmId}"] [data-action=migrate]`);
+      // 1 MiB/s for 128 MiB: it runs for minutes unless cancelled.
+      await page.fill('#migrate-form input[name=maxBandwidthMibPerSec]', '1');
+      await page.click('#migrate-form [data-action=start-migration]');
+      await page.waitForURL(/#\/migrations\/.+/);
+      const migrationId = decodeURIComponent(new URL(page.url()).hash.replace('#/migrations/', ''));
+      await page.locator('.mig-header [data-phase=PRECOPY]').waitFor({ timeout: 30_000 });
+      await page.click('.mig-header [data-action=cancel]');
+      await page.locator('.summary[data-final=CANCELLED]').waitFor({ timeout: 30_000 });
+      expect(short((await t.api.getMigration({ migrationId })).phase)).toBe('CANCELLED');
+      expect((await t.api.getVm({ vmId })).nodeId).toBe('node-2');
+    });
+
+    it('drains a node from the page: its VMs leave, it stays cordoned until uncordoned', async () => {
+      await page.goto(`${base}/#/`);
+      const onNode1 = (await t.api.listVms({ nodeId: 'node-1' })).vms.map((v) => v.vmId);
+      expect(onNode1.length).toBeGreaterThan(0);
+      await page.click('[data-node="node-1"] [data-action=drain]');
+      await page.locator('[data-node="node-1"] .state-draining').waitFor();
+      await page.locator('[data-node="node-1"] .node-vms .chip').first().waitFor({ state: 'detached', timeout: 60_000 });
+      for (const vmId of onNode1) {
+        await page.locator(`[data-vm="${vmId}"]`, { hasText: 'node-2' }).waitFor({ timeout: 30_000 });
+        expect((await t.api.getVm({ vmId })).nodeId).toBe('node-2');
+      }
+      await page.click('[data-node="node-1"] [data-action=uncordon]');
+      await page.locator('[data-node="node-1"] [data-action=cordon]').waitFor();
+      expect((await t.api.getNode({ nodeId: 'node-1' })).cordoned).toBe(false);
+    });
+
     it('with a read-only token, sees the cluster, and an action refused PERMISSION_DENIED hides the buttons', async (ctx) => {
       const reader = t.c.api(READER);
       try {
