@@ -1,4 +1,7 @@
 /** A few DOM helpers: no UI framework, the console is small. */
+// The phase model has one owner (libs/migration phase.ts, pure): bundled into the page by esbuild.
+import { FINAL_PHASES } from '@vmm/migration/phase';
+
 type Child = Node | string | number | null | undefined | false;
 
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -31,4 +34,5 @@ export function bytes(n: number): string {
 }
 
 export const PAGE_BYTES = 4096;
-export const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+/** Final phases, by their short names (`COMPLETED`…). */
+export const FINAL: ReadonlySet<string> = new Set<string>(FINAL_PHASES);
