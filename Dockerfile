@@ -12,6 +12,7 @@ COPY libs/migration/package.json libs/migration/
 COPY libs/ksm/package.json libs/ksm/
 COPY libs/qemu/package.json libs/qemu/
 COPY libs/tls/package.json libs/tls/
+COPY libs/logging/package.json libs/logging/
 COPY apps/controller/package.json apps/controller/
 COPY apps/node-agent/package.json apps/node-agent/
 COPY apps/cli/package.json apps/cli/

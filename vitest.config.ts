@@ -12,7 +12,7 @@ const sourceAliases = [
   { find: /^@vmm\/proto\/(.*)$/, replacement: path.join(root, 'proto/src/$1.ts') },
   { find: /^@vmm\/local-cluster$/, replacement: path.join(root, 'tools/local-cluster/src/index.ts') },
   { find: /^@vmm\/local-cluster\/(.*)$/, replacement: path.join(root, 'tools/local-cluster/src/$1.ts') },
-  ...['emulator', 'migration', 'ksm', 'qemu', 'tls'].flatMap((lib) => [
+  ...['emulator', 'migration', 'ksm', 'qemu', 'tls', 'logging'].flatMap((lib) => [
     { find: new RegExp(`^@vmm/${lib}$`), replacement: path.join(root, `libs/${lib}/src/index.ts`) },
     { find: new RegExp(`^@vmm/${lib}/(.*)$`), replacement: path.join(root, `libs/${lib}/src/$1.ts`) },
   ]),

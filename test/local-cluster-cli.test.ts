@@ -115,7 +115,10 @@ it('without --supervise, a killed agent is one node down, a killed controller or
 
   process.kill(pid('controller'), 'SIGKILL');
   await waitFor(() => l.stderr().includes(`controller (pid ${pid('controller')}) died`), 10_000, 'the controller\'s death line');
-  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000, operator), `${name} serves`).toBe('SERVING');
+  // The agents live on, answering health NOT_SERVING: they have no link to the controller (#12.3).
+  for (const name of ['node-1', 'node-3']) {
+    await waitFor(async () => (await checkHealth(l.processes.get(name)!.address, '', 5000, operator)) === 'NOT_SERVING', 10_000, `${name} to answer NOT_SERVING`);
+  }
   expect(l.child.exitCode).toBeNull();
   // Not restarted: still one child process fewer each.
   expect(childPids(l.child.pid!)).toEqual([pid('redis'), pid('node-1'), pid('node-3')].sort((a, b) => a - b));
@@ -123,7 +126,7 @@ it('without --supervise, a killed agent is one node down, a killed controller or
   // Redis too: the agents go on without it.
   process.kill(pid('redis'), 'SIGKILL');
   await waitFor(() => l.stderr().includes(`redis (pid ${pid('redis')}) died`), 10_000, 'Redis\'s death line');
-  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000, operator), `${name} serves`).toBe('SERVING');
+  for (const name of ['node-1', 'node-3']) expect(await checkHealth(l.processes.get(name)!.address, '', 5000, operator), `${name} answers`).toBe('NOT_SERVING');
   expect(childPids(l.child.pid!)).toEqual([pid('node-1'), pid('node-3')].sort((a, b) => a - b));
   expect(l.child.exitCode).toBeNull();
 

@@ -13,7 +13,8 @@ let base: string;
 
 beforeAll(async () => {
   const httpPort = await freePort();
-  t = await startMigrationCluster({ agents: 2, reportIntervalMs: 250, httpPort });
+  const agentHttpPorts = [await freePort(), await freePort()];
+  t = await startMigrationCluster({ agents: 2, reportIntervalMs: 250, httpPort, agentEnv: (i) => ({ AGENT_HTTP_PORT: String(agentHttpPorts[i]) }) });
   base = `http://127.0.0.1:${httpPort}`;
 });
 
@@ -21,8 +22,8 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function scrape(): Promise<Map<string, number>> {
-  const res = await fetch(`${base}/metrics`);
+async function scrape(url = `${base}/metrics`): Promise<Map<string, number>> {
+  const res = await fetch(url);
   expect(res.status).toBe(200);
   const series = new Map<string, number>();
   for (const line of (await res.text()).split('\n')) {
@@ -48,6 +49,21 @@ describe('controller /metrics, /livez, /readyz', () => {
     try {
       const before = await scrape();
       const succeededBefore = before.get('vmm_migration_succeeded_total') ?? 0;
+      const histogramCount = (s: Map<string, number>, name: string) => s.get(`${name}_count`) ?? 0;
+      const histograms = ['vmm_migration_downtime_seconds', 'vmm_migration_total_time_seconds', 'vmm_migration_rounds', 'vmm_migration_sent_over_vm_size'];
+      const countsBefore = histograms.map((h) => histogramCount(before, h));
+      // The agent's own /metrics, at the URL its node advertises, shows the VM's measured figures.
+      const node1 = await api.getNode({ nodeId: 'node-1' });
+      expect(node1.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const vmLabels = (node: string) => `{vm="${vm.vmId}",node="${node}",image="${vm.image}"}`;
+      const onAgent = await waitFor(async () => {
+        const s = await scrape(node1.metricsUrl);
+        return (s.get(`vmm_vm_dirty_memory_rate_bytes${vmLabels('node-1')}`) ?? 0) > 0 ? s : undefined;
+      }, 20_000, "the agent's /metrics to show the VM's dirty rate");
+      expect(onAgent.get(`vmm_vm_working_set_bytes${vmLabels('node-1')}`)).toBeGreaterThan(0);
+      expect(onAgent.get(`vmm_vm_resident_pages${vmLabels('node-1')}`)).toBeGreaterThan(0);
+      expect(onAgent.get('vmm_agent_controller_link_up{node="node-1"}')).toBe(1);
+      expect(onAgent.get('process_resident_memory_bytes')).toBeGreaterThan(0);
       // Dirtying faster than the capped link sends: it converges only as auto-converge throttles, round
       // after round (the record's progress moves per round).
       const started = await api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2', policy: policy({ maxBandwidthMibPerSec: 48, downtimeLimitMs: 300, autoConverge: true }) });
@@ -67,6 +83,15 @@ describe('controller /metrics, /livez, /readyz', () => {
       const after = await scrape();
       expect(after.get('vmm_migration_succeeded_total')).toBe(succeededBefore + 1);
       expect(after.has(key), 'a finished migration leaves the per-migration series').toBe(false);
+      // Its outcome in each histogram; the VM's series on the controller name its new node.
+      histograms.forEach((h, i) => expect(histogramCount(after, h), h).toBe(countsBefore[i]! + 1));
+      expect(after.get(`vmm_migration_rounds_sum`)).toBeGreaterThanOrEqual(done.round);
+      expect(after.get(`vmm_migration_downtime_seconds_sum`)).toBeGreaterThan(0);
+      expect(after.get('vmm_migration_queue_depth{state="waiting"}')).toBeGreaterThanOrEqual(0);
+      expect(after.get('vmm_reconcile_duration_seconds_count{loop="node report"}')).toBeGreaterThan(0);
+      expect(after.get('vmm_reconcile_duration_seconds_count{loop="node readiness"}')).toBeGreaterThan(0);
+      expect(after.get('vmm_node_report_lag_seconds{node="node-2"}')).toBeGreaterThanOrEqual(0);
+      await waitFor(async () => (await scrape()).has(`vmm_vm_resident_pages${vmLabels('node-2')}`), 20_000, 'the VM on node-2 in the controller\'s series');
       const migrations = (await api.listMigrations({})).migrations;
       expect(after.get('vmm_migrations_in_phase{phase="COMPLETED"}')).toBe(migrations.filter((m) => short(m.phase) === 'COMPLETED').length);
       for (const node of (await api.listNodes({})).nodes) {

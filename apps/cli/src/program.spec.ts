@@ -34,6 +34,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
     cordoned: false,
     reportedVms: [],
     hypervisor: 'emulator',
+    metricsUrl: '',
     ...overrides,
   };
 }

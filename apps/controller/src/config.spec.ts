@@ -27,6 +27,7 @@ describe('loadControllerConfig', () => {
       memoryLowWatermarkPercent: 80,
       migrationPolicyDefaults: DEFAULT_POLICY,
       logLevel: 'info',
+      logFormat: 'json',
       httpPort: 0,
     });
   });

@@ -3,6 +3,7 @@
  * `controllerEnv` is the single source that docker-compose.yml, the README and docs/internals.md are
  * checked against; `loadControllerConfig` parses and validates it.
  */
+import { LOG_FORMATS, parseLogFormat, type LogFormat } from '@vmm/logging';
 import { InvalidPolicyError } from '@vmm/migration/errors';
 import { DEFAULT_POLICY, validatePolicyDefaults, type PolicyDefaults } from '@vmm/migration/policy';
 import { AGENT_PLANE_ENV, loadAgentPlane, readTlsMaterial, TlsFileError, type AgentPlane, type TlsMaterial } from '@vmm/tls';
@@ -63,7 +64,8 @@ export const controllerEnv = {
     doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
   },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
-  HTTP_PORT: { default: '0', doc: 'port of /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
+  LOG_FORMAT: { default: 'json', doc: '`json` (one JSON line per entry) or `pretty` (pino-pretty, for people)' },
+  HTTP_PORT: { default: '0', doc: 'port of the web console (/), /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
 } as const satisfies Record<string, EnvVarSpec>;
 
 export type ControllerEnvName = keyof typeof controllerEnv;
@@ -102,6 +104,8 @@ export interface ControllerConfig {
   /** Fields a MigrateVm leaves unset take these (MIGRATION_DEFAULT_*), checked by the migration policy's own rules. */
   migrationPolicyDefaults: Readonly<PolicyDefaults>;
   logLevel: string;
+  /** LOG_FORMAT: JSON lines, or pino-pretty's for people. */
+  logFormat: LogFormat;
   /** /metrics, /livez, /readyz; 0: not served. */
   httpPort: number;
 }
@@ -171,6 +175,8 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
   }
   const logLevel = raw('LOG_LEVEL');
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', logLevel, `expected one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = parseLogFormat(raw('LOG_FORMAT'));
+  if (!logFormat) throw new ConfigError('LOG_FORMAT', raw('LOG_FORMAT'), `expected one of ${LOG_FORMATS.join(', ')}`);
   const reportIntervalMs = int('REPORT_INTERVAL_MS', 10, 3_600_000);
   const memoryHighWatermarkPercent = int('MEMORY_HIGH_WATERMARK_PERCENT', 1, 100);
   const memoryLowWatermarkPercent = int('MEMORY_LOW_WATERMARK_PERCENT', 1, 100);
@@ -203,6 +209,7 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     memoryLowWatermarkPercent,
     migrationPolicyDefaults: loadPolicyDefaults(raw),
     logLevel,
+    logFormat,
     httpPort: int('HTTP_PORT', 0, 65535),
   };
 }

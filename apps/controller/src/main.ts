@@ -20,8 +20,11 @@ import { createClusterMetrics, createMetricsRegistry } from './http/cluster-metr
 import { grpcMetricsInterceptor } from './grpc/grpc-metrics.interceptor.js';
 import { repositoryMetricsSource } from './http/metrics-source.js';
 import { startOpsHttpServer, type OpsHttpServer } from './http/ops-http.server.js';
+import { createConsoleApi, loopbackAddress } from './http/console-api.js';
 import { MigrationRepository } from './redis/migration.repository.js';
 import { NodeRepository } from './redis/node.repository.js';
+import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
+import { VmRepository } from './redis/vm.repository.js';
 
 /** Receive limit (docs/api.md, Security): no request, registration or report is near it; a larger one is RESOURCE_EXHAUSTED before it is decoded. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -103,11 +106,14 @@ export async function startController(config: ControllerConfig, logger: Logger):
   }
   let http: OpsHttpServer | undefined;
   if (config.httpPort > 0) {
-    createClusterMetrics(repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository)), registry);
+    createClusterMetrics(
+      repositoryMetricsSource(app.get(NodeRepository), app.get(MigrationRepository), app.get(VmRepository), app.get(MigrationQueueRepository)),
+      registry,
+    );
     http = await startOpsHttpServer(config.host, config.httpPort, registry, {
       notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
-    });
-    logger.info({ port: http.port }, 'http: /metrics, /livez, /readyz');
+    }, { console: createConsoleApi(loopbackAddress(config.host, config.port)) });
+    logger.info({ port: http.port, console: `http://${config.host}:${http.port}/` }, 'http: the web console at /, /metrics, /livez, /readyz');
   }
   logger.info(
     {
@@ -147,7 +153,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, config.logFormat);
   routeProcessWarnings((warning) => logger.warn({ err: warning }, 'process warning'));
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   // Signal handlers first: a SIGTERM during boot still stops cleanly once the server is up.

@@ -15,6 +15,20 @@ import { waitFor } from '../../../test/support/wait-for.js';
 let registry: FakeRegistry;
 let running: RunningAgent;
 let client: agent.AgentServiceClient;
+let httpPort: number;
+
+/** The agent's grpc.health.v1 status of `service`. */
+async function healthOf(service = ''): Promise<string> {
+  const healthPkg = loadPackageDefinition(protoLoader.loadSync(healthProtoPath, { enums: String })) as any;
+  const health = new healthPkg.grpc.health.v1.Health(running.address, credentials.createInsecure()) as Client & {
+    check(req: object, cb: (e: ServiceError | null, r: { status: string }) => void): void;
+  };
+  try {
+    return (await new Promise<{ status: string }>((resolve, reject) => health.check({ service }, (e, r) => (e ? reject(e) : resolve(r))))).status;
+  } finally {
+    health.close();
+  }
+}
 
 function unary<Req, Res>(method: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req) {
   return new Promise<Res>((resolve, reject) => method.call(client, req, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
@@ -32,7 +46,8 @@ async function statusOf(promise: Promise<unknown>): Promise<status> {
 beforeAll(async () => {
   registry = new FakeRegistry(await freePort());
   await registry.start();
-  const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1', 
+  httpPort = await freePort();
+  const config = loadAgentConfig({ AGENT_PLANE_INSECURE: '1',
     NODE_ID: 'node-under-test',
     AGENT_PORT: String(await freePort()),
     CONTROLLER_ADDRESS: registry.address,
@@ -41,6 +56,7 @@ beforeAll(async () => {
     CPU_ALLOCATION_RATIO: '3',
     RAM_ALLOCATION_RATIO: '1.25',
     LOG_LEVEL: 'silent',
+    AGENT_HTTP_PORT: String(httpPort),
   });
   running = await startAgent(config, silentLogger);
   client = new agent.AgentServiceClient(running.address, credentials.createInsecure());
@@ -155,7 +171,10 @@ describe('node agent', () => {
     const answer = await new Promise<{ status: string }>((resolve, reject) =>
       health.check({ service: 'agent.v1.AgentService' }, (e, r) => (e ? reject(e) : resolve(r))),
     );
-    expect(answer.status).toBe('SERVING');
+    // SERVING once registered and reporting (NOT_SERVING before: no link to the controller yet).
+    await waitFor(() => running.link.state === 'reporting', 5_000, 'the link to report');
+    expect(answer.status === 'SERVING' || (await healthOf('agent.v1.AgentService')) === 'SERVING').toBe(true);
+    expect(await healthOf()).toBe('SERVING');
     health.close();
 
     const reflection = new reflectionV1.ServerReflectionClient(running.address, credentials.createInsecure());
@@ -176,6 +195,9 @@ describe('node agent', () => {
     const before = running.link.registrations;
     registry.kill();
     await waitFor(() => running.link.state === 'backoff' || running.link.state === 'registering', 5_000, 'the link to notice');
+    // No link to the controller: not a node to give work to.
+    expect(await healthOf()).toBe('NOT_SERVING');
+    expect(await healthOf('agent.v1.AgentService')).toBe('NOT_SERVING');
     const restarted = new FakeRegistry(registry.port);
     await restarted.start();
     registry = restarted;
@@ -186,6 +208,21 @@ describe('node agent', () => {
       cluster.WorkloadKind.WORKLOAD_KIND_IDLE,
     );
     await waitFor(() => restarted.reports.some((r) => r.vms.some((v) => v.vmId === 'vm-e2e')), 5_000, 'reports on the new stream');
+    await waitFor(async () => (await healthOf()) === 'SERVING', 5_000, 'health SERVING again');
+  });
+
+  it('serves /metrics at its HTTP port, advertised at registration', async () => {
+    expect(registry.registrations.at(-1)?.metricsUrl).toBe(`http://127.0.0.1:${httpPort}/metrics`);
+    const image = running.vms.get('vm-e2e')!.spec.image;
+    const body = await waitFor(async () => {
+      const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      return text.includes(`vmm_vm_resident_pages{vm="vm-e2e",node="node-under-test",image="${image}"}`) ? text : undefined;
+    }, 5_000, 'the VM in /metrics');
+    expect(body).toMatch(new RegExp(`vmm_vm_dirty_memory_rate_bytes\\{vm="vm-e2e",node="node-under-test",image="${image}"\\} \\d`));
+    expect(body).toContain(`vmm_vm_working_set_bytes{vm="vm-e2e",node="node-under-test",image="${image}"}`);
+    expect(body).toContain('vmm_agent_controller_link_up{node="node-under-test"} 1');
+    expect(body).toContain('process_resident_memory_bytes');
+    expect((await fetch(`http://127.0.0.1:${httpPort}/livez`)).status).toBe(200);
   });
 
   it('deletes the VM and frees its memory', async () => {

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { AgentModule } from './agent.module.js';
 import type { AgentConfig } from './config.js';
 import { AgentExceptionFilter } from './grpc/agent-exception.filter.js';
-import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth } from './grpc/grpc-server.options.js';
+import { AGENT_SERVICE_NAME, agentGrpcOptions, createHealth, followLink } from './grpc/grpc-server.options.js';
+import { createAgentMetrics, startAgentHttpServer, type AgentHttpServer } from './http/agent-metrics.js';
 import { KsmService } from './ksm/ksm.service.js';
 import { MigrationService } from './migration/migration.service.js';
 import { randomUUID } from 'node:crypto';
@@ -68,7 +69,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const health = createHealth();
   const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
   const app = await NestFactory.createMicroservice(AgentModule.forRoot({ vms, migrations, ksm, log }), {
-    ...agentGrpcOptions(address, health, config.agentPlane),
+    ...agentGrpcOptions(address, health, config.agentPlane, log),
     // Held until useLogger below: Nest's start-up lines come out through pino like the rest.
     bufferLogs: true,
   });
@@ -79,15 +80,32 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
 
   const lease = new LeaseGuard(vms, migrations, log.child({ component: 'lease' }), INITIAL_LEASE_MS);
   lease.start();
+  const reports = new ReportBuilder(vms, config, { ksm, migrations: migrations.ledger, bootId });
   const link = new ControllerLink({
     config,
     vms,
-    reports: new ReportBuilder(vms, config, { ksm, migrations: migrations.ledger, bootId }),
+    reports,
     log: log.child({ component: 'controller-link' }),
     acks: new ReportAckHandler(vms, migrations, lease, log.child({ component: 'reconcile' })),
     bootId,
+    onState: (state) => {
+      if (state !== 'stopped') followLink(health, state);
+    },
   });
   link.start();
+  let http: AgentHttpServer | undefined;
+  if (config.httpPort > 0) {
+    const registry = createAgentMetrics({
+      nodeId: config.nodeId,
+      lastVms: () => reports.lastVms,
+      imageOf: (vmId) => vms.get(vmId)?.spec.image,
+      memoryUsedBytes: () => vms.pool.bytesInUse,
+      ksm: () => ksm.stats(),
+      linkUp: () => link.state === 'reporting',
+    });
+    http = await startAgentHttpServer(config.host, config.httpPort, registry);
+    log.info({ port: http.port, metricsUrl: config.metricsUrl }, 'http: /metrics, /livez');
+  }
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
@@ -95,6 +113,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(AGENT_SERVICE_NAME, 'NOT_SERVING');
       await link.stop();
+      await http?.close();
       lease.stop();
       migrations.abortAll('the node agent is shutting down');
       vms.stopAll();

@@ -28,6 +28,9 @@ describe('loadAgentConfig', () => {
       stateDir: '',
       hypervisor: 'emulator',
       agentPlane: { insecure: true },
+      logFormat: 'json',
+      httpPort: 0,
+      metricsUrl: '',
     });
   });
 
@@ -49,6 +52,7 @@ describe('loadAgentConfig', () => {
       KSM_MAX_PAGE_SHARING: '16',
       KSM_USE_ZERO_PAGES: '1',
       LOG_LEVEL: 'debug',
+      AGENT_HTTP_PORT: '9102',
     });
     expect(config).toMatchObject({
       nodeId: 'node-a',
@@ -64,6 +68,9 @@ describe('loadAgentConfig', () => {
       ksm: { run: 0, pagesToScan: 500, sleepMillisecs: 5, maxPageSharing: 16, useZeroPages: true },
       logLevel: 'debug',
       stateDir: '',
+      httpPort: 9102,
+      // Advertised at the host others reach the agent by.
+      metricsUrl: 'http://agent-a:9102/metrics',
     });
   });
 
@@ -136,7 +143,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR', 'HYPERVISOR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE',
+        'STATE_DIR', 'HYPERVISOR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE', 'AGENT_HTTP_PORT', 'LOG_FORMAT',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { KNOB_RANGES } from '@vmm/ksm';
 import { AGENT_PLANE_ENV, loadAgentPlane, TlsFileError, type AgentPlane } from '@vmm/tls';
+import { LOG_FORMATS, parseLogFormat, type LogFormat } from '@vmm/logging';
 import { ConfigError } from './errors.js';
 import { HYPERVISOR_KINDS, type HypervisorKind } from './hypervisor/hypervisor-kind.js';
 
@@ -29,6 +30,8 @@ export const agentEnv = {
   HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
   ...AGENT_PLANE_ENV,
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
+  LOG_FORMAT: { default: 'json', doc: '`json` (one JSON line per entry) or `pretty` (pino-pretty, for people)' },
+  AGENT_HTTP_PORT: { default: '0', doc: 'port of its Prometheus `/metrics` (and `/livez`) on AGENT_HOST, advertised as Node.metrics_url; 0 = no HTTP server' },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
 export type AgentEnvName = keyof typeof agentEnv;
@@ -55,6 +58,12 @@ export interface AgentConfig {
   /** Mutual TLS with this node's certificate (it must name NODE_ID), or plaintext when AGENT_PLANE_INSECURE=1. */
   agentPlane: AgentPlane;
   logLevel: LogLevel;
+  /** LOG_FORMAT: JSON lines, or pino-pretty's for people. */
+  logFormat: LogFormat;
+  /** AGENT_HTTP_PORT: 0 = no metrics endpoint. */
+  httpPort: number;
+  /** Node.metrics_url: http://<advertised host>:<httpPort>/metrics, '' without an HTTP port. */
+  metricsUrl: string;
 }
 
 /** ksmd's knobs at start (KSM_*); the last two may be left out by callers that build settings by hand. */
@@ -111,6 +120,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     : `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const logLevel = raw('LOG_LEVEL') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = parseLogFormat(raw('LOG_FORMAT'));
+  if (!logFormat) bad('LOG_FORMAT', `one of ${LOG_FORMATS.join(', ')}`);
   const hypervisor = raw('HYPERVISOR') as HypervisorKind;
   if (!HYPERVISOR_KINDS.includes(hypervisor)) bad('HYPERVISOR', `one of ${HYPERVISOR_KINDS.join(', ')}`);
 
@@ -122,6 +133,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     problems.push(err.message);
   }
 
+  const httpPort = int('AGENT_HTTP_PORT', 0, 65535);
+  const advertisedHost = advertiseAddress.slice(0, advertiseAddress.lastIndexOf(':'));
   const config: AgentConfig = {
     nodeId,
     host,
@@ -145,6 +158,9 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     hypervisor,
     agentPlane,
     logLevel,
+    logFormat: logFormat ?? 'json',
+    httpPort,
+    metricsUrl: httpPort > 0 ? `http://${advertisedHost}:${httpPort}/metrics` : '',
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
-  const log = createLogger(config.logLevel, config.nodeId);
+  const log = createLogger(config.logLevel, config.nodeId, config.logFormat);
   routeProcessWarnings((warning) => log.warn({ err: warning }, 'process warning'));
   let agent: RunningAgent | undefined;
   let stopRequested = false;

@@ -2,7 +2,8 @@
 // `npm run demo`: a local cluster (Redis, a controller, 3 agents) and the real `vmctl` at work on it:
 // nodes, VMs of two images with different workloads, their measured dirty rates, a live migration
 // of the busiest VM with its progress and digest check, then a clean stop of every process.
-// Options: --agents N, --keep (leave the cluster running until Ctrl-C), --supervise (restart any
+// It prints the web console's address (port 8080 when free, or --http-port H). Options: --agents N,
+// --keep (leave the cluster running until Ctrl-C, the console with it), --supervise (restart any
 // process of the cluster that dies, as `npm run cluster -- --supervise`), --verbose.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cluster } from '@vmm/proto';
 import { REPO_ROOT, startCluster, type LocalCluster } from './cluster.js';
-import { delay } from './ports.js';
+import { delay, freePort, isPortFree } from './ports.js';
 import { onTerminationSignal, stopAll } from './processes.js';
 import { describeProcessEvent } from './supervised-process.js';
 
@@ -208,12 +209,16 @@ async function runDemo(c: LocalCluster): Promise<void> {
   }
 }
 
+/** The web console's port when free (else any free port); `--http-port` chooses another. */
+const DEFAULT_CONSOLE_PORT = 8080;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
       agents: { type: 'string' },
       keep: { type: 'boolean' },
+      'http-port': { type: 'string' },
       supervise: { type: 'boolean' },
       verbose: { type: 'boolean', short: 'v' },
     },
@@ -221,6 +226,10 @@ async function main(): Promise<void> {
   const agents = Number(values.agents ?? 3);
   if (!Number.isInteger(agents) || agents < 2 || agents > 16) throw new Error('--agents must be an integer in [2, 16]');
   if (!existsSync(VMCTL_MAIN)) throw new Error(`${VMCTL_MAIN} is missing: build first (npm run build)`);
+  // The web console's port: --http-port, else 8080 when it is free, else any free one.
+  const httpPort = values['http-port'] !== undefined ? Number(values['http-port']) : (await isPortFree(DEFAULT_CONSOLE_PORT)) ? DEFAULT_CONSOLE_PORT : await freePort();
+  if (!Number.isInteger(httpPort) || httpPort < 1 || httpPort > 65535) throw new Error('--http-port must be a port in [1, 65535]');
+  const consoleUrl = `http://127.0.0.1:${httpPort}/`;
 
   let c: LocalCluster | undefined;
   let stopping = false;
@@ -244,6 +253,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   c = await startCluster({
     agents,
+    httpPort,
     supervise: values.supervise ?? false,
     logLevel: process.env.LOG_LEVEL ?? (values.verbose ? 'info' : 'warn'),
     onLine: echoChildLine(values.verbose ?? false),
@@ -254,11 +264,14 @@ async function main(): Promise<void> {
   });
   if (stopping) return;
   note(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: controller ${c.controllerAddress}, agents ${c.agents.map((a) => `${a.nodeId}@${a.address}`).join(', ')}`);
+  process.stdout.write(`web console: ${bold(consoleUrl)} (open it to watch the demo live)\n`);
 
   try {
     await runDemo(c);
     if (values.keep && !stopping) {
       heading('The cluster keeps running (--keep)');
+      process.stdout.write(`web console: ${bold(consoleUrl)}\n`);
+      process.stdout.write(`metrics: ${consoleUrl}metrics\n`);
       process.stdout.write(`try: ${bold(`VMCTL_SERVER=${c.controllerAddress} npm run --silent vmctl -- vms`)}\nCtrl-C stops it.\n`);
       await new Promise(() => {});
     }

@@ -31,6 +31,8 @@ export interface NodeRecord {
   agentVersion: string;
   /** The driver that runs the node's VMs (`emulator` or `qemu`): Node.hypervisor. */
   hypervisor: string;
+  /** The agent's Prometheus endpoint (Node.metrics_url); '' when it serves none. */
+  metricsUrl: string;
   /** Image → number of VMs of that image placed on the node. */
   imageCounts: Record<string, number>;
   /** What the agent's last report said it holds (Node.reported_vms). */

@@ -6,6 +6,7 @@
  * whatever it collected before the failure still returned.
  */
 import type { Logger } from './logger.js';
+import { reconcileSeconds } from './reconcile-metrics.js';
 
 export class PeriodicSweep<T> {
   private timer: NodeJS.Timeout | undefined;
@@ -34,12 +35,14 @@ export class PeriodicSweep<T> {
     if (this.running) return [];
     this.running = true;
     const out: T[] = [];
+    const stopTimer = reconcileSeconds.startTimer({ loop: this.name });
     try {
       await pass(out);
     } catch (error) {
       this.logger.error({ err: error }, `${this.name} sweep failed`);
     } finally {
       this.running = false;
+      stopTimer();
     }
     return out;
   }

@@ -6,6 +6,7 @@
  */
 import { ResponderBuilder, ServerInterceptingCall, status as Status, type ServerInterceptor } from '@grpc/grpc-js';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { logAccess } from '@vmm/logging';
 import type { Logger } from '../common/logger.js';
 
 const CODE_NAMES = new Map(Object.entries(Status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
@@ -33,7 +34,7 @@ export function grpcMetricsInterceptor(registry: Registry, logger: Logger): Serv
         const code = CODE_NAMES.get(st.code) ?? String(st.code);
         handled.inc({ method, code });
         seconds.observe({ method }, latencySeconds);
-        logger.info({ access: true, method, status: code, latencyMs: Math.round(latencySeconds * 1e4) / 10, peer: call.getPeer(), requestId: requestId || undefined }, 'rpc');
+        logAccess(logger, { method, status: code, latencyMs: latencySeconds * 1000, peer: call.getPeer(), requestId });
         next(st);
       })
       .build();

@@ -4,9 +4,10 @@
  * API and survive a controller restart. Names follow KubeVirt's kubevirt_vmi_migration_* with our vmm_
  * prefix (API.md, Version 2).
  */
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { MIGRATION_PHASES, isFinal } from '@vmm/migration/phase';
-import type { NodeRecord } from '../common/model.js';
+import type { NodeRecord, VmRecord } from '../common/model.js';
+import { reconcileSeconds } from '../common/reconcile-metrics.js';
 import type { MigrationRecord } from '../migration/migration-record.js';
 
 const PAGE_BYTES = 4096;
@@ -15,6 +16,10 @@ const PAGE_BYTES = 4096;
 export interface MetricsSource {
   nodes(): Promise<NodeRecord[]>;
   migrations(): Promise<MigrationRecord[]>;
+  /** Optional (specs of the node and migration series leave them out). */
+  vms?(): Promise<VmRecord[]>;
+  /** The migration queue's jobs by state. */
+  queueDepth?(): Promise<Record<string, number>>;
 }
 
 /** The controller's registry, with Node.js process metrics; the other families register on it. */
@@ -70,6 +75,41 @@ export function createClusterMetrics(source: MetricsSource, registry: Registry =
   perNode('vmm_node_ksm_pages_sharing', 'KSM pages_sharing.', (n) => n.ksm?.pagesSharing);
   perNode('vmm_node_ksm_pages_unshared', 'KSM pages_unshared.', (n) => n.ksm?.pagesUnshared);
   perNode('vmm_node_ksm_full_scans', 'KSM full_scans.', (n) => n.ksm?.fullScans);
+  const vmGauge = (name: string, help: string, value: (v: VmRecord) => number) =>
+    gauge(name, help, ['vm', 'node', 'image'], async (g) => {
+      for (const v of (await source.vms?.()) ?? []) if (v.nodeId) g.set({ vm: v.vmId, node: v.nodeId, image: v.image }, value(v));
+    });
+  vmGauge('vmm_vm_dirty_memory_rate_bytes', 'Measured guest dirty rate, bytes per second (last report).', (v) => v.dirtyRatePagesPerSec * PAGE_BYTES);
+  vmGauge('vmm_vm_working_set_bytes', 'Distinct bytes the guest wrote over the recent window.', (v) => v.workingSetPages * PAGE_BYTES);
+  vmGauge('vmm_vm_resident_pages', 'Guest pages backed by a host frame.', (v) => v.residentPages);
+
+  gauge('vmm_migration_queue_depth', 'Migration jobs in the queue, by BullMQ state.', ['state'], async (g) => {
+    for (const [state, n] of Object.entries((await source.queueDepth?.()) ?? {})) g.set({ state }, n);
+  });
+  registry.registerMetric(reconcileSeconds);
+
+  // Outcome histograms of the completed migrations, rebuilt from the records at each scrape (like the
+  // counts above: they agree with the API and survive a restart).
+  const completed = (name: string, help: string, buckets: number[], value: (m: MigrationRecord) => number | undefined) =>
+    new Histogram({
+      name, help, buckets, registers: [registry],
+      async collect() {
+        this.reset();
+        for (const m of await source.migrations()) {
+          const v = m.phase === 'COMPLETED' ? value(m) : undefined;
+          if (v !== undefined && Number.isFinite(v)) this.observe(v);
+        }
+      },
+    });
+  completed('vmm_migration_downtime_seconds', 'Measured downtime (source paused to target running) of completed migrations.',
+    [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5], (m) => m.downtimeMs / 1000);
+  completed('vmm_migration_total_time_seconds', 'Start to completion of completed migrations.',
+    [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900], (m) => m.totalTimeMs / 1000);
+  completed('vmm_migration_rounds', 'Rounds (pre-copy plus the paused pass) of completed migrations.',
+    [1, 2, 3, 5, 8, 13, 21, 30, 50, 100], (m) => m.round);
+  completed('vmm_migration_sent_over_vm_size', "Bytes sent over the VM's memory size, of completed migrations.",
+    [0.5, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10], (m) => (m.pagesTotal > 0 ? m.bytesSent / (m.pagesTotal * PAGE_BYTES) : undefined));
+
   perNode('vmm_node_report_lag_seconds', "Time since the node's last report.", (n) => (n.lastReportMs ? (Date.now() - n.lastReportMs) / 1000 : undefined));
   return registry;
 }

@@ -6,6 +6,9 @@ import type { NodeRecord } from '../common/model.js';
 import type { MigrationRecord } from '../migration/migration-record.js';
 import type { MigrationRepository } from '../redis/migration.repository.js';
 import type { NodeRepository } from '../redis/node.repository.js';
+import type { MigrationQueueRepository } from '../redis/migration-queue.repository.js';
+import type { VmRepository } from '../redis/vm.repository.js';
+import type { VmRecord } from '../common/model.js';
 import type { MetricsSource } from './cluster-metrics.js';
 
 const PAGE = 500;
@@ -15,9 +18,26 @@ function shared<T>(read: () => Promise<T>): () => Promise<T> {
   return () => (inFlight ??= read().finally(() => (inFlight = undefined)));
 }
 
-export function repositoryMetricsSource(nodes: Pick<NodeRepository, 'list'>, migrations: Pick<MigrationRepository, 'listPage'>): MetricsSource {
+export function repositoryMetricsSource(
+  nodes: Pick<NodeRepository, 'list'>,
+  migrations: Pick<MigrationRepository, 'listPage'>,
+  vms?: Pick<VmRepository, 'listPage'>,
+  queue?: Pick<MigrationQueueRepository, 'depth'>,
+): MetricsSource {
   return {
     nodes: shared((): Promise<NodeRecord[]> => nodes.list()),
+    vms: shared(async (): Promise<VmRecord[]> => {
+      const all: VmRecord[] = [];
+      if (!vms) return all;
+      let after = '';
+      for (;;) {
+        const page = await vms.listPage(after, PAGE, '');
+        all.push(...page.vms);
+        if (!page.more || page.vms.length === 0) return all;
+        after = page.vms[page.vms.length - 1]!.vmId;
+      }
+    }),
+    queueDepth: () => queue?.depth() ?? Promise.resolve({}),
     migrations: shared(async (): Promise<MigrationRecord[]> => {
       const all: MigrationRecord[] = [];
       let after = '';

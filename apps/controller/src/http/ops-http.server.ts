@@ -1,11 +1,14 @@
 /**
  * The controller's HTTP port (HTTP_PORT): /metrics for Prometheus, and Kubernetes' probes: /livez (the
- * process answers) and /readyz (it can serve the API: false, saying why, while Redis is unreachable).
- * Plain node:http: three read-only routes do not need Nest's HTTP stack.
+ * process answers) and /readyz (it can serve the API: false, saying why, while Redis is unreachable);
+ * with `console`, the web console at / and its API at /api/ (console-api.ts, console-assets.ts).
+ * Plain node:http: a handful of routes do not need Nest's HTTP stack.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { ConsoleApi } from './console-api.js';
+import { serveConsoleAsset } from './console-assets.js';
 
 export interface Readiness {
   /** Undefined when ready, else why not. */
@@ -17,13 +20,21 @@ export interface OpsHttpServer {
   close(): Promise<void>;
 }
 
-export async function startOpsHttpServer(host: string, port: number, registry: Registry, readiness: Readiness): Promise<OpsHttpServer> {
+export interface OpsHttpOptions {
+  /** The web console's API; without it, / is 404 like any other unknown path. */
+  console?: ConsoleApi;
+  /** Where the console's built files are (tests); default dist/web. */
+  consoleDir?: string;
+}
+
+export async function startOpsHttpServer(host: string, port: number, registry: Registry, readiness: Readiness, options: OpsHttpOptions = {}): Promise<OpsHttpServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const text = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
       res.writeHead(status, { 'content-type': type });
       res.end(body);
     };
+    if (options.console?.handle(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n');
     if (path === '/livez') return text(200, 'ok\n');
     if (path === '/readyz') {
@@ -37,6 +48,10 @@ export async function startOpsHttpServer(host: string, port: number, registry: R
       );
       return;
     }
+    if (options.console) {
+      void serveConsoleAsset(path ?? '/', res, options.consoleDir);
+      return;
+    }
     text(404, 'not found\n');
   });
   await new Promise<void>((resolve, reject) => {
@@ -45,6 +60,10 @@ export async function startOpsHttpServer(host: string, port: number, registry: R
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () => new Promise((resolve) => {
+      options.console?.close();
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
   };
 }

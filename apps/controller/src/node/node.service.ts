@@ -89,6 +89,7 @@ export class NodeService {
       cordoned: n.cordoned,
       reportedVms: n.reportedVms,
       hypervisor: n.hypervisor,
+      metricsUrl: n.metricsUrl,
     };
   }
 }

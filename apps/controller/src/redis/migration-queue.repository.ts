@@ -47,6 +47,11 @@ export class MigrationQueueRepository implements OnModuleDestroy {
     this.queue = new Queue<MigrationJobData>(MIGRATION_QUEUE, { connection: redis, prefix: config.redisPrefix });
   }
 
+  /** Jobs by BullMQ state (waiting, delayed, active, prioritized): the queue's depth, for /metrics. */
+  async depth(): Promise<Record<string, number>> {
+    return this.queue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
+  }
+
   async enqueue(migrationId: string): Promise<void> {
     await this.queue.add('migrate', { migrationId }, JOB_OPTIONS(migrationId));
   }

@@ -15,7 +15,7 @@ export type NodeRegistration = Pick<
   'nodeId' | 'address' | 'vcpus' | 'memoryMib' | 'cpuAllocationRatio' | 'ramAllocationRatio' | 'agentVersion'
 > &
   // Optional: a registration that names none runs the emulator (the record codec's fallback).
-  Partial<Pick<NodeRecord, 'hypervisor'>>;
+  Partial<Pick<NodeRecord, 'hypervisor' | 'metricsUrl'>>;
 
 export interface VmMeasurement {
   vmId: string;
@@ -70,6 +70,7 @@ export class NodeRepository {
         ramAllocationRatio: String(reg.ramAllocationRatio),
         agentVersion: reg.agentVersion,
         hypervisor: reg.hypervisor ?? 'emulator',
+        metricsUrl: reg.metricsUrl ?? '',
         lastReportMs: String(nowMs),
         registeredAtMs: String(nowMs),
         readyRecorded: '1',

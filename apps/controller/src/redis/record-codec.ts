@@ -42,6 +42,7 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     agentVersion: h.agentVersion ?? '',
     // Nodes registered before the field ran the emulator, the only driver there was.
     hypervisor: h.hypervisor || 'emulator',
+    metricsUrl: h.metricsUrl ?? '',
     imageCounts: {},
     reportedVms: json<cluster.ReportedVm[]>(h.reportedVms) ?? [],
   };

@@ -20,6 +20,7 @@ import { VmRestarter } from '../vm/vm-restarter.js';
 import { canVmTransition, isControllerOwned, REPORTED_STATES } from '../vm/vm-state.js';
 import { STALE_PENDING_MS } from '../vm/vm.service.js';
 import { reconcileReport } from './report-reconcile.js';
+import { reconcileSeconds } from '../common/reconcile-metrics.js';
 
 const { VmState } = cluster;
 const REPORTABLE = REPORTED_STATES;
@@ -65,6 +66,15 @@ export class RegistryService {
    * Redis that came back empty, say), so that the agent registers again and its VMs are adopted.
    */
   async report(report: agent.NodeReport | undefined | null): Promise<agent.ReportAck> {
+    const stopTimer = reconcileSeconds.startTimer({ loop: 'node report' });
+    try {
+      return await this.applyReport(report);
+    } finally {
+      stopTimer();
+    }
+  }
+
+  private async applyReport(report: agent.NodeReport | undefined | null): Promise<agent.ReportAck> {
     if (!report?.nodeId) throw new InvalidArgumentError('report.node_id', 'must not be empty');
     const nodeId = report.nodeId;
     const nowMs = Date.now();
@@ -254,6 +264,20 @@ function finite(value: unknown): number {
   return Number.isFinite(n) && n >= 0 ? n : 0;
 }
 
+/** RegisterRequest.metrics_url: empty, or an http(s) URL of at most 512 characters. */
+function validMetricsUrl(value: string | undefined): string {
+  const url = (value ?? '').trim();
+  if (url === '') return '';
+  let ok = url.length <= 512;
+  try {
+    ok &&= ['http:', 'https:'].includes(new URL(url).protocol);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new InvalidArgumentError('metrics_url', 'must be an http(s) URL of at most 512 characters');
+  return url;
+}
+
 function validateRegistration(req: Partial<agent.RegisterRequest>): NodeRegistration {
   const nodeId = (req.nodeId ?? '').trim();
   if (!nodeId) throw new InvalidArgumentError('node_id', 'must not be empty');
@@ -279,5 +303,6 @@ function validateRegistration(req: Partial<agent.RegisterRequest>): NodeRegistra
     ramAllocationRatio: ratio('ram_allocation_ratio', req.ramAllocationRatio),
     agentVersion: req.agentVersion ?? '',
     hypervisor: validHypervisor(req.hypervisor),
+    metricsUrl: validMetricsUrl(req.metricsUrl),
   };
 }

@@ -26,6 +26,7 @@ export function testNode(
     ksmKnobs: undefined,
     agentVersion: '',
     hypervisor: 'emulator',
+    metricsUrl: '',
     imageCounts: {},
     reportedVms: [],
     ...fields,

@@ -3,14 +3,26 @@ import { Transport, type GrpcOptions } from '@nestjs/microservices';
 import { addReflection, AGENT_PROTO, LOADER_OPTIONS, malformedRequestInterceptor, tolerateMalformedRequests } from '@vmm/proto';
 import { agentPlaneServerCredentials, authorizingInterceptor, isOpenService, requireRole, type AgentPlane, type CallPolicy } from '@vmm/tls';
 import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from '@vmm/logging';
+import { accessLogInterceptor } from './access-log.interceptor.js';
 
 export const AGENT_SERVICE_NAME = 'agent.v1.AgentService';
 /** Receive limit: what the controller sends an agent is small (a VM spec, a decision); 4 MiB as the controller's. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-/** Health statuses served: the whole server ('') and the agent service. */
+/**
+ * Health statuses served: the whole server ('') and the agent service. Both start NOT_SERVING: an
+ * agent without a link to the controller cannot be given work (followLink turns them SERVING).
+ */
 export function createHealth(): HealthImplementation {
-  return new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'SERVING' });
+  return new HealthImplementation({ '': 'NOT_SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
+}
+
+/** SERVING while the controller link reports (registered, its stream open), NOT_SERVING otherwise. */
+export function followLink(health: HealthImplementation, state: string): void {
+  const status = state === 'reporting' ? 'SERVING' : 'NOT_SERVING';
+  health.setStatus('', status);
+  health.setStatus(AGENT_SERVICE_NAME, status);
 }
 
 /**
@@ -28,7 +40,7 @@ export const agentCallPolicy: CallPolicy = (method, caller) => {
  * reflection on the same server (from buf's descriptors; it lists agent.v1.AgentService and health only).
  * Mutual TLS unless the plane is explicitly insecure.
  */
-export function agentGrpcOptions(url: string, health: HealthImplementation, plane: AgentPlane): GrpcOptions {
+export function agentGrpcOptions(url: string, health: HealthImplementation, plane: AgentPlane, accessLog?: Logger): GrpcOptions {
   return {
     transport: Transport.GRPC,
     options: {
@@ -37,8 +49,13 @@ export function agentGrpcOptions(url: string, health: HealthImplementation, plan
       url,
       credentials: agentPlaneServerCredentials(plane),
       // Nest hands channelOptions to grpc-js's Server as they are: its interceptors option among them.
+      // The access log first, so that calls the authorizer refuses get their line too.
       channelOptions: {
-        interceptors: plane.insecure ? [malformedRequestInterceptor] : [authorizingInterceptor(agentCallPolicy), malformedRequestInterceptor],
+        interceptors: [
+          ...(accessLog ? [accessLogInterceptor(accessLog)] : []),
+          ...(plane.insecure ? [] : [authorizingInterceptor(agentCallPolicy)]),
+          malformedRequestInterceptor,
+        ],
       } as Record<string, unknown>,
       loader: { ...LOADER_OPTIONS, includeDirs: [...LOADER_OPTIONS.includeDirs] },
       maxReceiveMessageLength: MAX_MESSAGE_BYTES,

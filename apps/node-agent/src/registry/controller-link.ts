@@ -55,6 +55,8 @@ export interface ControllerLinkDeps {
   acks?: AckHandler;
   /** RegisterRequest.boot_id. */
   bootId?: string;
+  /** Told every state the link enters (the agent's health follows it: SERVING only while reporting). */
+  onState?: (state: LinkState) => void;
 }
 
 /**
@@ -109,6 +111,7 @@ export class ControllerLink {
     if (!allowed[this.current].includes(next)) return false;
     this.deps.log.debug({ from: this.current, to: next }, 'controller link');
     this.current = next;
+    this.deps.onState?.(next);
     return true;
   }
 
@@ -158,6 +161,7 @@ export class ControllerLink {
       vms: vms.list(),
       bootId: this.deps.bootId ?? '',
       hypervisor: config.hypervisor,
+      metricsUrl: config.metricsUrl ?? '',
     };
     return new Promise((resolve, reject) => {
       this.registerCall = client.register(request, new Metadata(), { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err, response) => {

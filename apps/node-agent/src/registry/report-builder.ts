@@ -30,6 +30,8 @@ export interface ReportSources {
 export class ReportBuilder {
   private readonly nowMs: () => number;
   private seq = 0;
+  /** The VMs of the last report built, as sent (what /metrics shows: sampling clears the dirty log). */
+  lastVms: readonly agent.VmReport[] = [];
 
   constructor(
     private readonly vms: VmManager,
@@ -45,6 +47,7 @@ export class ReportBuilder {
     const vms: agent.VmReport[] = [];
     // Migration targets are not the controller's VMs until committed; they are not reported.
     for (const entry of this.vms.all()) if (entry.role !== 'incoming') vms.push(this.vmReport(entry, now));
+    this.lastVms = vms;
     return {
       nodeId: this.config.nodeId,
       sentAtMs: Date.now(),
