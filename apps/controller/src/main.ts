@@ -5,7 +5,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { credentials, ServerCredentials, type Server } from '@grpc/grpc-js';
 import { agentPlaneServerCredentials, authorizingInterceptor, routeProcessWarnings, serverTlsCredentials } from '@vmm/tls';
 import { controllerCallPolicy } from './grpc/agent-plane-policy.js';
 import { AGENT_PROTO, CLUSTER_PROTO, LOADER_OPTIONS, malformedRequestInterceptor, tolerateMalformedRequests } from '@vmm/proto';
@@ -112,7 +112,10 @@ export async function startController(config: ControllerConfig, logger: Logger):
     );
     http = await startOpsHttpServer(config.host, config.httpPort, registry, {
       notReadyReason: () => (redis.status === 'ready' ? undefined : `redis is unreachable (connection ${redis.status})`),
-    }, { console: createConsoleApi(loopbackAddress(config.host, config.port)) });
+    }, {
+      // The console is a ClusterService client like any other: TLS verified against the CA when the API is TLS.
+      console: createConsoleApi(loopbackAddress(config.host, config.port), config.apiTls ? credentials.createSsl(config.apiTls.ca) : undefined),
+    });
     logger.info({ port: http.port, console: `http://${config.host}:${http.port}/` }, 'http: the web console at /, /metrics, /livez, /readyz');
   }
   logger.info(
