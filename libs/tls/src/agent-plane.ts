@@ -56,6 +56,7 @@ export function agentPlaneServerCredentials(plane: AgentPlane): ServerCredential
   return plane.insecure ? ServerCredentials.createInsecure() : mutualTlsServerCredentials(plane.material);
 }
 
-export function agentPlaneChannelCredentials(plane: AgentPlane): ChannelCredentials {
-  return plane.insecure ? credentials.createInsecure() : mutualTlsChannelCredentials(plane.material);
+/** @param expectServer the identity the server's certificate must name (the controller, or node X). */
+export function agentPlaneChannelCredentials(plane: AgentPlane, expectServer: Identity): ChannelCredentials {
+  return plane.insecure ? credentials.createInsecure() : mutualTlsChannelCredentials(plane.material, expectServer);
 }

@@ -21,6 +21,7 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
+const CA_DAYS = 3650;
 
 export interface MakeCertsOptions {
   out: string;
@@ -82,9 +83,13 @@ interface Ca {
   key: CryptoKey;
 }
 
-async function loadOrMakeCa(dir: string, days: number, written: string[]): Promise<{ ca: Ca; reused: boolean }> {
+async function loadOrMakeCa(dir: string, written: string[]): Promise<{ ca: Ca; reused: boolean }> {
   const certFile = path.join(dir, 'ca.pem');
   const keyFile = path.join(dir, 'ca-key.pem');
+  if (existsSync(certFile) !== existsSync(keyFile)) {
+    // A host's copy holds ca.pem without the CA's key: making a new CA here would silently split the cluster.
+    throw new CertsUsageError(`${dir} holds ${existsSync(certFile) ? 'ca.pem but not ca-key.pem' : 'ca-key.pem but not ca.pem'}: make certificates where the CA's key is`);
+  }
   if (existsSync(certFile) && existsSync(keyFile)) {
     const cert = new x509.X509Certificate(await readFile(certFile, 'utf8'));
     const der = x509.PemConverter.decodeFirst(await readFile(keyFile, 'utf8'));
@@ -97,7 +102,8 @@ async function loadOrMakeCa(dir: string, days: number, written: string[]): Promi
     serialNumber: serial(),
     name: 'CN=vmm cluster CA',
     notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + days * DAY_MS),
+    // The CA outlives its leaves (10 years): renewing a leaf is one command, replacing a CA is every host.
+    notAfter: new Date(now + CA_DAYS * DAY_MS),
     signingAlgorithm: ALGORITHM,
     keys,
     extensions: [
@@ -151,7 +157,7 @@ export async function makeClusterCerts(options: MakeCertsOptions): Promise<MadeC
   const dir = path.resolve(options.out);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
-  const { ca, reused } = await loadOrMakeCa(dir, days, written);
+  const { ca, reused } = await loadOrMakeCa(dir, written);
   const hosts = options.hosts ?? [];
   await makeLeaf(ca, 'controller', { role: 'controller' }, ['controller', ...LOOPBACK_NAMES, ...hosts], days, dir, written);
   await makeLeaf(ca, 'operator', { role: 'operator' }, [], days, dir, written);

@@ -31,22 +31,27 @@ export const RETIRED_CHANNEL_CLOSE_MS = 60_000;
 
 @Injectable()
 export class AgentClientPool implements OnModuleDestroy {
-  private readonly clients = new Map<string, agent.AgentServiceClient>();
+  private readonly clients = new Map<string, { client: agent.AgentServiceClient; nodeId: string }>();
   private readonly retired = new Set<agent.AgentServiceClient>();
   private readonly retireTimers = new Set<NodeJS.Timeout>();
-  /** The controller's certificate on every agent channel (or plaintext on an insecure plane). */
-  private readonly credentials: ChannelCredentials;
+  private readonly plane: ControllerConfig['agentPlane'];
 
   constructor(@Inject(CONFIG) config: Pick<ControllerConfig, 'agentPlane'>) {
-    this.credentials = agentPlaneChannelCredentials(config.agentPlane);
+    this.plane = config.agentPlane;
   }
 
-  get(address: string): agent.AgentServiceClient {
-    let client = this.clients.get(address);
-    if (!client) {
-      client = new agent.AgentServiceClient(address, this.credentials, AGENT_CHANNEL_OPTIONS);
-      this.clients.set(address, client);
-    }
+  /**
+   * The channel to node `nodeId`'s agent at `address`, with the controller's certificate, accepting
+   * only a server whose certificate names that node: another node's agent at that address (a moved
+   * address, or one posing as it) fails the handshake instead of receiving the call.
+   */
+  get(address: string, nodeId: string): agent.AgentServiceClient {
+    const cached = this.clients.get(address);
+    if (cached?.nodeId === nodeId) return cached.client;
+    if (cached) this.reset(address);
+    const credentials: ChannelCredentials = agentPlaneChannelCredentials(this.plane, { role: 'node', nodeId });
+    const client = new agent.AgentServiceClient(address, credentials, AGENT_CHANNEL_OPTIONS);
+    this.clients.set(address, { client, nodeId });
     return client;
   }
 
@@ -57,7 +62,7 @@ export class AgentClientPool implements OnModuleDestroy {
    * @returns whether there was a channel to replace
    */
   reset(address: string): boolean {
-    const old = this.clients.get(address);
+    const old = this.clients.get(address)?.client;
     if (!old) return false;
     this.clients.delete(address);
     this.retired.add(old);
@@ -74,7 +79,7 @@ export class AgentClientPool implements OnModuleDestroy {
   onModuleDestroy(): void {
     for (const timer of this.retireTimers) clearTimeout(timer);
     this.retireTimers.clear();
-    for (const client of [...this.clients.values(), ...this.retired]) client.close();
+    for (const client of [...[...this.clients.values()].map((c) => c.client), ...this.retired]) client.close();
     this.clients.clear();
     this.retired.clear();
   }

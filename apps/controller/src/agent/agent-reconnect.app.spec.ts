@@ -32,7 +32,7 @@ describe('an agent restarted on the same address', () => {
       const doomed = c.api.setNodeKsm('node-2', { run: 1 }).catch((e: unknown) => e);
       await waitFor(async () => (await c.api.getNode('node-2')).state === NodeState.NODE_STATE_NOT_READY, 5000, 'node-2 NOT_READY');
       await waitFor(
-        () => pool.get(target.address).getChannel().getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE,
+        () => pool.get(target.address, 'node-2').getChannel().getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE,
         5000,
         'the channel to node-2 backing off',
       );

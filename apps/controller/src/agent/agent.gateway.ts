@@ -189,7 +189,7 @@ export class AgentGateway {
    */
   private connected(node: NodeRecord, deadlineMs: number): Promise<agent.AgentServiceClient> {
     if (!node.address) return Promise.reject(new AgentUnavailableError(node.nodeId, 'no address registered'));
-    const client = this.pool.get(node.address);
+    const client = this.pool.get(node.address, node.nodeId);
     if (client.getChannel().getConnectivityState(true) === connectivityState.READY) return Promise.resolve(client);
     const waitMs = Math.min(deadlineMs, CONNECT_WAIT_MS);
     return new Promise((resolve, reject) => {

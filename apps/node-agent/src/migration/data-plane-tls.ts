@@ -13,8 +13,9 @@ export function dataPlaneTls(plane: AgentPlane, expectedPeerNodeId: string): Dat
     checkPeer: (cert) => {
       const identity = identityOf(cert);
       if (identity?.role !== 'node') return 'its certificate names no node of the cluster';
-      // An older controller names no peer: any node of the cluster, the token still to be shown.
-      if (expectedPeerNodeId !== '' && identity.nodeId !== expectedPeerNodeId) return `it is node ${identity.nodeId}, not node ${expectedPeerNodeId}`;
+      // The controller names the peer in every PrepareIncoming / StartOutgoing: none named, none accepted.
+      if (expectedPeerNodeId === '') return 'the controller named no peer node for this migration';
+      if (identity.nodeId !== expectedPeerNodeId) return `it is node ${identity.nodeId}, not node ${expectedPeerNodeId}`;
       return undefined;
     },
   };

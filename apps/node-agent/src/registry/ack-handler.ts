@@ -11,6 +11,9 @@ import type { Logger } from 'pino';
 import type { LeaseGuard } from '../lease/lease-guard.js';
 import type { MigrationService } from '../migration/migration.service.js';
 import type { VmManager } from '../vm/vm-manager.js';
+
+/** The longest lease an ack may grant: the largest NODE_LEASE_MS the controller accepts (1 h). */
+export const MAX_LEASE_MS = 3_600_000;
 import type { AckHandler } from './controller-link.js';
 
 const A = agent.DirectiveAction;
@@ -24,7 +27,9 @@ export class ReportAckHandler implements AckHandler {
   ) {}
 
   onAck(ack: agent.ReportAck, report: agent.NodeReport): void {
-    const leaseMs = Number(ack.leaseMs);
+    // Bounded: a lease is a few report intervals; an ack granting hours (a confused or hostile
+    // controller) must not keep this node's VMs running long after the cluster gave them up.
+    const leaseMs = Math.min(Number(ack.leaseMs), MAX_LEASE_MS);
     if (leaseMs > 0) this.lease.renew(leaseMs);
     const directed = new Set<string>();
     for (const d of ack.directives ?? []) {

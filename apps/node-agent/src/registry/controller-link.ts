@@ -119,7 +119,7 @@ export class ControllerLink {
     const { config, log } = this.deps;
     let attempt = 0;
     while (this.transition('registering')) {
-      const client = new agent.RegistryServiceClient(config.controllerAddress, agentPlaneChannelCredentials(config.agentPlane), CHANNEL_OPTIONS);
+      const client = new agent.RegistryServiceClient(config.controllerAddress, agentPlaneChannelCredentials(config.agentPlane, { role: 'controller' }), CHANNEL_OPTIONS);
       try {
         const response = await this.register(client);
         attempt = 0;
