@@ -14,6 +14,7 @@ import { Client, Metadata, status, type ChannelCredentials, type ServiceDefiniti
 import fc from 'fast-check';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
 import { certFiles } from '@vmm/local-cluster/cluster-env';
+import { fromProtoPhase, isFinal } from '@vmm/migration/phase';
 import { encodeHello } from '@vmm/migration/wire/codec';
 import { agent, cluster } from '@vmm/proto';
 import { rawBytes, requestLike } from './values.js';
@@ -68,6 +69,25 @@ function rssMib(pid: number | undefined): number {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Cancels what runs, deletes every VM but `keep`, uncordons every node; waits until the cluster says so. */
+async function restoreState(api: ReturnType<LocalCluster['api']>, keep: Set<string>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const [vms, migrations, nodes] = await Promise.all([api.listVms({ pageSize: 1000 }), api.listMigrations({ pageSize: 1000 }), api.listNodes({})]);
+    const running = migrations.migrations.filter((m) => {
+      const phase = fromProtoPhase(cluster.migrationPhaseToJSON(m.phase));
+      return phase !== undefined && !isFinal(phase);
+    });
+    const extra = vms.vms.filter((v) => !keep.has(v.vmId));
+    const cordoned = nodes.nodes.filter((n) => n.state === cluster.NodeState.NODE_STATE_CORDONED || n.state === cluster.NodeState.NODE_STATE_DRAINING);
+    if (running.length === 0 && extra.length === 0 && cordoned.length === 0) return;
+    for (const m of running) await api.cancelMigration({ migrationId: m.migrationId }).catch(() => undefined);
+    for (const v of extra) await api.deleteVm({ vmId: v.vmId }).catch(() => undefined);
+    for (const n of cordoned) await api.uncordonNode({ nodeId: n.nodeId }).catch(() => undefined);
+    await sleep(500);
+  }
+}
 
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   const summary: FuzzSummary = { seed: opts.seed, seconds: opts.seconds, calls: 0, byStatus: {}, dataConnections: 0, idleConnections: 0, watches: 0, crashes: [], violations: [], rssMib: {} };
@@ -238,10 +258,11 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     for (const s of sockets) s.destroy();
   };
 
+  const initialVms = new Set<string>();
   const pids = () => Object.fromEntries(c.processes().filter((p) => p.kind !== 'redis').map((p) => [p.name, p.pid]));
   try {
     // Something to act on: a VM on each node.
-    for (const a of c.agents) await api.createVm(cluster.CreateVmRequest.fromPartial({ name: `fuzz-${a.nodeId}`, vcpus: 1, memoryMib: 64, image: 'empty', nodeId: a.nodeId, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, seed: 1 } }));
+    for (const a of c.agents) initialVms.add((await api.createVm(cluster.CreateVmRequest.fromPartial({ name: `fuzz-${a.nodeId}`, vcpus: 1, memoryMib: 64, image: 'empty', nodeId: a.nodeId, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, seed: 1 } }))).vmId);
     // Warm up (JIT, pools) before the baseline, so that growth measured later is the fuzzer's.
     for (let i = 0; i < 3; i++) await fuzzService(apiClient, clusterMethods, 'ClusterService');
     await sleep(2000);
@@ -259,6 +280,9 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     }
     await idleConnections();
     alive();
+    // Back to the starting state (the fuzzer's accepted calls created VMs and migrations, cordoned
+    // nodes): what is measured against the baseline is what the processes kept, not what they hold.
+    await restoreState(api, initialVms);
     // Settle: what the calls allocated is garbage by now; give each process a few seconds to return it.
     let after: Record<string, number> = {};
     for (let attempt = 0; attempt < 15; attempt++) {

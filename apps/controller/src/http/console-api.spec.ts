@@ -2,7 +2,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { encodeStatusDetails } from '@vmm/proto';
-import { loopbackAddress, requestToken, toConsoleError } from './console-api.js';
+import { crossSiteRefusal, loopbackAddress, requestToken, toConsoleError } from './console-api.js';
 
 describe('console API helpers', () => {
   it.each([
@@ -32,5 +32,19 @@ describe('console API helpers', () => {
     const { httpStatus, body } = toConsoleError(Object.assign(new Error(`${code} x: details`), { code, details: 'details', metadata }));
     expect(httpStatus).toBe(http);
     expect(body).toEqual({ code, codeName: name, message: 'details', reason: 'SOME_REASON' });
+  });
+});
+
+describe('crossSiteRefusal', () => {
+  const req = (headers: Record<string, string>) => ({ headers });
+  it('takes JSON from its own origin (or from a client that sends no Origin, such as curl)', () => {
+    expect(crossSiteRefusal(req({ 'content-type': 'application/json', host: '127.0.0.1:8080', origin: 'http://127.0.0.1:8080' }))).toBeUndefined();
+    expect(crossSiteRefusal(req({ 'content-type': 'application/json; charset=utf-8', host: '127.0.0.1:8080' }))).toBeUndefined();
+  });
+  it('refuses a form post and another origin: a page elsewhere cannot drain nodes', () => {
+    expect(crossSiteRefusal(req({ 'content-type': 'text/plain', host: '127.0.0.1:8080' }))).toMatch(/application\/json/);
+    expect(crossSiteRefusal(req({ 'content-type': 'application/x-www-form-urlencoded', host: 'h' }))).toMatch(/application\/json/);
+    expect(crossSiteRefusal(req({ host: 'h' }))).toMatch(/application\/json/);
+    expect(crossSiteRefusal(req({ 'content-type': 'application/json', host: '127.0.0.1:8080', origin: 'http://evil.example' }))).toMatch(/own origin/);
   });
 });

@@ -72,6 +72,18 @@ function metadataFor(token: string): Metadata {
   return md;
 }
 
+/** Why a console action is refused as cross-site, or undefined. */
+export function crossSiteRefusal(req: Pick<IncomingMessage, 'headers'>): string | undefined {
+  const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') return 'console actions take Content-Type: application/json';
+  const origin = req.headers.origin;
+  const host = req.headers.host;
+  if (origin !== undefined && (host === undefined || (origin !== `http://${host}` && origin !== `https://${host}`))) {
+    return `console actions are taken from the console's own origin only, not ${String(origin).slice(0, 100)}`;
+  }
+  return undefined;
+}
+
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -193,6 +205,12 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
     const get = req.method === 'GET';
     const post = req.method === 'POST';
     let m: RegExpExecArray | null;
+    if (post) {
+      // A cross-site page can post a form (text/plain, urlencoded) without a preflight, and with tokens off
+      // it would act: actions take JSON only (a preflight we never answer), and only from our own origin.
+      const refusal = crossSiteRefusal(req);
+      if (refusal) return json(res, 403, { code: Status.PERMISSION_DENIED, codeName: 'PERMISSION_DENIED', message: refusal, reason: 'CROSS_SITE_REQUEST' });
+    }
     if (get && path === '/api/cluster') return json(res, 200, await readCluster(api, metadata));
     if (get && path === '/api/events') return clusterEvents(res, metadata);
     if (get && (m = /^\/api\/migrations\/([^/]+)$/.exec(path))) return json(res, 200, await api.getMigration({ migrationId: decodeURIComponent(m[1]!) }, opts()));

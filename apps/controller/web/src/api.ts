@@ -36,8 +36,9 @@ export async function call<T>(method: 'GET' | 'POST', path: string, body?: unkno
   const headers: Record<string, string> = { accept: 'application/json' };
   const token = getToken();
   if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  // Every POST is JSON, also without a body: the server refuses anything else (no cross-site form posts).
+  if (method === 'POST') headers['content-type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: method === 'POST' ? JSON.stringify(body ?? {}) : undefined });
   const data = (await res.json().catch(() => ({}))) as { codeName?: string; message?: string; reason?: string };
   if (!res.ok) throw new ApiError(data.codeName ?? `HTTP_${res.status}`, data.message ?? res.statusText, data.reason ?? '');
   return data as T;
