@@ -30,7 +30,7 @@ ENV NODE_ENV=production
 # Servers bind 0.0.0.0 inside a container (the defaults are loopback, for local runs).
 ENV CONTROLLER_HOST=0.0.0.0 AGENT_HOST=0.0.0.0
 EXPOSE 50051 50052
-# The certs volume takes this directory's owner when first mounted: the certs service writes it as node.
-RUN mkdir -p /certs && chown node:node /certs
+# Named volumes take their mount point's owner when first mounted: the certs service writes them as node.
+RUN mkdir -p /certs /pki/controller /pki/node-1 /pki/node-2 /pki/node-3 && chown -R node:node /certs /pki
 USER node
 CMD ["node", "apps/controller/dist/main.js"]

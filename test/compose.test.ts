@@ -105,27 +105,44 @@ describe('docker-compose.yml', () => {
     for (const name of AGENTS) expect(envOf(services[name]!).CONTROLLER_ADDRESS).toBe(`controller:${port}`);
   });
 
-  it('runs the agent plane over mutual TLS with certificates the certs service makes, each process its own', () => {
+  it('runs the agent plane over mutual TLS: the certs service makes the CA and certificates, each process mounts only its own', () => {
     const certs = services.certs!;
     const command = commandOf(certs);
     expect(command.slice(0, 2)).toEqual(['node', 'libs/tls/dist/certs-cli.js']);
     expect(existsSync(path.join(REPO_ROOT, command[1]!)), command[1]).toBe(true);
+    expect(command).toContain('--split');
     const nodes = command[command.indexOf('--nodes') + 1]!.split(',');
     const out = command[command.indexOf('--out') + 1]!;
     const hosts = command[command.indexOf('--hosts') + 1]!.split(',');
-    const owners = [['controller', 'controller'], ...AGENTS.map((name) => [name, envOf(services[name]!).NODE_ID!])];
+    const mounts = (s: Service) => (s.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
+    const owners = [['controller', 'controller'], ...AGENTS.map((name) => [name, envOf(services[name]!).NODE_ID!])] as const;
     for (const [service, owner] of owners) {
-      const env = envOf(services[service!]!);
+      const env = envOf(services[service]!);
       expect(env.AGENT_PLANE_INSECURE ?? '0', service).toBe('0');
-      expect(env, service).toMatchObject({ TLS_CA_FILE: `${out}/ca.pem`, TLS_CERT_FILE: `${out}/${owner}.pem`, TLS_KEY_FILE: `${out}/${owner}-key.pem` });
-      expect(services[service!]!.volumes, service).toContain(`certs:${out}:ro`);
+      expect(env, service).toMatchObject({ TLS_CA_FILE: '/certs/ca.pem', TLS_CERT_FILE: `/certs/${owner}.pem`, TLS_KEY_FILE: `/certs/${owner}-key.pem` });
+      // Its own volume, which the certs service fills from <out>/<owner>: nobody else's key, not the CA's.
+      expect(mounts(services[service]!), service).toEqual([`certs-${owner}:/certs:ro`]);
+      expect(mounts(certs), service).toContain(`certs-${owner}:${out}/${owner}`);
       expect(hosts, `${service} is named in the server certificates`).toContain(service);
-      expect(Object.keys(services[service!]!.depends_on ?? {}).some((d) => d === 'certs' || d === 'controller'), service).toBe(true);
+      expect(Object.keys(services[service]!.depends_on ?? {}).some((d) => d === 'certs' || d === 'controller'), service).toBe(true);
     }
     for (const name of AGENTS) expect(nodes).toContain(envOf(services[name]!).NODE_ID);
-    expect(certs.volumes).toContain(`certs:${out}`);
-    expect(Object.keys(compose.volumes ?? {})).toContain('certs');
-    expect(dockerfile).toMatch(new RegExp(`mkdir -p ${out} && chown node:node ${out}`));
+    expect(mounts(certs)).toContain(`pki:${out}`);
+    for (const v of ['pki', 'certs-controller', ...nodes.map((n) => `certs-${n}`)]) expect(Object.keys(compose.volumes ?? {})).toContain(v);
+    for (const dir of [out, ...['controller', ...nodes].map((o) => `${out}/${o}`)]) expect(dockerfile, `${dir} made and owned by node`).toContain(dir);
+    expect(dockerfile).toMatch(/chown -R node:node/);
+  });
+
+  it('requires an API token once the API leaves the container: the certs service makes it, the controller reads it from a file', () => {
+    const certs = commandOf(services.certs!);
+    const tokenFile = certs[certs.indexOf('--api-token-file') + 1]!;
+    const controller = envOf(services.controller!);
+    expect(controller.CONTROLLER_HOST).toBe('0.0.0.0');
+    expect(controller.API_TOKENS_FILE).toBe(`/certs/${path.basename(tokenFile)}`);
+    expect(tokenFile).toBe(`${certs[certs.indexOf('--out') + 1]}/controller/${path.basename(tokenFile)}`);
+    expect(controller.API_TOKENS ?? '').toBe('');
+    // Its health check speaks plaintext to the API port although the certificates are in its environment.
+    expect(services.controller!.healthcheck?.test).toContain('--plaintext');
   });
 
   it('gives each agent a unique NODE_ID and an advertised address that resolves to its own service', () => {

@@ -1,4 +1,7 @@
 // Runs vmctl's command tree against an in-process fake ClusterService on a real loopback socket.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
   Server,
   ServerCredentials,
@@ -11,7 +14,7 @@ import { API_ERROR_DOMAIN, cluster, toServerError } from '@vmm/proto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migration } from './format/migration.fixture.js';
 import type { Io } from './io.js';
-import { execute } from './program.js';
+import { execute, readTokenFile } from './program.js';
 
 const TOKEN = 's3cret';
 
@@ -336,5 +339,25 @@ describe('vmctl against a fake ClusterService', () => {
     expect(code).toBe(1);
     expect(out).toContain('FAILED ✗  did not converge after 30 rounds');
     expect(err).toMatch(/error: migration 7c1f0e2a-1111-2222-3333-444455556666 ended FAILED\n$/);
+  });
+});
+
+describe('--token-file', () => {
+  it('reads the operator line of an API_TOKENS_FILE, else the reader line, else a bare token', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vmctl-token-'));
+    try {
+      const file = path.join(dir, 't');
+      writeFileSync(file, '# tokens\nreader r-1\noperator o-1\n');
+      expect(readTokenFile(file)).toBe('o-1');
+      writeFileSync(file, 'reader r-1\n');
+      expect(readTokenFile(file)).toBe('r-1');
+      writeFileSync(file, '  bare-token  \n');
+      expect(readTokenFile(file)).toBe('bare-token');
+      writeFileSync(file, '# nothing\n');
+      expect(() => readTokenFile(file)).toThrow(/holds no token/);
+      expect(() => readTokenFile(path.join(dir, 'none'))).toThrow(/ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

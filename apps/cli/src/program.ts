@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { parseDurationMs, requireName } from './args.js';
 import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js';
@@ -20,11 +21,27 @@ const EXIT_INTERRUPTED = 130;
 interface GlobalOptions {
   server: string;
   token?: string;
+  tokenFile?: string;
   ca?: string;
   cert?: string;
   key?: string;
   json?: boolean;
   timeout: string;
+}
+
+/** The token of a file: its `operator` line (the format of API_TOKENS_FILE), else its `reader` line, else its first line. */
+export function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--token-file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const scoped = (scope: string) => lines.map((l) => new RegExp(`^${scope}\\s+(\\S+)$`).exec(l)?.[1]).find((t) => t !== undefined);
+  const token = scoped('operator') ?? scoped('reader') ?? (lines[0] && !/\s/.test(lines[0]) ? lines[0] : undefined);
+  if (!token) throw new UsageError(`--token-file ${file} holds no token`);
+  return token;
 }
 
 /** --ca/--cert/--key as one setting: a certificate needs its key, and both need the CA. */
@@ -45,6 +62,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .description('Operate a cluster of emulated VMs: nodes, VMs, live migration, KSM.')
     .addOption(new Option('--server <host:port>', 'controller address (env VMCTL_SERVER)').default(io.env.VMCTL_SERVER || DEFAULT_SERVER))
     .addOption(new Option('--token <token>', 'API bearer token (env VMCTL_TOKEN; keeps it out of ps)').default(io.env.VMCTL_TOKEN || undefined))
+    .addOption(new Option('--token-file <file>', 'read the token from a file: a bare token, or the operator line of an API_TOKENS_FILE (env VMCTL_TOKEN_FILE)').default(io.env.VMCTL_TOKEN_FILE || undefined))
     .addOption(new Option('--ca <file>', "TLS to a controller started with --api-tls, verified with the cluster's ca.pem (env VMCTL_CA)").default(io.env.VMCTL_CA || undefined))
     .addOption(new Option('--cert <file>', 'a client certificate to present, e.g. operator.pem (env VMCTL_CERT)').default(io.env.VMCTL_CERT || undefined))
     .addOption(new Option('--key <file>', 'its private key, e.g. operator-key.pem (env VMCTL_KEY)').default(io.env.VMCTL_KEY || undefined))
@@ -151,7 +169,7 @@ export async function execute(argv: readonly string[], io: Io): Promise<number> 
     const globals = cmd.optsWithGlobals<GlobalOptions>();
     const api = new ClusterApi({
       server: parseServerAddress(globals.server),
-      token: globals.token,
+      token: globals.token ?? (globals.tokenFile === undefined ? undefined : readTokenFile(globals.tokenFile)),
       tls: tlsFiles(globals),
       timeoutMs: parseDurationMs(globals.timeout, '--timeout'),
     });

@@ -8,7 +8,9 @@ const USAGE = `usage: npm run certs -- --out DIR --nodes node-1,node-2,… [--ho
                 (an existing ca.pem + ca-key.pem there is reused: new nodes join the same CA)
   --nodes IDS   node ids, one certificate each (the id in its subject alternative name)
   --hosts LIST  extra DNS names or IPs the controller's and nodes' server certificates name
-  --days N      validity (default 365)`;
+  --days N      validity of the leaf certificates (default 365; the CA: 10 years)
+  --split       also <DIR>/<holder>/ with ca.pem and that holder's pair only (what a host may hold)
+  --api-token-file FILE   also a file with a random operator token (API_TOKENS_FILE), unless FILE exists`;
 
 function list(value: string | undefined): string[] {
   return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -18,7 +20,7 @@ async function main(): Promise<void> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { out: { type: 'string' }, nodes: { type: 'string' }, hosts: { type: 'string' }, days: { type: 'string' }, help: { type: 'boolean' } },
+      options: { out: { type: 'string' }, nodes: { type: 'string' }, hosts: { type: 'string' }, days: { type: 'string' }, split: { type: 'boolean' }, 'api-token-file': { type: 'string' }, help: { type: 'boolean' } },
       strict: true,
     }));
   } catch (err) {
@@ -36,6 +38,8 @@ async function main(): Promise<void> {
       nodes: list(values.nodes),
       hosts: list(values.hosts),
       days: values.days === undefined ? undefined : Number(values.days),
+      split: values.split === true,
+      apiTokenFile: values['api-token-file'],
     });
     process.stdout.write(`certificates in ${made.dir}${made.reusedCa ? ' (existing CA reused)' : ''}:\n${made.files.map((f) => `  ${f}`).join('\n')}\n`);
   } catch (err) {

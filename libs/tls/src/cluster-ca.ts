@@ -29,6 +29,13 @@ export interface MakeCertsOptions {
   /** Extra DNS names or IPs every server certificate names (hosts the cluster runs on). */
   hosts?: readonly string[];
   days?: number;
+  /**
+   * Also one directory per holder, `<out>/<owner>/` with ca.pem and that holder's pair only: what to
+   * copy (or mount) onto a host, so that no host holds another's key or the CA's.
+   */
+  split?: boolean;
+  /** Also an API tokens file (`operator <random token>`, mode 0600) at this path, unless it exists. */
+  apiTokenFile?: string;
 }
 
 export interface MadeCerts {
@@ -163,6 +170,22 @@ export async function makeClusterCerts(options: MakeCertsOptions): Promise<MadeC
   await makeLeaf(ca, 'operator', { role: 'operator' }, [], days, dir, written);
   for (const nodeId of options.nodes) {
     await makeLeaf(ca, nodeId, { role: 'node', nodeId }, [nodeId, ...LOOPBACK_NAMES, ...hosts], days, dir, written);
+  }
+  if (options.split) {
+    for (const owner of ['controller', 'operator', ...options.nodes]) {
+      const own = path.join(dir, owner);
+      await mkdir(own, { recursive: true, mode: 0o700 });
+      const files = certFileNames(owner);
+      await writeFile(path.join(own, 'ca.pem'), await readFile(path.join(dir, 'ca.pem')));
+      await writeFile(path.join(own, files.cert), await readFile(path.join(dir, files.cert)));
+      await writeSecret(path.join(own, files.key), (await readFile(path.join(dir, files.key), 'utf8')).trimEnd());
+      written.push(path.join(own, files.cert), path.join(own, files.key));
+    }
+  }
+  if (options.apiTokenFile && !existsSync(options.apiTokenFile)) {
+    const token = Buffer.from(webcrypto.getRandomValues(new Uint8Array(24))).toString('base64url');
+    await writeSecret(options.apiTokenFile, `# operator token made by npm run certs\noperator ${token}`);
+    written.push(options.apiTokenFile);
   }
   return { dir, files: written, reusedCa: reused };
 }
