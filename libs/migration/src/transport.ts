@@ -41,6 +41,8 @@ export interface DataPlaneTls {
   key: Buffer;
   /** Why the verified peer certificate is refused, or undefined to accept it. */
   checkPeer?(cert: tls.PeerCertificate): string | undefined;
+  /** The peer's certificate subject (`CN=node-1`), for channels that check it by name (QEMU's tls-authz). */
+  peerSubject?: string;
 }
 
 export interface ListenOptions {

@@ -51,6 +51,8 @@ export interface IncomingOptions {
   /** The migration's policy, for the stream-shaping capabilities both ends must share. */
   policy?: PartialMigrationPolicy;
   qemu?: QemuMigrationOptions;
+  /** Over TLS: the subject (`CN=node-1`) the source's certificate must have (QEMU's tls-authz). */
+  peerSubject?: string;
 }
 
 export interface OutgoingOptions {
@@ -116,10 +118,17 @@ export class QemuDriver {
   private tlsCredsDir: string | undefined;
 
   /** Registers this end's TLS credentials with a guest's QEMU and names them in its migration parameters. */
-  private async useTls(guest: QemuGuest, endpoint: 'server' | 'client', id: string, hostname?: string): Promise<Record<string, string>> {
+  private async useTls(guest: QemuGuest, endpoint: 'server' | 'client', id: string, peer: { hostname?: string; subject?: string } = {}): Promise<Record<string, string>> {
     if (!this.tlsCredsDir) return {};
     await guest.qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id, dir: this.tlsCredsDir, endpoint, 'verify-peer': true });
-    return hostname === undefined ? { 'tls-creds': id } : { 'tls-creds': id, 'tls-hostname': hostname };
+    const params: Record<string, string> = { 'tls-creds': id };
+    if (peer.hostname !== undefined) params['tls-hostname'] = peer.hostname;
+    if (peer.subject !== undefined) {
+      // Any certificate of the CA passes verify-peer: only the source node the controller named may feed this guest.
+      await guest.qmp.execute('object-add', { 'qom-type': 'authz-simple', id: `${id}-authz`, identity: peer.subject });
+      params['tls-authz'] = `${id}-authz`;
+    }
+    return params;
   }
 
   /** The vm ids of the guests this driver holds. */
@@ -210,7 +219,7 @@ export class QemuDriver {
       const policy = resolvePolicy(opts.policy, spec.memoryMib * 1024 * 1024);
       const qemu = opts.qemu ?? {};
       await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
-      const params = { ...targetMigrationParameters(qemu), ...(await this.useTls(guest, 'server', 'vmm-tls-in')) };
+      const params = { ...targetMigrationParameters(qemu), ...(await this.useTls(guest, 'server', 'vmm-tls-in', { subject: opts.peerSubject })) };
       if (Object.keys(params).length > 0) await guest.qmp.execute('migrate-set-parameters', params);
       const host = opts.host ?? '127.0.0.1';
       await guest.qmp.execute('migrate-incoming', { uri: migrationUri(host, opts.port ?? 0) });
@@ -255,7 +264,7 @@ export class QemuDriver {
     const qemu = opts.qemu ?? {};
     await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
     // One credentials object per migration: a guest that migrates again (there and back) keeps the old one.
-    const tls = await this.useTls(guest, 'client', `vmm-tls-${opts.migrationId.replace(/[^A-Za-z0-9_.-]/g, '_')}`, opts.host);
+    const tls = await this.useTls(guest, 'client', `vmm-tls-${opts.migrationId.replace(/[^A-Za-z0-9_.-]/g, '_')}`, { hostname: opts.host });
     await guest.qmp.execute('migrate-set-parameters', { ...sourceMigrationParameters(policy, qemu, memoryBytes), ...tls });
     await guest.qmp.execute('migrate', { uri: migrationUri(opts.host, opts.port) });
     const out = new OutgoingMigration(opts.migrationId, guest, policy);

@@ -10,6 +10,8 @@ export function dataPlaneTls(plane: AgentPlane, expectedPeerNodeId: string): Dat
   if (plane.insecure) return undefined;
   return {
     ...plane.material,
+    // npm run certs names a node's certificate CN=<node id>.
+    peerSubject: `CN=${expectedPeerNodeId}`,
     checkPeer: (cert) => {
       const identity = identityOf(cert);
       if (identity?.role !== 'node') return 'its certificate names no node of the cluster';
