@@ -226,6 +226,9 @@ function securedServerSide(accepted: net.Socket, options: DataPlaneTls): OwnBuff
   return { socket: secureAcceptedSocket(accepted, options), useStreamBuffer: () => undefined };
 }
 
+/** How long a data connection may take for its TLS handshake (loopback: a few ms; a WAN: < 1 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 2_000;
+
 /**
  * The server end of mutual TLS over a socket a net.Server accepted (also for other agent-to-agent
  * channels, e.g. the QEMU driver's): verified against the CA and `checkPeer`, or destroyed.
@@ -238,7 +241,13 @@ export function secureAcceptedSocket(accepted: net.Socket, options: DataPlaneTls
     rejectUnauthorized: true,
   });
   secure.on('error', () => undefined);
+  // The handshake gets its own short deadline: a client that connects and says nothing frees its
+  // pending slot long before the HELLO deadline would.
+  const handshakeTimer = setTimeout(() => secure.destroy(), TLS_HANDSHAKE_TIMEOUT_MS);
+  handshakeTimer.unref();
+  secure.once('close', () => clearTimeout(handshakeTimer));
   secure.once('secure', () => {
+    clearTimeout(handshakeTimer);
     try {
       // A TLSSocket made by hand (not by tls.Server) neither enforces rejectUnauthorized for a client
       // certificate that is present but unverified (another CA) nor sets `authorized`: ask OpenSSL.

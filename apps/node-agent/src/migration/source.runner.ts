@@ -11,6 +11,22 @@ import { MigrationStepError } from '../errors.js';
 import { asEmulated } from '../hypervisor/emulated-vm.js';
 import type { ManagedVm } from '../vm/vm-manager.js';
 
+/** Connect attempts before a migration fails: the target's few pre-HELLO slots may be held by others for a moment. */
+const CONNECT_ATTEMPTS = 4;
+const CONNECT_RETRY_MS = 750;
+
+/** Retries a refused or reset connect (nothing was sent yet), unless the migration was aborted. */
+async function connectWithRetries<T>(connect: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (attempt >= CONNECT_ATTEMPTS || signal.aborted) throw err;
+      await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS * attempt));
+    }
+  }
+}
+
 /**
  * The source end of one migration on this node:
  * sending → ready → released; sending or ready → rolled-back (final; the VM runs on here).
@@ -116,7 +132,7 @@ export class SourceRunner implements OutgoingRunner {
   async run(): Promise<void> {
     const { migrationId, targetDataAddress, log } = this.opts;
     try {
-      const connection = await connectOutgoing(targetDataAddress, { signal: this.abortController.signal, migrationId, tls: this.opts.tls });
+      const connection = await connectWithRetries(() => connectOutgoing(targetDataAddress, { signal: this.abortController.signal, migrationId, tls: this.opts.tls }), this.abortController.signal);
       const result = await this.sender.run(connection);
       // An abort that raced the last frame has already resumed the VM through the result's listener.
       if (this.abortController.signal.aborted) {
