@@ -10,11 +10,27 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { FramePool, type VirtualMachine } from '@vmm/emulator';
-import { MigrationReceiver, MigrationSender, connectOutgoing, listenForIncoming, type OutgoingResult } from '@vmm/migration';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { MigrationReceiver, MigrationSender, connectOutgoing, listenForIncoming, type DataPlaneTls, type OutgoingResult } from '@vmm/migration';
+import { identityOf, makeClusterCerts } from '@vmm/tls';
 import { makeIncomingVm, makeSourceVm } from '@vmm/migration/testing/vm-fixture';
 import { Worker, arg, collectGarbage, emit, log, median, round3, serve } from './bench-util.js';
 
 const SELF = fileURLToPath(import.meta.url);
+
+/** The data connection's mutual TLS as the agents run it: `owner`'s certificate, `peer` the node expected. */
+async function dataTls(dir: string | undefined, owner: string, peer: string): Promise<DataPlaneTls | undefined> {
+  if (!dir) return undefined;
+  const read = (f: string) => readFile(path.join(dir, f));
+  return {
+    ca: await read('ca.pem'),
+    cert: await read(`${owner}.pem`),
+    key: await read(`${owner}-key.pem`),
+    checkPeer: (cert) => (identityOf(cert)?.role === 'node' && (identityOf(cert) as { nodeId: string }).nodeId === peer ? undefined : 'not the peer'),
+  };
+}
 const PAGE_RECORD = 4100;
 const BATCH_PAGES = 256;
 
@@ -30,7 +46,7 @@ async function receiverRole(): Promise<void> {
     if (msg.cmd === 'listen-engine') {
       const memoryMib = msg.memoryMib as number;
       const vm = makeIncomingVm(pool, 'bench-vm', memoryMib);
-      const listener = await listenForIncoming({ token: 'tok', migrationId: String(msg.id) });
+      const listener = await listenForIncoming({ token: 'tok', migrationId: String(msg.id), tls: await dataTls(msg.certsDir as string | undefined, 'node-2', 'node-1') });
       const expected = round0WireBytes(memoryMib * 256);
       pending = (async () => {
         const { connection, hello } = await listener.accept;
@@ -106,7 +122,7 @@ async function senderRole(): Promise<void> {
     if (msg.cmd === 'send-engine' || msg.cmd === 'send-raw') collectGarbage();
     if (msg.cmd === 'send-engine') {
       const cpu0 = process.cpuUsage();
-      const connection = await connectOutgoing(`127.0.0.1:${msg.port as number}`);
+      const connection = await connectOutgoing(`127.0.0.1:${msg.port as number}`, { tls: await dataTls(msg.certsDir as string | undefined, 'node-1', 'node-2') });
       const result: OutgoingResult = await new MigrationSender({ vm: vm!, migrationId: String(msg.id), token: 'tok' }).run(connection);
       result.abort(); // keep the source for the next repetition
       const cpu = process.cpuUsage(cpu0);
@@ -134,13 +150,17 @@ async function senderRole(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  let certsDir: string | undefined;
   const memoryMib = Number(arg('mib') ?? (arg('quick') !== undefined ? 256 : 1024));
   const reps = Number(arg('reps') ?? 15);
   const receiver = new Worker(SELF, 'receiver');
   const sender = new Worker(SELF, 'sender');
   try {
-    log(`stream bench: ${memoryMib} MiB of random pages, ${reps} interleaved repetitions`);
+    log(`stream bench: ${memoryMib} MiB of random pages, ${reps} interleaved repetitions (engine, engine over mutual TLS, raw TCP)`);
     await sender.request({ cmd: 'prepare', memoryMib });
+    certsDir = await mkdtemp(path.join(os.tmpdir(), 'vmm-bench-certs-'));
+    await makeClusterCerts({ out: certsDir, nodes: ['node-1', 'node-2'] });
+    const engineTls: number[] = [];
     const engine: number[] = [];
     const raw: number[] = [];
     let bytes = 0;
@@ -158,6 +178,14 @@ async function main(): Promise<void> {
       // CPU ms of each end (the receiver's over the timed stretch, the sender's over its whole run, digests
       // included): on a shared machine they show where the cost is when wall-clock rates are noisy.
       log(`rep ${rep} engine: ${round3(res.bytes / res.seconds / 1e9)} GB/s, max buffered ${sent.maxBufferedBytes} B, receiver cpu ${Math.round(res.cpuMs)} ms, sender cpu ${Math.round(sent.cpuMs)} ms`);
+      const tlsPort = (await receiver.request<{ port: number }>({ cmd: 'listen-engine', memoryMib, id: `${id}-tls`, certsDir })).port;
+      const [tlsRes] = await Promise.all([
+        receiver.request<{ seconds: number; bytes: number; cpuMs: number; digestOk: boolean }>({ cmd: 'result' }),
+        sender.request({ cmd: 'send-engine', port: tlsPort, id: `${id}-tls`, certsDir }),
+      ]);
+      digestOk &&= tlsRes.digestOk;
+      engineTls.push(tlsRes.seconds);
+      log(`rep ${rep} engine over TLS: ${round3(tlsRes.bytes / tlsRes.seconds / 1e9)} GB/s, receiver cpu ${Math.round(tlsRes.cpuMs)} ms`);
       const rawPort = (await receiver.request<{ port: number }>({ cmd: 'listen-raw', bytes })).port;
       const [rawRes, rawSent] = await Promise.all([
         receiver.request<{ seconds: number; cpuMs: number }>({ cmd: 'result' }),
@@ -184,9 +212,27 @@ async function main(): Promise<void> {
       max: round3(Math.max(...rates)),
       digest_ok: digestOk,
     });
+    // The same bytes over the agents' mutual TLS (what a cluster runs unless --insecure).
+    const tlsSeconds = median(engineTls);
+    const tlsRates = engineTls.map((s) => bytes / s / 1e9);
+    emit({
+      bench: 'stream',
+      case: `${memoryMib}mib-random-tls`,
+      bytes,
+      seconds: round3(tlsSeconds),
+      gbps: round3(bytes / tlsSeconds / 1e9),
+      raw_tcp_gbps: round3(rawGbps),
+      ratio: round3(bytes / tlsSeconds / 1e9 / rawGbps),
+      tls_over_plain: round3(seconds / tlsSeconds),
+      reps,
+      min: round3(Math.min(...tlsRates)),
+      max: round3(Math.max(...tlsRates)),
+      digest_ok: digestOk,
+    });
   } finally {
     receiver.stop();
     sender.stop();
+    if (certsDir) await rm(certsDir, { recursive: true, force: true });
   }
 }
 
