@@ -37,12 +37,12 @@ export function parseBool(text: string, what: string): boolean {
   throw new UsageError(`${what} must be true or false, got "${text}"`);
 }
 
-/** Repeated `--label k=v`: collects into one record; keys must be non-empty and unique. */
-export function collectLabel(text: string, labels: Record<string, string> = {}): Record<string, string> {
+/** Repeated `--label k=v` (`what` names the option): collects into one record; keys must be non-empty and unique. */
+export function collectLabel(text: string, labels: Record<string, string> = {}, what = '--label'): Record<string, string> {
   const eq = text.indexOf('=');
   const key = eq > 0 ? text.slice(0, eq).trim() : '';
-  if (key === '') throw new UsageError(`--label must be key=value, got "${text}"`);
-  if (key in labels) throw new UsageError(`--label ${key} given twice`);
+  if (key === '') throw new UsageError(`${what} must be key=value, got "${text}"`);
+  if (key in labels) throw new UsageError(`${what} ${key} given twice`);
   return { ...labels, [key]: text.slice(eq + 1) };
 }
 

@@ -87,6 +87,12 @@ export class ClusterApi {
   setNodeKsm(nodeId: string, knobs: cluster.KsmKnobs): Promise<cluster.Node> {
     return this.call('setNodeKsm', { nodeId, knobs });
   }
+  labelNode(request: cluster.LabelNodeRequest): Promise<cluster.Node> {
+    return this.call('labelNode', request);
+  }
+  listImages(): Promise<cluster.ListImagesResponse> {
+    return this.call('listImages', {});
+  }
 
   createVm(request: cluster.CreateVmRequest): Promise<cluster.Vm> {
     return this.callOnce('createVm', request);

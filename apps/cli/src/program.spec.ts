@@ -38,6 +38,7 @@ function node(nodeId: string, overrides: Partial<cluster.Node> = {}): cluster.No
     reportedVms: [],
     hypervisor: 'emulator',
     metricsUrl: '',
+    labels: {},
     ...overrides,
   };
 }
@@ -64,7 +65,13 @@ function vm(i: number): cluster.Vm {
 
 /** What the fake saw, so tests can assert which calls the CLI made. */
 const fakeOptions = { watchUnimplemented: false, failMigration: false };
-const seen = { getMigration: 0, listVmsPages: 0, createVm: [] as cluster.CreateVmRequest[], migrateVm: [] as cluster.MigrateVmRequest[] };
+const seen = {
+  getMigration: 0,
+  listVmsPages: 0,
+  createVm: [] as cluster.CreateVmRequest[],
+  migrateVm: [] as cluster.MigrateVmRequest[],
+  labelNode: [] as cluster.LabelNodeRequest[],
+};
 const vms = [1, 2, 3, 4, 5].map(vm);
 const nodes = [
   node('node-1', {
@@ -73,7 +80,7 @@ const nodes = [
       { vmId: 'vm-b', state: cluster.VmState.VM_STATE_MIGRATING, fencingEpoch: 0, migrationRole: cluster.MigrationRole.MIGRATION_ROLE_TARGET, migrationId: 'mig-1' },
     ],
   }),
-  node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined })];
+  node('node-2', { state: cluster.NodeState.NODE_STATE_CORDONED, cordoned: true, vmCount: 2, ksm: undefined, labels: { zone: 'b', disk: 'hdd' } })];
 
 function authorized(call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>): boolean {
   return call.metadata.get('authorization')[0] === `Bearer ${TOKEN}`;
@@ -102,6 +109,19 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     const found = nodes.find((n) => n.nodeId === req.nodeId);
     if (!found) throw richError(status.NOT_FOUND, `node "${req.nodeId}" not found`, 'NODE_NOT_FOUND', { nodeId: req.nodeId });
     return found;
+  }),
+  listImages: unary(() => ({
+    images: [
+      { name: 'alpine-3.20', sizeMib: 16, preset: true, vmCount: 2 },
+      { name: 'empty', sizeMib: 0, preset: true, vmCount: 0 },
+      { name: 'registry.local/app:1', sizeMib: 77, preset: false, vmCount: 1 },
+    ],
+  })),
+  labelNode: unary((req: cluster.LabelNodeRequest) => {
+    seen.labelNode.push(req);
+    const labels: Record<string, string> = { zone: 'a', ...req.labels };
+    for (const key of req.remove) delete labels[key];
+    return { ...nodes[0]!, labels };
   }),
   // The controller passing an agent's refusal on.
   setNodeKsm: unary((req: cluster.SetNodeKsmRequest) => {
@@ -175,6 +195,7 @@ beforeEach(() => {
   fakeOptions.failMigration = false;
   seen.createVm.length = 0;
   seen.migrateVm.length = 0;
+  seen.labelNode.length = 0;
 });
 
 async function vmctl(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -299,9 +320,41 @@ describe('vmctl against a fake ClusterService', () => {
         // A fresh id per command, so that the CLI's own retries are carried out once.
         requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
         hypervisor: '',
+        nodeSelector: {},
       },
     ]);
     expect(out).toMatch(/^vm db-9 \(9a2b3c4d5e\) created on node-2: RUNNING, 2 vCPU, 2 GiB, ubuntu-24\.04, hotcold@8k\/s$/m);
+  });
+
+  it('passes --node-selector through to CreateVm', async () => {
+    const { code } = await vmctl('create', 's-1', '--node-selector', 'disk=ssd', '--node-selector', 'zone=a');
+    expect(code).toBe(0);
+    expect(seen.createVm.at(-1)).toMatchObject({ name: 's-1', nodeSelector: { disk: 'ssd', zone: 'a' } });
+    expect((await vmctl('create', 's-2', '--node-selector', 'nokey')).err).toMatch(/--node-selector must be key=value/);
+  });
+
+  it('labels a node: k=v to set, --remove k and k- to remove', async () => {
+    const { code, out } = await vmctl('label', 'node-1', 'disk=ssd', 'rack-', '--remove', 'zone');
+    expect(code).toBe(0);
+    expect(seen.labelNode).toEqual([{ nodeId: 'node-1', labels: { disk: 'ssd' }, remove: ['zone', 'rack'] }]);
+    expect(out).toBe('node node-1 labels: disk=ssd\n');
+    const nothing = await vmctl('label', 'node-1');
+    expect(nothing.code).toBe(2);
+    expect(seen.labelNode).toHaveLength(1);
+  });
+
+  it("shows a node's labels and lists images", async () => {
+    const labelled = await vmctl('label', 'node-1', 'disk=ssd');
+    expect(labelled.out).toBe('node node-1 labels: disk=ssd, zone=a\n');
+    expect((await vmctl('node', 'node-2')).out).toMatch(/^Labels\s+disk=hdd, zone=b$/m);
+    expect((await vmctl('node', 'node-1')).out).toMatch(/^Labels\s+—$/m);
+    const { code, out } = await vmctl('images');
+    expect(code).toBe(0);
+    const lines = out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^IMAGE\s+SIZE\s+PRESET\s+VMS$/);
+    expect(lines[1]).toMatch(/^alpine-3\.20\s+16 MiB\s+yes\s+2$/);
+    expect(lines[2]).toMatch(/^empty\s+0 MiB\s+yes\s+0$/);
+    expect(lines[3]).toMatch(/^registry\.local\/app:1\s+77 MiB\s+no\s+1$/);
   });
 
   it('passes --hypervisor through to CreateVm', async () => {

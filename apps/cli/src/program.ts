@@ -5,14 +5,14 @@ import { parseDurationMs, requireName } from './args.js';
 import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js';
 import type { CommandContext } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand } from './commands/migration.commands.js';
-import { cordonCommand, ksmCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
+import { cordonCommand, imagesCommand, ksmCommand, labelCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
 import { versionCommand } from './commands/version.command.js';
 import { describeError, EXIT_USAGE, isServiceError, UsageError } from './errors.js';
 import { FollowInterruptedError } from './follow.js';
 import { paint, setColour } from './format/colours.js';
 import type { Io } from './io.js';
-import { buildCreateRequest, buildKsmKnobs, buildPolicy, type CreateOptions, type KsmOptions, type PolicyOptions } from './requests.js';
+import { buildCreateRequest, buildKsmKnobs, buildLabelNodeRequest, buildPolicy, type CreateOptions, type KsmOptions, type PolicyOptions } from './requests.js';
 import { WORKLOAD_KINDS } from './workload.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -100,10 +100,18 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--restart <policy>', 'never | always: boot it again on another node when its node is lost', 'never')
     .option('--hypervisor <driver>', 'emulator | qemu: only nodes of this driver (default: any)')
     .option('--label <key=value>', 'a label (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--node-selector <key=value>', 'only on nodes carrying this label (repeatable: all of them)', (v: string, prev: string[] = []) => [...prev, v])
     .action(on((ctx, name: string, opts: CreateOptions) => createCommand(ctx, buildCreateRequest(name, opts))));
   program.command('delete <vm>').description('stop and delete a VM').action(on(deleteCommand));
   program.command('cordon <node>').description('mark a node unschedulable').action(on(cordonCommand));
   program.command('uncordon <node>').description('mark a node schedulable again').action(on(uncordonCommand));
+  program
+    .command('label <node> [labels...]')
+    .description('set labels (key=value) on a node, or remove them (--remove key, or key-); VMs select nodes by them (create --node-selector)')
+    .option('--remove <key>', 'remove this label (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .addHelpText('after', '\nExamples:\n  vmctl label node-1 disk=ssd zone=a\n  vmctl label node-1 --remove zone')
+    .action(on((ctx, node: string, labels: string[], opts: { remove?: string[] }) => labelCommand(ctx, buildLabelNodeRequest(node, labels, opts.remove))));
+  program.command('images').description('list the preset images and the images in use, with sizes and VM counts').action(on(imagesCommand));
   program
     .command('migrate <vm>')
     .description('live-migrate a VM (pre-copy); the scheduler picks the target unless --to')

@@ -15,6 +15,7 @@ export interface CreateOptions {
   label?: string[];
   restart?: string;
   hypervisor?: string;
+  nodeSelector?: string[];
 }
 
 const RESTART_POLICIES: Record<string, cluster.RestartPolicy> = {
@@ -31,6 +32,8 @@ function parseRestartPolicy(value: string | undefined): cluster.RestartPolicy {
 export function buildCreateRequest(name: string, opts: CreateOptions): cluster.CreateVmRequest {
   let labels: Record<string, string> = {};
   for (const label of opts.label ?? []) labels = collectLabel(label, labels);
+  let nodeSelector: Record<string, string> = {};
+  for (const label of opts.nodeSelector ?? []) nodeSelector = collectLabel(label, nodeSelector, '--node-selector');
   return {
     name: requireName(name, 'NAME'),
     vcpus: parseInteger(opts.vcpus, '--vcpus', 1, 1024),
@@ -44,7 +47,23 @@ export function buildCreateRequest(name: string, opts: CreateOptions): cluster.C
     requestId: '',
     // Checked by the controller (one list of drivers); empty = any node's.
     hypervisor: opts.hypervisor?.trim() ?? '',
+    nodeSelector,
   };
+}
+
+/**
+ * `vmctl label NODE k=v … [--remove k]`: the labels to set and the keys to remove (LabelNode). A
+ * `k-` argument removes k too, as in kubectl. Nothing to do is a usage error.
+ */
+export function buildLabelNodeRequest(nodeId: string, args: readonly string[], remove: readonly string[] = []): cluster.LabelNodeRequest {
+  let labels: Record<string, string> = {};
+  const removed = remove.map((k) => requireName(k, '--remove'));
+  for (const arg of args) {
+    if (!arg.includes('=') && arg.endsWith('-') && arg.length > 1) removed.push(arg.slice(0, -1));
+    else labels = collectLabel(arg, labels, 'a label');
+  }
+  if (Object.keys(labels).length === 0 && removed.length === 0) throw new UsageError('give labels to set (k=v) or keys to remove (--remove k)');
+  return { nodeId: requireName(nodeId, 'NODE'), labels, remove: removed };
 }
 
 export interface PolicyOptions {

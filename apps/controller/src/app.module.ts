@@ -15,6 +15,7 @@ import { MigrationService } from './migration/migration.service.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
 import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
 import { MigrationRepository } from './redis/migration.repository.js';
+import { MigrationRetentionRepository } from './redis/migration-retention.repository.js';
 import { MemoryPressureBalancer } from './node/memory-pressure.balancer.js';
 import { NodeReadinessSweeper } from './node/node-readiness.sweeper.js';
 import { NodeService } from './node/node.service.js';
@@ -27,6 +28,8 @@ import { RegistryService } from './registry/registry.service.js';
 import { HaSweeper } from './vm/ha.sweeper.js';
 import { VmRestarter } from './vm/vm-restarter.js';
 import { VmService } from './vm/vm.service.js';
+import { ImageService } from './vm/image.service.js';
+import { MigrationRetentionSweeper } from './migration/migration-retention.sweeper.js';
 import { IdempotentCalls } from './grpc/idempotent-calls.js';
 import { WatchLimits } from './grpc/watch-limits.js';
 
@@ -55,6 +58,7 @@ export class AppModule {
         PlacementRepository,
         RequestRepository,
         MigrationRepository,
+        MigrationRetentionRepository,
         MigrationQueueRepository,
         MigrationEventsRepository,
         MigrationOrchestrator,
@@ -62,6 +66,7 @@ export class AppModule {
         AgentGateway,
         NodeService,
         VmService,
+        ImageService,
         RegistryService,
         VmRestarter,
         HaSweeper,
@@ -69,6 +74,7 @@ export class AppModule {
         NodeReadinessSweeper,
         MemoryPressureBalancer,
         DrainCoordinator,
+        MigrationRetentionSweeper,
         ApiTokenGuard,
         IdempotentCalls,
         WatchLimits,

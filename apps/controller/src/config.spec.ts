@@ -60,6 +60,17 @@ describe('loadControllerConfig', () => {
     }
   });
 
+  it('reads MIGRATION_RETENTION as a duration with a unit (default 7 days)', () => {
+    const retention = (value?: string) => loadControllerConfig({ AGENT_PLANE_INSECURE: '1', MIGRATION_RETENTION: value }).migrationRetentionMs;
+    expect(retention()).toBe(7 * 86_400_000);
+    expect(retention('7d')).toBe(7 * 86_400_000);
+    expect(retention('12h')).toBe(12 * 3_600_000);
+    expect(retention('30m')).toBe(30 * 60_000);
+    expect(retention('90s')).toBe(90_000);
+    expect(retention(' 2s ')).toBe(2_000);
+    for (const bad of ['7', '1.5h', '-1d', '7w', 'd', '0s', '3651d']) expect(() => retention(bad), bad).toThrow(/MIGRATION_RETENTION/);
+  });
+
   it('splits API_TOKENS on commas and drops blanks', () => {
     expect(loadControllerConfig({ AGENT_PLANE_INSECURE: '1', API_TOKENS: ' a, b ,,c' }).apiTokens).toEqual({ operator: ['a', 'b', 'c'], reader: [] });
   });

@@ -63,6 +63,10 @@ export const controllerEnv = {
     default: String(DEFAULT_POLICY.completionTimeoutPerGibMs),
     doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
   },
+  MIGRATION_RETENTION: {
+    default: '7d',
+    doc: 'how long a finished migration (COMPLETED, FAILED, CANCELLED) is kept before a sweep removes it (GetMigration: NOT_FOUND): a duration such as `7d`, `12h`, `30m` or `90s` (1s..3650d)',
+  },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
   LOG_FORMAT: { default: 'json', doc: '`json` (one JSON line per entry) or `pretty` (pino-pretty, for people)' },
   HTTP_PORT: { default: '0', doc: 'port of the web console (/), /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
@@ -103,6 +107,8 @@ export interface ControllerConfig {
   memoryLowWatermarkPercent: number;
   /** Fields a MigrateVm leaves unset take these (MIGRATION_DEFAULT_*), checked by the migration policy's own rules. */
   migrationPolicyDefaults: Readonly<PolicyDefaults>;
+  /** MIGRATION_RETENTION: a migration that ended longer ago than this is removed (ms). */
+  migrationRetentionMs: number;
   logLevel: string;
   /** LOG_FORMAT: JSON lines, or pino-pretty's for people. */
   logFormat: LogFormat;
@@ -208,10 +214,28 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     memoryHighWatermarkPercent,
     memoryLowWatermarkPercent,
     migrationPolicyDefaults: loadPolicyDefaults(raw),
+    migrationRetentionMs: loadDuration('MIGRATION_RETENTION', raw('MIGRATION_RETENTION'), 1_000, 3650 * DAY_MS),
     logLevel,
     logFormat,
     httpPort: int('HTTP_PORT', 0, 65535),
   };
+}
+
+const DAY_MS = 86_400_000;
+const DURATION_UNIT_MS = { d: DAY_MS, h: 3_600_000, m: 60_000, s: 1_000 } as const;
+
+/** A duration with its unit (`7d`, `12h`, `30m`, `90s`) in ms; undefined for anything else. */
+export function parseDurationMs(value: string): number | undefined {
+  const match = /^(\d+)\s*([dhms])$/.exec(value);
+  if (!match) return undefined;
+  return Number(match[1]) * DURATION_UNIT_MS[match[2] as keyof typeof DURATION_UNIT_MS];
+}
+
+function loadDuration(name: ControllerEnvName, value: string, minMs: number, maxMs: number): number {
+  const ms = parseDurationMs(value);
+  if (ms === undefined) throw new ConfigError(name, value, 'expected a whole number with a unit: 7d, 12h, 30m or 90s');
+  if (ms < minMs || ms > maxMs) throw new ConfigError(name, value, `expected ${minMs / 1000}s..${maxMs / DAY_MS}d`);
+  return ms;
 }
 
 function tokenList(value: string): string[] {

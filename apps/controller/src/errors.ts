@@ -84,7 +84,7 @@ export class NodeNotSchedulableError extends ControllerError {
   readonly code = 'NODE_NOT_SCHEDULABLE';
   constructor(
     readonly nodeId: string,
-    readonly reason: 'cordoned' | 'not ready' | 'draining' | 'of another hypervisor',
+    readonly reason: 'cordoned' | 'not ready' | 'draining' | 'of another hypervisor' | 'without the node_selector labels',
   ) {
     super(`node ${JSON.stringify(nodeId)} is ${reason}`);
   }

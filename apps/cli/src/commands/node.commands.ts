@@ -1,6 +1,7 @@
 import type { cluster } from '@vmm/proto';
 import { paint } from '../format/colours.js';
-import { nodeStateLabel, renderKsm, renderNodeDetails, renderNodesTable } from '../format/nodes.js';
+import { renderImagesTable } from '../format/images.js';
+import { labelsText, nodeStateLabel, renderKsm, renderNodeDetails, renderNodesTable } from '../format/nodes.js';
 import { renderVmsTable } from '../format/vms.js';
 import { type CommandContext, printJson } from './context.js';
 
@@ -30,6 +31,20 @@ export async function cordonCommand(ctx: CommandContext, nodeId: string): Promis
 
 export async function uncordonCommand(ctx: CommandContext, nodeId: string): Promise<void> {
   printNodeChange(ctx, await ctx.api.uncordonNode(nodeId), 'uncordoned');
+}
+
+/** Sets and removes a node's labels (LabelNode) and prints the labels it now carries. */
+export async function labelCommand(ctx: CommandContext, request: cluster.LabelNodeRequest): Promise<void> {
+  const node = await ctx.api.labelNode(request);
+  if (ctx.json) return printJson(ctx, node);
+  ctx.io.out(`node ${node.nodeId} labels: ${labelsText(node.labels)}\n`);
+}
+
+/** The preset images and the images in use, with their sizes and VM counts (ListImages). */
+export async function imagesCommand(ctx: CommandContext): Promise<void> {
+  const { images } = await ctx.api.listImages();
+  if (ctx.json) return printJson(ctx, { images });
+  ctx.io.out(renderImagesTable(images));
 }
 
 /** Shows a node's ksmd knobs and counters; with knobs given, sets them first (SetNodeKsm). */

@@ -91,6 +91,12 @@ export function renderKsm(node: cluster.Node): string {
   );
 }
 
+/** "disk=ssd, zone=a" in key order; "—" without labels. */
+export function labelsText(labels: Readonly<Record<string, string>> | undefined): string {
+  const keys = Object.keys(labels ?? {}).sort();
+  return keys.length ? keys.map((k) => `${k}=${labels![k]}`).join(', ') : '—';
+}
+
 export function renderNodeDetails(node: cluster.Node, nowMs = Date.now()): string {
   return (
     renderFields([
@@ -102,6 +108,7 @@ export function renderNodeDetails(node: cluster.Node, nowMs = Date.now()): strin
       ['Memory', `${formatMib(node.memoryMibAllocated)} allocated of ${formatMib(node.memoryMib)} × ${formatRatio(node.ramAllocationRatio)} = ${formatMib(node.memoryMib * node.ramAllocationRatio)}`],
       ['Used', `${usedCell(node)} after KSM`],
       ['VMs', String(node.vmCount)],
+      ['Labels', labelsText(node.labels)],
       ['Last report', formatAgo(node.lastReportMs, nowMs)],
     ]) +
     renderKsm(node) +

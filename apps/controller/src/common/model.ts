@@ -37,6 +37,8 @@ export interface NodeRecord {
   imageCounts: Record<string, number>;
   /** What the agent's last report said it holds (Node.reported_vms). */
   reportedVms: cluster.ReportedVm[];
+  /** Node.labels, set by LabelNode only (a registration keeps them). */
+  labels: Record<string, string>;
 }
 
 /**
@@ -69,6 +71,8 @@ export interface VmRecord extends VmMeasured {
   migrationId: string;
   /** Why the VM is FAILED ('' otherwise). */
   failureReason: string;
+  /** CreateVm.node_selector: every node it runs on (placement, migration, HA restart) carries these labels. */
+  nodeSelector: Record<string, string>;
 }
 
 /** What the scheduler needs to know about a VM being placed. */
@@ -80,6 +84,8 @@ export interface PlacementRequest {
   image?: string;
   /** Only nodes of this driver (CreateVm.hypervisor); '' or absent = any. */
   hypervisor?: string;
+  /** Only nodes carrying all these labels (CreateVm.node_selector); empty or absent = any. */
+  nodeSelector?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -10,6 +10,7 @@ import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
+import { ImageService } from '../vm/image.service.js';
 import { VmService } from '../vm/vm.service.js';
 import { ApiTokenGuard } from './api-token.guard.js';
 import { IdempotentCalls } from './idempotent-calls.js';
@@ -26,6 +27,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(MigrationService) private readonly migrations: MigrationService,
     @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
     @Inject(WatchLimits) private readonly watches: WatchLimits,
+    @Inject(ImageService) private readonly images: ImageService,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -110,5 +112,13 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   startVm(req: cluster.StartVmRequest): Promise<cluster.Vm> {
     return this.vms.lifecycle(req.vmId, 'start');
+  }
+
+  listImages(): Promise<cluster.ListImagesResponse> {
+    return this.images.list();
+  }
+
+  labelNode(req: cluster.LabelNodeRequest): Promise<cluster.Node> {
+    return this.nodes.label(req.nodeId, req.labels ?? {}, req.remove ?? []);
   }
 }

@@ -2,7 +2,12 @@
 import { randomBytes } from 'node:crypto';
 
 export function newMigrationId(nowMs: number = Date.now()): string {
-  return `mig-${nowMs.toString(36).padStart(9, '0')}-${randomBytes(5).toString('hex')}`;
+  return `${migrationIdFloor(nowMs)}${randomBytes(5).toString('hex')}`;
+}
+
+/** The prefix of every id created at `nowMs`: ids created earlier sort below it, later ones above. */
+export function migrationIdFloor(nowMs: number): string {
+  return `mig-${nowMs.toString(36).padStart(9, '0')}-`;
 }
 
 /** The one-time secret of a migration's data connection. */

@@ -7,6 +7,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { isCancellable, isFinal, toProtoPhase } from '@vmm/migration/phase';
 import { cluster } from '@vmm/proto';
 import { Observable } from 'rxjs';
+import { matchesSelector } from '../common/labels.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { nextPageToken, readPageRequest, scanPage } from '../common/page-token.js';
@@ -71,7 +72,13 @@ export class MigrationService {
     const vm = await this.vmService.require(req.vmId ?? '');
     const policy = resolveRequestPolicy(req.policy, vm.memoryMib, this.config.migrationPolicyDefaults);
     const targetNodeId = (req.targetNodeId ?? '').trim();
-    let candidates = await this.targets(vm.nodeId, targetNodeId, { vcpus: vm.vcpus, memoryMib: vm.memoryMib, antiAffinityGroup: vm.antiAffinityGroup, image: vm.image });
+    let candidates = await this.targets(vm.nodeId, targetNodeId, {
+      vcpus: vm.vcpus,
+      memoryMib: vm.memoryMib,
+      antiAffinityGroup: vm.antiAffinityGroup,
+      image: vm.image,
+      nodeSelector: vm.nodeSelector,
+    });
     if (opts.avoidMemoryPressure) {
       const addMib = (vm.residentPages * PAGE_BYTES) / (1024 * 1024);
       const high = this.config.memoryHighWatermarkPercent;
@@ -239,6 +246,7 @@ export class MigrationService {
     if (targetNodeId) {
       const target = await this.nodeService.require(targetNodeId);
       if (request.hypervisor && target.hypervisor !== request.hypervisor) throw new NodeNotSchedulableError(target.nodeId, 'of another hypervisor');
+      if (!matchesSelector(target.labels, request.nodeSelector)) throw new NodeNotSchedulableError(target.nodeId, 'without the node_selector labels');
       if (target.nodeId === sourceNodeId) throw new InvalidArgumentError('target_node_id', 'is the node the vm runs on');
       if (!isNodeReady(target, now, this.config.nodeStaleAfterMs)) throw new NodeNotSchedulableError(target.nodeId, 'not ready');
       if (target.draining) throw new NodeNotSchedulableError(target.nodeId, 'draining');

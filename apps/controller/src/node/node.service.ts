@@ -6,13 +6,16 @@ import { AgentGateway } from '../agent/agent.gateway.js';
 import type { NodeRecord } from '../common/model.js';
 import { requireFound, requireId } from '../common/require-found.js';
 import { CONFIG, type ControllerConfig } from '../config.js';
-import { InvalidArgumentError, NodeNotFoundError } from '../errors.js';
+import { applyLabelChange } from '../common/labels.js';
+import { InvalidArgumentError, NodeNotFoundError, RequestInProgressError } from '../errors.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import type { LargestNode } from '../vm/vm-validation.js';
 import { nodeStateOf } from './node-state.js';
 import { nextPageToken, readPageRequest } from '../common/page-token.js';
 
 const MIB = 1024 * 1024;
+/** LabelNode's compare-and-set attempts before it answers ABORTED (other LabelNode calls kept winning). */
+const LABEL_ATTEMPTS = 5;
 
 @Injectable()
 export class NodeService {
@@ -50,6 +53,22 @@ export class NodeService {
     const fields: Record<string, string> = cordoned ? { cordoned: '1' } : { cordoned: '0', draining: '0' };
     if (!(await this.nodes.setFields(nodeId, fields))) throw new NodeNotFoundError(nodeId);
     return this.get(nodeId);
+  }
+
+  /**
+   * LabelNode: drops the `remove` keys and sets `labels` (validated as VM labels are), as one
+   * compare-and-set on the node's record, read again if another LabelNode wrote in between.
+   */
+  async label(nodeId: string, labels: Record<string, string>, remove: readonly string[]): Promise<cluster.Node> {
+    requireId('node_id', nodeId);
+    for (let attempt = 0; attempt < LABEL_ATTEMPTS; attempt++) {
+      const seen = await this.nodes.labels(nodeId);
+      if (!seen) throw new NodeNotFoundError(nodeId);
+      const outcome = await this.nodes.replaceLabels(nodeId, seen, applyLabelChange(seen.labels, labels, remove));
+      if (outcome === 'NO_NODE') throw new NodeNotFoundError(nodeId);
+      if (outcome === 'OK') return this.get(nodeId);
+    }
+    throw new RequestInProgressError(`LabelNode ${nodeId}`);
   }
 
   /** Forwards the knobs to the node's agent (SetKsm) and records what it answers. */
@@ -90,6 +109,7 @@ export class NodeService {
       reportedVms: n.reportedVms,
       hypervisor: n.hypervisor,
       metricsUrl: n.metricsUrl,
+      labels: n.labels,
     };
   }
 }

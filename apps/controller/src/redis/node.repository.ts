@@ -4,8 +4,8 @@ import type { Redis } from 'ioredis';
 import type { cluster } from '@vmm/proto';
 import type { NodeRecord, VmMeasured } from '../common/model.js';
 import { LuaScript } from './lua-script.js';
-import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
-import { hashToNode } from './record-codec.js';
+import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, REPLACE_LABELS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
+import { hashToNode, labelsOf } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
 
@@ -48,6 +48,13 @@ export interface ReportResult {
 const applyReport = new LuaScript('apply-report', APPLY_REPORT_LUA);
 const setIfExists = new LuaScript('set-if-exists', SET_IF_EXISTS_LUA);
 const recordReadiness = new LuaScript('record-readiness', RECORD_READINESS_LUA);
+const replaceLabels = new LuaScript('replace-labels', REPLACE_LABELS_LUA);
+
+/** A node's labels as stored (`raw`, what replaceLabels compares against) and parsed. */
+export interface StoredLabels {
+  raw: string;
+  labels: Record<string, string>;
+}
 
 @Injectable()
 export class NodeRepository {
@@ -125,6 +132,19 @@ export class NodeRepository {
     if (stats) fields.ksm = JSON.stringify(stats);
     if (Object.keys(fields).length === 0) return (await this.redis.exists(this.keys.node(nodeId))) === 1;
     return this.setFields(nodeId, fields);
+  }
+
+  /** The node's labels, or undefined when there is no such node. */
+  async labels(nodeId: string): Promise<StoredLabels | undefined> {
+    const [exists, raw] = await Promise.all([this.redis.exists(this.keys.node(nodeId)), this.redis.hget(this.keys.node(nodeId), 'labels')]);
+    if (exists !== 1) return undefined;
+    return { raw: raw ?? '', labels: labelsOf(raw ?? undefined) };
+  }
+
+  /** Writes `next` if the labels are still `seen.raw` (see REPLACE_LABELS_LUA). */
+  async replaceLabels(nodeId: string, seen: StoredLabels, next: Record<string, string>): Promise<'OK' | 'CHANGED' | 'NO_NODE'> {
+    const result = await replaceLabels.run(this.redis, [this.keys.node(nodeId)], [seen.raw, JSON.stringify(next)]);
+    return result === 1 ? 'OK' : result === 0 ? 'CHANGED' : 'NO_NODE';
   }
 
   /** Applies a report (see APPLY_REPORT_LUA); `known: false` when the node is not registered (the agent must register again). */

@@ -18,6 +18,11 @@ function json<T>(v: string | undefined): T | undefined {
   }
 }
 
+/** A label map as stored (JSON); {} when unset or unreadable. */
+export function labelsOf(v: string | undefined): Record<string, string> {
+  return json<Record<string, string>>(v) ?? {};
+}
+
 export function hashToNode(h: Hash): NodeRecord | undefined {
   if (!h.nodeId) return undefined;
   return {
@@ -45,6 +50,7 @@ export function hashToNode(h: Hash): NodeRecord | undefined {
     metricsUrl: h.metricsUrl ?? '',
     imageCounts: {},
     reportedVms: json<cluster.ReportedVm[]>(h.reportedVms) ?? [],
+    labels: labelsOf(h.labels),
   };
 }
 
@@ -65,6 +71,7 @@ export function vmToHash(vm: VmRecord): Record<string, string> {
     fencingEpoch: String(vm.fencingEpoch),
     ...Object.fromEntries(VM_MEASURED_FIELDS.map((field) => [field, String(vm[field])])),
     restartPolicy: vm.restartPolicy,
+    nodeSelector: JSON.stringify(vm.nodeSelector),
   };
 }
 
@@ -92,5 +99,7 @@ export function hashToVm(h: Hash): VmRecord | undefined {
     restartPolicy: (h.restartPolicy as cluster.RestartPolicy) || cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
     migrationId: h.migrationId ?? '',
     failureReason: h.failureReason ?? '',
+    // VMs created before the field have none.
+    nodeSelector: labelsOf(h.nodeSelector),
   };
 }

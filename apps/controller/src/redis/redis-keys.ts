@@ -1,7 +1,7 @@
 /**
  * Every Redis key of the controller, built in one place, all under `${REDIS_PREFIX}:`.
  *
- * node:<id>            hash   a node: capacity, ratios, address, cordoned, allocation counters, last report
+ * node:<id>            hash   a node: capacity, ratios, address, cordoned, labels (JSON), allocation counters, last report
  * nodes                zset   node ids (score 0, lexicographic order for ListNodes)
  * vm:<id>              hash   a VM: spec, node, state, labels, group, created time, fencing epoch, measured fields
  * vms                  zset   every VM id (score 0; ids sort by creation time) for pagination

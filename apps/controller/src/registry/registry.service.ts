@@ -211,6 +211,7 @@ export class RegistryService {
       restartPolicy: spec.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
       migrationId: '',
       failureReason: '',
+      nodeSelector: {},
     };
     const outcome = await this.placement.reserve(vm, now, this.config.nodeStaleAfterMs, true);
     if (outcome !== 'OK') {

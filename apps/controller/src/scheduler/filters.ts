@@ -4,6 +4,7 @@
  * a snapshot that went stale only costs a retry on the next candidate, never an over-commit.
  */
 import { allocationLimit, type NodeRecord, type PlacementRequest } from '../common/model.js';
+import { matchesSelector } from '../common/labels.js';
 import { isNodeReady } from '../node/node-state.js';
 
 export interface FilterContext {
@@ -13,7 +14,7 @@ export interface FilterContext {
   antiAffinityNodeIds: ReadonlySet<string>;
 }
 
-export type RejectReason = 'not ready' | 'cordoned' | 'draining' | 'vcpus' | 'memory' | 'anti-affinity' | 'hypervisor';
+export type RejectReason = 'not ready' | 'cordoned' | 'draining' | 'vcpus' | 'memory' | 'anti-affinity' | 'hypervisor' | 'node selector';
 
 export interface SchedulerFilter {
   readonly reason: RejectReason;
@@ -61,8 +62,15 @@ export const hypervisorFilter: SchedulerFilter = {
   passes: (node, request) => !request.hypervisor || node.hypervisor === request.hypervisor,
 };
 
+/** The node carries every label of the VM's node selector (CreateVm.node_selector; Kubernetes' nodeSelector). */
+export const nodeSelectorFilter: SchedulerFilter = {
+  reason: 'node selector',
+  passes: (node, request) => matchesSelector(node.labels, request.nodeSelector),
+};
+
 export const DEFAULT_FILTERS: readonly SchedulerFilter[] = [
   hypervisorFilter,
+  nodeSelectorFilter,
   readyFilter,
   cordonFilter,
   drainFilter,

@@ -3,7 +3,7 @@ import { cluster } from '@vmm/proto';
 import type { NodeRecord, PlacementRequest } from '../common/model.js';
 import { nodeStateOf } from '../node/node-state.js';
 import { testNode } from '../testing/records.js';
-import { antiAffinityFilter, cordonFilter, hypervisorFilter, memoryFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
+import { antiAffinityFilter, cordonFilter, hypervisorFilter, memoryFilter, nodeSelectorFilter, readyFilter, vcpuFilter, type FilterContext } from './filters.js';
 import { describeRejections, rankNodes } from './scheduler.js';
 import { freeMemoryWeigher, sameImageWeigher, weighNodes } from './weighers.js';
 
@@ -22,6 +22,17 @@ describe('filters', () => {
   it('ready: reports within 3 intervals', () => {
     expect(readyFilter.passes(node('a', { lastReportMs: NOW - 3000 }), req(), ctx())).toBe(true);
     expect(readyFilter.passes(node('a', { lastReportMs: NOW - 3001 }), req(), ctx())).toBe(false);
+  });
+
+  it('node selector: the node carries every selected label', () => {
+    const labelled = node('a', { labels: { disk: 'ssd', zone: 'a' } });
+    expect(nodeSelectorFilter.passes(labelled, req(), ctx())).toBe(true);
+    expect(nodeSelectorFilter.passes(labelled, req({ nodeSelector: {} }), ctx())).toBe(true);
+    expect(nodeSelectorFilter.passes(labelled, req({ nodeSelector: { disk: 'ssd' } }), ctx())).toBe(true);
+    expect(nodeSelectorFilter.passes(labelled, req({ nodeSelector: { disk: 'ssd', zone: 'a' } }), ctx())).toBe(true);
+    expect(nodeSelectorFilter.passes(labelled, req({ nodeSelector: { disk: 'hdd' } }), ctx())).toBe(false);
+    expect(nodeSelectorFilter.passes(labelled, req({ nodeSelector: { disk: 'ssd', gpu: '' } }), ctx())).toBe(false);
+    expect(nodeSelectorFilter.passes(node('b'), req({ nodeSelector: { disk: 'ssd' } }), ctx())).toBe(false);
   });
 
   it('cordoned nodes are filtered', () => {

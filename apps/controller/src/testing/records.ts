@@ -29,6 +29,7 @@ export function testNode(
     metricsUrl: '',
     imageCounts: {},
     reportedVms: [],
+    labels: {},
     ...fields,
   };
 }
@@ -50,6 +51,7 @@ export function testVm(fields: Pick<VmRecord, 'vmId' | 'name' | 'nodeId' | 'memo
     restartPolicy: cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED,
     migrationId: '',
     failureReason: '',
+    nodeSelector: {},
     ...fields,
   };
 }

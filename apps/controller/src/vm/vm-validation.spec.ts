@@ -30,7 +30,9 @@ describe('validateCreateVm', () => {
       labels: { tier: 'web' },
       restartPolicy: 'RESTART_POLICY_UNSPECIFIED',
       hypervisor: '',
+      nodeSelector: {},
     });
+    expect(validateCreateVm(good({ nodeSelector: { disk: 'ssd' } }), LARGEST).nodeSelector).toEqual({ disk: 'ssd' });
     expect(validateCreateVm(good({ hypervisor: ' qemu ' }), LARGEST).hypervisor).toBe('qemu');
     expect(validateCreateVm(good({ hypervisor: 'emulator' }), LARGEST).hypervisor).toBe('emulator');
     expect(() => validateCreateVm(good({ hypervisor: 'xen' }), LARGEST)).toThrow(InvalidArgumentError);
@@ -76,6 +78,9 @@ describe('validateCreateVm', () => {
     ['NaN rate', { workload: wl({ dirtyRatePagesPerSec: Number.NaN }) }, 'workload.dirty_rate_pages_per_sec'],
     ['negative working set', { workload: wl({ workingSetMib: -1 }) }, 'workload.working_set_mib'],
     ['working set above memory', { workload: wl({ workingSetMib: 513 }) }, 'workload.working_set_mib'],
+    ['empty label key', { labels: { '': 'x' } }, 'labels'],
+    ['empty node selector key', { nodeSelector: { '': 'x' } }, 'node_selector'],
+    ['node selector value too long', { nodeSelector: { disk: 'x'.repeat(254) } }, 'node_selector'],
   ] as const)('rejects %s naming %s', (_case, over, field) => {
     let error: unknown;
     try {

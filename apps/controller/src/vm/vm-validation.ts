@@ -4,6 +4,7 @@
  */
 import { cluster } from '@vmm/proto';
 import { requestedHypervisor } from '../common/hypervisor.js';
+import { MAX_LABEL_LENGTH, validateLabels } from '../common/labels.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /**
@@ -22,8 +23,6 @@ const WORKLOAD_KINDS = new Set<string>([
 ]);
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const MAX_LABELS = 64;
-const MAX_LABEL_LENGTH = 253;
 
 /** Physical capacity of the largest node, per resource (each maximum over all registered nodes). */
 export interface LargestNode {
@@ -43,6 +42,8 @@ export interface CreateVmSpec {
   restartPolicy: cluster.RestartPolicy;
   /** Only nodes of this driver; '' = any. */
   hypervisor: string;
+  /** Only nodes carrying all these labels; {} = any. */
+  nodeSelector: Record<string, string>;
 }
 
 const RESTART_POLICIES = new Set<string>([
@@ -83,11 +84,12 @@ export function validateCreateVm(req: Partial<cluster.CreateVmRequest>, largest:
   const workload = validateWorkload(req.workload ?? undefined, memoryMib);
   const antiAffinityGroup = (req.antiAffinityGroup ?? '').trim();
   if (antiAffinityGroup.length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('anti_affinity_group', 'too long');
-  const labels = validateLabels(req.labels ?? {});
+  const labels = validateLabels('labels', req.labels ?? {});
+  const nodeSelector = validateLabels('node_selector', req.nodeSelector ?? {});
   const restartPolicy = req.restartPolicy ?? cluster.RestartPolicy.RESTART_POLICY_UNSPECIFIED;
   if (!RESTART_POLICIES.has(restartPolicy)) throw new InvalidArgumentError('restart_policy', `unknown restart policy ${String(restartPolicy)}`);
   const hypervisor = requestedHypervisor(req.hypervisor);
-  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels, restartPolicy, hypervisor };
+  return { name, vcpus, memoryMib, image, workload, nodeId: (req.nodeId ?? '').trim(), antiAffinityGroup, labels, restartPolicy, hypervisor, nodeSelector };
 }
 
 function validateWorkload(w: cluster.Workload | undefined, memoryMib: number): cluster.Workload {
@@ -106,14 +108,4 @@ function validateWorkload(w: cluster.Workload | undefined, memoryMib: number): c
   const seed = Number(w?.seed ?? 0);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError('workload.seed', 'must be a whole number ≥ 0');
   return { kind, dirtyRatePagesPerSec: rate, workingSetMib, seed };
-}
-
-function validateLabels(labels: Record<string, string>): Record<string, string> {
-  const entries = Object.entries(labels);
-  if (entries.length > MAX_LABELS) throw new InvalidArgumentError('labels', `at most ${MAX_LABELS} labels`);
-  for (const [key, value] of entries) {
-    if (key === '' || key.length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('labels', `bad key ${JSON.stringify(key)}`);
-    if (String(value).length > MAX_LABEL_LENGTH) throw new InvalidArgumentError('labels', `value of ${JSON.stringify(key)} too long`);
-  }
-  return Object.fromEntries(entries.map(([k, v]) => [k, String(v)]));
 }

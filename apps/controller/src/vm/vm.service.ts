@@ -6,6 +6,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { agent, cluster } from '@vmm/proto';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { AgentGateway, CREATE_VM_DEADLINE_MS } from '../agent/agent.gateway.js';
+import { matchesSelector } from '../common/labels.js';
 import { LOGGER, type Logger } from '../common/logger.js';
 import { NO_MEASUREMENTS, type NodeRecord, type VmRecord } from '../common/model.js';
 import { nextPageToken, parseLabelSelector, readPageRequest, scanPage } from '../common/page-token.js';
@@ -89,6 +90,7 @@ export class VmService {
       restartPolicy: spec.restartPolicy,
       migrationId: '',
       failureReason: '',
+      nodeSelector: spec.nodeSelector,
     };
     const node = await this.reserveOnFirst(vm, candidates, spec.nodeId !== '');
 
@@ -227,6 +229,7 @@ export class VmService {
       if (node.cordoned) throw new NodeNotSchedulableError(node.nodeId, 'cordoned');
       if (node.draining) throw new NodeNotSchedulableError(node.nodeId, 'draining');
       if (spec.hypervisor && node.hypervisor !== spec.hypervisor) throw new NodeNotSchedulableError(node.nodeId, 'of another hypervisor');
+      if (!matchesSelector(node.labels, spec.nodeSelector)) throw new NodeNotSchedulableError(node.nodeId, 'without the node_selector labels');
       return [node];
     }
     const antiAffinityNodeIds = await this.vms.antiAffinityNodeIds(spec.antiAffinityGroup);

@@ -71,6 +71,21 @@ return 1
 `;
 
 /**
+ * Replace a node's labels (LabelNode), only if they are still what the caller read and merged: a
+ * compare-and-set, so that two LabelNode calls never lose each other's keys. Registrations never
+ * write `labels`, so the labels outlive agent restarts.
+ *
+ * Input:  KEYS[1] node hash   ARGV[1] the `labels` field as read ('' when unset)   ARGV[2] the new labels (JSON)
+ * Output: 1 if written, 0 if the labels changed meanwhile (read again), -1 if there is no such node
+ */
+export const REPLACE_LABELS_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if (redis.call('HGET', KEYS[1], 'labels') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'labels', ARGV[2])
+return 1
+`;
+
+/**
  * Record a readiness transition seen by the sweep, only if the node's last report is still as old
  * as the sweep saw it (a report that arrived meanwhile wins).
  *
