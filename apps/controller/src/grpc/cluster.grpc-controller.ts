@@ -8,6 +8,7 @@ import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { defer, mergeAll, type Observable } from 'rxjs';
 import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
+import { MigrationUpdater } from '../migration/migration-update.service.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
@@ -26,6 +27,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(MigrationService) private readonly migrations: MigrationService,
     @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
     @Inject(WatchLimits) private readonly watches: WatchLimits,
+    @Inject(MigrationUpdater) private readonly updater: MigrationUpdater,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -110,5 +112,9 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   startVm(req: cluster.StartVmRequest): Promise<cluster.Vm> {
     return this.vms.lifecycle(req.vmId, 'start');
+  }
+
+  updateMigration(req: cluster.UpdateMigrationRequest): Promise<cluster.Migration> {
+    return this.updater.update(req);
   }
 }
