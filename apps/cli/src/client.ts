@@ -127,6 +127,9 @@ export class ClusterApi {
   cancelMigration(migrationId: string): Promise<cluster.Migration> {
     return this.call('cancelMigration', { migrationId });
   }
+  updateMigration(request: cluster.UpdateMigrationRequest): Promise<cluster.Migration> {
+    return this.call('updateMigration', request);
+  }
   listMigrationsPage(request: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
     return this.call('listMigrations', cluster.ListMigrationsRequest.fromPartial(request));
   }

@@ -71,6 +71,7 @@ const seen = {
   createVm: [] as cluster.CreateVmRequest[],
   migrateVm: [] as cluster.MigrateVmRequest[],
   labelNode: [] as cluster.LabelNodeRequest[],
+  updateMigration: [] as cluster.UpdateMigrationRequest[],
 };
 const vms = [1, 2, 3, 4, 5].map(vm);
 const nodes = [
@@ -159,6 +160,11 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     }
     return seen.getMigration < 3 ? migration({ phase: cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY, targetDigest: '' }) : migration();
   }),
+  updateMigration: unary((req: cluster.UpdateMigrationRequest) => {
+    seen.updateMigration.push(req);
+    const policy = { downtimeLimitMs: req.downtimeLimitMs ?? 300, maxBandwidthMibPerSec: req.maxBandwidthMibPerSec ?? 0 };
+    return migration({ migrationId: req.migrationId, phase: cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY, policy });
+  }),
   watchMigration: (call: ServerWritableStream<cluster.WatchMigrationRequest, cluster.Migration>) => {
     if (!authorized(call)) return void call.emit('error', { code: status.UNAUTHENTICATED, details: 'no token' });
     if (fakeOptions.watchUnimplemented) {
@@ -196,6 +202,7 @@ beforeEach(() => {
   seen.createVm.length = 0;
   seen.migrateVm.length = 0;
   seen.labelNode.length = 0;
+  seen.updateMigration.length = 0;
 });
 
 async function vmctl(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -373,6 +380,19 @@ describe('vmctl against a fake ClusterService', () => {
     expect(out).toContain('Migration 7c1f0e2a of web-1');
     expect(out).toMatch(/Outcome {5}COMPLETED ✓/);
     expect(out).toContain('source 9f3c5a7e11d2b4c0 == target 9f3c5a7e11d2b4c0 ✓');
+  });
+
+  it('migration-update sends only the options given, and refuses an update with none', async () => {
+    const { code, out } = await vmctl('migration-update', '7c1f0e2a', '--downtime-ms', '500', '--force-complete');
+    expect(code).toBe(0);
+    expect(seen.updateMigration).toHaveLength(1);
+    expect(seen.updateMigration[0]).toMatchObject({ migrationId: migration().migrationId, downtimeLimitMs: 500, forceComplete: true });
+    expect(seen.updateMigration[0]!.maxBandwidthMibPerSec).toBeUndefined();
+    expect(out).toMatch(/PRECOPY, downtime limit 500 ms, bandwidth unlimited; switching over at the next round/);
+    const bare = await vmctl('migration-update', '7c1f0e2a');
+    expect(bare.code).toBe(2);
+    expect(bare.err).toMatch(/--downtime-ms, --bandwidth-mib or --force-complete/);
+    expect(seen.updateMigration).toHaveLength(1);
   });
 
   it('follows by polling GetMigration when the server has no WatchMigration stream', async () => {

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseDurationMs, requireName } from './args.js';
 import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js';
 import type { CommandContext } from './commands/context.js';
-import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand } from './commands/migration.commands.js';
+import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand, migrationUpdateCommand } from './commands/migration.commands.js';
 import { cordonCommand, imagesCommand, ksmCommand, labelCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
 import { versionCommand } from './commands/version.command.js';
@@ -12,7 +12,17 @@ import { describeError, EXIT_USAGE, isServiceError, UsageError } from './errors.
 import { FollowInterruptedError } from './follow.js';
 import { paint, setColour } from './format/colours.js';
 import type { Io } from './io.js';
-import { buildCreateRequest, buildKsmKnobs, buildLabelNodeRequest, buildPolicy, type CreateOptions, type KsmOptions, type PolicyOptions } from './requests.js';
+import {
+  buildCreateRequest,
+  buildKsmKnobs,
+  buildLabelNodeRequest,
+  buildMigrationUpdate,
+  buildPolicy,
+  type CreateOptions,
+  type KsmOptions,
+  type MigrationUpdateOptions,
+  type PolicyOptions,
+} from './requests.js';
 import { WORKLOAD_KINDS } from './workload.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -140,6 +150,14 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('-f, --follow', 'follow it to the end')
     .action(on((ctx, id: string, opts) => migrationCommand(ctx, id, opts)));
   program.command('cancel <id>').description('cancel a migration; the VM keeps running on its source').action(on(cancelCommand));
+  program
+    .command('migration-update <id>')
+    .description('change a migration in pre-copy from its next round (virsh migrate-setmaxdowntime / migrate-setspeed)')
+    .option('--downtime-ms <ms>', 'new downtime limit for the switch-over')
+    .option('--bandwidth-mib <MiB/s>', 'new bandwidth limit (0 = unlimited)')
+    .option('--force-complete', 'switch over at the next round whatever the predicted downtime')
+    .addHelpText('after', '\nExample:\n  vmctl migration-update 3f2a --downtime-ms 500 --bandwidth-mib 0\n  vmctl migration-update 3f2a --force-complete\n')
+    .action(on((ctx, id: string, opts: MigrationUpdateOptions) => migrationUpdateCommand(ctx, id, buildMigrationUpdate('', opts))));
   program
     .command('drain <node>')
     .description('cordon a node and migrate every VM off it')

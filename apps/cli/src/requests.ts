@@ -92,6 +92,26 @@ export function buildPolicy(opts: PolicyOptions): cluster.MigrationPolicy | unde
   return Object.keys(policy).length > 0 ? policy : undefined;
 }
 
+export interface MigrationUpdateOptions {
+  downtimeMs?: string;
+  bandwidthMib?: string;
+  forceComplete?: boolean;
+}
+
+/**
+ * UpdateMigration's request: only the limits whose option is given (the controller keeps the others).
+ * @throws UsageError when no option is given (nothing to change)
+ */
+export function buildMigrationUpdate(migrationId: string, opts: MigrationUpdateOptions): cluster.UpdateMigrationRequest {
+  const request: cluster.UpdateMigrationRequest = { migrationId, forceComplete: opts.forceComplete === true };
+  if (opts.downtimeMs !== undefined) request.downtimeLimitMs = parseInteger(opts.downtimeMs, '--downtime-ms', 1);
+  if (opts.bandwidthMib !== undefined) request.maxBandwidthMibPerSec = parseNumber(opts.bandwidthMib, '--bandwidth-mib');
+  if (request.downtimeLimitMs === undefined && request.maxBandwidthMibPerSec === undefined && !request.forceComplete) {
+    throw new UsageError('migration-update needs --downtime-ms, --bandwidth-mib or --force-complete');
+  }
+  return request;
+}
+
 export interface KsmOptions {
   run?: string;
   pagesToScan?: string;

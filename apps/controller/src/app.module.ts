@@ -10,6 +10,7 @@ import { ApiTokenGuard } from './grpc/api-token.guard.js';
 import { ClusterGrpcController } from './grpc/cluster.grpc-controller.js';
 import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
 import { DrainCoordinator } from './migration/drain.coordinator.js';
+import { MigrationUpdater } from './migration/migration-update.service.js';
 import { MigrationOrchestrator } from './migration/migration.orchestrator.js';
 import { MigrationService } from './migration/migration.service.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
@@ -71,6 +72,7 @@ export class AppModule {
         VmRestarter,
         HaSweeper,
         MigrationService,
+        MigrationUpdater,
         NodeReadinessSweeper,
         MemoryPressureBalancer,
         DrainCoordinator,

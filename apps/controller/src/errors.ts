@@ -18,6 +18,7 @@ export type ControllerErrorCode =
   | 'VM_BUSY'
   | 'VM_STATE_CONFLICT'
   | 'MIGRATION_NOT_CANCELLABLE'
+  | 'MIGRATION_NOT_UPDATABLE'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'AGENT_UNAVAILABLE'
@@ -132,6 +133,20 @@ export class MigrationNotCancellableError extends ControllerError {
   }
 }
 
+/**
+ * UpdateMigration of a migration that is not in PRECOPY (not started yet, switching over, finished),
+ * or whose source has already left its pre-copy rounds.
+ */
+export class MigrationNotUpdatableError extends ControllerError {
+  readonly code = 'MIGRATION_NOT_UPDATABLE';
+  constructor(
+    readonly migrationId: string,
+    readonly phase: string,
+  ) {
+    super(`migration ${JSON.stringify(migrationId)} can be updated only in PRECOPY (phase ${phase})`);
+  }
+}
+
 /** A ClusterService call without a valid `authorization: Bearer <token>` while API_TOKENS is set. */
 export class UnauthenticatedError extends ControllerError {
   readonly code = 'UNAUTHENTICATED';
@@ -230,6 +245,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   VM_BUSY: status.FAILED_PRECONDITION,
   VM_STATE_CONFLICT: status.FAILED_PRECONDITION,
   MIGRATION_NOT_CANCELLABLE: status.FAILED_PRECONDITION,
+  MIGRATION_NOT_UPDATABLE: status.FAILED_PRECONDITION,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   AGENT_UNAVAILABLE: status.UNAVAILABLE,

@@ -13,10 +13,23 @@ export class TokenBucket {
    * @param burstBytes bucket size: the most that can leave at once after an idle spell
    */
   constructor(
-    private readonly rateBytesPerSec: number,
+    private rateBytesPerSec: number,
     private readonly burstBytes: number = 1024 * 1024,
   ) {
     this.tokens = burstBytes;
+  }
+
+  /**
+   * A new rate from now on (UpdateMigration's bandwidth): what is already taken is not re-paced; a
+   * bucket that was unlimited starts full.
+   */
+  setRate(rateBytesPerSec: number): void {
+    if (!this.unlimited) this.refill();
+    else {
+      this.tokens = this.burstBytes;
+      this.lastNs = process.hrtime.bigint();
+    }
+    this.rateBytesPerSec = rateBytesPerSec;
   }
 
   get unlimited(): boolean {
@@ -58,7 +71,13 @@ export class BandwidthEstimator {
   private estimatePagesPerSec = 0;
   private previousPagesPerSec = 0;
 
-  constructor(private readonly capBytesPerSec: number) {}
+  constructor(private capBytesPerSec: number) {}
+
+  /** A new bandwidth limit (UpdateMigration): estimates from here on are capped by it. */
+  setCap(capBytesPerSec: number): void {
+    this.capBytesPerSec = capBytesPerSec;
+    if (this.estimateBytesPerSec > capBytesPerSec) this.estimateBytesPerSec = capBytesPerSec;
+  }
 
   /** Records one round: bytes written, non-zero pages handled (raw, delta or unchanged), its duration. */
   sample(bytes: number, pages: number, elapsedMs: number): void {

@@ -199,6 +199,62 @@ function resolveXbzrleCacheMib(value: number | null | undefined, xbzrle: boolean
   return mib;
 }
 
+/**
+ * A change to a migration in flight (cluster.v1 UpdateMigration, virsh migrate-setmaxdowntime and
+ * migrate-setspeed, Nova's force-complete): unset fields (undefined or null) keep their value.
+ */
+export interface PolicyUpdate {
+  downtimeLimitMs?: number | null;
+  maxBandwidthMibPerSec?: number | null;
+  /** Switch over at the next round's decision whatever the predicted downtime. */
+  forceComplete?: boolean | null;
+}
+
+/** A PolicyUpdate whose set fields are in range. */
+export interface CheckedPolicyUpdate {
+  downtimeLimitMs?: number;
+  maxBandwidthMibPerSec?: number;
+  forceComplete: boolean;
+}
+
+/** UpdateMigration's field names (top level of its request, not under `policy.`). */
+export const POLICY_UPDATE_PROTO_FIELDS = {
+  downtimeLimitMs: 'downtime_limit_ms',
+  maxBandwidthMibPerSec: 'max_bandwidth_mib_per_sec',
+  forceComplete: 'force_complete',
+} as const satisfies Record<keyof PolicyUpdate, string>;
+
+/**
+ * Checks an update against the same ranges as MigrateVm's policy (POLICY_RANGES).
+ * @throws InvalidPolicyError naming the first bad field (its UpdateMigrationRequest name in `protoField`)
+ */
+export function checkPolicyUpdate(update: PolicyUpdate): CheckedPolicyUpdate {
+  const checked: CheckedPolicyUpdate = { forceComplete: false };
+  for (const field of ['downtimeLimitMs', 'maxBandwidthMibPerSec'] as const) {
+    const value = update[field];
+    if (isSet(value)) checked[field] = checkInRange(field, value, POLICY_RANGES[field], POLICY_UPDATE_PROTO_FIELDS[field]);
+  }
+  const force = update.forceComplete;
+  if (isSet(force)) {
+    if (typeof force !== 'boolean') throw new InvalidPolicyError('forceComplete', force, 'must be true or false', POLICY_UPDATE_PROTO_FIELDS.forceComplete);
+    checked.forceComplete = force;
+  }
+  return checked;
+}
+
+/** True when the update changes nothing (no field set, force_complete false). */
+export function isEmptyPolicyUpdate(u: CheckedPolicyUpdate): boolean {
+  return u.downtimeLimitMs === undefined && u.maxBandwidthMibPerSec === undefined && !u.forceComplete;
+}
+
+/** `policy` with the update's limits applied (force_complete is no policy field: it is not recorded here). */
+export function applyPolicyUpdate<P extends PartialMigrationPolicy | MigrationPolicy>(policy: P, update: CheckedPolicyUpdate): P {
+  const next = { ...policy };
+  if (update.downtimeLimitMs !== undefined) next.downtimeLimitMs = update.downtimeLimitMs;
+  if (update.maxBandwidthMibPerSec !== undefined) next.maxBandwidthMibPerSec = update.maxBandwidthMibPerSec;
+  return next;
+}
+
 /** Bytes per second, or Infinity when unlimited. */
 export function bandwidthBytesPerSec(policy: Pick<MigrationPolicy, 'maxBandwidthMibPerSec'>): number {
   return policy.maxBandwidthMibPerSec > 0 ? policy.maxBandwidthMibPerSec * MIB : Infinity;

@@ -11,7 +11,15 @@ import { AutoConverge } from './convergence.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, checkTimeoutOption, switchOverTimeoutMsFor } from './data-plane-limits.js';
 import { MigrationStateError } from './errors.js';
 import { assertTransition, type MigrationPhase } from './phase.js';
-import { resolvePolicy, type MigrationPolicy, type PartialMigrationPolicy } from './policy.js';
+import {
+  applyPolicyUpdate,
+  bandwidthBytesPerSec,
+  checkPolicyUpdate,
+  resolvePolicy,
+  type MigrationPolicy,
+  type PartialMigrationPolicy,
+  type PolicyUpdate,
+} from './policy.js';
 import type { MigrationProgress, SenderStats } from './progress.js';
 import { ReadyToCommit } from './ready-result.js';
 import { calibrateHashMsPerPage } from './sender/hash-calibration.js';
@@ -73,22 +81,66 @@ export interface OutgoingResult {
 }
 
 export class MigrationSender {
-  readonly policy: MigrationPolicy;
+  /** Mutated in place by update(): runPrecopy holds this object and reads it at every round. */
+  private readonly currentPolicy: MigrationPolicy;
   private phase: MigrationPhase = 'PREPARING';
   private lastProgress: MigrationProgress | null = null;
+  /** The data connection while run() streams (for a bandwidth change to pace it at once). */
+  private stream: OutgoingStream | undefined;
+  /** UpdateMigration's force_complete: the next round's decision switches over. */
+  private forced = false;
 
   constructor(private readonly opts: SenderOptions) {
-    this.policy = resolvePolicy(opts.policy, opts.vm.memory.pageCount * PAGE_SIZE);
+    this.currentPolicy = resolvePolicy(opts.policy, opts.vm.memory.pageCount * PAGE_SIZE);
     const overhead = opts.switchOverOverheadMs ?? DEFAULT_SWITCH_OVER_OVERHEAD_MS;
     if (!Number.isFinite(overhead) || overhead < 0) throw new MigrationStateError(`switchOverOverheadMs must be ≥ 0, got ${overhead}`);
     this.switchOverOverheadMs = overhead;
     this.idleTimeoutMs = checkTimeoutOption('idleTimeoutMs', opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, true);
-    this.switchOverTimeoutMs = checkTimeoutOption('switchOverTimeoutMs', opts.switchOverTimeoutMs ?? switchOverTimeoutMsFor(this.policy.downtimeLimitMs), false);
+    if (opts.switchOverTimeoutMs !== undefined) checkTimeoutOption('switchOverTimeoutMs', opts.switchOverTimeoutMs, false);
   }
 
   private readonly switchOverOverheadMs: number;
   private readonly idleTimeoutMs: number;
-  private readonly switchOverTimeoutMs: number;
+
+  /** The policy in force: the resolved one, with UpdateMigration's changes applied. */
+  get policy(): MigrationPolicy {
+    return this.currentPolicy;
+  }
+
+  /** The bound on the paused time before VERIFIED, from the downtime limit in force at the pause. */
+  private get switchOverTimeoutMs(): number {
+    return this.opts.switchOverTimeoutMs ?? switchOverTimeoutMsFor(this.currentPolicy.downtimeLimitMs);
+  }
+
+  /** True once force_complete was asked for. */
+  get forceComplete(): boolean {
+    return this.forced;
+  }
+
+  /**
+   * UpdateMigration on the source (QEMU's migrate-set-parameters on a running migration): a new
+   * downtime limit counts from the next round's decision, a new bandwidth paces the stream at once
+   * (and caps the estimate from the next round), force_complete makes the next round's decision
+   * switch over whatever the predicted downtime. The paused time stays bounded by the switch-over
+   * timeout. Allowed while PREPARING or PRECOPY.
+   * @returns the policy in force after the change
+   * @throws InvalidPolicyError for a value out of its range (nothing changes)
+   * @throws MigrationStateError once the switch-over has begun, or after the end
+   */
+  update(update: PolicyUpdate): MigrationPolicy {
+    const checked = checkPolicyUpdate(update);
+    if (this.phase !== 'PREPARING' && this.phase !== 'PRECOPY') {
+      throw new MigrationStateError(`migration ${this.opts.migrationId} is ${this.phase}: only a migration in pre-copy can be updated`);
+    }
+    const before = bandwidthBytesPerSec(this.currentPolicy);
+    Object.assign(this.currentPolicy, applyPolicyUpdate(this.currentPolicy, checked));
+    if (checked.forceComplete) this.forced = true;
+    const after = bandwidthBytesPerSec(this.currentPolicy);
+    if (after !== before) this.stream?.setBandwidth(after);
+    const p = this.currentPolicy;
+    trace(this.opts.migrationId, () => `update: downtime limit ${p.downtimeLimitMs} ms, bandwidth ${p.maxBandwidthMibPerSec} MiB/s${this.forced ? ', force complete' : ''}`);
+    return { ...p };
+  }
 
   get currentPhase(): MigrationPhase {
     return this.phase;
@@ -105,6 +157,7 @@ export class MigrationSender {
     const wasRunning = vm.state === 'running';
     // The stream's session listens for 'error' from here on: nothing may await before it is attached.
     const stream = new OutgoingStream(connection, vm.memory, this.policy, migrationId, this.opts.signal);
+    this.stream = stream;
     const converge = new AutoConverge(this.policy.autoConverge);
     try {
       await initHashing();
@@ -115,8 +168,9 @@ export class MigrationSender {
 
       this.setPhase('PRECOPY');
       const report = (p: ProgressFields) => this.emit(p);
-      const { policy, switchOverOverheadMs } = this;
-      const precopy = await runPrecopy({ stream, vm, migrationId, policy, converge, hashMsPerPage, switchOverOverheadMs, report });
+      const { switchOverOverheadMs } = this;
+      const forceComplete = () => this.forced;
+      const precopy = await runPrecopy({ stream, vm, migrationId, policy: this.currentPolicy, converge, hashMsPerPage, switchOverOverheadMs, forceComplete, report });
 
       this.setPhase('STOP_AND_COPY');
       const paused = await stopAndCopy({
@@ -193,7 +247,7 @@ export class MigrationSender {
     );
     const { sourceDigest, targetDigest, pausedAtMs } = paused;
     return {
-      migrationId: this.opts.migrationId, sourceDigest, targetDigest, pausedAtMs, totalTimeMs, policy: this.policy, stats,
+      migrationId: this.opts.migrationId, sourceDigest, targetDigest, pausedAtMs, totalTimeMs, policy: { ...this.policy }, stats,
       commit: () => void verdict.commit(),
       abort: verdict.abort,
     };

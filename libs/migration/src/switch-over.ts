@@ -33,6 +33,11 @@ export interface RoundFacts {
   /** Pre-copy rounds acknowledged so far, this one included. */
   roundsDone: number;
   maxRounds: number;
+  /**
+   * UpdateMigration's force_complete (Nova's force-complete): switch over now whatever the prediction
+   * (the paused time is still bounded by the sender's switch-over timeout).
+   */
+  forceComplete?: boolean;
 }
 
 export interface RoundVerdict {
@@ -57,21 +62,21 @@ export function needsDigestWalk(dirtyPages: number, pagesPerSec: number, downtim
 }
 
 /**
- * Switch over when the expected downtime fits the limit; give up once `maxRounds` rounds ran without
- * that; otherwise run another round.
+ * Switch over when the expected downtime fits the limit (or when forced); give up once `maxRounds`
+ * rounds ran without that; otherwise run another round.
  */
 export function decideRound(f: RoundFacts): RoundVerdict {
   const copyMs = pausedCopyMs(f.dirtyPages, f.pagesPerSec);
   let expectedDowntimeMs = copyMs;
   let expectedStopAndCopyMs = 0;
-  if (copyMs <= f.downtimeLimitMs) {
+  if (copyMs <= f.downtimeLimitMs || f.forceComplete) {
     // The source hashed every page as it sent it and the receiver hashed each round before its ack,
     // so under pause each digest walks the cached hashes, and the receiver's also hashes the paused round.
     expectedStopAndCopyMs = copyMs + 2 * f.digestWalkMs + f.dirtyPages * DIRTY_MARGIN * f.hashMsPerPage;
     expectedDowntimeMs = expectedStopAndCopyMs + f.switchOverOverheadMs;
   }
   return {
-    decision: decideAfterRound(expectedDowntimeMs, f.downtimeLimitMs, f.roundsDone, f.maxRounds),
+    decision: f.forceComplete ? 'switch-over' : decideAfterRound(expectedDowntimeMs, f.downtimeLimitMs, f.roundsDone, f.maxRounds),
     expectedDowntimeMs,
     expectedStopAndCopyMs,
   };

@@ -83,6 +83,15 @@ export async function cancelCommand(ctx: CommandContext, ref: string): Promise<v
   ctx.io.out(`migration ${m.migrationId}: ${phaseName(m)}${m.error ? ` (${m.error})` : ''}\n`);
 }
 
+/** UpdateMigration: a new downtime limit or bandwidth for a migration in pre-copy, or force its switch-over. */
+export async function migrationUpdateCommand(ctx: CommandContext, ref: string, request: Omit<cluster.UpdateMigrationRequest, 'migrationId'>): Promise<void> {
+  const m = await ctx.api.updateMigration({ ...request, migrationId: (await resolveMigration(ctx.api, ref)).migrationId });
+  if (ctx.json) return printJson(ctx, m);
+  const bandwidth = m.policy?.maxBandwidthMibPerSec ? `${m.policy.maxBandwidthMibPerSec} MiB/s` : 'unlimited';
+  const forced = request.forceComplete ? '; switching over at the next round' : '';
+  ctx.io.out(`migration ${m.migrationId}: ${phaseName(m)}, downtime limit ${m.policy?.downtimeLimitMs ?? '?'} ms, bandwidth ${bandwidth}${forced}\n`);
+}
+
 /** Cordons the node and migrates every VM off it; with follow, waits for all of them. */
 export async function drainCommand(ctx: CommandContext, nodeId: string, opts: { follow?: boolean }): Promise<void> {
   const { node, migrations } = await ctx.api.drainNode(nodeId);

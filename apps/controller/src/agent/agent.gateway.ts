@@ -118,6 +118,11 @@ export class AgentGateway {
     await this.call(node, 'abortMigration', req, AGENT_CALL_DEADLINE_MS);
   }
 
+  /** UpdateMigration on the source agent (its next pre-copy round). */
+  async updateOutgoing(node: NodeRecord, req: agent.UpdateOutgoingRequest): Promise<void> {
+    await this.call(node, 'updateOutgoing', req, AGENT_CALL_DEADLINE_MS);
+  }
+
   /**
    * The source's progress stream. `onProgress` sees every message in order (it may be async: calls
    * are queued one after the other); resolves with the last message when the stream ends.

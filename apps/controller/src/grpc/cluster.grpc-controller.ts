@@ -8,6 +8,7 @@ import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { defer, mergeAll, type Observable } from 'rxjs';
 import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
+import { MigrationUpdater } from '../migration/migration-update.service.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { ImageService } from '../vm/image.service.js';
@@ -28,6 +29,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
     @Inject(WatchLimits) private readonly watches: WatchLimits,
     @Inject(ImageService) private readonly images: ImageService,
+    @Inject(MigrationUpdater) private readonly updater: MigrationUpdater,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -120,5 +122,9 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   labelNode(req: cluster.LabelNodeRequest): Promise<cluster.Node> {
     return this.nodes.label(req.nodeId, req.labels ?? {}, req.remove ?? []);
+  }
+
+  updateMigration(req: cluster.UpdateMigrationRequest): Promise<cluster.Migration> {
+    return this.updater.update(req);
   }
 }

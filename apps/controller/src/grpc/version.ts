@@ -27,6 +27,7 @@ export const API_FEATURES = [
   'phase_transitions',
   'vm_migration_id',
   'vm_lifecycle',
+  'update_migration',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {

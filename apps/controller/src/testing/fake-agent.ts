@@ -140,6 +140,11 @@ export class FakeAgent {
         this.incoming.delete(call.request.migrationId);
         cb(null, {});
       },
+      updateOutgoing: (call, cb) => {
+        const r = call.request;
+        this.calls.push(`update:${r.migrationId}:${r.downtimeLimitMs ?? ''}:${r.maxBandwidthMibPerSec ?? ''}:${r.forceComplete}`);
+        cb(null, {});
+      },
     };
     this.server.addService(agent.AgentServiceService, impl);
     const port = await new Promise<number>((resolve, reject) =>

@@ -63,4 +63,8 @@ export class AgentGrpcController implements AgentServiceController {
   abortMigration(request: agent.AbortMigrationRequest): agent.AbortMigrationResponse {
     return this.migrations.abortMigration(request);
   }
+
+  updateOutgoing(request: agent.UpdateOutgoingRequest): Promise<agent.UpdateOutgoingResponse> {
+    return this.migrations.updateOutgoing(request);
+  }
 }

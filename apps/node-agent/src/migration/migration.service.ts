@@ -333,6 +333,24 @@ export class MigrationService {
     }
   }
 
+  /**
+   * UpdateMigration on the source: a new downtime limit or bandwidth, or force the switch-over, from
+   * the transfer's next round (the controller checked the values; the engine checks them again).
+   * @throws MigrationNotFoundError when this node sends no such migration
+   * @throws MigrationStepError once the transfer is past pre-copy (switching over, ready, settled)
+   */
+  async updateOutgoing(request: agent.UpdateOutgoingRequest): Promise<agent.UpdateOutgoingResponse> {
+    requireId('migration_id', request.migrationId);
+    const runner = this.outgoing.get(request.migrationId);
+    if (!runner) throw new MigrationNotFoundError(request.migrationId);
+    await runner.update({
+      downtimeLimitMs: request.downtimeLimitMs === undefined || request.downtimeLimitMs === null ? undefined : Number(request.downtimeLimitMs),
+      maxBandwidthMibPerSec: request.maxBandwidthMibPerSec ?? undefined,
+      forceComplete: request.forceComplete === true,
+    });
+    return {};
+  }
+
   /** A directive from a report ack about one end of a migration (the answer to the agent's report). */
   applyDirective(d: agent.Directive): void {
     const request = { migrationId: d.migrationId, vmId: d.vmId, fencingEpoch: Number(d.fencingEpoch), reason: d.reason };

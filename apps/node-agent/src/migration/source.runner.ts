@@ -1,10 +1,12 @@
 import {
   connectOutgoing,
   MigrationSender,
+  MigrationStateError,
   type DataPlaneTls,
   type MigrationProgress,
   type OutgoingResult,
   type PartialMigrationPolicy,
+  type PolicyUpdate,
 } from '@vmm/migration';
 import type { Logger } from 'pino';
 import { MigrationStepError } from '../errors.js';
@@ -85,6 +87,13 @@ export interface OutgoingRunner {
   release(): void;
   /** Before the commit: stops the transfer (or leaves ready) and the source runs on. */
   abort(reason: string): void;
+  /**
+   * UpdateMigration: a new downtime limit or bandwidth, or force the switch-over, from the next round.
+   * @throws MigrationStepError unless still sending pre-copy rounds
+   * @throws InvalidPolicyError for a value out of its range (nothing changes)
+   * @throws NotImplementedError where the driver cannot apply it
+   */
+  update(update: PolicyUpdate): Promise<void>;
 }
 
 /** Streams a VM to the target's data listener with the pre-copy engine. */
@@ -185,6 +194,21 @@ export class SourceRunner implements OutgoingRunner {
       this.transition('rolled-back');
       this.result.abort();
       this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, reason }, 'outgoing migration aborted; source resumed');
+    }
+  }
+
+  /** UpdateMigration through the engine (MigrationSender.update): counts from the next round. */
+  async update(update: PolicyUpdate): Promise<void> {
+    if (this.current !== 'sending') throw new MigrationStepError(this.migrationId, `cannot update: outgoing migration is ${this.current}`);
+    try {
+      const policy = this.sender.update(update);
+      this.opts.log.info(
+        { migrationId: this.migrationId, vmId: this.vmId, downtimeLimitMs: policy.downtimeLimitMs, maxBandwidthMibPerSec: policy.maxBandwidthMibPerSec, forceComplete: this.sender.forceComplete },
+        'outgoing migration updated',
+      );
+    } catch (error) {
+      if (error instanceof MigrationStateError) throw new MigrationStepError(this.migrationId, `cannot update: ${error.message}`);
+      throw error;
     }
   }
 

@@ -1,7 +1,16 @@
 import { credentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { agent, promiseClient, type PromiseClient } from '@vmm/proto';
 
-type UnaryMethods = 'createVm' | 'deleteVm' | 'listVms' | 'setKsm' | 'prepareIncoming' | 'commitIncoming' | 'releaseOutgoing' | 'abortMigration';
+type UnaryMethods =
+  | 'createVm'
+  | 'deleteVm'
+  | 'listVms'
+  | 'setKsm'
+  | 'prepareIncoming'
+  | 'commitIncoming'
+  | 'releaseOutgoing'
+  | 'abortMigration'
+  | 'updateOutgoing';
 
 /** A promise-returning AgentService client for tests, as the controller would call it. */
 export class AgentCalls {

@@ -24,6 +24,8 @@ export class OutgoingStream {
   readonly writer: FrameWriter;
   readonly cache: XbzrleCache | null;
   private readonly batcher: PageBatcher;
+  /** The pacing of every frame (max_bandwidth): its rate may change mid-migration (setBandwidth). */
+  private readonly bucket: TokenBucket;
   private readonly dirtyLog: DirtyLog;
   /** The pages a dirty round sends: the last sync, plus (at the pause) what was written since. */
   private readonly bitmap: Uint32Array;
@@ -43,12 +45,18 @@ export class OutgoingStream {
     signal: AbortSignal | undefined,
   ) {
     this.session = new PeerSession(connection, { migrationId, signal, completionTimeoutMs: policy.completionTimeoutMs });
-    this.writer = new FrameWriter(connection, new TokenBucket(bandwidthBytesPerSec(policy)), this.session.signal);
+    this.bucket = new TokenBucket(bandwidthBytesPerSec(policy));
+    this.writer = new FrameWriter(connection, this.bucket, this.session.signal);
     this.cache = policy.xbzrle ? new XbzrleCache(memory.pageCount, policy.xbzrleCacheMib * 1024 * 1024) : null;
     this.batcher = new PageBatcher(memory, this.writer, this.cache);
     this.dirtyLog = memory.createDirtyLog();
     this.bitmap = new Uint32Array(Math.ceil(memory.pageCount / 32));
     this.lateBitmap = new Uint32Array(this.bitmap.length);
+  }
+
+  /** Paces the frames from now on at `bytesPerSec` (Infinity = unlimited): UpdateMigration's bandwidth. */
+  setBandwidth(bytesPerSec: number): void {
+    this.bucket.setRate(bytesPerSec);
   }
 
   get counters(): Readonly<BatchCounters> {

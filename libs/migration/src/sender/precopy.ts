@@ -25,6 +25,12 @@ export interface PrecopyContext {
   /** One page hash's cost in ms (calibrated before HELLO). */
   hashMsPerPage: number;
   switchOverOverheadMs: number;
+  /**
+   * Read at every round's decision: UpdateMigration's force_complete (switch over whatever the
+   * prediction). `policy` itself is read there too, so that a new downtime limit or bandwidth
+   * (MigrationSender.update) counts from the next round on.
+   */
+  forceComplete(): boolean;
   /** Reports a round's figures (the sender adds the id and phase). */
   report(progress: ProgressFields): void;
 }
@@ -37,18 +43,25 @@ export interface PrecopyOutcome {
 }
 
 /**
- * Runs pre-copy rounds until the expected downtime fits the limit.
+ * Runs pre-copy rounds until the expected downtime fits the limit, or until a round's decision finds
+ * force_complete set.
  * @throws ConvergenceError after max_rounds rounds that did not fit
  */
 export async function runPrecopy(ctx: PrecopyContext): Promise<PrecopyOutcome> {
   const { stream, vm, migrationId, policy, converge } = ctx;
   const memory = vm.memory;
-  const unlimited = !Number.isFinite(bandwidthBytesPerSec(policy));
-  const bandwidth = new BandwidthEstimator(bandwidthBytesPerSec(policy));
+  let capBytesPerSec = bandwidthBytesPerSec(policy);
+  const bandwidth = new BandwidthEstimator(capBytesPerSec);
   let lastSyncMs = performance.now();
   let digestWalkMs = 0;
   let walkMeasured = false;
   for (let round = 0; ; round++) {
+    // A bandwidth changed by UpdateMigration: the stream is paced at once, the estimate from this round.
+    if (bandwidthBytesPerSec(policy) !== capBytesPerSec) {
+      capBytesPerSec = bandwidthBytesPerSec(policy);
+      bandwidth.setCap(capBytesPerSec);
+    }
+    const unlimited = !Number.isFinite(capBytesPerSec);
     const roundStart = performance.now();
     const bytesBefore = stream.bytesWritten;
     const nonZeroBefore = stream.nonZeroPages;
@@ -72,7 +85,8 @@ export async function runPrecopy(ctx: PrecopyContext): Promise<PrecopyOutcome> {
     // Measured once, at the first round near the switch-over. (Measuring again after each near round
     // that continued hashes that round's dirty pages on the source each time: in bench:migration
     // r150000-xbzrle-bw128 it doubled the median rounds, 5.5 → 10.)
-    if (!walkMeasured && needsDigestWalk(dirty, bandwidth.pagesPerSec, policy.downtimeLimitMs)) {
+    const forceComplete = ctx.forceComplete();
+    if (!walkMeasured && (forceComplete || needsDigestWalk(dirty, bandwidth.pagesPerSec, policy.downtimeLimitMs))) {
       digestWalkMs = measureDigestWalkMs(memory, ctx.hashMsPerPage);
       walkMeasured = true;
     }
@@ -85,6 +99,7 @@ export async function runPrecopy(ctx: PrecopyContext): Promise<PrecopyOutcome> {
       switchOverOverheadMs: ctx.switchOverOverheadMs,
       roundsDone: round + 1,
       maxRounds: policy.maxRounds,
+      forceComplete,
     });
     const throttle = converge.onSync(dirty * PAGE_SIZE, roundBytes);
     if (throttle >= 0) vm.setThrottle(throttle);
@@ -101,7 +116,7 @@ export async function runPrecopy(ctx: PrecopyContext): Promise<PrecopyOutcome> {
     });
     lastSyncMs = now;
     const expectedMs = verdict.expectedDowntimeMs;
-    trace(migrationId, () => `round ${round}: ${dirty} dirty, expected downtime ${expectedMs.toFixed(1)} ms, throttle ${converge.throttlePercent}% → ${verdict.decision}`);
+    trace(migrationId, () => `round ${round}: ${dirty} dirty, expected downtime ${expectedMs.toFixed(1)} ms, throttle ${converge.throttlePercent}% → ${verdict.decision}${forceComplete ? ' (forced)' : ''}`);
     if (verdict.decision === 'switch-over') return { round, expectedStopAndCopyMs: verdict.expectedStopAndCopyMs };
     if (verdict.decision === 'give-up') {
       throw new ConvergenceError(migrationId, round + 1, dirty, expectedMs, policy.maxRounds, policy.downtimeLimitMs);

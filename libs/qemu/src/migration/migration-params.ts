@@ -1,4 +1,4 @@
-import type { MigrationPolicy } from '@vmm/migration';
+import type { CheckedPolicyUpdate, MigrationPolicy } from '@vmm/migration';
 
 /** What the QEMU driver adds to the engine's MigrationPolicy. */
 export interface QemuMigrationOptions {
@@ -45,6 +45,28 @@ export function sourceMigrationParameters(policy: MigrationPolicy, opts: QemuMig
   };
   if (policy.xbzrle) params['xbzrle-cache-size'] = Math.min(policy.xbzrleCacheMib * 1024 * 1024, Math.floor(memoryBytes / 2));
   if ((opts.multifdChannels ?? 0) > 1) params['multifd-channels'] = opts.multifdChannels!;
+  return params;
+}
+
+/**
+ * The largest downtime-limit QEMU accepts, in ms (MAX_MIGRATE_DOWNTIME_SECONDS = 2000 s in
+ * migration/options.c). UpdateMigration's force_complete sets it: QEMU has no "switch over now" for
+ * pre-copy, but at its next iteration any expected downtime fits this limit, so it enters the
+ * switch-over (pre-switchover here, where the agent's gate and its switch-over timeout still apply).
+ */
+export const QEMU_MAX_DOWNTIME_LIMIT_MS = 2_000_000;
+
+/**
+ * migrate-set-parameters for a migration in flight (virsh migrate-setmaxdowntime / migrate-setspeed):
+ * only the fields the update sets; force_complete as QEMU_MAX_DOWNTIME_LIMIT_MS (over a new limit).
+ */
+export function updateMigrationParameters(update: CheckedPolicyUpdate): Record<string, number> {
+  const params: Record<string, number> = {};
+  if (update.downtimeLimitMs !== undefined) params['downtime-limit'] = update.downtimeLimitMs;
+  if (update.forceComplete) params['downtime-limit'] = QEMU_MAX_DOWNTIME_LIMIT_MS;
+  if (update.maxBandwidthMibPerSec !== undefined) {
+    params['max-bandwidth'] = update.maxBandwidthMibPerSec > 0 ? Math.round(update.maxBandwidthMibPerSec * 1024 * 1024) : UNLIMITED_BANDWIDTH_BYTES_PER_SEC;
+  }
   return params;
 }
 

@@ -1,6 +1,14 @@
 import { resolvePolicy } from '@vmm/migration';
 import { describe, expect, it } from 'vitest';
-import { migrationCapabilities, migrationUri, sourceMigrationParameters, targetMigrationParameters, UNLIMITED_BANDWIDTH_BYTES_PER_SEC } from './migration-params.js';
+import {
+  migrationCapabilities,
+  migrationUri,
+  QEMU_MAX_DOWNTIME_LIMIT_MS,
+  sourceMigrationParameters,
+  targetMigrationParameters,
+  UNLIMITED_BANDWIDTH_BYTES_PER_SEC,
+  updateMigrationParameters,
+} from './migration-params.js';
 import { incomingPortOf, phaseOfQemuStatus, toMigrationProgress } from './migration-progress.js';
 import { canMoveIncoming, canMoveOutgoing, isOutgoingFinal } from './migration-state.js';
 
@@ -13,6 +21,18 @@ describe('migration parameters', () => {
     expect(plain).toEqual({ 'pause-before-switchover': true, events: true, 'auto-converge': false, xbzrle: false, multifd: false });
     const all = caps(migrationCapabilities(resolvePolicy({ autoConverge: true, xbzrle: true }, 256 * MIB), { multifdChannels: 2 }));
     expect(all).toMatchObject({ 'auto-converge': true, xbzrle: true, multifd: true });
+  });
+
+  it('UpdateMigration as migrate-set-parameters: only what is set; force_complete as the largest downtime-limit', () => {
+    expect(updateMigrationParameters({ forceComplete: false })).toEqual({});
+    expect(updateMigrationParameters({ downtimeLimitMs: 500, maxBandwidthMibPerSec: 0, forceComplete: false })).toEqual({
+      'downtime-limit': 500,
+      'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC,
+    });
+    expect(updateMigrationParameters({ downtimeLimitMs: 500, maxBandwidthMibPerSec: 16, forceComplete: true })).toEqual({
+      'downtime-limit': QEMU_MAX_DOWNTIME_LIMIT_MS,
+      'max-bandwidth': 16 * MIB,
+    });
   });
 
   it('converts units: downtime ms, bandwidth MiB/s to bytes/s (0 = unlimited), XBZRLE cache in bytes', () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { MigrationPolicy, MigrationProgress } from '@vmm/migration';
+import type { CheckedPolicyUpdate, MigrationPolicy, MigrationProgress } from '@vmm/migration';
 import {
   InvalidGuestStateError,
   MigrationCancelledError,
@@ -9,6 +9,7 @@ import {
 } from '../errors.js';
 import type { QemuGuest } from '../guest/qemu-guest.js';
 import { canMoveOutgoing, isOutgoingFinal, type OutgoingState } from './migration-state.js';
+import { updateMigrationParameters } from './migration-params.js';
 import { toMigrationProgress, type QemuMigrationInfo } from './migration-progress.js';
 
 /** How often query-migrate is polled, ms. QMP answers in well under a millisecond. */
@@ -107,6 +108,25 @@ export class OutgoingMigration extends EventEmitter {
    * migrate_cancel before the switch-over; resolves once QEMU cancelled and the source runs again.
    * @throws InvalidGuestStateError once the switch-over was let go (too late: commit or roll back instead)
    */
+  /**
+   * UpdateMigration on a running QEMU migration: migrate-set-parameters with the new downtime-limit
+   * and max-bandwidth, which QEMU applies from its next iteration (the bandwidth at once);
+   * force_complete sets the largest downtime-limit (see QEMU_MAX_DOWNTIME_LIMIT_MS). The round limit
+   * enforced here follows the new downtime limit too.
+   * @throws InvalidGuestStateError once the switch-over has begun (or the migration ended)
+   */
+  async update(update: CheckedPolicyUpdate): Promise<void> {
+    if (this.current !== 'starting' && this.current !== 'precopy') {
+      throw new InvalidGuestStateError(this.vmId, `migrating (${this.current})`, 'update the migration after pre-copy');
+    }
+    const params = updateMigrationParameters(update);
+    if (Object.keys(params).length > 0) await this.guest.qmp.execute('migrate-set-parameters', params);
+    if (update.downtimeLimitMs !== undefined) this.policy.downtimeLimitMs = update.downtimeLimitMs;
+    if (update.maxBandwidthMibPerSec !== undefined) this.policy.maxBandwidthMibPerSec = update.maxBandwidthMibPerSec;
+    // Forced: the switch-over comes at QEMU's next iteration, the round limit must not cancel it first.
+    if (update.forceComplete) this.policy.maxRounds = Number.MAX_SAFE_INTEGER;
+  }
+
   async cancel(): Promise<void> {
     if (this.current === 'cancelled' || this.current === 'failed') return;
     if (this.current === 'switching' || this.current === 'completed') {

@@ -1,14 +1,19 @@
 import {
+  applyPolicyUpdate,
+  checkPolicyUpdate,
   ConnectionLostError,
+  isEmptyPolicyUpdate,
   DigestMismatchError,
   MigrationCancelledError as EngineCancelledError,
   parseAddress,
   resolvePolicy,
   type MigrationProgress,
+  type CheckedPolicyUpdate,
   type OutgoingResult,
+  type PolicyUpdate,
   type SenderStats,
 } from '@vmm/migration';
-import { MigrationCancelledError, MigrationFailedError, type OutgoingMigration, type QemuDriver, type RamDigest } from '@vmm/qemu';
+import { InvalidGuestStateError, MigrationCancelledError, MigrationFailedError, type OutgoingMigration, type QemuDriver, type RamDigest } from '@vmm/qemu';
 import { MigrationStepError } from '../../errors.js';
 import type { OutgoingRunner, OutgoingState, SourceRunnerOptions } from '../../migration/source.runner.js';
 import type { QemuVm } from './qemu-vm.js';
@@ -41,6 +46,8 @@ export class QemuSourceRunner implements OutgoingRunner {
   private channel: VerifyChannel | undefined;
   private abortReason: Error | undefined;
   private throttleMax = 0;
+  /** Every UpdateMigration so far, merged: applied to QEMU once its migration exists, and to the result's policy. */
+  private updates: CheckedPolicyUpdate = { forceComplete: false };
   result: OutgoingResult | undefined;
   error: (Error & { code?: string }) | undefined;
   readonly startedAtMs = Date.now();
@@ -86,6 +93,8 @@ export class QemuSourceRunner implements OutgoingRunner {
       this.throwIfAborted();
       const out = await this.driver.startOutgoing(this.vmId, { migrationId, host, port: qemuPort, policy: this.opts.policy });
       this.out = out;
+      // Updates that came while the verify channel was being dialled.
+      if (!isEmptyPolicyUpdate(this.updates)) await out.update(this.updates);
       out.on('progress', (p: MigrationProgress) => this.forward(p));
       if (this.abortReason) await out.cancel();
       const gate = await out.switchoverReady();
@@ -109,7 +118,7 @@ export class QemuSourceRunner implements OutgoingRunner {
         targetDigest: target.digest,
         pausedAtMs,
         totalTimeMs: Date.now() - this.startedAtMs,
-        policy: resolvePolicy(this.opts.policy, this.vm.memoryMib * 1024 * 1024),
+        policy: applyPolicyUpdate(resolvePolicy(this.opts.policy, this.vm.memoryMib * 1024 * 1024), this.updates),
         stats,
         commit: () => {},
         abort: () => this.resumeSource(),
@@ -167,6 +176,31 @@ export class QemuSourceRunner implements OutgoingRunner {
       this.resumeSource();
       this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, reason }, 'outgoing qemu migration aborted; source resumed');
     }
+  }
+
+  /**
+   * UpdateMigration on QEMU: migrate-set-parameters on the running migration (OutgoingMigration.update);
+   * force_complete as the largest downtime-limit QEMU accepts, so that its next iteration switches over
+   * (held at pre-switchover, where the switch-over is bounded as for any QEMU migration).
+   */
+  async update(update: PolicyUpdate): Promise<void> {
+    const checked = checkPolicyUpdate(update);
+    if (this.current !== 'sending' || this.currentPhase === 'STOP_AND_COPY') {
+      throw new MigrationStepError(this.migrationId, `cannot update: outgoing qemu migration is ${this.current === 'sending' ? this.currentPhase : this.current}`);
+    }
+    const merged: CheckedPolicyUpdate = {
+      downtimeLimitMs: checked.downtimeLimitMs ?? this.updates.downtimeLimitMs,
+      maxBandwidthMibPerSec: checked.maxBandwidthMibPerSec ?? this.updates.maxBandwidthMibPerSec,
+      forceComplete: checked.forceComplete || this.updates.forceComplete,
+    };
+    try {
+      await this.out?.update(checked);
+    } catch (error) {
+      if (error instanceof InvalidGuestStateError) throw new MigrationStepError(this.migrationId, `cannot update: ${error.message}`);
+      throw error;
+    }
+    this.updates = merged;
+    this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, ...checked }, 'outgoing qemu migration updated (migrate-set-parameters)');
   }
 
   private forward(p: MigrationProgress): void {
