@@ -263,9 +263,14 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   try {
     // Something to act on: a VM on each node.
     for (const a of c.agents) initialVms.add((await api.createVm(cluster.CreateVmRequest.fromPartial({ name: `fuzz-${a.nodeId}`, vcpus: 1, memoryMib: 64, image: 'empty', nodeId: a.nodeId, workload: { kind: cluster.WorkloadKind.WORKLOAD_KIND_IDLE, seed: 1 } }))).vmId);
-    // Warm up (JIT, pools) before the baseline, so that growth measured later is the fuzzer's.
+    // Warm up every kind of traffic once (JIT, pools, TLS sessions, heap size) and come back to the
+    // starting state before the baseline: what is measured later is what the fuzzing kept.
     for (let i = 0; i < 3; i++) await fuzzService(apiClient, clusterMethods, 'ClusterService');
-    await sleep(2000);
+    for (const client of agentClients) await fuzzService(client, agentMethods, 'AgentService');
+    await fuzzDataPort();
+    await idleConnections();
+    await restoreState(api, initialVms);
+    await sleep(3000);
     const before = Object.fromEntries(Object.entries(pids()).map(([name, pid]) => [name, rssMib(pid)]));
     const deadline = Date.now() + opts.seconds * 1000;
     let round = 0;
@@ -284,10 +289,11 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     // nodes): what is measured against the baseline is what the processes kept, not what they hold.
     await restoreState(api, initialVms);
     // Settle: what the calls allocated is garbage by now; give each process a few seconds to return it.
-    let after: Record<string, number> = {};
+    // Each process's lowest RSS over the settle window (up to 30 s, ended early once all are back).
+    const after: Record<string, number> = {};
     for (let attempt = 0; attempt < 15; attempt++) {
       await sleep(2000);
-      after = Object.fromEntries(Object.entries(pids()).map(([name, pid]) => [name, rssMib(pid)]));
+      for (const [name, pid] of Object.entries(pids())) after[name] = Math.min(after[name] ?? Infinity, rssMib(pid));
       if (Object.keys(before).every((name) => after[name]! <= before[name]! * 1.1)) break;
     }
     for (const name of Object.keys(before)) {
