@@ -12,6 +12,8 @@ import { RegistryGrpcController } from './grpc/registry.grpc-controller.js';
 import { DrainCoordinator } from './migration/drain.coordinator.js';
 import { MigrationOrchestrator } from './migration/migration.orchestrator.js';
 import { MigrationService } from './migration/migration.service.js';
+import { EventsService } from './events/events.service.js';
+import { ChangesRepository } from './redis/changes.repository.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
 import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
 import { MigrationRepository } from './redis/migration.repository.js';
@@ -57,6 +59,8 @@ export class AppModule {
         MigrationRepository,
         MigrationQueueRepository,
         MigrationEventsRepository,
+        ChangesRepository,
+        EventsService,
         MigrationOrchestrator,
         AgentClientPool,
         AgentGateway,

@@ -8,6 +8,7 @@ import { Controller, Inject, UseGuards } from '@nestjs/common';
 import { defer, mergeAll, type Observable } from 'rxjs';
 import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
+import { EventsService } from '../events/events.service.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { VmService } from '../vm/vm.service.js';
@@ -26,6 +27,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(MigrationService) private readonly migrations: MigrationService,
     @Inject(IdempotentCalls) private readonly idempotent: IdempotentCalls,
     @Inject(WatchLimits) private readonly watches: WatchLimits,
+    @Inject(EventsService) private readonly events: EventsService,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -36,8 +38,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     return this.vms.get(req.vmId);
   }
 
-  listVms(req: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
-    return this.vms.list(req);
+  async listVms(req: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.vms.list(req)), revision };
   }
 
   deleteVm(req: cluster.DeleteVmRequest): Promise<cluster.DeleteVmResponse> {
@@ -47,8 +50,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     });
   }
 
-  listNodes(req: cluster.ListNodesRequest): Promise<cluster.ListNodesResponse> {
-    return this.nodes.listPage(req);
+  async listNodes(req: cluster.ListNodesRequest): Promise<cluster.ListNodesResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.nodes.listPage(req)), revision };
   }
 
   getNode(req: cluster.GetNodeRequest): Promise<cluster.Node> {
@@ -75,8 +79,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     return this.migrations.get(req.migrationId);
   }
 
-  listMigrations(req: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
-    return this.migrations.list(req);
+  async listMigrations(req: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.migrations.list(req)), revision };
   }
 
   /** A server stream: an unknown id errors the stream (through the exception filter like any call). */
@@ -110,5 +115,10 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   startVm(req: cluster.StartVmRequest): Promise<cluster.Vm> {
     return this.vms.lifecycle(req.vmId, 'start');
+  }
+
+  /** A server stream like WatchMigration: it holds a watch slot; REVISION_COMPACTED ends it (OUT_OF_RANGE). */
+  watchEvents(req: cluster.WatchEventsRequest, _metadata?: Metadata, call?: { getPeer(): string }): Observable<cluster.Event> {
+    return this.watches.guard(call?.getPeer(), () => this.events.watch(req));
   }
 }
