@@ -23,6 +23,7 @@ export const API_FEATURES = [
   'phase_transitions',
   'vm_migration_id',
   'vm_lifecycle',
+  'watch_events',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {
