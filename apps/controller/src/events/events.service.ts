@@ -7,7 +7,7 @@
  * Each watcher keeps its own cursor and reads the history (XRANGE) only when the shared blocking
  * reader of ChangesRepository wakes it. ADDED and MODIFIED objects are read whole when they are sent
  * (so an object may already show a later change, which then follows as its own event); one that is
- * gone by then is skipped, since its DELETED follows. DELETED carries the object as it was last.
+ * gone by then is sent as it was last (from its DELETED entry). DELETED carries the object as it was last.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { Observable } from 'rxjs';
@@ -98,9 +98,9 @@ export class EventsService {
               if (closed || batch.length === 0) break;
               // Revisions are contiguous: a gap means the entries after the cursor were trimmed.
               if (batch[0]!.revision > cursor + 1) throw new RevisionCompactedError(cursor, batch[0]!.revision);
-              for (const change of batch) {
+              for (const [i, change] of batch.entries()) {
                 if (closed) return;
-                const event = kinds.has(change.kind) ? await this.toEvent(change) : undefined;
+                const event = kinds.has(change.kind) ? await this.toEvent(change, batch, i) : undefined;
                 if (event && !closed) subscriber.next(event);
                 cursor = change.revision;
               }
@@ -157,8 +157,16 @@ export class EventsService {
     }
   }
 
-  private async toEvent(change: Change): Promise<cluster.Event | undefined> {
-    const obj = change.type === 'DELETED' ? this.lastObject(change) : await this.currentObject(change);
+  /**
+   * The event of `batch[index]`. An object gone by now is sent as its DELETED later in the batch
+   * recorded it last; one whose deletion lies beyond the batch is skipped (its DELETED follows).
+   */
+  private async toEvent(change: Change, batch: readonly Change[], index: number): Promise<cluster.Event | undefined> {
+    let obj = change.type === 'DELETED' ? this.lastObject(change) : await this.currentObject(change);
+    if (!obj && change.type !== 'DELETED') {
+      const deletion = batch.slice(index + 1).find((c) => c.type === 'DELETED' && c.kind === change.kind && c.id === change.id);
+      if (deletion) obj = this.lastObject(deletion);
+    }
     if (!obj) return undefined;
     return { revision: change.revision, type: EventType[`EVENT_TYPE_${change.type}`], ...obj };
   }
