@@ -158,17 +158,30 @@ export class EventsService {
   }
 
   /**
-   * The event of `batch[index]`. An object gone by now is sent as its DELETED later in the batch
-   * recorded it last; one whose deletion lies beyond the batch is skipped (its DELETED follows).
+   * The event of `batch[index]`. An object gone by now is sent as its later DELETED entry recorded it
+   * last (looked for in the batch, then further on in the history).
    */
   private async toEvent(change: Change, batch: readonly Change[], index: number): Promise<cluster.Event | undefined> {
     let obj = change.type === 'DELETED' ? this.lastObject(change) : await this.currentObject(change);
     if (!obj && change.type !== 'DELETED') {
-      const deletion = batch.slice(index + 1).find((c) => c.type === 'DELETED' && c.kind === change.kind && c.id === change.id);
+      const deletion = await this.deletionAfter(change, batch.slice(index + 1));
       if (deletion) obj = this.lastObject(deletion);
     }
     if (!obj) return undefined;
     return { revision: change.revision, type: EventType[`EVENT_TYPE_${change.type}`], ...obj };
+  }
+
+  /** The DELETED entry of `change`'s object after it: in `rest`, else in the history beyond it. */
+  private async deletionAfter(change: Change, rest: readonly Change[]): Promise<Change | undefined> {
+    const isDeletion = (c: Change) => c.type === 'DELETED' && c.kind === change.kind && c.id === change.id;
+    let found = rest.find(isDeletion);
+    for (let after = rest.at(-1)?.revision ?? change.revision; !found; ) {
+      const page = await this.changes.after(after, BATCH);
+      if (page.length === 0) return undefined;
+      found = page.find(isDeletion);
+      after = page.at(-1)!.revision;
+    }
+    return found;
   }
 
   private lastObject(change: Change): Obj | undefined {
