@@ -1,8 +1,8 @@
 // WatchEvents and the lists' revision (docs/api.md, "Watching"), against a real controller and agents:
 // a watch from 0 sees every current object ADDED, then creates, a migration and a delete in order
 // under increasing revisions; a watch resumed from the last revision seen across a controller restart
-// sees only later changes; a revision older than the history kept ends with OUT_OF_RANGE; a reader
-// token may watch.
+// sees only later changes, a drain's migrations among them; a revision older than the history kept ends
+// with OUT_OF_RANGE; a reader token may watch.
 import type { ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cluster, decodeStatusDetails, STATUS_DETAILS_TRAILER } from '@vmm/proto';
@@ -150,8 +150,17 @@ it('resumes from the last revision seen across a controller restart, with only l
     expect(w.events.some((e) => e.vm?.vmId === firstVmId)).toBe(false);
     expect(w.events.some((e) => e.type === EventType.EVENT_TYPE_ADDED && e.node)).toBe(false);
     expectIncreasing(w.events);
+
+    // A drain's migrations appear as ADDED migrations like any other.
+    await api.drainNode(cluster.DrainNodeRequest.fromPartial({ nodeId: 'node-1' }));
+    const drained = await find(w, (e) => e.migration?.vmId === vm.vmId && e.type === EventType.EVENT_TYPE_ADDED, 'the drain migration ADDED');
+    expect(drained.migration?.reason).toBe('drain');
+    await find(w, (e) => e.migration?.migrationId === drained.migration!.migrationId && e.migration.phase === MigrationPhase.MIGRATION_PHASE_COMPLETED, 'the drain migration COMPLETED');
+    await find(w, (e) => e.node?.nodeId === 'node-1' && e.node.state === cluster.NodeState.NODE_STATE_DRAINING, 'node-1 DRAINING');
+    expectIncreasing(w.events);
   } finally {
     w.close();
+    await api.uncordonNode({ nodeId: 'node-1' });
   }
 });
 
