@@ -62,12 +62,15 @@ export class ClusterApi {
   async listNodes(): Promise<cluster.ListNodesResponse> {
     const nodes: cluster.Node[] = [];
     let pageToken = '';
+    // The first page's revision: read before any page, so a watch from it misses nothing.
+    let revision: number | undefined;
     do {
       const page = await this.call('listNodes', { pageSize: 0, pageToken });
+      revision ??= page.revision;
       nodes.push(...page.nodes);
       pageToken = page.nextPageToken;
     } while (pageToken !== '');
-    return { nodes, nextPageToken: '' };
+    return { nodes, nextPageToken: '', revision: revision ?? 0 };
   }
   getVersion(): Promise<cluster.GetVersionResponse> {
     return this.call('getVersion', {});
@@ -146,6 +149,11 @@ export class ClusterApi {
   /** No deadline: a migration may take minutes. The caller cancels the stream to stop following. */
   watchMigration(migrationId: string): ClientReadableStream<cluster.Migration> {
     return this.client.watchMigration({ migrationId }, this.metadata());
+  }
+
+  /** No deadline: a watch runs until the caller cancels the stream. */
+  watchEvents(request: cluster.WatchEventsRequest): ClientReadableStream<cluster.Event> {
+    return this.client.watchEvents(request, this.metadata());
   }
 
   private metadata(): Metadata {

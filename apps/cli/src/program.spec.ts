@@ -66,6 +66,7 @@ function vm(i: number): cluster.Vm {
 /** What the fake saw, so tests can assert which calls the CLI made. */
 const fakeOptions = { watchUnimplemented: false, failMigration: false };
 const seen = {
+  watchEvents: [] as cluster.WatchEventsRequest[],
   getMigration: 0,
   listVmsPages: 0,
   createVm: [] as cluster.CreateVmRequest[],
@@ -105,7 +106,7 @@ const richError = (code: status, message: string, reason: string, metadata: Reco
 
 const fake: Partial<cluster.ClusterServiceServer> = {
   getVersion: unary(() => ({ version: '9.8.7', apiVersion: 'cluster.v1', features: ['reflection', 'request_id'] })),
-  listNodes: unary(() => ({ nodes, nextPageToken: '' })),
+  listNodes: unary(() => ({ nodes, nextPageToken: '', revision: 4 })),
   getNode: unary((req: cluster.GetNodeRequest) => {
     const found = nodes.find((n) => n.nodeId === req.nodeId);
     if (!found) throw richError(status.NOT_FOUND, `node "${req.nodeId}" not found`, 'NODE_NOT_FOUND', { nodeId: req.nodeId });
@@ -136,7 +137,7 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     seen.listVmsPages += 1;
     const start = Number(req.pageToken || '0');
     const end = start + Math.min(2, req.pageSize || 2);
-    return { vms: vms.slice(start, end), nextPageToken: end < vms.length ? String(end) : '' };
+    return { vms: vms.slice(start, end), nextPageToken: end < vms.length ? String(end) : '', revision: 4 };
   }),
   getVm: unary((req: cluster.GetVmRequest) => {
     const found = vms.find((v) => v.vmId === req.vmId);
@@ -165,6 +166,19 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     const policy = { downtimeLimitMs: req.downtimeLimitMs ?? 300, maxBandwidthMibPerSec: req.maxBandwidthMibPerSec ?? 0 };
     return migration({ migrationId: req.migrationId, phase: cluster.MigrationPhase.MIGRATION_PHASE_PRECOPY, policy });
   }),
+  // Two events, then the end of the stream (a controller that stops); OUT_OF_RANGE for an old revision.
+  watchEvents: (call: ServerWritableStream<cluster.WatchEventsRequest, cluster.Event>) => {
+    if (!authorized(call)) return void call.emit('error', { code: status.UNAUTHENTICATED, details: 'no token' });
+    seen.watchEvents.push(call.request);
+    if (call.request.sinceRevision === 1) {
+      return void call.emit('error', richError(status.OUT_OF_RANGE, 'revision 1 is compacted', 'REVISION_COMPACTED'));
+    }
+    const T = cluster.EventType;
+    call.write({ revision: 7, type: T.EVENT_TYPE_ADDED, vm: vms[0] });
+    call.write({ revision: 8, type: T.EVENT_TYPE_DELETED, vm: vms[0] });
+    call.write({ revision: 9, type: T.EVENT_TYPE_MODIFIED, node: nodes[1] });
+    call.end();
+  },
   watchMigration: (call: ServerWritableStream<cluster.WatchMigrationRequest, cluster.Migration>) => {
     if (!authorized(call)) return void call.emit('error', { code: status.UNAUTHENTICATED, details: 'no token' });
     if (fakeOptions.watchUnimplemented) {
@@ -196,6 +210,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   seen.listVmsPages = 0;
+  seen.watchEvents.length = 0;
   seen.getMigration = 0;
   fakeOptions.watchUnimplemented = false;
   fakeOptions.failMigration = false;
@@ -221,6 +236,30 @@ async function vmctl(...args: string[]): Promise<{ code: number; out: string; er
 }
 
 describe('vmctl against a fake ClusterService', () => {
+  it('events: one line per event, with the revision and kinds asked for', async () => {
+    const { code, out, err } = await vmctl('events', '--since', '6', '--kind', 'vm,node');
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(seen.watchEvents).toEqual([{ sinceRevision: 6, kinds: [cluster.EventKind.EVENT_KIND_VM, cluster.EventKind.EVENT_KIND_NODE] }]);
+    const lines = out.trimEnd().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^\s+7  ADDED     vm         vm-0mwpvq1x1-1a2b3c4d5e  web-1 RUNNING on node-1$/);
+    expect(lines[1]).toMatch(/^\s+8  DELETED   vm /);
+    expect(lines[2]).toMatch(/^\s+9  MODIFIED  node       node-2  CORDONED 2 vms cordoned$/);
+  });
+
+  it('events: --json is one object per line; a compacted revision is an error; a bad --since a usage error', async () => {
+    const json = await vmctl('events', '--json');
+    expect(json.code).toBe(0);
+    expect(json.out.trimEnd().split('\n').map((l) => (JSON.parse(l) as cluster.Event).revision)).toEqual([7, 8, 9]);
+    expect(seen.watchEvents[0]).toEqual({ sinceRevision: 0, kinds: [] });
+    const old = await vmctl('events', '--since', '1');
+    expect(old.code).toBe(1);
+    expect(old.err).toMatch(/compacted/);
+    expect((await vmctl('events', '--since', 'x')).code).toBe(2);
+    expect((await vmctl('events', '--kind', 'disk')).code).toBe(2);
+  });
+
   it('renders the nodes table', async () => {
     const { code, out, err } = await vmctl('nodes');
     expect(err).toBe('');

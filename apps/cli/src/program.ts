@@ -7,6 +7,7 @@ import type { CommandContext } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand, migrationUpdateCommand } from './commands/migration.commands.js';
 import { cordonCommand, imagesCommand, ksmCommand, labelCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
+import { eventsCommand } from './commands/events.command.js';
 import { versionCommand } from './commands/version.command.js';
 import { describeError, EXIT_USAGE, isServiceError, UsageError } from './errors.js';
 import { FollowInterruptedError } from './follow.js';
@@ -172,6 +173,12 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--max-page-sharing <n>', 'most pages sharing one KSM page')
     .option('--use-zero-pages <bool>', 'merge empty pages with the zero page')
     .action(on((ctx, node: string, opts: KsmOptions) => ksmCommand(ctx, node, buildKsmKnobs(opts))));
+  program
+    .command('events')
+    .description('follow changes of VMs, nodes and migrations (WatchEvents), one line per event, until Ctrl-C')
+    .option('--since <revision>', 'only changes after this revision (from a list or an earlier event); default: every current object first')
+    .option('--kind <kind...>', 'only vm, node or migration (repeatable, or comma-separated)')
+    .action(on((ctx, opts) => eventsCommand(ctx, opts)));
   program.command('version').description("this CLI's version and the controller's, with the API features it serves").action(on(versionCommand));
   program.addHelpText(
     'after',

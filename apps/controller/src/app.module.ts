@@ -13,6 +13,8 @@ import { DrainCoordinator } from './migration/drain.coordinator.js';
 import { MigrationUpdater } from './migration/migration-update.service.js';
 import { MigrationOrchestrator } from './migration/migration.orchestrator.js';
 import { MigrationService } from './migration/migration.service.js';
+import { EventsService } from './events/events.service.js';
+import { ChangesRepository } from './redis/changes.repository.js';
 import { MigrationEventsRepository } from './redis/migration-events.repository.js';
 import { MigrationQueueRepository } from './redis/migration-queue.repository.js';
 import { MigrationRepository } from './redis/migration.repository.js';
@@ -62,6 +64,8 @@ export class AppModule {
         MigrationRetentionRepository,
         MigrationQueueRepository,
         MigrationEventsRepository,
+        ChangesRepository,
+        EventsService,
         MigrationOrchestrator,
         AgentClientPool,
         AgentGateway,

@@ -29,6 +29,7 @@ describe('loadControllerConfig', () => {
       logLevel: 'info',
       logFormat: 'json',
       httpPort: 0,
+      watchHistory: 10_000,
     });
   });
 

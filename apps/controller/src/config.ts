@@ -69,6 +69,7 @@ export const controllerEnv = {
   },
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
   LOG_FORMAT: { default: 'json', doc: '`json` (one JSON line per entry) or `pretty` (pino-pretty, for people)' },
+  WATCH_HISTORY: { default: '10000', doc: 'changes kept for WatchEvents (the newest; a watch from an older revision gets OUT_OF_RANGE)' },
   HTTP_PORT: { default: '0', doc: 'port of the web console (/), /metrics, /livez and /readyz on CONTROLLER_HOST; 0 = no HTTP server' },
 } as const satisfies Record<string, EnvVarSpec>;
 
@@ -114,6 +115,8 @@ export interface ControllerConfig {
   logFormat: LogFormat;
   /** /metrics, /livez, /readyz; 0: not served. */
   httpPort: number;
+  /** WATCH_HISTORY: how many of the newest changes the history keeps for WatchEvents. */
+  watchHistory: number;
 }
 
 export interface ApiTokens {
@@ -218,6 +221,7 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     logLevel,
     logFormat,
     httpPort: int('HTTP_PORT', 0, 65535),
+    watchHistory: int('WATCH_HISTORY', 1, 10_000_000),
   };
 }
 

@@ -12,6 +12,7 @@ import {
   NodeNotFoundError,
   NodeNotSchedulableError,
   NotImplementedError,
+  RevisionCompactedError,
   UnauthenticatedError,
   VmBusyError,
   VmNameTakenError,
@@ -37,6 +38,7 @@ describe('grpcStatusOf', () => {
     [new AgentRejectedError('n', status.PERMISSION_DENIED, 'odd'), status.FAILED_PRECONDITION],
     [new NotImplementedError('X'), status.UNIMPLEMENTED],
     [new InternalError('bug'), status.INTERNAL],
+    [new RevisionCompactedError(3, 10), status.OUT_OF_RANGE],
   ])('%s → %i', (error, code) => {
     expect(grpcStatusOf(error)).toBe(code);
   });

@@ -26,6 +26,7 @@ export type ControllerErrorCode =
   | 'NOT_IMPLEMENTED'
   | 'REQUEST_IN_PROGRESS'
   | 'TOO_MANY_STREAMS'
+  | 'REVISION_COMPACTED'
   | 'INTERNAL';
 
 export abstract class ControllerError extends Error {
@@ -217,6 +218,17 @@ export class TooManyStreamsError extends ControllerError {
   }
 }
 
+/** WatchEvents from a revision older than the change history kept (compacted): list again, then watch from the list's revision. */
+export class RevisionCompactedError extends ControllerError {
+  readonly code = 'REVISION_COMPACTED';
+  constructor(
+    readonly sinceRevision: number,
+    readonly oldestRevision: number,
+  ) {
+    super(`revision ${sinceRevision} is compacted: the history kept starts after ${oldestRevision - 1}; list again and watch from its revision`);
+  }
+}
+
 export class InternalError extends ControllerError {
   readonly code = 'INTERNAL';
   constructor(message: string) {
@@ -253,6 +265,7 @@ const STATUS_BY_CODE: Record<ControllerErrorCode, status> = {
   NOT_IMPLEMENTED: status.UNIMPLEMENTED,
   REQUEST_IN_PROGRESS: status.ABORTED,
   TOO_MANY_STREAMS: status.RESOURCE_EXHAUSTED,
+  REVISION_COMPACTED: status.OUT_OF_RANGE,
   INTERNAL: status.INTERNAL,
 };
 

@@ -9,6 +9,7 @@ import { defer, mergeAll, type Observable } from 'rxjs';
 import { cluster } from '@vmm/proto';
 import { ClusterServiceControllerMethods, type ClusterServiceController } from '@vmm/proto/nest';
 import { MigrationUpdater } from '../migration/migration-update.service.js';
+import { EventsService } from '../events/events.service.js';
 import { MigrationService } from '../migration/migration.service.js';
 import { NodeService } from '../node/node.service.js';
 import { ImageService } from '../vm/image.service.js';
@@ -30,6 +31,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(WatchLimits) private readonly watches: WatchLimits,
     @Inject(ImageService) private readonly images: ImageService,
     @Inject(MigrationUpdater) private readonly updater: MigrationUpdater,
+    @Inject(EventsService) private readonly events: EventsService,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -40,8 +42,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     return this.vms.get(req.vmId);
   }
 
-  listVms(req: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
-    return this.vms.list(req);
+  async listVms(req: cluster.ListVmsRequest): Promise<cluster.ListVmsResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.vms.list(req)), revision };
   }
 
   deleteVm(req: cluster.DeleteVmRequest): Promise<cluster.DeleteVmResponse> {
@@ -51,8 +54,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     });
   }
 
-  listNodes(req: cluster.ListNodesRequest): Promise<cluster.ListNodesResponse> {
-    return this.nodes.listPage(req);
+  async listNodes(req: cluster.ListNodesRequest): Promise<cluster.ListNodesResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.nodes.listPage(req)), revision };
   }
 
   getNode(req: cluster.GetNodeRequest): Promise<cluster.Node> {
@@ -79,8 +83,9 @@ export class ClusterGrpcController implements ClusterServiceController {
     return this.migrations.get(req.migrationId);
   }
 
-  listMigrations(req: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
-    return this.migrations.list(req);
+  async listMigrations(req: cluster.ListMigrationsRequest): Promise<cluster.ListMigrationsResponse> {
+    const revision = await this.events.revision();
+    return { ...(await this.migrations.list(req)), revision };
   }
 
   /** A server stream: an unknown id errors the stream (through the exception filter like any call). */
@@ -126,5 +131,10 @@ export class ClusterGrpcController implements ClusterServiceController {
 
   updateMigration(req: cluster.UpdateMigrationRequest): Promise<cluster.Migration> {
     return this.updater.update(req);
+  }
+
+  /** A server stream like WatchMigration: it holds a watch slot; REVISION_COMPACTED ends it (OUT_OF_RANGE). */
+  watchEvents(req: cluster.WatchEventsRequest, _metadata?: Metadata, call?: { getPeer(): string }): Observable<cluster.Event> {
+    return this.watches.guard(call?.getPeer(), () => this.events.watch(req));
   }
 }

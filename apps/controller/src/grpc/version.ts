@@ -28,6 +28,7 @@ export const API_FEATURES = [
   'vm_migration_id',
   'vm_lifecycle',
   'update_migration',
+  'watch_events',
 ] as const;
 
 export function versionInfo(): cluster.GetVersionResponse {

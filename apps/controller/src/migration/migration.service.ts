@@ -129,7 +129,8 @@ export class MigrationService {
     return requireFound('migration_id', migrationId, (id) => this.migrations.get(id), (id) => new MigrationNotFoundError(id));
   }
 
-  async list(req: Partial<cluster.ListMigrationsRequest>): Promise<cluster.ListMigrationsResponse> {
+  /** A page of migrations; the controller adds the revision (read before this). */
+  async list(req: Partial<cluster.ListMigrationsRequest>): Promise<Omit<cluster.ListMigrationsResponse, 'revision'>> {
     const vmId = req.vmId ?? '';
     const nodeId = req.nodeId ?? '';
     const phase = req.phase && req.phase !== cluster.MigrationPhase.MIGRATION_PHASE_UNSPECIFIED ? req.phase : '';

@@ -31,7 +31,7 @@ export class NodeService {
   }
 
   /** ListNodes: a page of the nodes in id order (nodes are few: the page is cut from the whole list). */
-  async listPage(request: Partial<cluster.ListNodesRequest>): Promise<cluster.ListNodesResponse> {
+  async listPage(request: Partial<cluster.ListNodesRequest>): Promise<Omit<cluster.ListNodesResponse, 'revision'>> {
     const { pageSize, after } = readPageRequest(request, '');
     const all = await this.list();
     const rest = after ? all.filter((n) => n.nodeId > after) : all;

@@ -9,13 +9,14 @@ import type { Redis } from 'ioredis';
 import { FINAL_PHASES, toProtoPhase } from '@vmm/migration/phase';
 import { migrationIdFloor } from '../migration/migration-id.js';
 import type { MigrationRecord } from '../migration/migration-record.js';
-import { LuaScript } from './lua-script.js';
+import { RecordScript } from './lua-script.js';
 import { REMOVE_FINISHED_MIGRATION_LUA } from './lua/retention.lua.js';
 import { MigrationRepository } from './migration.repository.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
 
-const removeFinished = new LuaScript('remove-finished-migration', REMOVE_FINISHED_MIGRATION_LUA);
+// A record script: the removal is a DELETED event for watchers (WatchEvents).
+const removeFinished = new RecordScript('remove-finished-migration', REMOVE_FINISHED_MIGRATION_LUA);
 const FINAL = FINAL_PHASES.map(toProtoPhase);
 
 @Injectable()
@@ -51,6 +52,6 @@ export class MigrationRetentionRepository {
       k.migrationsOut(m.sourceNodeId),
       k.migrationsIn(m.targetNodeId),
     ];
-    return (await removeFinished.runJson(this.redis, keys, { migrationId: m.migrationId, final: FINAL })) === 1;
+    return (await removeFinished.runJson(this.redis, this.keys, keys, { migrationId: m.migrationId, final: FINAL })) === 1;
   }
 }

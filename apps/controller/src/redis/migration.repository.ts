@@ -16,7 +16,7 @@ import {
   type MigrationPhase,
 } from '@vmm/migration/phase';
 import type { MigrationRecord } from '../migration/migration-record.js';
-import { LuaScript } from './lua-script.js';
+import { RecordScript } from './lua-script.js';
 import {
   ACQUIRE_SLOT_LUA,
   ADVANCE_MIGRATION_LUA,
@@ -52,14 +52,14 @@ export interface SlotLimits {
 /** Field values go to the scripts as strings, so that Lua never reformats a number. */
 export type Fields = Record<string, string | number>;
 
-const createMigration = new LuaScript('create-migration', CREATE_MIGRATION_LUA);
-const advanceMigration = new LuaScript('advance-migration', ADVANCE_MIGRATION_LUA);
-const commitMigration = new LuaScript('commit-migration', COMMIT_MIGRATION_LUA);
-const markTargetResumed = new LuaScript('mark-target-resumed', MARK_TARGET_RESUMED_LUA);
-const finishMigration = new LuaScript('finish-migration', FINISH_MIGRATION_LUA);
-const rollbackMigration = new LuaScript('rollback-migration', ROLLBACK_MIGRATION_LUA);
-const revertCommit = new LuaScript('revert-commit', REVERT_COMMIT_LUA);
-const acquireSlot = new LuaScript('acquire-slot', ACQUIRE_SLOT_LUA);
+const createMigration = new RecordScript('create-migration', CREATE_MIGRATION_LUA);
+const advanceMigration = new RecordScript('advance-migration', ADVANCE_MIGRATION_LUA);
+const commitMigration = new RecordScript('commit-migration', COMMIT_MIGRATION_LUA);
+const markTargetResumed = new RecordScript('mark-target-resumed', MARK_TARGET_RESUMED_LUA);
+const finishMigration = new RecordScript('finish-migration', FINISH_MIGRATION_LUA);
+const rollbackMigration = new RecordScript('rollback-migration', ROLLBACK_MIGRATION_LUA);
+const revertCommit = new RecordScript('revert-commit', REVERT_COMMIT_LUA);
+const acquireSlot = new RecordScript('acquire-slot', ACQUIRE_SLOT_LUA);
 
 const proto = (phases: readonly MigrationPhase[]) => phases.map(toProtoPhase);
 const strings = (fields: Fields) => Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, String(v)]));
@@ -116,7 +116,7 @@ export class MigrationRepository {
       k.migrationEvents(m.migrationId),
     ];
     const args = { migrationId: m.migrationId, targetNodeId: m.targetNodeId, nowMs, staleAfterMs, phase: toProtoPhase('PENDING'), fields: strings(fields) };
-    return (await createMigration.runJson(this.redis, keys, args)) as CreateMigrationOutcome;
+    return (await createMigration.runJson(this.redis, this.keys, keys, args)) as CreateMigrationOutcome;
   }
 
   async get(migrationId: string): Promise<MigrationRecord | undefined> {
@@ -169,14 +169,14 @@ export class MigrationRepository {
   async advance(migrationId: string, to: MigrationPhase, fields: Fields = {}, allowSame = false): Promise<boolean> {
     const keys = [this.keys.migration(migrationId), this.keys.migrationEvents(migrationId), this.keys.migrationsOpen()];
     const args = { to: toProtoPhase(to), from: proto(phasesLeadingTo(to, allowSame)), fields: strings(fields), final: isFinal(to), nowMs: Date.now() };
-    return (await advanceMigration.runJson(this.redis, keys, args)) === 1;
+    return (await advanceMigration.runJson(this.redis, this.keys, keys, args)) === 1;
   }
 
   /** Writes fields without a phase change (progress within a phase); false unless the phase is `phase`. */
   async update(migrationId: string, phase: MigrationPhase, fields: Fields): Promise<boolean> {
     const keys = [this.keys.migration(migrationId), this.keys.migrationEvents(migrationId), this.keys.migrationsOpen()];
     const args = { to: toProtoPhase(phase), from: [toProtoPhase(phase)], fields: strings(fields), final: false, nowMs: Date.now() };
-    return (await advanceMigration.runJson(this.redis, keys, args)) === 1;
+    return (await advanceMigration.runJson(this.redis, this.keys, keys, args)) === 1;
   }
 
   /**
@@ -186,14 +186,14 @@ export class MigrationRepository {
   async commit(m: MigrationRecord, fields: Fields): Promise<number> {
     const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId), this.keys.migrationEvents(m.migrationId), ...this.moveKeys(m)];
     const args = { paths: COMMIT_PATHS, committed: COMMITTED, fields: strings(fields), nowMs: Date.now() };
-    return Number(await commitMigration.runJson(this.redis, keys, args));
+    return Number(await commitMigration.runJson(this.redis, this.keys, keys, args));
   }
 
   /** The target runs the VM at the committed epoch: the commit can no longer be reverted. False if it was reverted. */
   async markTargetResumed(m: Pick<MigrationRecord, 'migrationId' | 'fencingEpoch'>, resumedAtMs: number): Promise<boolean> {
     const keys = [this.keys.migration(m.migrationId), this.keys.migrationEvents(m.migrationId)];
     const args = { committing: toProtoPhase('COMMITTING'), fencingEpoch: m.fencingEpoch, resumedAtMs: String(resumedAtMs || Date.now()) };
-    return (await markTargetResumed.runJson(this.redis, keys, args)) === 1;
+    return (await markTargetResumed.runJson(this.redis, this.keys, keys, args)) === 1;
   }
 
   /** COMMITTING → COMPLETED once the target resumed; false if it was already completed (or reverted). */
@@ -201,7 +201,7 @@ export class MigrationRepository {
     const k = this.keys;
     const keys = [k.migration(m.migrationId), k.vm(m.vmId), k.migrationEvents(m.migrationId), k.migrationsOpen()];
     const args = { from: proto(phasesLeadingTo('COMPLETED')), to: toProtoPhase('COMPLETED'), fields: strings(fields), nowMs: Date.now() };
-    return (await finishMigration.runJson(this.redis, keys, args)) === 1;
+    return (await finishMigration.runJson(this.redis, this.keys, keys, args)) === 1;
   }
 
   /** Ends a migration that did not commit (see ROLLBACK_MIGRATION_LUA); false when it is final or committed already. */
@@ -209,7 +209,7 @@ export class MigrationRepository {
     const k = this.keys;
     const keys = [k.migration(m.migrationId), k.vm(m.vmId), k.migrationEvents(m.migrationId), k.node(m.targetNodeId), this.groupKey(m.antiAffinityGroup), k.migrationsOpen()];
     const args = { phase: toProtoPhase(phase), from: ROLLBACK_FROM, error: outcome.error, errorReason: outcome.errorReason, nowMs: Date.now() };
-    return (await rollbackMigration.runJson(this.redis, keys, args)) === 1;
+    return (await rollbackMigration.runJson(this.redis, this.keys, keys, args)) === 1;
   }
 
   /**
@@ -219,14 +219,14 @@ export class MigrationRepository {
   async revert(m: MigrationRecord, outcome: Outcome, silentBeforeMs = 0): Promise<number> {
     const keys = [this.keys.migration(m.migrationId), this.keys.vm(m.vmId), this.keys.migrationEvents(m.migrationId), ...this.moveKeys(m), this.keys.migrationsOpen()];
     const args = { committing: toProtoPhase('COMMITTING'), phase: toProtoPhase('FAILED'), error: outcome.error, errorReason: outcome.errorReason, nowMs: Date.now(), silentBeforeMs };
-    return Number(await revertCommit.runJson(this.redis, keys, args));
+    return Number(await revertCommit.runJson(this.redis, this.keys, keys, args));
   }
 
   async acquireSlot(m: Pick<MigrationRecord, 'migrationId' | 'sourceNodeId' | 'targetNodeId'>, limits: SlotLimits): Promise<SlotOutcome> {
     const k = this.keys;
     const keys = [k.migrationsActive(), k.migrationsOut(m.sourceNodeId), k.migrationsIn(m.targetNodeId)];
     const args = { migrationId: m.migrationId, cluster: limits.cluster, outbound: limits.outboundPerNode, inbound: limits.inboundPerNode };
-    return (await acquireSlot.runJson(this.redis, keys, args)) as SlotOutcome;
+    return (await acquireSlot.runJson(this.redis, this.keys, keys, args)) as SlotOutcome;
   }
 
   async releaseSlot(m: Pick<MigrationRecord, 'migrationId' | 'sourceNodeId' | 'targetNodeId'>): Promise<void> {

@@ -3,8 +3,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { cluster } from '@vmm/proto';
 import type { NodeRecord, VmMeasured } from '../common/model.js';
-import { LuaScript } from './lua-script.js';
-import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, REPLACE_LABELS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
+import { RecordScript } from './lua-script.js';
+import { APPLY_REPORT_LUA, RECORD_READINESS_LUA, REGISTER_NODE_LUA, REPLACE_LABELS_LUA, SET_IF_EXISTS_LUA } from './lua/node.lua.js';
 import { hashToNode, labelsOf } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
@@ -45,10 +45,11 @@ export interface ReportResult {
   missing: string[];
 }
 
-const applyReport = new LuaScript('apply-report', APPLY_REPORT_LUA);
-const setIfExists = new LuaScript('set-if-exists', SET_IF_EXISTS_LUA);
-const recordReadiness = new LuaScript('record-readiness', RECORD_READINESS_LUA);
-const replaceLabels = new LuaScript('replace-labels', REPLACE_LABELS_LUA);
+const applyReport = new RecordScript('apply-report', APPLY_REPORT_LUA);
+const setIfExists = new RecordScript('set-if-exists', SET_IF_EXISTS_LUA);
+const recordReadiness = new RecordScript('record-readiness', RECORD_READINESS_LUA);
+const registerNode = new RecordScript('register-node', REGISTER_NODE_LUA);
+const replaceLabels = new RecordScript('replace-labels', REPLACE_LABELS_LUA);
 
 /** A node's labels as stored (`raw`, what replaceLabels compares against) and parsed. */
 export interface StoredLabels {
@@ -65,30 +66,21 @@ export class NodeRepository {
 
   /** Creates or refreshes a node; keeps its cordon flag and allocation counters. A registration counts as a report. */
   async upsertRegistration(reg: NodeRegistration, nowMs: number): Promise<void> {
-    const key = this.keys.node(reg.nodeId);
-    await this.redis
-      .multi()
-      .hset(key, {
-        nodeId: reg.nodeId,
-        address: reg.address,
-        vcpus: String(reg.vcpus),
-        memoryMib: String(reg.memoryMib),
-        cpuAllocationRatio: String(reg.cpuAllocationRatio),
-        ramAllocationRatio: String(reg.ramAllocationRatio),
-        agentVersion: reg.agentVersion,
-        hypervisor: reg.hypervisor ?? 'emulator',
-        metricsUrl: reg.metricsUrl ?? '',
-        lastReportMs: String(nowMs),
-        registeredAtMs: String(nowMs),
-        readyRecorded: '1',
-      })
-      .hsetnx(key, 'vcpusAllocated', '0')
-      .hsetnx(key, 'memoryMibAllocated', '0')
-      .hsetnx(key, 'vmCount', '0')
-      .hsetnx(key, 'cordoned', '0')
-      .hsetnx(key, 'draining', '0')
-      .zadd(this.keys.nodes(), 0, reg.nodeId)
-      .exec();
+    const fields = {
+      nodeId: reg.nodeId,
+      address: reg.address,
+      vcpus: String(reg.vcpus),
+      memoryMib: String(reg.memoryMib),
+      cpuAllocationRatio: String(reg.cpuAllocationRatio),
+      ramAllocationRatio: String(reg.ramAllocationRatio),
+      agentVersion: reg.agentVersion,
+      hypervisor: reg.hypervisor ?? 'emulator',
+      metricsUrl: reg.metricsUrl ?? '',
+      lastReportMs: String(nowMs),
+      registeredAtMs: String(nowMs),
+      readyRecorded: '1',
+    };
+    await registerNode.runJson(this.redis, this.keys, [this.keys.node(reg.nodeId), this.keys.nodes()], { nodeId: reg.nodeId, fields });
   }
 
   async get(nodeId: string): Promise<NodeRecord | undefined> {
@@ -119,7 +111,7 @@ export class NodeRepository {
   /** Sets fields of an existing node; false if there is no such node. */
   async setFields(nodeId: string, fields: Record<string, string>): Promise<boolean> {
     const args = Object.entries(fields).flat();
-    return (await setIfExists.run(this.redis, [this.keys.node(nodeId)], args)) === 1;
+    return (await setIfExists.run(this.redis, this.keys, [this.keys.node(nodeId)], args)) === 1;
   }
 
   async setCordoned(nodeId: string, cordoned: boolean): Promise<boolean> {
@@ -143,7 +135,7 @@ export class NodeRepository {
 
   /** Writes `next` if the labels are still `seen.raw` (see REPLACE_LABELS_LUA). */
   async replaceLabels(nodeId: string, seen: StoredLabels, next: Record<string, string>): Promise<'OK' | 'CHANGED' | 'NO_NODE'> {
-    const result = await replaceLabels.run(this.redis, [this.keys.node(nodeId)], [seen.raw, JSON.stringify(next)]);
+    const result = await replaceLabels.run(this.redis, this.keys, [this.keys.node(nodeId)], [seen.raw, JSON.stringify(next)]);
     return result === 1 ? 'OK' : result === 0 ? 'CHANGED' : 'NO_NODE';
   }
 
@@ -162,7 +154,7 @@ export class NodeRepository {
       vms: update.vms,
       placed,
     };
-    const [flag, missing] = (await applyReport.runJson(this.redis, keys, args)) as [number, string[]];
+    const [flag, missing] = (await applyReport.runJson(this.redis, this.keys, keys, args)) as [number, string[]];
     return { known: flag !== -1, wasNotReady: flag === 1, missing: missing ?? [] };
   }
 
@@ -183,7 +175,7 @@ export class NodeRepository {
 
   /** Records a readiness change seen by the sweep, unless a report arrived since `seenLastReportMs`. */
   async recordReadiness(nodeId: string, ready: boolean, seenLastReportMs: number): Promise<boolean> {
-    const result = await recordReadiness.run(this.redis, [this.keys.node(nodeId)], [ready ? '1' : '0', String(seenLastReportMs)]);
+    const result = await recordReadiness.run(this.redis, this.keys, [this.keys.node(nodeId)], [ready ? '1' : '0', String(seenLastReportMs)]);
     return result === 1;
   }
 }

@@ -2,7 +2,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { VmRecord } from '../common/model.js';
-import { LuaScript } from './lua-script.js';
+import { RecordScript } from './lua-script.js';
 import { MOVE_FOR_RESTART_LUA, RELEASE_VM_LUA, RESERVE_VM_LUA } from './lua/placement.lua.js';
 import { vmToHash } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
@@ -16,9 +16,9 @@ export type ReserveOutcome =
   | 'VM_EXISTS'
   | AdmissionRefusal;
 
-const reserveVm = new LuaScript('reserve-vm', RESERVE_VM_LUA);
-const releaseVm = new LuaScript('release-vm', RELEASE_VM_LUA);
-const moveForRestart = new LuaScript('move-for-restart', MOVE_FOR_RESTART_LUA);
+const reserveVm = new RecordScript('reserve-vm', RESERVE_VM_LUA);
+const releaseVm = new RecordScript('release-vm', RELEASE_VM_LUA);
+const moveForRestart = new RecordScript('move-for-restart', MOVE_FOR_RESTART_LUA);
 
 export type RestartMoveOutcome = { outcome: 'OK'; fencingEpoch: number } | { outcome: Exclude<ReserveOutcome, 'OK' | 'NAME_TAKEN' | 'VM_EXISTS'> | 'CHANGED' | 'NOT_SILENT' };
 
@@ -57,7 +57,7 @@ export class PlacementRepository {
       adopt,
       fields: vmToHash(vm),
     };
-    return (await reserveVm.runJson(this.redis, keys, args)) as ReserveOutcome;
+    return (await reserveVm.runJson(this.redis, this.keys, keys, args)) as ReserveOutcome;
   }
 
   /** Removes the VM and gives back its allocation, group membership, name and index entries. Idempotent. */
@@ -66,7 +66,7 @@ export class PlacementRepository {
     for (;;) {
       const [nodeId, group] = await this.redis.hmget(k.vm(vmId), 'nodeId', 'antiAffinityGroup');
       const keys = [k.vm(vmId), k.vmNames(), k.vms(), k.node(nodeId ?? ''), k.nodeVms(nodeId ?? ''), k.nodeImages(nodeId ?? ''), this.groupKey(group ?? '')];
-      const result = Number(await releaseVm.runJson(this.redis, keys, { vmId, nodeId: nodeId ?? '', group: group ?? '' }));
+      const result = Number(await releaseVm.runJson(this.redis, this.keys, keys, { vmId, nodeId: nodeId ?? '', group: group ?? '' }));
       if (result !== -1) return result === 1;
       // Moved between the read and the script (a migration committed): read again.
     }
@@ -95,7 +95,7 @@ export class PlacementRepository {
       this.groupKey(vm.antiAffinityGroup),
     ];
     const args = { expectedNodeId: vm.nodeId, expectedEpoch: vm.fencingEpoch, from: opts.from, newNodeId, nowMs: opts.nowMs, staleAfterMs: opts.staleAfterMs, silentBeforeMs: opts.silentBeforeMs };
-    const [outcome, epoch] = (await moveForRestart.runJson(this.redis, keys, args)) as [string, number?];
+    const [outcome, epoch] = (await moveForRestart.runJson(this.redis, this.keys, keys, args)) as [string, number?];
     if (outcome === 'OK') return { outcome: 'OK', fencingEpoch: Number(epoch) };
     return { outcome: outcome as Exclude<RestartMoveOutcome['outcome'], 'OK'> } as RestartMoveOutcome;
   }

@@ -19,6 +19,10 @@
  * mig-out:<nodeId>     set    … of which outbound from the node
  * mig-in:<nodeId>      set    … of which inbound to the node
  * req:<method>:<id>    hash   a request_id's call: its request's fingerprint, then its response (24 h)
+ * rev                  string the cluster-wide revision: INCR per change of a VM, node or migration (lua/journal.lua.ts)
+ * changes              stream the change history (kind, id, type[, last]) under ids `<revision>-0`, capped (WatchEvents)
+ * ev-last              hash   record key → ms of its last change event (coalescing of reported figures)
+ * changes-cap          string how many entries `changes` keeps (WATCH_HISTORY, set at start)
  * (BullMQ's own keys live under `${REDIS_PREFIX}:migrations:*`)
  */
 export type RedisKeys = ReturnType<typeof redisKeys>;
@@ -45,6 +49,11 @@ export function redisKeys(prefix: string) {
     migrationsOut: (nodeId: string) => `${p}mig-out:${nodeId}`,
     migrationsIn: (nodeId: string) => `${p}mig-in:${nodeId}`,
     request: (method: string, requestId: string) => `${p}req:${method}:${requestId}`,
+    // `rev` must stay three characters: the journal derives the prefix from it.
+    revision: () => `${p}rev`,
+    changes: () => `${p}changes`,
+    changesLast: () => `${p}ev-last`,
+    changesCap: () => `${p}changes-cap`,
     /** BullMQ queues take a prefix and a name, not a key. */
     queuePrefix: () => prefix,
   } as const;

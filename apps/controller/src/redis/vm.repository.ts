@@ -3,15 +3,15 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { cluster } from '@vmm/proto';
 import type { VmRecord } from '../common/model.js';
-import { LuaScript } from './lua-script.js';
+import { RecordScript } from './lua-script.js';
 import { SET_IF_EXISTS_LUA } from './lua/node.lua.js';
 import { SET_VM_STATE_LUA } from './lua/placement.lua.js';
 import { hashToVm } from './record-codec.js';
 import type { RedisKeys } from './redis-keys.js';
 import { REDIS, REDIS_KEYS } from './redis.provider.js';
 
-const setVmState = new LuaScript('set-vm-state', SET_VM_STATE_LUA);
-const setIfExists = new LuaScript('set-if-exists', SET_IF_EXISTS_LUA);
+const setVmState = new RecordScript('set-vm-state', SET_VM_STATE_LUA);
+const setIfExists = new RecordScript('set-if-exists', SET_IF_EXISTS_LUA);
 
 @Injectable()
 export class VmRepository {
@@ -59,7 +59,7 @@ export class VmRepository {
 
   /** Compare-and-set of the state; false if the VM is gone or not in one of `expected`. */
   async setState(vmId: string, state: cluster.VmState, expected: readonly cluster.VmState[]): Promise<boolean> {
-    return (await setVmState.run(this.redis, [this.keys.vm(vmId)], [state, ...expected])) === 1;
+    return (await setVmState.run(this.redis, this.keys, [this.keys.vm(vmId)], [state, ...expected])) === 1;
   }
 
   /** Compare-and-set to FAILED with the reason; false if the VM is gone or not in one of `expected`. */
@@ -71,7 +71,7 @@ export class VmRepository {
 
   /** Sets fields of an existing VM; false if it is gone. */
   async setFields(vmId: string, fields: Record<string, string>): Promise<boolean> {
-    return (await setIfExists.run(this.redis, [this.keys.vm(vmId)], Object.entries(fields).flat())) === 1;
+    return (await setIfExists.run(this.redis, this.keys, [this.keys.vm(vmId)], Object.entries(fields).flat())) === 1;
   }
 
   /** Node ids that hold at least one VM of the anti-affinity group. */

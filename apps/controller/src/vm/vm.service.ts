@@ -128,7 +128,8 @@ export class VmService {
     return requireFound('vm_id', vmId, (id) => this.vms.get(id), (id) => new VmNotFoundError(id));
   }
 
-  async list(request: Partial<cluster.ListVmsRequest>): Promise<cluster.ListVmsResponse> {
+  /** A page of VMs; the controller adds the revision (read before this). */
+  async list(request: Partial<cluster.ListVmsRequest>): Promise<Omit<cluster.ListVmsResponse, 'revision'>> {
     const nodeId = request.nodeId ?? '';
     const state = request.state && request.state !== VmState.VM_STATE_UNSPECIFIED ? request.state : '';
     const selector = request.labelSelector ?? '';

@@ -98,3 +98,23 @@ if not f[1] or f[1] ~= ARGV[2] or f[2] == ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'readyRecorded', ARGV[1])
 return 1
 `;
+
+/**
+ * Create or refresh a node at registration: its registered fields set, its cordon flags and allocation
+ * counters kept (zero for a new node), its id indexed. A script rather than MULTI, so that the change
+ * goes through the journal like every record write.
+ *
+ * Input:  KEYS[1] node hash   KEYS[2] nodes zset   ARGV[1] { nodeId, fields: { node hash } }
+ * Output: 1
+ */
+export const REGISTER_NODE_LUA = `
+local a = cjson.decode(ARGV[1])
+local flat = {}
+for k, v in pairs(a.fields) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', KEYS[1], unpack(flat))
+for _, field in ipairs({ 'vcpusAllocated', 'memoryMibAllocated', 'vmCount', 'cordoned', 'draining' }) do
+  redis.call('HSETNX', KEYS[1], field, '0')
+end
+redis.call('ZADD', KEYS[2], 0, a.nodeId)
+return 1
+`;
