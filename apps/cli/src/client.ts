@@ -17,6 +17,8 @@ export interface ClientOptions {
 
 type Client = cluster.ClusterServiceClient;
 
+export type VmLifecycleAction = 'pause' | 'resume' | 'stop' | 'start';
+
 /** How a changing call is retried (callOnce): the codes after which its outcome is unknown or pending. */
 const RETRIED_CODES: ReadonlySet<number> = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.ABORTED]);
 const RETRY_ATTEMPTS = 3;
@@ -102,6 +104,10 @@ export class ClusterApi {
   }
   getVm(vmId: string): Promise<cluster.Vm> {
     return this.call('getVm', { vmId });
+  }
+  /** PauseVm, ResumeVm, StopVm or StartVm: each refused (FAILED_PRECONDITION) where the VM's state does not allow it. */
+  vmLifecycle(action: VmLifecycleAction, vmId: string): Promise<cluster.Vm> {
+    return this.call(`${action}Vm`, { vmId });
   }
   deleteVm(vmId: string): Promise<cluster.DeleteVmResponse> {
     return this.callOnce('deleteVm', { vmId, requestId: '' });

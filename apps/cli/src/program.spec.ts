@@ -144,6 +144,13 @@ const fake: Partial<cluster.ClusterServiceServer> = {
     if (!found) throw notFound(`vm "${req.vmId}" not found`);
     return found;
   }),
+  // Pause a running VM, resume a paused one; anything else as the controller refuses it.
+  pauseVm: unary((req: cluster.PauseVmRequest) => ({ ...vms.find((v) => v.vmId === req.vmId)!, state: cluster.VmState.VM_STATE_PAUSED })),
+  resumeVm: unary((req: cluster.ResumeVmRequest) => ({ ...vms.find((v) => v.vmId === req.vmId)!, state: cluster.VmState.VM_STATE_RUNNING })),
+  stopVm: unary((req: cluster.StopVmRequest) => ({ ...vms.find((v) => v.vmId === req.vmId)!, state: cluster.VmState.VM_STATE_STOPPED })),
+  startVm: unary(() => {
+    throw Object.assign(new Error('vm is running'), { code: status.FAILED_PRECONDITION, details: 'VM web-1 is RUNNING: only a STOPPED VM can be started' });
+  }),
   createVm: unary((req: cluster.CreateVmRequest) => {
     seen.createVm.push(req);
     return { ...vm(9), name: req.name, vcpus: req.vcpus, memoryMib: req.memoryMib, image: req.image, nodeId: 'node-2', workload: req.workload };
@@ -236,6 +243,19 @@ async function vmctl(...args: string[]): Promise<{ code: number; out: string; er
 }
 
 describe('vmctl against a fake ClusterService', () => {
+  it('pause, resume, stop and start a VM by name; a refusal is the controller\'s message', async () => {
+    const name = vms[0]!.name;
+    const pause = await vmctl('pause', name);
+    expect(pause.code).toBe(0);
+    expect(pause.out).toMatch(new RegExp(`^vm ${name} \\(\\w+\\) paused .*PAUSED`));
+    expect((await vmctl('resume', name)).out).toMatch(/resumed where it was: RUNNING/);
+    expect((await vmctl('stop', name)).out).toMatch(/stopped .*: STOPPED/);
+    const start = await vmctl('start', name);
+    expect(start.code).toBe(1);
+    expect(start.err).toMatch(/only a STOPPED VM can be started/);
+    expect(JSON.parse((await vmctl('--json', 'pause', name)).out)).toMatchObject({ vmId: vms[0]!.vmId, state: 'VM_STATE_PAUSED' });
+  });
+
   it('events: one line per event, with the revision and kinds asked for', async () => {
     const { code, out, err } = await vmctl('events', '--since', '6', '--kind', 'vm,node');
     expect(err).toBe('');

@@ -6,7 +6,7 @@ import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js'
 import type { CommandContext } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand, migrationUpdateCommand } from './commands/migration.commands.js';
 import { cordonCommand, imagesCommand, ksmCommand, labelCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
-import { createCommand, deleteCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
+import { createCommand, deleteCommand, lifecycleCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
 import { eventsCommand } from './commands/events.command.js';
 import { versionCommand } from './commands/version.command.js';
 import { describeError, EXIT_USAGE, isServiceError, UsageError } from './errors.js';
@@ -114,6 +114,10 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--node-selector <key=value>', 'only on nodes carrying this label (repeatable: all of them)', (v: string, prev: string[] = []) => [...prev, v])
     .action(on((ctx, name: string, opts: CreateOptions) => createCommand(ctx, buildCreateRequest(name, opts))));
   program.command('delete <vm>').description('stop and delete a VM').action(on(deleteCommand));
+  program.command('pause <vm>').description('pause a VM: its vCPUs stop, its memory stays (resume continues where it was)').action(on(lifecycleCommand('pause')));
+  program.command('resume <vm>').description('resume a paused VM where it was').action(on(lifecycleCommand('resume')));
+  program.command('stop <vm>').description('stop a VM: it keeps its record and allocation and holds no memory').action(on(lifecycleCommand('stop')));
+  program.command('start <vm>').description('start a stopped VM fresh from its image').action(on(lifecycleCommand('start')));
   program.command('cordon <node>').description('mark a node unschedulable').action(on(cordonCommand));
   program.command('uncordon <node>').description('mark a node schedulable again').action(on(uncordonCommand));
   program

@@ -2,6 +2,7 @@ import type { cluster } from '@vmm/proto';
 import { colourState } from '../format/colours.js';
 import { formatMib, shortId } from '../format/units.js';
 import { renderVmDetails, renderVmsTable, vmStateName, workloadCell } from '../format/vms.js';
+import type { VmLifecycleAction } from '../client.js';
 import { resolveVm } from '../resolve.js';
 import { type CommandContext, printJson } from './context.js';
 
@@ -24,6 +25,23 @@ export async function createCommand(ctx: CommandContext, request: cluster.Create
     `vm ${vm.name} (${shortId(vm.vmId)}) created on ${vm.nodeId}: ${colourState(vmStateName(vm))}, ` +
       `${vm.vcpus} vCPU, ${formatMib(vm.memoryMib)}, ${vm.image}, ${workloadCell(vm)}\n`,
   );
+}
+
+const LIFECYCLE_DONE: Record<VmLifecycleAction, string> = {
+  pause: 'paused (its memory and workload kept where they were)',
+  resume: 'resumed where it was',
+  stop: 'stopped (record and allocation kept, no memory held)',
+  start: 'started fresh from its image',
+};
+
+/** vmctl pause|resume|stop|start VM: libvirt's suspend, resume, shutdown and start. */
+export function lifecycleCommand(action: VmLifecycleAction) {
+  return async (ctx: CommandContext, ref: string): Promise<void> => {
+    const { vmId } = await resolveVm(ctx.api, ref);
+    const vm = await ctx.api.vmLifecycle(action, vmId);
+    if (ctx.json) return printJson(ctx, vm);
+    ctx.io.out(`vm ${vm.name} (${shortId(vm.vmId)}) ${LIFECYCLE_DONE[action]}: ${colourState(vmStateName(vm))}\n`);
+  };
 }
 
 export async function deleteCommand(ctx: CommandContext, ref: string): Promise<void> {
