@@ -82,5 +82,10 @@ it('GetVersion names the release, the API and the features served, through refle
   const [version] = messages(await bufCurl(c.controllerAddress, ['-d', '{}', '/cluster.v1.ClusterService/GetVersion']));
   expect(version).toMatchObject({ apiVersion: 'cluster.v1', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
   expect(version!.features).toEqual(expect.arrayContaining(['reflection', 'request_id']));
-  expect(await api.getVersion({})).toEqual({ ...version, features: version!.features });
+  const direct = await api.getVersion({});
+  expect({ version: direct.version, apiVersion: direct.apiVersion, features: direct.features }).toEqual({ version: version!.version, apiVersion: version!.apiVersion, features: version!.features });
+  // The controller's defaults are configuration, shown as such (int64 as strings in the JSON mapping).
+  const defaults = version!.defaults as Record<string, unknown>;
+  expect(defaults).toMatchObject({ downtimeLimitMs: '300', maxRounds: 30, migrationRetentionMs: String(7 * 86_400_000) });
+  expect(direct.defaults).toMatchObject({ downtimeLimitMs: 300, maxRounds: 30, autoConverge: false, migrationRetentionMs: 7 * 86_400_000 });
 });

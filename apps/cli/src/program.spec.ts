@@ -105,7 +105,7 @@ const richError = (code: status, message: string, reason: string, metadata: Reco
   Object.assign(new Error(message), toServerError({ code, message, reason, domain: API_ERROR_DOMAIN, metadata }));
 
 const fake: Partial<cluster.ClusterServiceServer> = {
-  getVersion: unary(() => ({ version: '9.8.7', apiVersion: 'cluster.v1', features: ['reflection', 'request_id'] })),
+  getVersion: unary(() => ({ version: '9.8.7', apiVersion: 'cluster.v1', features: ['reflection', 'request_id'], defaults: undefined })),
   listNodes: unary(() => ({ nodes, nextPageToken: '', revision: 4 })),
   getNode: unary((req: cluster.GetNodeRequest) => {
     const found = nodes.find((n) => n.nodeId === req.nodeId);

@@ -87,7 +87,7 @@ describe('wiring', () => {
   it('constructor metadata survives the transform (DI guard, docs/stack.md G5)', () => {
     expect(Reflect.getMetadata('design:paramtypes', VmService)).toBeDefined();
     expect(Reflect.getMetadata('design:paramtypes', NodeService)).toBeDefined();
-    expect(Reflect.getMetadata('design:paramtypes', ClusterGrpcController)).toHaveLength(8);
+    expect(Reflect.getMetadata('design:paramtypes', ClusterGrpcController)).toHaveLength(9);
   });
 
   it('lists nodes ordered by id with capacity and ratios', async () => {

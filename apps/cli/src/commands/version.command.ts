@@ -18,4 +18,13 @@ export async function versionCommand(ctx: CommandContext): Promise<void> {
   if (ctx.json) return printJson(ctx, { client: { version: CLI_VERSION }, server: server ?? null });
   ctx.io.out(`vmctl       ${CLI_VERSION}\n`);
   ctx.io.out(server ? `controller  ${server.version} (API ${server.apiVersion})\nfeatures    ${server.features.join(', ')}\n` : 'controller  (too old to say: no GetVersion)\n');
+  const d = server?.defaults;
+  if (d) {
+    const bandwidth = Number(d.maxBandwidthMibPerSec) === 0 ? 'unlimited' : `${d.maxBandwidthMibPerSec} MiB/s`;
+    ctx.io.out(
+      `defaults    downtime ${d.downtimeLimitMs} ms, bandwidth ${bandwidth}, ${d.maxRounds} rounds, auto-converge ${d.autoConverge ? 'on' : 'off'}, ` +
+        `xbzrle ${d.xbzrle ? `on (${d.xbzrleCacheMib} MiB cache)` : 'off'}, completion ${Number(d.completionTimeoutPerGibMs) / 1000} s per GiB\n` +
+        `retention   ${Math.round(Number(d.migrationRetentionMs) / 3_600_000)} h of finished migrations, ${d.watchHistory} changes of watch history\n`,
+    );
+  }
 }

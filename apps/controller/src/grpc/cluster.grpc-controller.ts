@@ -18,6 +18,7 @@ import { ApiTokenGuard } from './api-token.guard.js';
 import { IdempotentCalls } from './idempotent-calls.js';
 import { versionInfo } from './version.js';
 import { WatchLimits } from './watch-limits.js';
+import { CONFIG, type ControllerConfig } from '../config.js';
 
 @Controller()
 @UseGuards(ApiTokenGuard)
@@ -32,6 +33,7 @@ export class ClusterGrpcController implements ClusterServiceController {
     @Inject(ImageService) private readonly images: ImageService,
     @Inject(MigrationUpdater) private readonly updater: MigrationUpdater,
     @Inject(EventsService) private readonly events: EventsService,
+    @Inject(CONFIG) private readonly config: ControllerConfig,
   ) {}
 
   createVm(req: cluster.CreateVmRequest): Promise<cluster.Vm> {
@@ -102,7 +104,7 @@ export class ClusterGrpcController implements ClusterServiceController {
   }
 
   async getVersion(): Promise<cluster.GetVersionResponse> {
-    return versionInfo();
+    return versionInfo(this.config);
   }
 
   pauseVm(req: cluster.PauseVmRequest): Promise<cluster.Vm> {

@@ -1,6 +1,7 @@
 /** GetVersion's answer: the controller's release, the API's package and what this build serves. */
 import { createRequire } from 'node:module';
 import type { cluster } from '@vmm/proto';
+import type { ControllerConfig } from '../config.js';
 
 /** apps/controller/package.json's version (the same relative path from src/grpc and dist/grpc). */
 export const CONTROLLER_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -28,9 +29,29 @@ export const API_FEATURES = [
   'vm_migration_id',
   'vm_lifecycle',
   'update_migration',
+  'controller_defaults',
   'watch_events',
 ] as const;
 
-export function versionInfo(): cluster.GetVersionResponse {
-  return { version: CONTROLLER_VERSION, apiVersion: 'cluster.v1', features: [...API_FEATURES].sort() };
+export function versionInfo(config?: Pick<ControllerConfig, 'migrationPolicyDefaults' | 'migrationRetentionMs' | 'watchHistory'>): cluster.GetVersionResponse {
+  const d = config?.migrationPolicyDefaults;
+  return {
+    version: CONTROLLER_VERSION,
+    apiVersion: 'cluster.v1',
+    features: [...API_FEATURES].sort(),
+    defaults:
+      config && d
+        ? {
+            downtimeLimitMs: d.downtimeLimitMs,
+            maxBandwidthMibPerSec: d.maxBandwidthMibPerSec,
+            maxRounds: d.maxRounds,
+            autoConverge: d.autoConverge,
+            xbzrle: d.xbzrle,
+            xbzrleCacheMib: d.xbzrleCacheMib,
+            completionTimeoutPerGibMs: d.completionTimeoutPerGibMs,
+            migrationRetentionMs: config.migrationRetentionMs,
+            watchHistory: config.watchHistory,
+          }
+        : undefined,
+  };
 }
