@@ -243,6 +243,32 @@ async function vmctl(...args: string[]): Promise<{ code: number; out: string; er
 }
 
 describe('vmctl against a fake ClusterService', () => {
+  it('-o yaml and -o name on read commands; -o json as --json; a bad -o a usage error', async () => {
+    const yaml = await vmctl('-o', 'yaml', 'nodes');
+    expect(yaml.code).toBe(0);
+    expect(yaml.out).toMatch(/^nodes:\n {2}- nodeId: node-1\n/);
+    const names = await vmctl('-o', 'name', 'vms');
+    expect(names.out.trimEnd().split('\n')).toEqual(vms.map((v) => `vm/${v.vmId}`));
+    expect(JSON.parse((await vmctl('-o', 'json', 'nodes')).out)).toEqual(JSON.parse((await vmctl('--json', 'nodes')).out));
+    expect((await vmctl('-o', 'xml', 'nodes')).code).toBe(2);
+  });
+
+  it('-w draws the list, then follows WatchEvents of its kind until the stream ends', async () => {
+    seen.watchEvents.length = 0;
+    const watched = await vmctl('nodes', '-w');
+    expect(watched.code).toBe(0);
+    expect(watched.out).toMatch(/node-1/);
+    expect(seen.watchEvents).toEqual([{ sinceRevision: 0, kinds: [cluster.EventKind.EVENT_KIND_NODE] }]);
+  });
+
+  it('completion bash completes commands and each command\'s options', async () => {
+    const { code, out } = await vmctl('completion', 'bash');
+    expect(code).toBe(0);
+    expect(out).toMatch(/complete -F _vmctl vmctl/);
+    expect(out).toMatch(/migrate\) opts="--to --follow/);
+    expect((await vmctl('completion', 'fish')).code).toBe(2);
+  });
+
   it('pause, resume, stop and start a VM by name; a refusal is the controller\'s message', async () => {
     const name = vms[0]!.name;
     const pause = await vmctl('pause', name);

@@ -1,9 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { completionScript } from './completion.js';
 import { Command, CommanderError, Option } from 'commander';
 import { parseDurationMs, requireName } from './args.js';
 import { ClusterApi, parseServerAddress, type ClientOptions } from './client.js';
-import type { CommandContext } from './commands/context.js';
+import { OUTPUT_FORMATS, type CommandContext, type OutputFormat } from './commands/context.js';
 import { cancelCommand, drainCommand, migrateCommand, migrationCommand, migrationsCommand, migrationUpdateCommand } from './commands/migration.commands.js';
 import { cordonCommand, imagesCommand, ksmCommand, labelCommand, nodeCommand, nodesCommand, uncordonCommand } from './commands/node.commands.js';
 import { createCommand, deleteCommand, lifecycleCommand, vmCommand, vmsCommand } from './commands/vm.commands.js';
@@ -33,6 +34,7 @@ interface GlobalOptions {
   server: string;
   token?: string;
   tokenFile?: string;
+  output?: OutputFormat;
   ca?: string;
   cert?: string;
   key?: string;
@@ -77,7 +79,8 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .addOption(new Option('--ca <file>', "TLS to a controller started with --api-tls, verified with the cluster's ca.pem (env VMCTL_CA)").default(io.env.VMCTL_CA || undefined))
     .addOption(new Option('--cert <file>', 'a client certificate to present, e.g. operator.pem (env VMCTL_CERT)').default(io.env.VMCTL_CERT || undefined))
     .addOption(new Option('--key <file>', 'its private key, e.g. operator-key.pem (env VMCTL_KEY)').default(io.env.VMCTL_KEY || undefined))
-    .option('--json', 'machine-readable JSON output')
+    .option('--json', 'machine-readable JSON output (as -o json)')
+    .addOption(new Option('-o, --output <format>', 'table | wide | json | yaml | name (kind/id per line)').choices([...OUTPUT_FORMATS]))
     .option('--timeout <duration>', 'deadline of each call: 10s, 500ms, 2m', '10s')
     .showSuggestionAfterError()
     .exitOverride()
@@ -91,12 +94,22 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
       await run(this, action, args.slice(0, -1));
     };
 
-  program.command('nodes').description('list nodes with capacity, overcommit, real use and KSM sharing').action(on(nodesCommand));
+  program
+    .command('completion <shell>')
+    .description('print a completion script: source <(vmctl completion bash), or zsh')
+    .addHelpText('after', '\nExample:\n  echo \'source <(vmctl completion bash)\' >> ~/.bashrc\n')
+    .action((shell: string) => io.out(completionScript(shell, program)));
+  program
+    .command('nodes')
+    .description('list nodes with capacity, overcommit, real use and KSM sharing')
+    .option('-w, --watch', 'draw the table again after every change (WatchEvents), until Ctrl-C')
+    .action(on((ctx, opts) => nodesCommand(ctx, opts)));
   program.command('node <node>').description('show a node, its KSM counters and its VMs').action(on(nodeCommand));
   program
     .command('vms')
     .description('list VMs with their workloads and measured dirty rates')
     .option('--node <node>', 'only the VMs of this node')
+    .option('-w, --watch', 'draw the table again after every change (WatchEvents), until Ctrl-C')
     .action(on((ctx, opts) => vmsCommand(ctx, opts)));
   program.command('vm <vm>').description('show a VM (by id, short id or name)').action(on(vmCommand));
   program
@@ -148,6 +161,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .command('migrations')
     .description('list migrations')
     .option('--vm <vm>', 'only the migrations of this VM')
+    .option('-w, --watch', 'draw the table again after every change (WatchEvents), until Ctrl-C')
     .action(on((ctx, opts) => migrationsCommand(ctx, opts)));
   program
     .command('migration <id>')
@@ -212,7 +226,8 @@ export async function execute(argv: readonly string[], io: Io): Promise<number> 
     });
     try {
       for (const arg of args) if (typeof arg === 'string') requireName(arg, cmd.name());
-      await action({ api, io, json: globals.json === true }, ...args);
+      const output: OutputFormat = globals.output ?? (globals.json === true ? 'json' : 'table');
+      await action({ api, io, json: output === 'json' || output === 'yaml' || output === 'name', output }, ...args);
     } finally {
       api.close();
     }

@@ -49,8 +49,15 @@ export function formatEvent(e: cluster.Event): string {
 }
 
 export async function eventsCommand(ctx: CommandContext, opts: EventsOptions): Promise<void> {
-  const request = buildWatchRequest(opts);
-  await interruptible(ctx, (signal) =>
+  await followEvents(ctx, buildWatchRequest(opts), (e) => {
+    if (ctx.json) printJsonLine(ctx, e);
+    else ctx.io.out(`${formatEvent(e)}\n`);
+  });
+}
+
+/** Follows WatchEvents until Ctrl-C (resolves) or the stream ends or fails (rejects with its error). */
+export function followEvents(ctx: CommandContext, request: cluster.WatchEventsRequest, onEvent: (e: cluster.Event) => void): Promise<void> {
+  return interruptible(ctx, (signal) =>
     new Promise<void>((resolve, reject) => {
       const stream = ctx.api.watchEvents(request);
       let stopped = false;
@@ -60,10 +67,7 @@ export async function eventsCommand(ctx: CommandContext, opts: EventsOptions): P
         resolve();
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      stream.on('data', (e: cluster.Event) => {
-        if (ctx.json) printJsonLine(ctx, e);
-        else ctx.io.out(`${formatEvent(e)}\n`);
-      });
+      stream.on('data', (e: cluster.Event) => onEvent(e));
       stream.on('error', (err) => {
         signal.removeEventListener('abort', onAbort);
         if (stopped && isServiceError(err) && err.code === status.CANCELLED) resolve();
@@ -75,4 +79,28 @@ export async function eventsCommand(ctx: CommandContext, opts: EventsOptions): P
       });
     }),
   );
+}
+
+/**
+ * `-w`: renders a list, then again after every change of its kind (WatchEvents), until Ctrl-C; bursts
+ * of events are drawn once (100 ms quiet). On a terminal each drawing replaces the last.
+ */
+export async function watchList(ctx: CommandContext, kind: cluster.EventKind, render: () => Promise<string>): Promise<void> {
+  const draw = async () => {
+    const text = await render();
+    ctx.io.out(ctx.io.colour ? `\x1b[H\x1b[2J${text}` : `${text}\n`);
+  };
+  await draw();
+  let timer: NodeJS.Timeout | undefined;
+  let drawing = Promise.resolve();
+  // From revision 0 the stream starts with the objects just drawn (one redundant drawing), so that no
+  // change between the first list and the watch is missed.
+  await followEvents(ctx, { sinceRevision: 0, kinds: [kind] }, () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      drawing = drawing.then(draw, draw);
+    }, 100);
+  });
+  clearTimeout(timer);
+  await drawing;
 }

@@ -1,4 +1,5 @@
 import { cluster } from '@vmm/proto';
+import { watchList } from './events.command.js';
 import { MigrationNotCompletedError } from '../errors.js';
 import { followMigration } from '../follow.js';
 import { digestCheck, isTerminal, phaseName, renderMigrationDetails, renderMigrationsTable, renderSummary } from '../format/migrations.js';
@@ -56,8 +57,11 @@ export async function migrateCommand(ctx: CommandContext, ref: string, opts: Mig
   if (!succeeded(final!)) throw new MigrationNotCompletedError(final!.migrationId, phaseName(final!));
 }
 
-export async function migrationsCommand(ctx: CommandContext, opts: { vm?: string }): Promise<void> {
+export async function migrationsCommand(ctx: CommandContext, opts: { vm?: string; watch?: boolean }): Promise<void> {
   const vmId = opts.vm ? (await resolveVm(ctx.api, opts.vm)).vmId : '';
+  if (opts.watch && !ctx.json) {
+    return watchList(ctx, cluster.EventKind.EVENT_KIND_MIGRATION, async () => renderMigrationsTable(await ctx.api.listAllMigrations(vmId), await vmNames(ctx.api)));
+  }
   const migrations = await ctx.api.listAllMigrations(vmId);
   if (ctx.json) return printJson(ctx, { migrations });
   ctx.io.out(renderMigrationsTable(migrations, await vmNames(ctx.api)));

@@ -1,11 +1,13 @@
-import type { cluster } from '@vmm/proto';
+import { cluster } from '@vmm/proto';
+import { watchList } from './events.command.js';
 import { paint } from '../format/colours.js';
 import { renderImagesTable } from '../format/images.js';
 import { labelsText, nodeStateLabel, renderKsm, renderNodeDetails, renderNodesTable } from '../format/nodes.js';
 import { renderVmsTable } from '../format/vms.js';
 import { type CommandContext, printJson } from './context.js';
 
-export async function nodesCommand(ctx: CommandContext): Promise<void> {
+export async function nodesCommand(ctx: CommandContext, opts: { watch?: boolean } = {}): Promise<void> {
+  if (opts.watch && !ctx.json) return watchList(ctx, cluster.EventKind.EVENT_KIND_NODE, async () => renderNodesTable((await ctx.api.listNodes()).nodes));
   const { nodes } = await ctx.api.listNodes();
   if (ctx.json) return printJson(ctx, { nodes });
   ctx.io.out(renderNodesTable(nodes));

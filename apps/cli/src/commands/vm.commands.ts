@@ -1,4 +1,5 @@
-import type { cluster } from '@vmm/proto';
+import { cluster } from '@vmm/proto';
+import { watchList } from './events.command.js';
 import { colourState } from '../format/colours.js';
 import { formatMib, shortId } from '../format/units.js';
 import { renderVmDetails, renderVmsTable, vmStateName, workloadCell } from '../format/vms.js';
@@ -6,7 +7,8 @@ import type { VmLifecycleAction } from '../client.js';
 import { resolveVm } from '../resolve.js';
 import { type CommandContext, printJson } from './context.js';
 
-export async function vmsCommand(ctx: CommandContext, opts: { node?: string }): Promise<void> {
+export async function vmsCommand(ctx: CommandContext, opts: { node?: string; watch?: boolean }): Promise<void> {
+  if (opts.watch && !ctx.json) return watchList(ctx, cluster.EventKind.EVENT_KIND_VM, async () => renderVmsTable(await ctx.api.listAllVms(opts.node ?? '')));
   const vms = await ctx.api.listAllVms(opts.node ?? '');
   if (ctx.json) return printJson(ctx, { vms });
   ctx.io.out(renderVmsTable(vms));
