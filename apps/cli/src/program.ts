@@ -198,6 +198,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--kind <kind...>', 'only vm, node or migration (repeatable, or comma-separated)')
     .action(on((ctx, opts) => eventsCommand(ctx, opts)));
   program.command('version').description("this CLI's version and the controller's, with the API features it serves").action(on(versionCommand));
+  addExamples(program);
   program.addHelpText(
     'after',
     `
@@ -210,6 +211,38 @@ VM and migration arguments take an id, the short id the tables show, or (for VMs
 Exit codes: 0 ok, 1 API error or failed migration, 2 bad command line, 3 method not implemented.`,
   );
   return program;
+}
+
+/** An example for each command's --help (those that have their own keep it). */
+const EXAMPLES: Record<string, string[]> = {
+  nodes: ['vmctl nodes', 'vmctl nodes -w', 'vmctl -o yaml nodes'],
+  node: ['vmctl node node-1'],
+  vms: ['vmctl vms', 'vmctl vms --node node-2 -w', 'vmctl -o name vms'],
+  vm: ['vmctl vm web-1'],
+  create: ['vmctl create web-1 --image debian-12 --vcpus 2 --memory 1G --workload uniform:2000', 'vmctl create db-1 --node-selector disk=ssd --restart always'],
+  delete: ['vmctl delete web-1'],
+  pause: ['vmctl pause web-1'],
+  resume: ['vmctl resume web-1'],
+  stop: ['vmctl stop web-1'],
+  start: ['vmctl start web-1'],
+  cordon: ['vmctl cordon node-2'],
+  uncordon: ['vmctl uncordon node-2'],
+  images: ['vmctl images'],
+  migrate: ['vmctl migrate web-1 --to node-2 --follow', 'vmctl migrate web-1 --downtime-ms 100 --auto-converge --bandwidth-mib 256'],
+  migrations: ['vmctl migrations', 'vmctl migrations --vm web-1 -w'],
+  migration: ['vmctl migration 3f2a --follow'],
+  cancel: ['vmctl cancel 3f2a'],
+  drain: ['vmctl drain node-2 --follow'],
+  ksm: ['vmctl ksm node-1', 'vmctl ksm node-1 --pages-to-scan 5000 --sleep-ms 10'],
+  events: ['vmctl events', 'vmctl events --since 120 --kind migration'],
+  version: ['vmctl version'],
+};
+
+function addExamples(program: Command): void {
+  for (const command of program.commands) {
+    const lines = EXAMPLES[command.name()];
+    if (lines) command.addHelpText('after', `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
+  }
 }
 
 /** Parses argv (without node and script), runs the command, and returns the exit code. */
