@@ -1,4 +1,5 @@
 import { stringify as toYaml } from 'yaml';
+import { toProtoJson } from '../format/proto-json.js';
 import type { ClusterApi } from '../client.js';
 import type { Io } from '../io.js';
 
@@ -32,16 +33,16 @@ export function namesOf(value: unknown): string[] {
   return own ? [own] : [];
 }
 
-/** Machine output: the decoded proto message (camelCase fields, every field, enums as strings), as JSON, YAML or names. */
+/** Machine output: an API message in the proto3 JSON mapping (as grpcurl prints it: int64 as strings), as JSON, YAML or names. */
 export function printJson(ctx: CommandContext, value: unknown): void {
-  if (ctx.output === 'yaml') return void ctx.io.out(toYaml(JSON.parse(JSON.stringify(value)) as unknown));
+  if (ctx.output === 'yaml') return void ctx.io.out(toYaml(toProtoJson(value)));
   if (ctx.output === 'name') return void ctx.io.out(namesOf(value).map((n) => `${n}\n`).join(''));
-  ctx.io.out(`${JSON.stringify(value, null, 2)}\n`);
+  ctx.io.out(`${JSON.stringify(toProtoJson(value), null, 2)}\n`);
 }
 
 /** One compact JSON object per line, for streams of updates (`--follow --json`). */
 export function printJsonLine(ctx: CommandContext, value: unknown): void {
-  ctx.io.out(`${JSON.stringify(value)}\n`);
+  ctx.io.out(`${JSON.stringify(toProtoJson(value))}\n`);
 }
 
 /** Runs fn with a signal that fires on Ctrl-C, so that followers can stop and report cleanly. */
