@@ -13,6 +13,7 @@ import { cluster } from '@vmm/proto';
 import { REPO_ROOT, startCluster, type LocalCluster } from './cluster.js';
 import { delay, freePort, isPortFree } from './ports.js';
 import { onTerminationSignal, stopAll } from './processes.js';
+import { routeProcessWarnings } from '@vmm/tls/process-warnings';
 import { describeProcessEvent } from './supervised-process.js';
 
 const VMCTL_MAIN = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
@@ -213,6 +214,7 @@ async function runDemo(c: LocalCluster): Promise<void> {
 const DEFAULT_CONSOLE_PORT = 8080;
 
 async function main(): Promise<void> {
+  routeProcessWarnings((warning) => process.stderr.write(`warning: ${warning.message}\n`));
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
