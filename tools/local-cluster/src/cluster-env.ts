@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { certFileNames } from '@vmm/tls/cluster-ca';
 
 /**
  * The environment of each process of a local cluster: the apps are configured by environment
@@ -20,11 +21,9 @@ export interface SecuritySettings {
 
 /** The certificate files of `owner` (`controller`, `operator`, a node id) in the certs directory. */
 export function certFiles(certsDir: string, owner: string): { ca: string; cert: string; key: string } {
-  return {
-    ca: path.join(certsDir, 'ca.pem'),
-    cert: path.join(certsDir, `${owner}.pem`),
-    key: path.join(certsDir, `${owner}-key.pem`),
-  };
+  // The names are npm run certs' own (libs/tls), not a second copy of them.
+  const names = certFileNames(owner);
+  return { ca: path.join(certsDir, 'ca.pem'), cert: path.join(certsDir, names.cert), key: path.join(certsDir, names.key) };
 }
 
 function securityEnv(security: SecuritySettings, owner: string): Record<string, string> {
