@@ -54,7 +54,8 @@ const vmIds: string[] = [];
 
 describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controller${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
   beforeAll(async () => {
-    t = await startMigrationCluster({ agents: 2, hypervisor: 'qemu', reportIntervalMs: REPORT_INTERVAL_MS, tap: true });
+    // At info: the source agent's line that the controller continued its held switch-over is checked.
+    t = await startMigrationCluster({ agents: 2, hypervisor: 'qemu', reportIntervalMs: REPORT_INTERVAL_MS, tap: true, logLevel: 'info' });
   });
 
   afterAll(async () => {
@@ -68,6 +69,15 @@ describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controlle
   });
 
   const agentPid = (nodeId: string): number => t.c.pidOf(nodeId)!;
+  /** The source agent's log lines saying the controller continued the held switch-over of `migrationId`. */
+  const heldSwitchovers = (nodeId: string, migrationId: string): { heldMs?: number }[] =>
+    t.c.agents
+      .find((a) => a.nodeId === nodeId)!
+      .process.output()
+      .split('\n')
+      .filter((line) => line.includes('switch-over continued by the controller'))
+      .map((line) => JSON.parse(line) as { migrationId?: string; heldMs?: number })
+      .filter((line) => line.migrationId === migrationId);
   const writesOn = (vmId: string, nodeId: string): number => Math.max(0, ...t.tap!.of(vmId, nodeId).map((r) => r.writesTotal));
 
   /** A busy guest on `nodeId`, once its workload has written for a while. */
@@ -126,6 +136,10 @@ describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controlle
       const done = await waitForFinal(t.api, started.migrationId, MIGRATION_TIMEOUT_MS);
       console.info(`qemu ${from}→${to}: ${short(done.phase)} ${done.errorReason} rounds=${done.round} downtime_ms=${done.downtimeMs.toFixed(0)} total_time_ms=${done.totalTimeMs.toFixed(0)} bytes_sent=${done.bytesSent} digests=${done.sourceDigest}/${done.targetDigest}`);
       expectCompleted(done, `leg ${leg + 1}`);
+      // QEMU held at pre-switchover until the controller's ContinueSwitchover (not by itself).
+      const held = heldSwitchovers(from, started.migrationId);
+      expect(held, 'the source held the switch-over until the controller continued it').toHaveLength(1);
+      console.info(`  switch-over held for the controller: ${held[0]!.heldMs} ms`);
       // The counter lives in guest memory: the target's first report continues from the source's last.
       const firstOnTarget = await t.tap!.waitForReport(vmId, (r) => r.nodeId === to && r.writesTotal > 0, 30_000, sinceMs);
       expect(firstOnTarget.writesTotal, 'the write counter continues on the target').toBeGreaterThanOrEqual(before);

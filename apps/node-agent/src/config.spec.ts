@@ -31,6 +31,7 @@ describe('loadAgentConfig', () => {
       logFormat: 'json',
       httpPort: 0,
       metricsUrl: '',
+      switchoverHoldMs: 5_000,
     });
   });
 
@@ -104,6 +105,8 @@ describe('loadAgentConfig', () => {
     ['AGENT_ADVERTISE_ADDRESS', 'no port'],
     ['NODE_ID', 'bad id with spaces'],
     ['HYPERVISOR', 'xen'],
+    ['SWITCHOVER_HOLD_MS', '0'],
+    ['SWITCHOVER_HOLD_MS', '3600000'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     let error: unknown;
     try {
@@ -143,7 +146,7 @@ describe('loadAgentConfig', () => {
         'NODE_ID', 'AGENT_HOST', 'AGENT_PORT', 'AGENT_ADVERTISE_ADDRESS', 'CONTROLLER_ADDRESS', 'NODE_VCPUS',
         'NODE_MEMORY_MIB', 'CPU_ALLOCATION_RATIO', 'RAM_ALLOCATION_RATIO', 'REPORT_INTERVAL_MS', 'KSM_RUN',
         'KSM_PAGES_TO_SCAN', 'KSM_SLEEP_MILLISECS', 'KSM_MAX_PAGE_SHARING', 'KSM_USE_ZERO_PAGES', 'LOG_LEVEL',
-        'STATE_DIR', 'HYPERVISOR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE', 'AGENT_HTTP_PORT', 'LOG_FORMAT',
+        'STATE_DIR', 'SWITCHOVER_HOLD_MS', 'HYPERVISOR', 'TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'AGENT_PLANE_INSECURE', 'AGENT_HTTP_PORT', 'LOG_FORMAT',
       ].sort(),
     );
     for (const entry of Object.values(agentEnv)) expect(entry.doc.length).toBeGreaterThan(0);

@@ -27,6 +27,7 @@ export const agentEnv = {
   KSM_MAX_PAGE_SHARING: { default: '256', doc: 'ksmd knob: most pages one KSM page may back (2..1000000)' },
   KSM_USE_ZERO_PAGES: { default: '0', doc: 'ksmd knob: 1 maps an all-zero page to the zero page instead of merging it' },
   STATE_DIR: { default: '', doc: 'directory where the agent keeps fences and migration state across its restarts (fsync\'d); empty: memory only' },
+  SWITCHOVER_HOLD_MS: { default: '5000', doc: "how long a source that holds at the switch-over (QEMU's pause-before-switchover, its guest stopped) waits for the controller's ContinueSwitchover before it gives up and runs on (100..60000)" },
   HYPERVISOR: { default: 'emulator', doc: "the driver that runs this node's VMs: `emulator` (built in) or `qemu` (advertised as Node.hypervisor)" },
   ...AGENT_PLANE_ENV,
   LOG_LEVEL: { default: 'info', doc: 'pino level' },
@@ -60,6 +61,8 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** LOG_FORMAT: JSON lines, or pino-pretty's for people. */
   logFormat: LogFormat;
+  /** SWITCHOVER_HOLD_MS: the longest a stopped source waits at the switch-over for the controller. */
+  switchoverHoldMs: number;
   /** AGENT_HTTP_PORT: 0 = no metrics endpoint. */
   httpPort: number;
   /** Node.metrics_url: http://<advertised host>:<httpPort>/metrics, '' without an HTTP port. */
@@ -155,6 +158,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       useZeroPages: int('KSM_USE_ZERO_PAGES', KNOB_RANGES.use_zero_pages.min, KNOB_RANGES.use_zero_pages.max) === 1,
     },
     stateDir: raw('STATE_DIR'),
+    switchoverHoldMs: int('SWITCHOVER_HOLD_MS', 100, 60_000),
     hypervisor,
     agentPlane,
     logLevel,

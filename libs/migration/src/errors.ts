@@ -180,6 +180,21 @@ export class SwitchOverTimeoutError extends Error {
 }
 
 /**
+ * A source holding at the switch-over point (its guest stopped, before the last pages) heard no
+ * ContinueSwitchover from the controller within its hold: it cancels the transfer and runs on.
+ */
+export class SwitchOverHoldTimeoutError extends Error {
+  readonly code = 'SWITCHOVER_TIMEOUT';
+  constructor(
+    readonly migrationId: string,
+    readonly holdMs: number,
+  ) {
+    super(`migration ${migrationId}: the controller did not continue the switch-over within ${holdMs} ms of the pause; the source resumes`);
+    this.name = 'SwitchOverHoldTimeoutError';
+  }
+}
+
+/**
  * The HELLO's VM spec (memory, vCPUs, image, page count) differs from the incoming VM the target
  * prepared, or its residentPages exceed that VM's memory: the target prepares nothing for it.
  */

@@ -19,6 +19,12 @@ export interface MigrationProgress {
   throttlePercent: number;
   /** Epoch ms of the source's pause: set from the STOP_AND_COPY event on (emitted at the pause itself). */
   pausedAtMs?: number;
+  /**
+   * STOP_AND_COPY of a source that holds before the last pages until the controller continues the
+   * switch-over (QEMU's pause-before-switchover), giving up after `switchoverHoldMs`.
+   */
+  awaitingSwitchover?: boolean;
+  switchoverHoldMs?: number;
 }
 
 export interface SenderStats {

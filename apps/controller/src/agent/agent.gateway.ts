@@ -25,6 +25,8 @@ import { AgentClientPool } from './agent-client.pool.js';
 /** Creating a VM loads its image into emulator memory: allow for large VMs on a busy machine. */
 export const CREATE_VM_DEADLINE_MS = 30_000;
 export const AGENT_CALL_DEADLINE_MS = 10_000;
+/** ContinueSwitchover: the source's guest is stopped meanwhile, and it gives up by itself after its hold. */
+export const SWITCHOVER_CALL_DEADLINE_MS = 3_000;
 /**
  * How long a call waits for a connection to an agent that is not connected (within its deadline):
  * long enough for an agent process to restart, short enough that a dead agent fails a migration
@@ -121,6 +123,11 @@ export class AgentGateway {
   /** UpdateMigration on the source agent (its next pre-copy round). */
   async updateOutgoing(node: NodeRecord, req: agent.UpdateOutgoingRequest): Promise<void> {
     await this.call(node, 'updateOutgoing', req, AGENT_CALL_DEADLINE_MS);
+  }
+
+  /** A source holding at the switch-over sends its last pages: on the downtime's critical path, so a short deadline. */
+  async continueSwitchover(node: NodeRecord, req: agent.ContinueSwitchoverRequest): Promise<void> {
+    await this.call(node, 'continueSwitchover', req, SWITCHOVER_CALL_DEADLINE_MS);
   }
 
   /**

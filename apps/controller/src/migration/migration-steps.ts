@@ -73,6 +73,20 @@ export function nextStep(m: Pick<MigrationRecord, 'phase' | 'targetResumedAtMs'>
   }
 }
 
+/** The answer to a source that holds at the switch-over, its guest stopped (ContinueSwitchover or not). */
+export type SwitchoverVerdict = { kind: 'continue' } | { kind: 'refuse'; error: string; errorReason: string };
+
+/**
+ * Whether a source holding at the switch-over may send its last pages: only once the migration is
+ * recorded in STOP_AND_COPY (a CancelMigration or a failure that won the race left it in another phase,
+ * and the write fails), and only to a target that is READY. A refusal rolls back: the source runs on.
+ */
+export function switchoverVerdict(recorded: boolean, targetNodeId: string, targetReady: boolean): SwitchoverVerdict {
+  if (!recorded) return { kind: 'refuse', error: 'the migration ended before its switch-over', errorReason: FAILURE_REASONS.CANCELLED };
+  if (!targetReady) return { kind: 'refuse', error: `the target node ${targetNodeId} is not ready at the switch-over`, errorReason: FAILURE_REASONS.AGENT_UNAVAILABLE };
+  return { kind: 'continue' };
+}
+
 /** What a CommitIncoming attempt told us about the target's copy. */
 export type CommitAttempt =
   | { kind: 'resumed'; resumedAtMs: number }

@@ -6,7 +6,7 @@ import { cluster } from '@vmm/proto';
 import { FINAL_PHASES } from '../testing/cluster-client.js';
 import { waitFor } from '../../../../test/support/wait-for.js';
 import { IDLE_WORKLOAD } from '../testing/records.js';
-import { defaultProgress } from '../testing/fake-agent.js';
+import { defaultProgress, heldProgress } from '../testing/fake-agent.js';
 import { startSpecCluster, type SpecCluster } from '../testing/spec-cluster.js';
 
 const { MigrationPhase: P, VmState } = cluster;
@@ -80,6 +80,57 @@ describe('a successful migration', () => {
     expect((await watch(m.migrationId)).map((x) => x.phase)).toEqual([P.MIGRATION_PHASE_COMPLETED]);
     await c.api.deleteVm(vm.vmId);
     expect(agent('node-2').vms.has(vm.vmId)).toBe(false);
+  });
+});
+
+describe('a source that holds at the switch-over (QEMU pause-before-switchover)', () => {
+  it('goes on only on ContinueSwitchover, sent once STOP_AND_COPY is recorded; STOP_AND_COPY is seen once', async () => {
+    const vm = await newVm('node-1');
+    const source = agent('node-1');
+    source.progressScript = heldProgress;
+    let phaseAtContinue: cluster.MigrationPhase | undefined;
+    source.beforeContinue = async (id) => void (phaseAtContinue = (await c.api.getMigration(id)).phase);
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
+      const phases = (await watch(m.migrationId)).map((x) => x.phase);
+      expect(phases.slice(-3)).toEqual([P.MIGRATION_PHASE_STOP_AND_COPY, P.MIGRATION_PHASE_COMMITTING, P.MIGRATION_PHASE_COMPLETED]);
+      expect(phases.filter((p) => p === P.MIGRATION_PHASE_STOP_AND_COPY)).toHaveLength(1);
+      expect(phaseAtContinue).toBe(P.MIGRATION_PHASE_STOP_AND_COPY);
+      const calls = source.calls.filter((call) => call.endsWith(m.migrationId) || call.includes(`${m.migrationId}@`));
+      expect(calls).toEqual([`start:${m.migrationId}`, `continue:${m.migrationId}`, `release:${m.migrationId}@2`]);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-2', fencingEpoch: 2 });
+    } finally {
+      source.progressScript = defaultProgress;
+      source.beforeContinue = async () => undefined;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+
+  it('is refused when the target is not ready at the switch-over: no ContinueSwitchover, FAILED, the VM stays on its source', async () => {
+    const vm = await newVm('node-1');
+    const source = agent('node-1');
+    const target = agent('node-3');
+    // Pre-copy rounds long enough for the target to go NOT_READY before the switch-over.
+    const script = heldProgress();
+    source.progressScript = () => [...Array.from({ length: 8 }, () => script[0]!), ...script];
+    source.progressDelayMs = 250;
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-3' });
+      await waitFor(async () => (await c.api.getMigration(m.migrationId)).phase === P.MIGRATION_PHASE_PRECOPY, 5000, 'PRECOPY');
+      target.stopReporting();
+      const done = await waitFinal(m.migrationId);
+      expect(done).toMatchObject({ phase: P.MIGRATION_PHASE_FAILED, errorReason: 'AGENT_UNAVAILABLE' });
+      expect(done.error).toMatch(/node-3 is not ready at the switch-over/);
+      expect(source.calls).not.toContain(`continue:${m.migrationId}`);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-1', fencingEpoch: 1 });
+      expect(await c.api.getNode('node-3')).toMatchObject({ vcpusAllocated: 0, memoryMibAllocated: 0 });
+    } finally {
+      source.progressScript = defaultProgress;
+      source.progressDelayMs = 20;
+      await target.register(c.controller.address);
+      await waitFor(async () => (await c.api.getNode('node-3')).state !== cluster.NodeState.NODE_STATE_NOT_READY, 5000, 'node-3 ready again');
+      await c.api.deleteVm(vm.vmId);
+    }
   });
 });
 

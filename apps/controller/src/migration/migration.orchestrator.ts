@@ -6,7 +6,8 @@
  * times), so nothing depends on BullMQ's stall count.
  *
  *   PENDING → (slot) → PREPARING: target PrepareIncoming → PRECOPY: source StartOutgoing, progress
- *   written every round → STOP_AND_COPY → the source reports COMMITTING with both digests →
+ *   written every round → STOP_AND_COPY (a source that holds there, QEMU's, goes on only on
+ *   ContinueSwitchover, once STOP_AND_COPY is recorded) → the source reports COMMITTING with both digests →
  *   commit in Redis (the VM's node and epoch N+1, atomically) → target CommitIncoming(N+1) →
  *   source ReleaseOutgoing(N+1) → COMPLETED.
  *
@@ -28,9 +29,11 @@ import { MigrationQueueRepository, type JobVerdict } from '../redis/migration-qu
 import { MigrationRepository, type Fields, type Outcome } from '../redis/migration.repository.js';
 import { NodeRepository } from '../redis/node.repository.js';
 import { VmRepository } from '../redis/vm.repository.js';
+import { isNodeReadySince } from '../node/node-state.js';
+import type { NodeRecord } from '../common/model.js';
 import { toVmSpec } from '../vm/vm.service.js';
 import { PROGRESS_FIELDS, type MigrationRecord } from './migration-record.js';
-import { afterCommitAttempt, afterStream, FAILURE_REASONS, nextStep, type SourceVerdict } from './migration-steps.js';
+import { afterCommitAttempt, afterStream, FAILURE_REASONS, nextStep, switchoverVerdict, type SourceVerdict, type SwitchoverVerdict } from './migration-steps.js';
 
 const SLOT_RETRY_MS = 250;
 /** After a pass failed on an unexpected error (Redis down, a bug): wait, then re-read and go on. */
@@ -211,6 +214,8 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     if (!vm || !source) return this.rollback(m, 'FAILED', { error: 'the vm or its source node disappeared', errorReason: FAILURE_REASONS.VM_GONE });
     let markReady: (p: agent.MigrationProgress) => void = () => undefined;
     const ready = new Promise<agent.MigrationProgress>((resolve) => (markReady = resolve));
+    // Why this process refused a held switch-over (the stream is cancelled then): the rollback's reason.
+    let refused: { error: string; errorReason: string } | undefined;
     const outgoing = this.agents.startOutgoing(
       source,
       { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false, targetNodeId: m.targetNodeId },
@@ -218,10 +223,19 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
       async (p) => {
         const phase = fromProtoPhase(p.phase);
         if (phase === 'PRECOPY') await this.migrations.update(id, 'PRECOPY', progressFields(p));
-        else if (phase === 'STOP_AND_COPY') await this.migrations.advance(id, 'STOP_AND_COPY', progressFields(p), true);
+        // A held switch-over is recorded by allowSwitchover(), before the source goes on.
+        else if (phase === 'STOP_AND_COPY' && !p.awaitingSwitchover) await this.migrations.advance(id, 'STOP_AND_COPY', progressFields(p), true);
       },
       (p) => {
-        if (fromProtoPhase(p.phase) === 'COMMITTING') markReady(p);
+        const phase = fromProtoPhase(p.phase);
+        if (phase === 'COMMITTING') markReady(p);
+        else if (phase === 'STOP_AND_COPY' && p.awaitingSwitchover) {
+          void this.allowSwitchover(m, source, p).then((verdict) => {
+            if (verdict.kind === 'continue') return;
+            refused = verdict;
+            outgoing.cancel();
+          });
+        }
       },
     );
     this.streams.set(id, outgoing.cancel);
@@ -237,10 +251,34 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     }
     outgoing.done.catch(() => undefined);
     if (failure !== undefined) {
+      if (refused) return this.rollback(m, refused.errorReason === FAILURE_REASONS.CANCELLED ? 'CANCELLED' : 'FAILED', refused);
       if (this.shuttingDown) return this.rollback(m, 'FAILED', { error: 'the controller shut down during the migration', errorReason: FAILURE_REASONS.SHUTDOWN });
       return this.rollback(m, 'FAILED', { error: describe(failure), errorReason: reasonOf(failure) });
     }
     await this.decide(m, verdictOf(last), last);
+  }
+
+  /**
+   * The answer to a source holding at the switch-over, its guest stopped: STOP_AND_COPY recorded first
+   * (nothing ended the migration meanwhile), the target READY, then ContinueSwitchover. On the downtime's
+   * critical path: one Redis script and one call. Anything else is a refusal (the stream is cancelled,
+   * the source runs on); a source that hears nothing gives up by itself after its hold.
+   */
+  private async allowSwitchover(m: MigrationRecord, source: NodeRecord, p: agent.MigrationProgress): Promise<SwitchoverVerdict> {
+    try {
+      const [recorded, target] = await Promise.all([this.migrations.advance(m.migrationId, 'STOP_AND_COPY', progressFields(p), true), this.nodes.get(m.targetNodeId)]);
+      const ready = target !== undefined && isNodeReadySince(target, Date.now(), this.config.nodeStaleAfterMs, this.config.startedAtMs);
+      const verdict = switchoverVerdict(recorded, m.targetNodeId, ready);
+      if (verdict.kind === 'refuse') {
+        this.logger.warn({ migrationId: m.migrationId, vmId: m.vmId, ...verdict }, 'switch-over refused; the source runs on');
+        return verdict;
+      }
+      await this.agents.continueSwitchover(source, { migrationId: m.migrationId, vmId: m.vmId });
+      return verdict;
+    } catch (error) {
+      this.logger.warn({ migrationId: m.migrationId, err: describe(error) }, 'switch-over not continued; the source runs on');
+      return { kind: 'refuse', error: `the switch-over could not be continued: ${describe(error)}`, errorReason: reasonOf(error) };
+    }
   }
 
   /** A PRECOPY/STOP_AND_COPY migration this process did not start: commit a verified copy the source holds, else roll back. */

@@ -23,7 +23,7 @@ export class FakeAgent {
   setKsmImplemented = true;
   knobs: cluster.KsmKnobs = { run: 1, pagesToScan: 100, sleepMillisecs: 20 };
   address = '';
-  /** Migration calls received, in order: "prepare:<id>", "start:<id>", "commit:<id>@<epoch>", "release:<id>@<epoch>", "abort:<id>". */
+  /** Migration calls received, in order: "prepare:<id>", "start:<id>", "continue:<id>", "commit:<id>@<epoch>", "release:<id>@<epoch>", "abort:<id>". */
   readonly calls: string[] = [];
   /** Progress the source sends for a migration; the default converges in two rounds with equal digests. */
   progressScript: (migrationId: string) => Partial<agent.MigrationProgress>[] = defaultProgress;
@@ -36,6 +36,10 @@ export class FakeAgent {
   reportOverrides: Partial<agent.NodeReport> = {};
   private readonly incoming = new Map<string, agent.VmSpec>();
   private readonly aborted = new Set<string>();
+  /** Runs when ContinueSwitchover arrives, before it is answered (a spec looks at the record then). */
+  beforeContinue: (migrationId: string) => Promise<void> = async () => undefined;
+  /** Migrations whose source holds at the switch-over: what ContinueSwitchover lets go on. */
+  private readonly held = new Map<string, () => void>();
   private server = new Server();
   private reportStream: ReturnType<agent.RegistryServiceClient['streamReports']> | undefined;
   /** Every ReportAck the controller sent, in order. */
@@ -104,8 +108,20 @@ export class FakeAgent {
             return call.end();
           }
           if (i >= steps.length) return call.end();
-          call.write(agent.MigrationProgress.fromPartial(steps[i++]!));
-          setTimeout(next, this.progressDelayMs);
+          const step = steps[i++]!;
+          call.write(agent.MigrationProgress.fromPartial(step));
+          if (!step.awaitingSwitchover) return void setTimeout(next, this.progressDelayMs);
+          // Held like QEMU's source: the next step only after ContinueSwitchover, else a rollback after the hold.
+          const timer = setTimeout(() => {
+            this.held.delete(id);
+            if (call.cancelled) return;
+            call.write(agent.MigrationProgress.fromPartial({ phase: cluster.MigrationPhase.MIGRATION_PHASE_FAILED, error: 'hold timed out', errorReason: 'SWITCHOVER_TIMEOUT' }));
+            call.end();
+          }, step.switchoverHoldMs || 5_000);
+          this.held.set(id, () => {
+            clearTimeout(timer);
+            next();
+          });
         };
         setTimeout(next, this.progressDelayMs);
       },
@@ -139,6 +155,17 @@ export class FakeAgent {
         this.aborted.add(call.request.migrationId);
         this.incoming.delete(call.request.migrationId);
         cb(null, {});
+      },
+      continueSwitchover: (call, cb) => {
+        const id = call.request.migrationId;
+        this.calls.push(`continue:${id}`);
+        const go = this.held.get(id);
+        if (!go) return cb(err(status.FAILED_PRECONDITION, `migration ${id} does not hold at the switch-over`));
+        this.held.delete(id);
+        void this.beforeContinue(id).then(() => {
+          cb(null, {});
+          setTimeout(go, this.progressDelayMs);
+        });
       },
       updateOutgoing: (call, cb) => {
         const r = call.request;
@@ -230,6 +257,11 @@ export class FakeAgent {
     this.registry?.close();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
   }
+}
+
+/** defaultProgress with a source that holds at the switch-over (QEMU's) until ContinueSwitchover. */
+export function heldProgress(): Partial<agent.MigrationProgress>[] {
+  return defaultProgress().map((step) => (step.phase === cluster.MigrationPhase.MIGRATION_PHASE_STOP_AND_COPY ? { ...step, awaitingSwitchover: true, switchoverHoldMs: 5_000 } : step));
 }
 
 export function defaultProgress(): Partial<agent.MigrationProgress>[] {

@@ -67,4 +67,8 @@ export class AgentGrpcController implements AgentServiceController {
   updateOutgoing(request: agent.UpdateOutgoingRequest): Promise<agent.UpdateOutgoingResponse> {
     return this.migrations.updateOutgoing(request);
   }
+
+  continueSwitchover(request: agent.ContinueSwitchoverRequest): agent.ContinueSwitchoverResponse {
+    return this.migrations.continueSwitchover(request);
+  }
 }

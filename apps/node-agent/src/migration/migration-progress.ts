@@ -6,8 +6,6 @@ export function toProtoPhase(phase: MigrationPhase): cluster.MigrationPhase {
   return `MIGRATION_PHASE_${phase}` as cluster.MigrationPhase;
 }
 
-/** Moved to engine-policy.ts; still exported here for migration.service.ts's import. */
-
 const EMPTY: agent.MigrationProgress = {
   phase: cluster.MigrationPhase.MIGRATION_PHASE_PREPARING,
   round: 0,
@@ -26,6 +24,8 @@ const EMPTY: agent.MigrationProgress = {
   error: '',
   pausedAtMs: 0,
   errorReason: '',
+  awaitingSwitchover: false,
+  switchoverHoldMs: 0,
 };
 
 /** One engine progress event (after each round, at each phase change) as sent to the controller. */
@@ -44,6 +44,8 @@ export function progressMessage(progress: MigrationProgress, startedAtMs: number
     totalTimeMs: Date.now() - startedAtMs,
     throttlePercent: progress.throttlePercent,
     pausedAtMs: progress.pausedAtMs ?? 0,
+    awaitingSwitchover: progress.awaitingSwitchover === true,
+    switchoverHoldMs: progress.switchoverHoldMs ?? 0,
   };
 }
 
@@ -52,7 +54,8 @@ export function progressMessage(progress: MigrationProgress, startedAtMs: number
  * FAILED / CANCELLED with the error as `CODE: message` (the code is the engine's stable code).
  */
 export function finalMessage(runner: Pick<OutgoingRunner, 'state' | 'result' | 'error' | 'startedAtMs'>, last: agent.MigrationProgress | undefined): agent.MigrationProgress {
-  const base = { ...EMPTY, ...last, totalTimeMs: Date.now() - runner.startedAtMs };
+  // The hold, if there was one, is over by the last message.
+  const base = { ...EMPTY, ...last, awaitingSwitchover: false, switchoverHoldMs: 0, totalTimeMs: Date.now() - runner.startedAtMs };
   const result = runner.result;
   if (runner.state === 'ready' || runner.state === 'released') {
     if (!result) throw new Error('a ready outgoing migration holds its result');

@@ -75,7 +75,7 @@ export class MigrationService {
 
   constructor(
     private readonly vms: VmManager,
-    private readonly config: Pick<AgentConfig, 'host' | 'advertiseAddress' | 'agentPlane'>,
+    private readonly config: Pick<AgentConfig, 'host' | 'advertiseAddress' | 'agentPlane' | 'switchoverHoldMs'>,
     private readonly log: Logger,
   ) {
     this.ledger = new MigrationLedger(vms.store);
@@ -166,6 +166,7 @@ export class MigrationService {
       policy: toEnginePolicy(request.policy),
       log: this.log,
       switchOverOverheadMs: this.switchOver.overheadMs,
+      switchoverHoldMs: this.config.switchoverHoldMs,
       onState: record,
       onProgress: (p) => {
         last = progressMessage(p, runner.startedAtMs);
@@ -348,6 +349,22 @@ export class MigrationService {
       maxBandwidthMibPerSec: request.maxBandwidthMibPerSec ?? undefined,
       forceComplete: request.forceComplete === true,
     });
+    return {};
+  }
+
+  /**
+   * The controller lets a source that holds at the switch-over send its last pages.
+   * @throws MigrationNotFoundError when this node sends no such migration
+   * @throws MigrationStepError where the source does not hold (see OutgoingRunner.continueSwitchover)
+   */
+  continueSwitchover(request: agent.ContinueSwitchoverRequest): agent.ContinueSwitchoverResponse {
+    requireId('migration_id', request.migrationId);
+    const runner = this.outgoing.get(request.migrationId);
+    if (!runner) throw new MigrationNotFoundError(request.migrationId);
+    if (request.vmId && request.vmId !== runner.vmId) {
+      throw new InvalidRequestError('vm_id', `migration ${request.migrationId} moves ${runner.vmId}, not ${request.vmId}`);
+    }
+    runner.continueSwitchover();
     return {};
   }
 

@@ -56,6 +56,8 @@ export interface SourceRunnerOptions {
   onProgress: (progress: MigrationProgress) => void;
   /** The switch-over's cost beyond the engine's own prediction (commit path), learned by the agent. */
   switchOverOverheadMs?: number;
+  /** How long a driver that holds at the switch-over waits for ContinueSwitchover (SWITCHOVER_HOLD_MS). */
+  switchoverHoldMs: number;
   /**
    * Told synchronously on every state change, before anyone hears of it (the ledger makes it durable):
    * `ready` is on disk before the COMMITTING message goes to the controller.
@@ -94,6 +96,12 @@ export interface OutgoingRunner {
    * @throws NotImplementedError where the driver cannot apply it
    */
   update(update: PolicyUpdate): Promise<void>;
+  /**
+   * ContinueSwitchover: a source holding at the switch-over point (it sent STOP_AND_COPY with
+   * `awaitingSwitchover`) sends the last pages. Idempotent once continued.
+   * @throws MigrationStepError where it does not hold (not there yet, rolled back, a driver that never holds)
+   */
+  continueSwitchover(): void;
 }
 
 /** Streams a VM to the target's data listener with the pre-copy engine. */
@@ -210,6 +218,11 @@ export class SourceRunner implements OutgoingRunner {
       if (error instanceof MigrationStateError) throw new MigrationStepError(this.migrationId, `cannot update: ${error.message}`);
       throw error;
     }
+  }
+
+  /** The engine switches over on its own (its pause is bounded by the target's VERIFIED): it never holds. */
+  continueSwitchover(): void {
+    throw new MigrationStepError(this.migrationId, 'cannot continue the switch-over: the emulator does not hold at it');
   }
 
   private transition(next: OutgoingState): boolean {

@@ -10,7 +10,8 @@ type UnaryMethods =
   | 'commitIncoming'
   | 'releaseOutgoing'
   | 'abortMigration'
-  | 'updateOutgoing';
+  | 'updateOutgoing'
+  | 'continueSwitchover';
 
 /** A promise-returning AgentService client for tests, as the controller would call it. */
 export class AgentCalls {

@@ -105,10 +105,6 @@ export class OutgoingMigration extends EventEmitter {
   }
 
   /**
-   * migrate_cancel before the switch-over; resolves once QEMU cancelled and the source runs again.
-   * @throws InvalidGuestStateError once the switch-over was let go (too late: commit or roll back instead)
-   */
-  /**
    * UpdateMigration on a running QEMU migration: migrate-set-parameters with the new downtime-limit
    * and max-bandwidth, which QEMU applies from its next iteration (the bandwidth at once);
    * force_complete sets the largest downtime-limit (see QEMU_MAX_DOWNTIME_LIMIT_MS). The round limit
@@ -127,6 +123,10 @@ export class OutgoingMigration extends EventEmitter {
     if (update.forceComplete) this.policy.maxRounds = Number.MAX_SAFE_INTEGER;
   }
 
+  /**
+   * migrate_cancel before the switch-over; resolves once QEMU cancelled and the source runs again.
+   * @throws InvalidGuestStateError once the switch-over was let go (too late: commit or roll back instead)
+   */
   async cancel(): Promise<void> {
     if (this.current === 'cancelled' || this.current === 'failed') return;
     if (this.current === 'switching' || this.current === 'completed') {

@@ -7,6 +7,7 @@ import {
   MigrationCancelledError as EngineCancelledError,
   parseAddress,
   resolvePolicy,
+  SwitchOverHoldTimeoutError,
   type MigrationProgress,
   type CheckedPolicyUpdate,
   type OutgoingResult,
@@ -33,11 +34,13 @@ const DIGEST_TIMEOUT_MS_PER_GIB = 60_000;
 
 /**
  * The source end of a QEMU migration, in the states of the emulator's SourceRunner:
- * sending (QEMU pre-copy: PREPARING, PRECOPY; the gate at pre-switchover: STOP_AND_COPY; migrate-continue;
- * `completed`; both ends' RAM digests) → ready (the source stopped in postmigrate, the target paused,
+ * sending (QEMU pre-copy: PREPARING, PRECOPY; the gate at pre-switchover: STOP_AND_COPY, held until the
+ * controller's ContinueSwitchover; migrate-continue; `completed`; both ends' RAM digests) → ready (the source stopped in postmigrate, the target paused,
  * the digests equal: COMMITTING goes to the controller) → released; any failure or abort before the
  * commit → rolled-back, the source running on (migrate_cancel before the switch-over, `cont` after it).
  * Unequal digests are DIGEST_MISMATCH: the source resumes at once and the controller discards the target.
+ * The hold is bounded (SWITCHOVER_HOLD_MS): the guest is stopped while it lasts, so a controller that
+ * does not answer (frozen, partitioned) costs a bounded pause and a rollback, SWITCHOVER_TIMEOUT.
  */
 export class QemuSourceRunner implements OutgoingRunner {
   private current: OutgoingState = 'sending';
@@ -48,6 +51,9 @@ export class QemuSourceRunner implements OutgoingRunner {
   private throttleMax = 0;
   /** Every UpdateMigration so far, merged: applied to QEMU once its migration exists, and to the result's policy. */
   private updates: CheckedPolicyUpdate = { forceComplete: false };
+  /** Set while the source holds at the switch-over, waiting for ContinueSwitchover. */
+  private held: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private continued = false;
   result: OutgoingResult | undefined;
   error: (Error & { code?: string }) | undefined;
   readonly startedAtMs = Date.now();
@@ -103,7 +109,14 @@ export class QemuSourceRunner implements OutgoingRunner {
       this.throwIfAborted();
       // The VM is down from here: watchers see it as it happens.
       this.currentPhase = 'STOP_AND_COPY';
-      this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY', dirtyPagesRemaining: gate.dirtyPagesRemaining });
+      // The switch-over is the controller's to allow: the hold is in place before it hears of it.
+      const holdMs = this.opts.switchoverHoldMs;
+      const hold = this.holdForController(holdMs);
+      const heldFrom = performance.now();
+      this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY', awaitingSwitchover: true, switchoverHoldMs: holdMs });
+      await hold;
+      this.throwIfAborted();
+      log.info({ migrationId, vmId: this.vmId, heldMs: Math.round(performance.now() - heldFrom) }, 'switch-over continued by the controller');
       const done = await out.continueSwitchover();
       const pausedAtMs = gate.pausedAtMs ?? Date.now();
       const digestTimeoutMs = CHANNEL_TIMEOUT_MS + Math.ceil((this.vm.memoryMib / 1024) * DIGEST_TIMEOUT_MS_PER_GIB);
@@ -166,6 +179,7 @@ export class QemuSourceRunner implements OutgoingRunner {
     if (this.current === 'released') throw new MigrationStepError(this.migrationId, 'cannot abort: the source copy was released');
     if (this.current === 'sending') {
       this.abortReason ??= new EngineCancelledError(this.migrationId, reason);
+      this.held?.reject(this.abortReason);
       const out = this.out;
       // Before the switch-over QEMU cancels and the source runs on; after it, run() rolls back at its next step.
       if (out && (out.state === 'starting' || out.state === 'precopy' || out.state === 'switchover-ready')) void out.cancel().catch(() => {});
@@ -201,6 +215,32 @@ export class QemuSourceRunner implements OutgoingRunner {
     }
     this.updates = merged;
     this.opts.log.info({ migrationId: this.migrationId, vmId: this.vmId, ...checked }, 'outgoing qemu migration updated (migrate-set-parameters)');
+  }
+
+  /**
+   * ContinueSwitchover: the held source sends its last pages. Idempotent once continued.
+   * @throws MigrationStepError before the hold, or once the migration rolled back
+   */
+  continueSwitchover(): void {
+    if (this.continued) return;
+    if (this.current !== 'sending' || !this.held) {
+      throw new MigrationStepError(this.migrationId, `cannot continue the switch-over: outgoing qemu migration is ${this.current === 'sending' ? `in ${this.currentPhase}, not holding` : this.current}`);
+    }
+    this.continued = true;
+    this.held.resolve();
+  }
+
+  /** Resolves on ContinueSwitchover; rejects on an abort, or after `holdMs` without an answer. */
+  private holdForController(holdMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => end(() => reject(new SwitchOverHoldTimeoutError(this.migrationId, holdMs))), holdMs);
+      const end = (settle: () => void) => {
+        clearTimeout(timer);
+        this.held = undefined;
+        settle();
+      };
+      this.held = { resolve: () => end(resolve), reject: (error) => end(() => reject(error)) };
+    });
   }
 
   private forward(p: MigrationProgress): void {
