@@ -119,7 +119,7 @@ describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controlle
     await t.tap!.waitForReport(vmId, (r) => r.nodeId === nodeId && r.writesTotal > writesAbove + RATE / 2, 30_000);
   }
 
-  it('a busy 256 MiB guest migrates there and back: COMPLETED, equal digests, its counter continues, its QEMU moves', async () => {
+  it('a busy 256 MiB guest migrates there and back (back over 2 multifd channels): COMPLETED, equal digests, its counter continues, its QEMU moves', async () => {
     const vmId = await bootGuest('node-1');
     const [first] = qemuOf(vmId);
     expect(first?.ppid).toBe(agentPid('node-1'));
@@ -132,9 +132,11 @@ describe.skipIf(unavailable !== null)(`QEMU guests migrate through the controlle
       // QEMU 7.2 under TCG loses pages when it iterates past its first full pass under load (libs/qemu's
       // README; the digest check catches it as DIGEST_MISMATCH). A 2 s limit lets it switch over after
       // that pass, where its copy is exact: what is tested here is that a COMPLETED move is a whole one.
-      const started = await t.api.migrateVm({ vmId, targetNodeId: to, policy: policy({ downtimeLimitMs: 2_000 }) });
+      // There over QEMU's single stream, back over two multifd channels (set on both ends).
+      const started = await t.api.migrateVm({ vmId, targetNodeId: to, policy: policy({ downtimeLimitMs: 2_000, multifdChannels: leg + 1 }) });
       const done = await waitForFinal(t.api, started.migrationId, MIGRATION_TIMEOUT_MS);
-      console.info(`qemu ${from}→${to}: ${short(done.phase)} ${done.errorReason} rounds=${done.round} downtime_ms=${done.downtimeMs.toFixed(0)} total_time_ms=${done.totalTimeMs.toFixed(0)} bytes_sent=${done.bytesSent} digests=${done.sourceDigest}/${done.targetDigest}`);
+      expect(done.policy?.multifdChannels).toBe(leg + 1);
+      console.info(`qemu ${from}→${to} (multifd ${leg + 1}): ${short(done.phase)} ${done.errorReason} rounds=${done.round} downtime_ms=${done.downtimeMs.toFixed(0)} total_time_ms=${done.totalTimeMs.toFixed(0)} bytes_sent=${done.bytesSent} digests=${done.sourceDigest}/${done.targetDigest}`);
       expectCompleted(done, `leg ${leg + 1}`);
       // QEMU held at pre-switchover until the controller's ContinueSwitchover (not by itself).
       const held = heldSwitchovers(from, started.migrationId);

@@ -151,6 +151,7 @@ export function buildProgram(io: Io, run: (cmd: Command, action: Action, args: u
     .option('--auto-converge', 'throttle the vCPU step by step when the VM dirties faster than the link')
     .option('--xbzrle', 'send XOR deltas of re-dirtied pages')
     .option('--xbzrle-cache-mib <MiB>', 'XBZRLE page cache size')
+    .option('--multifd <n>', 'parallel stream connections (QEMU multifd, 1..16; the emulator streams over one)')
     .option('--completion-timeout-ms <ms>', 'give up (roll back) after this long')
     .action(
       on((ctx, vm: string, opts: PolicyOptions & { to?: string; follow?: boolean }) =>

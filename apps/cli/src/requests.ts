@@ -74,6 +74,7 @@ export interface PolicyOptions {
   xbzrle?: boolean;
   completionTimeoutMs?: string;
   xbzrleCacheMib?: string;
+  multifd?: string;
 }
 
 /**
@@ -89,6 +90,7 @@ export function buildPolicy(opts: PolicyOptions): cluster.MigrationPolicy | unde
   if (opts.xbzrle === true) policy.xbzrle = true;
   if (opts.completionTimeoutMs !== undefined) policy.completionTimeoutMs = parseInteger(opts.completionTimeoutMs, '--completion-timeout-ms', 1);
   if (opts.xbzrleCacheMib !== undefined) policy.xbzrleCacheMib = parseInteger(opts.xbzrleCacheMib, '--xbzrle-cache-mib', 1);
+  if (opts.multifd !== undefined) policy.multifdChannels = parseInteger(opts.multifd, '--multifd', 1, 16);
   return Object.keys(policy).length > 0 ? policy : undefined;
 }
 

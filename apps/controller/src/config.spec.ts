@@ -50,6 +50,7 @@ describe('loadControllerConfig', () => {
       autoConverge: true,
       xbzrle: true,
       xbzrleCacheMib: 128,
+      multifdChannels: 1,
       completionTimeoutPerGibMs: 800_000,
     });
   });

@@ -59,6 +59,10 @@ export const controllerEnv = {
     default: String(DEFAULT_POLICY.xbzrleCacheMib),
     doc: "xbzrle_cache_mib when unset (≥ 1), capped at a quarter of the VM's memory",
   },
+  MIGRATION_DEFAULT_MULTIFD_CHANNELS: {
+    default: String(DEFAULT_POLICY.multifdChannels),
+    doc: "multifd_channels when unset (1..16; QEMU nodes' parallel stream connections, the emulator uses one)",
+  },
   MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS: {
     default: String(DEFAULT_POLICY.completionTimeoutPerGibMs),
     doc: "completion_timeout_ms when unset, per GiB of the VM's memory (1000..86400000; at least 60 s, at most 24 h per VM)",
@@ -282,6 +286,7 @@ const POLICY_DEFAULT_ENV = {
   autoConverge: 'MIGRATION_DEFAULT_AUTO_CONVERGE',
   xbzrle: 'MIGRATION_DEFAULT_XBZRLE',
   xbzrleCacheMib: 'MIGRATION_DEFAULT_XBZRLE_CACHE_MIB',
+  multifdChannels: 'MIGRATION_DEFAULT_MULTIFD_CHANNELS',
   completionTimeoutPerGibMs: 'MIGRATION_DEFAULT_COMPLETION_TIMEOUT_PER_GIB_MS',
 } as const satisfies Record<keyof PolicyDefaults, ControllerEnvName>;
 
@@ -306,6 +311,7 @@ function loadPolicyDefaults(raw: (name: ControllerEnvName) => string): PolicyDef
     autoConverge: flag('autoConverge'),
     xbzrle: flag('xbzrle'),
     xbzrleCacheMib: number('xbzrleCacheMib'),
+    multifdChannels: number('multifdChannels'),
     completionTimeoutPerGibMs: number('completionTimeoutPerGibMs'),
   };
   try {

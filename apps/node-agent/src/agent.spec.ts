@@ -143,7 +143,7 @@ describe('node agent', () => {
     expect(await statusOf(create(vmSpec({ vmId: 'bad', workload: undefined, memoryMib: -1 })))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.setKsm, { knobs: { pagesToScan: 0 } }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.setKsm, { knobs: { run: 7 } }))).toBe(status.INVALID_ARGUMENT);
-    expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't', sourceNodeId: '' }))).toBe(status.INVALID_ARGUMENT);
+    expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm', spec: undefined, token: 't', sourceNodeId: '', policy: undefined }))).toBe(status.INVALID_ARGUMENT);
     expect(await statusOf(unary(client.commitIncoming, { migrationId: 'unknown', fencingEpoch: 1, vmId: '' }))).toBe(status.NOT_FOUND);
     expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '', fencingEpoch: 0 }))).toBe(status.OK);
     expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);

@@ -37,6 +37,7 @@ describe('resolvePolicy', () => {
       xbzrle: false,
       completionTimeoutMs: 150_000,
       xbzrleCacheMib: 64,
+      multifdChannels: 1,
     });
   });
 
@@ -97,6 +98,9 @@ describe('resolvePolicy', () => {
     ['no XBZRLE cache with xbzrle on', { xbzrle: true, xbzrleCacheMib: 0 }, 'xbzrleCacheMib', /at least 1 MiB when xbzrle is on/],
     ['an XBZRLE cache above a quarter of the VM', { xbzrleCacheMib: 257 }, 'xbzrleCacheMib', /quarter of the VM's memory \(256 MiB\)/],
     ['a negative XBZRLE cache', { xbzrleCacheMib: -64 }, 'xbzrleCacheMib', /0 \(no cache/],
+    ['no stream at all (0 multifd channels)', { multifdChannels: 0 }, 'multifdChannels', /in 1\.\.16/],
+    ['more multifd channels than 16', { multifdChannels: 17 }, 'multifdChannels', /in 1\.\.16/],
+    ['a fraction of a channel', { multifdChannels: 2.5 }, 'multifdChannels', /whole number/],
     ['a string where a boolean goes', { xbzrle: 'yes' as unknown as boolean }, 'xbzrle', /true or false/],
     ['a string where a number goes', { maxRounds: '3' as unknown as number }, 'maxRounds', /finite number/],
   ])('refuses %s, naming the field', (_what, partial, field, reason) => {
@@ -124,6 +128,7 @@ describe('validatePolicyDefaults', () => {
     [{ maxRounds: 0 }, 'maxRounds'],
     [{ maxBandwidthMibPerSec: -1 }, 'maxBandwidthMibPerSec'],
     [{ xbzrleCacheMib: 0 }, 'xbzrleCacheMib'],
+    [{ multifdChannels: 0 }, 'multifdChannels'],
     [{ completionTimeoutPerGibMs: 2 ** 31 }, 'completionTimeoutPerGibMs'],
     [{ completionTimeoutPerGibMs: 10 }, 'completionTimeoutPerGibMs'],
   ])('refuses %j', (bad, field) => {

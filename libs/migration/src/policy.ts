@@ -26,6 +26,8 @@ export interface MigrationPolicy {
   completionTimeoutMs: number;
   /** XBZRLE page cache size in MiB. */
   xbzrleCacheMib: number;
+  /** Parallel connections of the stream (QEMU multifd); 1 = one. The emulator's engine always uses one. */
+  multifdChannels: number;
 }
 
 /** A policy as a request carries it: any field may be unset (undefined, or null from proto-loader). */
@@ -40,6 +42,7 @@ export const POLICY_PROTO_FIELDS = {
   xbzrle: 'xbzrle',
   completionTimeoutMs: 'completion_timeout_ms',
   xbzrleCacheMib: 'xbzrle_cache_mib',
+  multifdChannels: 'multifd_channels',
 } as const satisfies Record<keyof MigrationPolicy, string>;
 
 /** Every knob of a policy (the keys of POLICY_PROTO_FIELDS: the `satisfies` above keeps them complete). */
@@ -86,6 +89,7 @@ export const POLICY_RANGES = {
   maxRounds: { min: 1, max: 10_000, integer: true },
   completionTimeoutMs: { min: 1000, max: MAX_COMPLETION_TIMEOUT_MS, integer: true },
   xbzrleCacheMib: { min: 1, max: 1024 * 1024, integer: true, zeroMeans: 'no cache (xbzrle off only)' },
+  multifdChannels: { min: 1, max: 16, integer: true },
 } as const satisfies Record<string, PolicyRange>;
 
 /** KubeVirt completionTimeoutPerGiB. */
@@ -109,6 +113,7 @@ export const DEFAULT_POLICY: Readonly<PolicyDefaults> = Object.freeze({
   autoConverge: false,
   xbzrle: false,
   xbzrleCacheMib: 64, // QEMU xbzrle-cache-size
+  multifdChannels: 1,
   completionTimeoutPerGibMs: COMPLETION_TIMEOUT_PER_GIB_MS,
 });
 
@@ -156,7 +161,7 @@ function pickNumber(p: PartialMigrationPolicy, field: keyof typeof POLICY_RANGES
  * @throws InvalidPolicyError naming the PolicyDefaults field
  */
 export function validatePolicyDefaults(d: PolicyDefaults): PolicyDefaults {
-  for (const field of ['downtimeLimitMs', 'maxBandwidthMibPerSec', 'maxRounds'] as const) checkInRange(field, d[field], POLICY_RANGES[field]);
+  for (const field of ['downtimeLimitMs', 'maxBandwidthMibPerSec', 'maxRounds', 'multifdChannels'] as const) checkInRange(field, d[field], POLICY_RANGES[field]);
   checkInRange('xbzrleCacheMib', d.xbzrleCacheMib, { min: POLICY_RANGES.xbzrleCacheMib.min, max: POLICY_RANGES.xbzrleCacheMib.max, integer: true });
   checkInRange('completionTimeoutPerGibMs', d.completionTimeoutPerGibMs, COMPLETION_TIMEOUT_PER_GIB_RANGE);
   for (const field of ['autoConverge', 'xbzrle'] as const) if (typeof d[field] !== 'boolean') throw new InvalidPolicyError(field, d[field], 'must be true or false');
@@ -184,6 +189,7 @@ export function resolvePolicy(
     xbzrle,
     completionTimeoutMs: pickNumber(p, 'completionTimeoutMs', defaultCompletionTimeoutMs(vmBytes, defaults.completionTimeoutPerGibMs)),
     xbzrleCacheMib: resolveXbzrleCacheMib(p.xbzrleCacheMib, xbzrle, vmBytes, defaults.xbzrleCacheMib),
+    multifdChannels: pickNumber(p, 'multifdChannels', defaults.multifdChannels),
   };
 }
 

@@ -12,7 +12,6 @@ export {
   UNLIMITED_BANDWIDTH_BYTES_PER_SEC,
   QEMU_MAX_DOWNTIME_LIMIT_MS,
   updateMigrationParameters,
-  type QemuMigrationOptions,
 } from './migration/migration-params.js';
 export { type GuestSpec, resolveGuestSpec, GUEST_OS_RESERVED_MIB, MIN_GUEST_MEMORY_MIB, VM_ID_PATTERN } from './guest/guest-spec.js';
 export type { GuestState } from './guest/guest-state.js';

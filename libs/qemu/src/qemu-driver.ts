@@ -20,7 +20,6 @@ import {
   migrationUri,
   sourceMigrationParameters,
   targetMigrationParameters,
-  type QemuMigrationOptions,
 } from './migration/migration-params.js';
 import { incomingPortOf, type QemuMigrationInfo } from './migration/migration-progress.js';
 import { OutgoingMigration } from './migration/outgoing-migration.js';
@@ -48,9 +47,8 @@ export interface IncomingOptions {
   /** Address QEMU listens on for the stream; port 0 (default) lets the kernel choose. */
   host?: string;
   port?: number;
-  /** The migration's policy, for the stream-shaping capabilities both ends must share. */
+  /** The migration's policy, for the stream-shaping capabilities both ends must share (multifd). */
   policy?: PartialMigrationPolicy;
-  qemu?: QemuMigrationOptions;
   /** Over TLS: the subject (`CN=node-1`) the source's certificate must have (QEMU's tls-authz). */
   peerSubject?: string;
 }
@@ -61,7 +59,6 @@ export interface OutgoingOptions {
   host: string;
   port: number;
   policy?: PartialMigrationPolicy;
-  qemu?: QemuMigrationOptions;
 }
 
 /** QEMU's file names in a tls-creds-x509 directory; one node certificate serves both ends. */
@@ -217,9 +214,8 @@ export class QemuDriver {
     const guest = await this.start(spec, 'incoming');
     try {
       const policy = resolvePolicy(opts.policy, spec.memoryMib * 1024 * 1024);
-      const qemu = opts.qemu ?? {};
-      await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
-      const params = { ...targetMigrationParameters(qemu), ...(await this.useTls(guest, 'server', 'vmm-tls-in', { subject: opts.peerSubject })) };
+      await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy) });
+      const params = { ...targetMigrationParameters(policy), ...(await this.useTls(guest, 'server', 'vmm-tls-in', { subject: opts.peerSubject })) };
       if (Object.keys(params).length > 0) await guest.qmp.execute('migrate-set-parameters', params);
       const host = opts.host ?? '127.0.0.1';
       await guest.qmp.execute('migrate-incoming', { uri: migrationUri(host, opts.port ?? 0) });
@@ -261,11 +257,10 @@ export class QemuDriver {
     if (s !== 'running') throw new InvalidGuestStateError(vmId, s, 'migrate (the source must run)');
     const memoryBytes = guest.record.spec.memoryMib * 1024 * 1024;
     const policy = resolvePolicy(opts.policy, memoryBytes);
-    const qemu = opts.qemu ?? {};
-    await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy, qemu) });
+    await guest.qmp.execute('migrate-set-capabilities', { capabilities: migrationCapabilities(policy) });
     // One credentials object per migration: a guest that migrates again (there and back) keeps the old one.
     const tls = await this.useTls(guest, 'client', `vmm-tls-${opts.migrationId.replace(/[^A-Za-z0-9_.-]/g, '_')}`, { hostname: opts.host });
-    await guest.qmp.execute('migrate-set-parameters', { ...sourceMigrationParameters(policy, qemu, memoryBytes), ...tls });
+    await guest.qmp.execute('migrate-set-parameters', { ...sourceMigrationParameters(policy, memoryBytes), ...tls });
     await guest.qmp.execute('migrate', { uri: migrationUri(opts.host, opts.port) });
     const out = new OutgoingMigration(opts.migrationId, guest, policy);
     this.outgoing.set(vmId, out);

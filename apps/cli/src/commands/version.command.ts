@@ -23,7 +23,7 @@ export async function versionCommand(ctx: CommandContext): Promise<void> {
     const bandwidth = Number(d.maxBandwidthMibPerSec) === 0 ? 'unlimited' : `${d.maxBandwidthMibPerSec} MiB/s`;
     ctx.io.out(
       `defaults    downtime ${d.downtimeLimitMs} ms, bandwidth ${bandwidth}, ${d.maxRounds} rounds, auto-converge ${d.autoConverge ? 'on' : 'off'}, ` +
-        `xbzrle ${d.xbzrle ? `on (${d.xbzrleCacheMib} MiB cache)` : 'off'}, completion ${Number(d.completionTimeoutPerGibMs) / 1000} s per GiB\n` +
+        `xbzrle ${d.xbzrle ? `on (${d.xbzrleCacheMib} MiB cache)` : 'off'}, multifd ${d.multifdChannels || 1}, completion ${Number(d.completionTimeoutPerGibMs) / 1000} s per GiB\n` +
         `retention   ${Math.round(Number(d.migrationRetentionMs) / 3_600_000)} h of finished migrations, ${d.watchHistory} changes of watch history\n`,
     );
   }

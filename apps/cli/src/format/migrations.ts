@@ -105,6 +105,7 @@ function policyText(p: cluster.MigrationPolicy | undefined): string {
   if (p.maxRounds !== undefined && p.maxRounds > 0) parts.push(`max ${p.maxRounds} rounds`);
   if (p.autoConverge) parts.push('auto-converge');
   if (p.xbzrle) parts.push(p.xbzrleCacheMib ? `xbzrle (${formatMib(p.xbzrleCacheMib)} cache)` : 'xbzrle');
+  if (p.multifdChannels !== undefined && p.multifdChannels > 1) parts.push(`multifd ×${p.multifdChannels}`);
   if (p.completionTimeoutMs !== undefined && p.completionTimeoutMs > 0) parts.push(`timeout ${formatDuration(p.completionTimeoutMs)}`);
   return parts.join(', ');
 }

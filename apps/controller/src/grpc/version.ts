@@ -48,6 +48,7 @@ export function versionInfo(config?: Pick<ControllerConfig, 'migrationPolicyDefa
             autoConverge: d.autoConverge,
             xbzrle: d.xbzrle,
             xbzrleCacheMib: d.xbzrleCacheMib,
+            multifdChannels: d.multifdChannels,
             completionTimeoutPerGibMs: d.completionTimeoutPerGibMs,
             migrationRetentionMs: config.migrationRetentionMs,
             watchHistory: config.watchHistory,

@@ -132,6 +132,7 @@ function policyFrom(raw: unknown): cluster.MigrationPolicy {
   return cluster.MigrationPolicy.fromPartial({
     downtimeLimitMs: num('downtimeLimitMs'), maxBandwidthMibPerSec: num('maxBandwidthMibPerSec'), maxRounds: num('maxRounds'),
     autoConverge: bool('autoConverge'), xbzrle: bool('xbzrle'), completionTimeoutMs: num('completionTimeoutMs'),
+    xbzrleCacheMib: num('xbzrleCacheMib'), multifdChannels: num('multifdChannels'),
   });
 }
 

@@ -7,7 +7,7 @@ describe('resolveRequestPolicy', () => {
   it('fills unset fields from the configured defaults, scaling the completion timeout per GiB', () => {
     const defaults = { ...DEFAULT_POLICY, downtimeLimitMs: 500, maxBandwidthMibPerSec: 256, completionTimeoutPerGibMs: 800_000 };
     expect(resolveRequestPolicy({ maxRounds: 5 }, 1024, defaults)).toEqual({
-      downtimeLimitMs: 500, maxBandwidthMibPerSec: 256, maxRounds: 5, autoConverge: false, xbzrle: false, completionTimeoutMs: 800_000, xbzrleCacheMib: 64,
+      downtimeLimitMs: 500, maxBandwidthMibPerSec: 256, maxRounds: 5, autoConverge: false, xbzrle: false, completionTimeoutMs: 800_000, xbzrleCacheMib: 64, multifdChannels: 1,
     });
   });
 

@@ -258,7 +258,7 @@ describe('the migration policy', () => {
       expect((await c.api.listMigrations({ vmId: big.vmId })).migrations).toEqual([]); // nothing half-done
       const m = await c.api.migrateVm({ vmId: big.vmId, policy: { maxBandwidthMibPerSec: 0, autoConverge: false } });
       expect(m.policy).toEqual({
-        downtimeLimitMs: 300, maxBandwidthMibPerSec: 0, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 300_000, xbzrleCacheMib: 64,
+        downtimeLimitMs: 300, maxBandwidthMibPerSec: 0, maxRounds: 30, autoConverge: false, xbzrle: false, completionTimeoutMs: 300_000, xbzrleCacheMib: 64, multifdChannels: 1,
       });
       await waitFinal(m.migrationId);
     } finally {

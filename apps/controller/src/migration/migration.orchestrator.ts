@@ -196,7 +196,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     if (!vm || !target) return this.rollback(m, 'FAILED', { error: 'the vm or its target node disappeared', errorReason: FAILURE_REASONS.VM_GONE });
     let dataAddress: string;
     try {
-      ({ dataAddress } = await this.agents.prepareIncoming(target, { migrationId: m.migrationId, spec: toVmSpec(vm), token: m.token, sourceNodeId: m.sourceNodeId }));
+      ({ dataAddress } = await this.agents.prepareIncoming(target, { migrationId: m.migrationId, spec: toVmSpec(vm), token: m.token, sourceNodeId: m.sourceNodeId, policy: m.policy }));
     } catch (error) {
       return this.rollback(m, 'FAILED', { error: describe(error), errorReason: reasonOf(error) });
     }

@@ -1,4 +1,4 @@
-import { parseAddress } from '@vmm/migration';
+import { parseAddress, resolvePolicy } from '@vmm/migration';
 import { agent } from '@vmm/proto';
 import type { Logger } from 'pino';
 import { Observable, ReplaySubject } from 'rxjs';
@@ -99,12 +99,16 @@ export class MigrationService {
       throw new MigrationStepError(request.migrationId, `cannot prepare again: this node's end is ${remembered.state}`);
     }
     if (request.spec) this.vms.assertRoomFor(request.spec.vmId, Number(request.spec.memoryMib));
+    const policy = toEnginePolicy(request.policy);
+    // Checked before anything is made (InvalidPolicyError: INVALID_ARGUMENT), as StartOutgoing's.
+    if (request.spec) resolvePolicy(policy, Number(request.spec.memoryMib) * 1024 * 1024);
     const entry = this.vms.create(request.spec ?? undefined, { incoming: true });
     const migrationId = request.migrationId;
     const runner: IncomingRunner = this.vms.hypervisor.incoming({
       migrationId,
       token: request.token,
       tls: dataPlaneTls(this.config.agentPlane, request.sourceNodeId),
+      policy,
       entry,
       bindHost: this.config.host,
       advertiseHost: parseAddress(this.config.advertiseAddress).host,

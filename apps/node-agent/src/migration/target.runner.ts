@@ -6,6 +6,7 @@ import {
   type DataPlaneTls,
   type IncomingListener,
   type IncomingResult,
+  type PartialMigrationPolicy,
 } from '@vmm/migration';
 import type { Logger } from 'pino';
 import { MigrationStepError } from '../errors.js';
@@ -35,6 +36,8 @@ export interface TargetRunnerOptions {
   token: string;
   /** Mutual TLS of the data connection (only the source node's certificate); undefined: plain TCP. */
   tls?: DataPlaneTls;
+  /** The migration's policy (checked): what a driver's target must share with its source (QEMU's multifd). */
+  policy: PartialMigrationPolicy;
   entry: ManagedVm;
   /** Address the data listener binds (AGENT_HOST). */
   bindHost: string;

@@ -1,11 +1,5 @@
 import type { CheckedPolicyUpdate, MigrationPolicy } from '@vmm/migration';
 
-/** What the QEMU driver adds to the engine's MigrationPolicy. */
-export interface QemuMigrationOptions {
-  /** Parallel migration channels (QEMU multifd); 0 or 1 = one channel, multifd off. */
-  multifdChannels?: number;
-}
-
 export interface MigrationCapability {
   capability: string;
   state: boolean;
@@ -23,13 +17,14 @@ export const UNLIMITED_BANDWIDTH_BYTES_PER_SEC = 10 * 1024 ** 3;
  * xbzrle and multifd change the stream, so the target needs them as the source has them; auto-converge
  * only matters on the source (it throttles the source's vCPUs) but is harmless on the target.
  */
-export function migrationCapabilities(policy: MigrationPolicy, opts: QemuMigrationOptions): MigrationCapability[] {
+export function migrationCapabilities(policy: MigrationPolicy): MigrationCapability[] {
   return [
     { capability: 'pause-before-switchover', state: true },
     { capability: 'events', state: true },
     { capability: 'auto-converge', state: policy.autoConverge },
     { capability: 'xbzrle', state: policy.xbzrle },
-    { capability: 'multifd', state: (opts.multifdChannels ?? 0) > 1 },
+    // multifd: policy.multifdChannels > 1 (1 = QEMU's single stream).
+    { capability: 'multifd', state: policy.multifdChannels > 1 },
   ];
 }
 
@@ -37,14 +32,14 @@ export function migrationCapabilities(policy: MigrationPolicy, opts: QemuMigrati
  * Parameters for migrate-set-parameters (source). Units: downtime-limit ms, max-bandwidth bytes/s,
  * xbzrle-cache-size bytes (QEMU refuses a cache as large as guest RAM: it is kept below half of it).
  */
-export function sourceMigrationParameters(policy: MigrationPolicy, opts: QemuMigrationOptions, memoryBytes: number): Record<string, number> {
+export function sourceMigrationParameters(policy: MigrationPolicy, memoryBytes: number): Record<string, number> {
   const params: Record<string, number> = {
     'downtime-limit': policy.downtimeLimitMs,
     'max-bandwidth':
       policy.maxBandwidthMibPerSec > 0 ? Math.round(policy.maxBandwidthMibPerSec * 1024 * 1024) : UNLIMITED_BANDWIDTH_BYTES_PER_SEC,
   };
   if (policy.xbzrle) params['xbzrle-cache-size'] = Math.min(policy.xbzrleCacheMib * 1024 * 1024, Math.floor(memoryBytes / 2));
-  if ((opts.multifdChannels ?? 0) > 1) params['multifd-channels'] = opts.multifdChannels!;
+  if (policy.multifdChannels > 1) params['multifd-channels'] = policy.multifdChannels;
   return params;
 }
 
@@ -71,8 +66,8 @@ export function updateMigrationParameters(update: CheckedPolicyUpdate): Record<s
 }
 
 /** Parameters the target needs to read the stream the source sends. */
-export function targetMigrationParameters(opts: QemuMigrationOptions): Record<string, number> {
-  return (opts.multifdChannels ?? 0) > 1 ? { 'multifd-channels': opts.multifdChannels! } : {};
+export function targetMigrationParameters(policy: MigrationPolicy): Record<string, number> {
+  return policy.multifdChannels > 1 ? { 'multifd-channels': policy.multifdChannels } : {};
 }
 
 /**

@@ -17,9 +17,9 @@ const caps = (list: Array<{ capability: string; state: boolean }>) => Object.fro
 
 describe('migration parameters', () => {
   it('always gates the switch-over, and maps the policy onto capabilities', () => {
-    const plain = caps(migrationCapabilities(resolvePolicy({}, 256 * MIB), {}));
+    const plain = caps(migrationCapabilities(resolvePolicy({}, 256 * MIB)));
     expect(plain).toEqual({ 'pause-before-switchover': true, events: true, 'auto-converge': false, xbzrle: false, multifd: false });
-    const all = caps(migrationCapabilities(resolvePolicy({ autoConverge: true, xbzrle: true }, 256 * MIB), { multifdChannels: 2 }));
+    const all = caps(migrationCapabilities(resolvePolicy({ autoConverge: true, xbzrle: true, multifdChannels: 2 }, 256 * MIB)));
     expect(all).toMatchObject({ 'auto-converge': true, xbzrle: true, multifd: true });
   });
 
@@ -36,14 +36,14 @@ describe('migration parameters', () => {
   });
 
   it('converts units: downtime ms, bandwidth MiB/s to bytes/s (0 = unlimited), XBZRLE cache in bytes', () => {
-    expect(sourceMigrationParameters(resolvePolicy({ downtimeLimitMs: 500, maxBandwidthMibPerSec: 128 }, 256 * MIB), {}, 256 * MIB)).toEqual({
+    expect(sourceMigrationParameters(resolvePolicy({ downtimeLimitMs: 500, maxBandwidthMibPerSec: 128 }, 256 * MIB), 256 * MIB)).toEqual({
       'downtime-limit': 500,
       'max-bandwidth': 128 * MIB,
     });
-    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 32 }, 256 * MIB), { multifdChannels: 4 }, 256 * MIB);
+    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 32, multifdChannels: 4 }, 256 * MIB), 256 * MIB);
     expect(p).toEqual({ 'downtime-limit': 300, 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC, 'xbzrle-cache-size': 32 * MIB, 'multifd-channels': 4 });
-    expect(targetMigrationParameters({ multifdChannels: 4 })).toEqual({ 'multifd-channels': 4 });
-    expect(targetMigrationParameters({})).toEqual({});
+    expect(targetMigrationParameters(resolvePolicy({ multifdChannels: 4 }, 256 * MIB))).toEqual({ 'multifd-channels': 4 });
+    expect(targetMigrationParameters(resolvePolicy({}, 256 * MIB))).toEqual({});
   });
 
   it('spells TCP URIs, IPv6 in brackets', () => {

@@ -66,7 +66,7 @@ export class QemuTargetRunner implements IncomingRunner {
     if (!this.vm.guestSpec) throw new MigrationStepError(migrationId, 'the incoming guest has no spec');
     this.vm.migrating = true;
     this.vm.hasProcess = true;
-    const incoming = await this.driver.prepareIncoming(this.vm.guestSpec, { host: bindHost, port: 0, peerSubject: this.opts.tls?.peerSubject });
+    const incoming = await this.driver.prepareIncoming(this.vm.guestSpec, { host: bindHost, port: 0, peerSubject: this.opts.tls?.peerSubject, policy: this.opts.policy });
     this.incoming = incoming;
     // abort() may have come while QEMU started (the state is read again after the await).
     if ((this.current as IncomingState) === 'discarded') {
