@@ -31,6 +31,7 @@ export const API_FEATURES = [
   'update_migration',
   'controller_defaults',
   'watch_events',
+  'multifd_channels',
 ] as const;
 
 export function versionInfo(config?: Pick<ControllerConfig, 'migrationPolicyDefaults' | 'migrationRetentionMs' | 'watchHistory'>): cluster.GetVersionResponse {
