@@ -8,15 +8,19 @@
  * The token: `Authorization: Bearer T` on fetch calls, or `?token=T` (EventSource sends no headers).
  *
  * Live updates are server-sent events: /api/events sends the cluster (nodes, VMs, migrations) whenever
- * it changed, read every POLL_MS; /api/migrations/:id/events forwards the migration's WatchMigration
- * stream, one event per change (the page draws one point per pre-copy round).
+ * it changed, read again at once on every change the controller journals (its WatchEvents stream) and
+ * every MEASURE_REFRESH_MS for the figures reports measure (the journal coalesces those); where no watch
+ * can be had (the API's watch limits), every POLL_MS. /api/migrations/:id/events forwards the
+ * migration's WatchMigration stream, one event per change (the page draws one point per pre-copy round).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { credentials as grpcCredentials, Metadata, status as Status, type ChannelCredentials, type ClientReadableStream } from '@grpc/grpc-js';
 import { cluster, promiseClient, readStatusDetails, type PromiseClient } from '@vmm/proto';
 
-/** How often an open /api/events stream re-reads the cluster, in ms. */
+/** How often an open /api/events stream re-reads the cluster without a change stream, in ms. */
 const POLL_MS = 500;
+/** With one: how often it re-reads anyway, for the dirty rates and memory the reports refresh every second. */
+const MEASURE_REFRESH_MS = 2_000;
 /** Largest POST body accepted, in bytes. */
 const MAX_BODY_BYTES = 64 * 1024;
 const LIST_PAGE = 500;
@@ -140,7 +144,11 @@ function policyFrom(raw: unknown): cluster.MigrationPolicy {
  * The console's API, calling ClusterService at `address` (the controller's own, on loopback).
  * `channelCredentials` are the API's (plaintext on loopback unless it serves TLS).
  */
-export function createConsoleApi(address: string, channelCredentials: ChannelCredentials = grpcCredentials.createInsecure()): ConsoleApi {
+export function createConsoleApi(
+  address: string,
+  channelCredentials: ChannelCredentials = grpcCredentials.createInsecure(),
+  timing: { pollMs: number; measureRefreshMs: number } = { pollMs: POLL_MS, measureRefreshMs: MEASURE_REFRESH_MS },
+): ConsoleApi {
   const client = new cluster.ClusterServiceClient(address, channelCredentials);
   const api: Api = promiseClient(client, cluster.ClusterServiceService, cluster);
 
@@ -168,7 +176,14 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
     let last = '';
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
-    const tick = async () => {
+    // One read at a time; changes that come during one make one more read after it.
+    let reading = false;
+    let again = false;
+    let refreshMs = timing.measureRefreshMs;
+    const read = async () => {
+      if (reading) return void (again = true);
+      reading = true;
+      clearTimeout(timer);
       try {
         const body = JSON.stringify(await readCluster(api, metadata));
         if (body !== last) {
@@ -179,10 +194,30 @@ export function createConsoleApi(address: string, channelCredentials: ChannelCre
         last = '';
         sseSend(res, 'api-error', toConsoleError(err).body);
       }
-      if (!closed) timer = setTimeout(() => void tick(), POLL_MS);
+      reading = false;
+      if (closed) return;
+      if (again) {
+        again = false;
+        return void read();
+      }
+      timer = setTimeout(() => void read(), refreshMs);
     };
-    res.on('close', () => { closed = true; clearTimeout(timer); });
-    void tick();
+    // The controller's change stream: from revision 0 it first lists every object (one read covers them).
+    const changes: ClientReadableStream<cluster.Event> = client.watchEvents({ sinceRevision: 0, kinds: [] }, metadata());
+    changes.on('data', () => void read());
+    changes.on('error', (err: { code?: number }) => {
+      // Refused (the watch limits) or gone: the page stays live by re-reading more often.
+      if (err.code !== Status.CANCELLED) {
+        refreshMs = timing.pollMs;
+        void read();
+      }
+    });
+    res.on('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      changes.cancel();
+    });
+    void read();
   }
 
   /** Forwards WatchMigration: the migration after every change, then `end` when its stream ends. */
