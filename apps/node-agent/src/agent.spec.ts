@@ -148,6 +148,16 @@ describe('node agent', () => {
     expect(await statusOf(unary(client.abortMigration, { migrationId: 'unknown', reason: '', fencingEpoch: 0 }))).toBe(status.OK);
     expect(await statusOf(unary(client.deleteVm, { vmId: 'never-existed' }))).toBe(status.OK);
     expect(running.vms.get('bad')).toBeUndefined();
+    // ContinueSwitchover: no such migration, no id.
+    expect(await statusOf(unary(client.continueSwitchover, { migrationId: 'unknown', vmId: '' }))).toBe(status.NOT_FOUND);
+    expect(await statusOf(unary(client.continueSwitchover, { migrationId: '', vmId: '' }))).toBe(status.INVALID_ARGUMENT);
+    // A policy out of range at PrepareIncoming: refused before anything is made (no VM, no ledger entry).
+    const spec = vmSpec({ vmId: 'vm-in', image: 'empty', workload: undefined });
+    for (const policy of [{ multifdChannels: 0 }, { multifdChannels: 2, xbzrle: true }, { downtimeLimitMs: -1 }]) {
+      expect(await statusOf(unary(client.prepareIncoming, { migrationId: 'm-bad-policy', spec, token: 'token-0123456789', sourceNodeId: '', policy }))).toBe(status.INVALID_ARGUMENT);
+    }
+    expect(running.vms.get('vm-in')).toBeUndefined();
+    expect(running.migrations.ledger.get('m-bad-policy')).toBeUndefined();
   });
 
   it('sets KSM knobs and reports them with the counters', async () => {

@@ -37,6 +37,9 @@ export const agentEnv = {
 
 export type AgentEnvName = keyof typeof agentEnv;
 
+/** SWITCHOVER_HOLD_MS's upper bound: a guest stopped for longer is not a live migration. */
+export const MAX_SWITCHOVER_HOLD_MS = 60_000;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -158,7 +161,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       useZeroPages: int('KSM_USE_ZERO_PAGES', KNOB_RANGES.use_zero_pages.min, KNOB_RANGES.use_zero_pages.max) === 1,
     },
     stateDir: raw('STATE_DIR'),
-    switchoverHoldMs: int('SWITCHOVER_HOLD_MS', 100, 60_000),
+    switchoverHoldMs: int('SWITCHOVER_HOLD_MS', 100, MAX_SWITCHOVER_HOLD_MS),
     hypervisor,
     agentPlane,
     logLevel,

@@ -101,6 +101,7 @@ describe('resolvePolicy', () => {
     ['no stream at all (0 multifd channels)', { multifdChannels: 0 }, 'multifdChannels', /in 1\.\.16/],
     ['more multifd channels than 16', { multifdChannels: 17 }, 'multifdChannels', /in 1\.\.16/],
     ['a fraction of a channel', { multifdChannels: 2.5 }, 'multifdChannels', /whole number/],
+    ['multifd with xbzrle', { multifdChannels: 2, xbzrle: true }, 'multifdChannels', /1 with xbzrle on/],
     ['a string where a boolean goes', { xbzrle: 'yes' as unknown as boolean }, 'xbzrle', /true or false/],
     ['a string where a number goes', { maxRounds: '3' as unknown as number }, 'maxRounds', /finite number/],
   ])('refuses %s, naming the field', (_what, partial, field, reason) => {
@@ -129,6 +130,7 @@ describe('validatePolicyDefaults', () => {
     [{ maxBandwidthMibPerSec: -1 }, 'maxBandwidthMibPerSec'],
     [{ xbzrleCacheMib: 0 }, 'xbzrleCacheMib'],
     [{ multifdChannels: 0 }, 'multifdChannels'],
+    [{ multifdChannels: 2, xbzrle: true }, 'multifdChannels'],
     [{ completionTimeoutPerGibMs: 2 ** 31 }, 'completionTimeoutPerGibMs'],
     [{ completionTimeoutPerGibMs: 10 }, 'completionTimeoutPerGibMs'],
   ])('refuses %j', (bad, field) => {

@@ -165,6 +165,7 @@ export function validatePolicyDefaults(d: PolicyDefaults): PolicyDefaults {
   checkInRange('xbzrleCacheMib', d.xbzrleCacheMib, { min: POLICY_RANGES.xbzrleCacheMib.min, max: POLICY_RANGES.xbzrleCacheMib.max, integer: true });
   checkInRange('completionTimeoutPerGibMs', d.completionTimeoutPerGibMs, COMPLETION_TIMEOUT_PER_GIB_RANGE);
   for (const field of ['autoConverge', 'xbzrle'] as const) if (typeof d[field] !== 'boolean') throw new InvalidPolicyError(field, d[field], 'must be true or false');
+  if (d.xbzrle && d.multifdChannels > 1) throw new InvalidPolicyError('multifdChannels', d.multifdChannels, 'must be 1 with xbzrle on');
   return { ...d };
 }
 
@@ -181,6 +182,11 @@ export function resolvePolicy(
 ): MigrationPolicy {
   const p = partial ?? {};
   const xbzrle = isSet(p.xbzrle) ? checkBoolean('xbzrle', p.xbzrle) : defaults.xbzrle;
+  const multifdChannels = pickNumber(p, 'multifdChannels', defaults.multifdChannels);
+  // QEMU's multifd channels carry whole pages only: with them XBZRLE would be asked for and not done.
+  if (xbzrle && multifdChannels > 1) {
+    throw new InvalidPolicyError('multifdChannels', multifdChannels, 'must be 1 with xbzrle on (XBZRLE deltas go over a single stream)', POLICY_PROTO_FIELDS.multifdChannels);
+  }
   return {
     downtimeLimitMs: pickNumber(p, 'downtimeLimitMs', defaults.downtimeLimitMs),
     maxBandwidthMibPerSec: pickNumber(p, 'maxBandwidthMibPerSec', defaults.maxBandwidthMibPerSec),
@@ -189,7 +195,7 @@ export function resolvePolicy(
     xbzrle,
     completionTimeoutMs: pickNumber(p, 'completionTimeoutMs', defaultCompletionTimeoutMs(vmBytes, defaults.completionTimeoutPerGibMs)),
     xbzrleCacheMib: resolveXbzrleCacheMib(p.xbzrleCacheMib, xbzrle, vmBytes, defaults.xbzrleCacheMib),
-    multifdChannels: pickNumber(p, 'multifdChannels', defaults.multifdChannels),
+    multifdChannels,
   };
 }
 

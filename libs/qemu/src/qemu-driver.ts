@@ -186,6 +186,20 @@ export class QemuDriver {
     return this.get(vmId).stats();
   }
 
+  /**
+   * The migration settings QEMU holds for the guest (query-migrate-capabilities, query-migrate-parameters
+   * as numbers): what a policy became at either end, for tools and for tests that check it got there.
+   */
+  async migrationSettings(vmId: string): Promise<{ capabilities: Record<string, boolean>; parameters: Record<string, number> }> {
+    const guest = this.get(vmId);
+    const caps = await guest.qmp.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
+    const params = await guest.qmp.execute<Record<string, unknown>>('query-migrate-parameters');
+    return {
+      capabilities: Object.fromEntries(caps.map((c) => [c.capability, c.state])),
+      parameters: Object.fromEntries(Object.entries(params).filter((e): e is [string, number] => typeof e[1] === 'number')),
+    };
+  }
+
   /** Measures the dirty rate over `calcTimeSec` (page sampling), pages/s; kept for stats(). */
   async measureDirtyRate(vmId: string, calcTimeSec = 1): Promise<number> {
     this.refuseWhileMigrating(vmId, 'measure the dirty rate');

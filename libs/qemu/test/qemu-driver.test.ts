@@ -134,13 +134,20 @@ describe.skipIf(reason !== null)(`QEMU driver, real QEMU under TCG${reason ? ` (
     expect((await a.stats(VM)).dirtyRatePagesPerSec).toBe(rate);
   });
 
-  it('migrates A → B over loopback: gate at pre-switchover, digests agree, target continues the counter', async () => {
-    const target = await b.prepareIncoming(spec, { host: '127.0.0.1' });
+  it('migrates A → B over loopback (2 multifd channels): gate at pre-switchover, digests agree, target continues the counter', async () => {
+    const policy = { downtimeLimitMs: 300, multifdChannels: 2 };
+    const target = await b.prepareIncoming(spec, { host: '127.0.0.1', policy });
     await track(b);
     expect(target.port).toBeGreaterThan(0);
     expect((await b.status(VM)).state).toBe('incoming');
     const progress: MigrationProgress[] = [];
-    const out = await a.startOutgoing(VM, { migrationId: 'mig-1', host: target.host, port: target.port, policy: { downtimeLimitMs: 300 } });
+    const out = await a.startOutgoing(VM, { migrationId: 'mig-1', host: target.host, port: target.port, policy });
+    // The policy reached QEMU at both ends: multifd on, two channels, the gate on.
+    for (const end of [a, b]) {
+      const { capabilities, parameters } = await end.migrationSettings(VM);
+      expect(capabilities).toMatchObject({ multifd: true, 'pause-before-switchover': true, xbzrle: false });
+      expect(parameters['multifd-channels']).toBe(2);
+    }
     out.on('progress', (p: MigrationProgress) => progress.push(p));
     const atGate = await out.switchoverReady();
     expect(out.state).toBe('switchover-ready');

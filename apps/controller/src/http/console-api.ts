@@ -21,6 +21,8 @@ import { cluster, promiseClient, readStatusDetails, type PromiseClient } from '@
 const POLL_MS = 500;
 /** With one: how often it re-reads anyway, for the dirty rates and memory the reports refresh every second. */
 const MEASURE_REFRESH_MS = 2_000;
+/** After a change stream was refused or ended: how long before an overview tries for one again. */
+const FEED_RETRY_MS = 10_000;
 /** Largest POST body accepted, in bytes. */
 const MAX_BODY_BYTES = 64 * 1024;
 const LIST_PAGE = 500;
@@ -151,6 +153,7 @@ export function createConsoleApi(
 ): ConsoleApi {
   const client = new cluster.ClusterServiceClient(address, channelCredentials);
   const api: Api = promiseClient(client, cluster.ClusterServiceService, cluster);
+  const feeds = new ChangeFeeds(client, api);
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
@@ -171,7 +174,7 @@ export function createConsoleApi(
   };
 
   /** Sends the cluster when it changed since the last send, until the client goes away. */
-  function clusterEvents(res: ServerResponse, metadata: () => Metadata) {
+  function clusterEvents(res: ServerResponse, token: string, metadata: () => Metadata) {
     sseOpen(res);
     let last = '';
     let timer: NodeJS.Timeout | undefined;
@@ -202,20 +205,27 @@ export function createConsoleApi(
       }
       timer = setTimeout(() => void read(), refreshMs);
     };
-    // The controller's change stream: from revision 0 it first lists every object (one read covers them).
-    const changes: ClientReadableStream<cluster.Event> = client.watchEvents({ sinceRevision: 0, kinds: [] }, metadata());
-    changes.on('data', () => void read());
-    changes.on('error', (err: { code?: number }) => {
-      // Refused (the watch limits) or gone: the page stays live by re-reading more often.
-      if (err.code !== Status.CANCELLED) {
-        refreshMs = timing.pollMs;
-        void read();
-      }
-    });
+    let unsubscribe = () => {};
+    let retry: NodeJS.Timeout | undefined;
+    const follow = () => {
+      unsubscribe = feeds.subscribe(token, metadata, {
+        changed: () => void read(),
+        // Refused (the watch limits) or ended: re-read more often meanwhile, and try again later.
+        lost: () => {
+          refreshMs = timing.pollMs;
+          void read();
+          if (!closed) retry = setTimeout(follow, FEED_RETRY_MS);
+        },
+      });
+      // Followed again: the change stream carries the news, the refresh only the reports' figures.
+      refreshMs = timing.measureRefreshMs;
+    };
+    follow();
     res.on('close', () => {
       closed = true;
       clearTimeout(timer);
-      changes.cancel();
+      clearTimeout(retry);
+      unsubscribe();
     });
     void read();
   }
@@ -248,7 +258,7 @@ export function createConsoleApi(
       if (refusal) return json(res, 403, { code: Status.PERMISSION_DENIED, codeName: 'PERMISSION_DENIED', message: refusal, reason: 'CROSS_SITE_REQUEST' });
     }
     if (get && path === '/api/cluster') return json(res, 200, await readCluster(api, metadata));
-    if (get && path === '/api/events') return clusterEvents(res, metadata);
+    if (get && path === '/api/events') return clusterEvents(res, token, metadata);
     if (get && (m = /^\/api\/migrations\/([^/]+)$/.exec(path))) return json(res, 200, await api.getMigration({ migrationId: decodeURIComponent(m[1]!) }, opts()));
     if (get && (m = /^\/api\/migrations\/([^/]+)\/events$/.exec(path))) return migrationEvents(res, decodeURIComponent(m[1]!), metadata);
     if (post && (m = /^\/api\/migrations\/([^/]+)\/cancel$/.exec(path))) return json(res, 200, await api.cancelMigration({ migrationId: decodeURIComponent(m[1]!) }, opts()));
@@ -273,6 +283,84 @@ export function createConsoleApi(
       route(req, res, url).catch((err: unknown) => fail(res, err));
       return true;
     },
-    close: () => client.close(),
+    close: () => {
+      feeds.close();
+      client.close();
+    },
   };
+}
+
+interface Feed {
+  stream: ClientReadableStream<cluster.Event> | undefined;
+  listeners: Set<FeedListener>;
+}
+
+interface FeedListener {
+  /** Something changed (WatchEvents sent an event). */
+  changed(): void;
+  /** The stream was refused or ended: this listener is no longer subscribed. */
+  lost(): void;
+}
+
+/**
+ * One WatchEvents stream per token, shared by every overview opened with it: every browser tab reaches
+ * the API from loopback, where the watch limits (per client host) would otherwise run out with tabs.
+ * A feed starts at the revision the cluster is at (not from 0, which would list every object first)
+ * and closes when its last listener leaves.
+ */
+class ChangeFeeds {
+  private readonly feeds = new Map<string, Feed>();
+
+  constructor(
+    private readonly client: cluster.ClusterServiceClient,
+    private readonly api: Api,
+  ) {}
+
+  subscribe(token: string, metadata: () => Metadata, listener: FeedListener): () => void {
+    let feed = this.feeds.get(token);
+    if (!feed) {
+      const created: Feed = { stream: undefined, listeners: new Set<FeedListener>() };
+      feed = created;
+      this.feeds.set(token, created);
+      void this.open(token, created, metadata);
+    }
+    feed.listeners.add(listener);
+    const joined = feed;
+    return () => {
+      joined.listeners.delete(listener);
+      if (joined.listeners.size === 0) this.end(token, joined);
+    };
+  }
+
+  close(): void {
+    for (const [token, feed] of this.feeds) this.end(token, feed);
+  }
+
+  private async open(token: string, feed: Feed, metadata: () => Metadata): Promise<void> {
+    const lose = () => {
+      if (this.feeds.get(token) !== feed) return;
+      this.feeds.delete(token);
+      for (const l of [...feed.listeners]) l.lost();
+      feed.listeners.clear();
+    };
+    let sinceRevision = 0;
+    try {
+      sinceRevision = Number((await this.api.listNodes({ pageSize: 1, pageToken: '' }, { metadata: metadata() })).revision);
+    } catch {
+      return lose();
+    }
+    if (this.feeds.get(token) !== feed) return;
+    const stream = this.client.watchEvents({ sinceRevision, kinds: [] }, metadata());
+    feed.stream = stream;
+    stream.on('data', () => {
+      for (const l of feed.listeners) l.changed();
+    });
+    stream.on('error', lose);
+    stream.on('end', lose);
+  }
+
+  private end(token: string, feed: Feed): void {
+    if (this.feeds.get(token) === feed) this.feeds.delete(token);
+    feed.stream?.cancel();
+  }
 }

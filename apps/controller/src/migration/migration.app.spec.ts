@@ -106,6 +106,44 @@ describe('a source that holds at the switch-over (QEMU pause-before-switchover)'
     }
   });
 
+  it('a CancelMigration while the source holds wins: CANCELLED, nothing committed, the VM on its source', async () => {
+    const vm = await newVm('node-1');
+    const source = agent('node-1');
+    source.progressScript = heldProgress;
+    // The cancel lands between the recorded STOP_AND_COPY and the source's last pages.
+    source.beforeContinue = async (id) => void (await cancel(id));
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
+      const done = await waitFinal(m.migrationId);
+      expect(done.phase).toBe(P.MIGRATION_PHASE_CANCELLED);
+      expect(agent('node-2').calls).not.toContain(`commit:${m.migrationId}@2`);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-1', fencingEpoch: 1 });
+    } finally {
+      source.progressScript = defaultProgress;
+      source.beforeContinue = async () => undefined;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+
+  it('a ContinueSwitchover that fails is a refusal: FAILED AGENT_UNAVAILABLE, the stream cancelled, the VM on its source', async () => {
+    const vm = await newVm('node-1');
+    const source = agent('node-1');
+    source.progressScript = heldProgress;
+    source.failContinue = true;
+    try {
+      const m = await c.api.migrateVm({ vmId: vm.vmId, targetNodeId: 'node-2' });
+      const done = await waitFinal(m.migrationId);
+      expect(done).toMatchObject({ phase: P.MIGRATION_PHASE_FAILED, errorReason: 'AGENT_UNAVAILABLE' });
+      expect(done.error).toMatch(/switch-over could not be continued/);
+      expect(await c.api.getVm(vm.vmId)).toMatchObject({ nodeId: 'node-1', fencingEpoch: 1 });
+      expect(agent('node-2').calls).toContain(`abort:${m.migrationId}`);
+    } finally {
+      source.progressScript = defaultProgress;
+      source.failContinue = false;
+      await c.api.deleteVm(vm.vmId);
+    }
+  });
+
   it('is refused when the target is not ready at the switch-over: no ContinueSwitchover, FAILED, the VM stays on its source', async () => {
     const vm = await newVm('node-1');
     const source = agent('node-1');

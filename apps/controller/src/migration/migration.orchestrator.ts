@@ -67,6 +67,11 @@ function verdictOf(p: agent.MigrationProgress | undefined): SourceVerdict {
   };
 }
 
+/** The final phase of a migration whose held switch-over was refused. */
+function refusedPhase(v: { errorReason: string }): 'FAILED' | 'CANCELLED' {
+  return v.errorReason === FAILURE_REASONS.CANCELLED ? 'CANCELLED' : 'FAILED';
+}
+
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -218,7 +223,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     let refused: { error: string; errorReason: string } | undefined;
     const outgoing = this.agents.startOutgoing(
       source,
-      { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false, targetNodeId: m.targetNodeId },
+      { migrationId: id, vmId: m.vmId, targetDataAddress: m.dataAddress, token: m.token, policy: m.policy, reattach: false, targetNodeId: m.targetNodeId, gateSwitchover: true },
       streamDeadlineMs(m.policy, vm.memoryMib * 1024 * 1024),
       async (p) => {
         const phase = fromProtoPhase(p.phase);
@@ -230,9 +235,11 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
         const phase = fromProtoPhase(p.phase);
         if (phase === 'COMMITTING') markReady(p);
         else if (phase === 'STOP_AND_COPY' && p.awaitingSwitchover) {
-          void this.allowSwitchover(m, source, p).then((verdict) => {
+          void this.allowSwitchover(m, source, p).then(async (verdict) => {
             if (verdict.kind === 'continue') return;
             refused = verdict;
+            // Redis first (nothing commits after it), then the source hears of it: its stream ends.
+            await this.rollback(m, refusedPhase(verdict), verdict).catch((error: unknown) => this.logger.warn({ migrationId: id, err: describe(error) }, 'rollback of a refused switch-over failed; the pass retries'));
             outgoing.cancel();
           });
         }
@@ -251,7 +258,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     }
     outgoing.done.catch(() => undefined);
     if (failure !== undefined) {
-      if (refused) return this.rollback(m, refused.errorReason === FAILURE_REASONS.CANCELLED ? 'CANCELLED' : 'FAILED', refused);
+      if (refused) return this.rollback(m, refusedPhase(refused), refused);
       if (this.shuttingDown) return this.rollback(m, 'FAILED', { error: 'the controller shut down during the migration', errorReason: FAILURE_REASONS.SHUTDOWN });
       return this.rollback(m, 'FAILED', { error: describe(failure), errorReason: reasonOf(failure) });
     }
@@ -287,7 +294,7 @@ export class MigrationOrchestrator implements OnApplicationBootstrap, OnModuleDe
     let last: agent.MigrationProgress | undefined;
     try {
       if (!source) throw new Error('the source node disappeared');
-      const request = { migrationId: m.migrationId, vmId: m.vmId, targetDataAddress: m.dataAddress || '127.0.0.1:1', token: m.token, policy: m.policy, reattach: true, targetNodeId: m.targetNodeId };
+      const request = { migrationId: m.migrationId, vmId: m.vmId, targetDataAddress: m.dataAddress || '127.0.0.1:1', token: m.token, policy: m.policy, reattach: true, targetNodeId: m.targetNodeId, gateSwitchover: true };
       last = await this.agents.startOutgoing(source, request, 10_000, async () => undefined).done;
     } catch (error) {
       this.logger.info({ migrationId: m.migrationId, err: describe(error) }, 'no verified copy to re-attach to');

@@ -36,6 +36,8 @@ export class FakeAgent {
   reportOverrides: Partial<agent.NodeReport> = {};
   private readonly incoming = new Map<string, agent.VmSpec>();
   private readonly aborted = new Set<string>();
+  /** ContinueSwitchover answers UNAVAILABLE (the call never reached the source). */
+  failContinue = false;
   /** Runs when ContinueSwitchover arrives, before it is answered (a spec looks at the record then). */
   beforeContinue: (migrationId: string) => Promise<void> = async () => undefined;
   /** Migrations whose source holds at the switch-over: what ContinueSwitchover lets go on. */
@@ -159,6 +161,7 @@ export class FakeAgent {
       continueSwitchover: (call, cb) => {
         const id = call.request.migrationId;
         this.calls.push(`continue:${id}`);
+        if (this.failContinue) return cb(err(status.UNAVAILABLE, 'ContinueSwitchover lost on the way'));
         const go = this.held.get(id);
         if (!go) return cb(err(status.FAILED_PRECONDITION, `migration ${id} does not hold at the switch-over`));
         this.held.delete(id);

@@ -62,8 +62,11 @@ describe('UpdateOutgoing', () => {
       // A bad value first: INVALID_ARGUMENT, and nothing applied (the migration goes on).
       updates.push(codeOf(src.call('updateOutgoing', { migrationId: 'm-upd', downtimeLimitMs: 0 })));
       updates.push(codeOf(src.call('updateOutgoing', { migrationId: 'm-upd', forceComplete: true })));
+      // The emulator's engine never holds at the switch-over; a vm_id that is not the migration's is refused first.
+      updates.push(codeOf(src.call('continueSwitchover', { migrationId: 'm-upd', vmId: 'vm-other' })));
+      updates.push(codeOf(src.call('continueSwitchover', { migrationId: 'm-upd', vmId: 'vm-busy' })));
     });
-    expect(await Promise.all(updates)).toEqual([status.INVALID_ARGUMENT, status.OK]);
+    expect(await Promise.all(updates)).toEqual([status.INVALID_ARGUMENT, status.OK, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION]);
     const last = messages.at(-1)!;
     expect(last.phase).toBe(COMMITTING);
     expect(last.targetDigest).toBe(last.sourceDigest);

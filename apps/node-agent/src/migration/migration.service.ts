@@ -170,6 +170,7 @@ export class MigrationService {
       policy: toEnginePolicy(request.policy),
       log: this.log,
       switchOverOverheadMs: this.switchOver.overheadMs,
+      gateSwitchover: request.gateSwitchover === true,
       switchoverHoldMs: this.config.switchoverHoldMs,
       onState: record,
       onProgress: (p) => {

@@ -56,6 +56,8 @@ export interface SourceRunnerOptions {
   onProgress: (progress: MigrationProgress) => void;
   /** The switch-over's cost beyond the engine's own prediction (commit path), learned by the agent. */
   switchOverOverheadMs?: number;
+  /** The controller answers a held switch-over (StartOutgoingRequest.gate_switchover). */
+  gateSwitchover: boolean;
   /** How long a driver that holds at the switch-over waits for ContinueSwitchover (SWITCHOVER_HOLD_MS). */
   switchoverHoldMs: number;
   /**

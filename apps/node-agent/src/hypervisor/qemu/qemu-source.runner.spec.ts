@@ -35,12 +35,23 @@ class FakeOutgoing extends EventEmitter {
   }
   async cancel(): Promise<void> {
     this.calls.push('cancel');
+    if (this.state === 'failed') return;
     this.state = 'cancelled';
+    this.markSettled('cancelled');
   }
   async update(): Promise<void> {}
+  private markSettled: (state: string) => void = () => undefined;
+  private readonly done = new Promise<string>((resolve) => (this.markSettled = resolve));
+  settled(): Promise<string> {
+    return this.done;
+  }
+  /** QEMU's migration failed (its target went away). */
+  fail(): void {
+    this.markSettled('failed');
+  }
 }
 
-async function setup(holdMs: number) {
+async function setup(holdMs: number, gateSwitchover = true) {
   const out = new FakeOutgoing();
   const resumed: string[] = [];
   const driver = {
@@ -66,6 +77,7 @@ async function setup(holdMs: number) {
     token: TOKEN,
     policy: {},
     log: silentLogger,
+    gateSwitchover,
     switchoverHoldMs: holdMs,
     onProgress: (p) => progress.push(p),
     onState: (s) => states.push(s),
@@ -74,7 +86,7 @@ async function setup(holdMs: number) {
   await waitFor(() => out.listenerCount('progress') > 0, 5_000, 'the QEMU migration to start');
   const held = async () => {
     out.reachGate();
-    await waitFor(() => progress.some((p) => p.awaitingSwitchover), 5_000, 'the held STOP_AND_COPY');
+    await waitFor(() => progress.some((p) => p.phase === 'STOP_AND_COPY'), 5_000, 'STOP_AND_COPY');
   };
   return { out, vm, runner, run, progress, states, resumed, held, close: () => listener.close() };
 }
@@ -85,6 +97,7 @@ describe('a QEMU source at pre-switchover', () => {
     try {
       expect(() => t.runner.continueSwitchover()).toThrow(/not holding/);
       await t.held();
+      await waitFor(() => t.progress.some((p) => p.awaitingSwitchover), 5_000, 'the held STOP_AND_COPY');
       const stop = t.progress.find((p) => p.phase === 'STOP_AND_COPY')!;
       expect(stop).toMatchObject({ awaitingSwitchover: true, switchoverHoldMs: 5_000 });
       expect(t.vm.state).toBe('paused');
@@ -96,6 +109,35 @@ describe('a QEMU source at pre-switchover', () => {
       expect(t.out.calls).toEqual(['continue']);
       expect(t.runner.state).toBe('ready');
       expect(t.runner.result).toMatchObject({ sourceDigest: 'same', targetDigest: 'same' });
+    } finally {
+      t.close();
+    }
+  });
+
+  it('QEMU failing while held ends the hold at once: CONNECTION_LOST, the guest resumed', async () => {
+    const t = await setup(60_000);
+    try {
+      await t.held();
+      t.out.state = 'failed';
+      t.out.fail();
+      await t.run;
+      expect(t.runner.state).toBe('rolled-back');
+      expect(t.runner.error).toMatchObject({ code: 'CONNECTION_LOST' });
+      expect(t.out.calls).not.toContain('continue');
+      await waitFor(() => t.resumed.length === 1, 2_000, 'the guest resumed');
+    } finally {
+      t.close();
+    }
+  });
+
+  it('without gate_switchover (a controller that predates ContinueSwitchover) it switches over on its own', async () => {
+    const t = await setup(5_000, false);
+    try {
+      await t.held();
+      await t.run;
+      expect(t.progress.find((p) => p.phase === 'STOP_AND_COPY')?.awaitingSwitchover).toBeUndefined();
+      expect(t.out.calls).toEqual(['continue']);
+      expect(t.runner.state).toBe('ready');
     } finally {
       t.close();
     }

@@ -109,15 +109,27 @@ export class QemuSourceRunner implements OutgoingRunner {
       this.throwIfAborted();
       // The VM is down from here: watchers see it as it happens.
       this.currentPhase = 'STOP_AND_COPY';
-      // The switch-over is the controller's to allow: the hold is in place before it hears of it.
-      const holdMs = this.opts.switchoverHoldMs;
-      const hold = this.holdForController(holdMs);
-      const heldFrom = performance.now();
-      this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY', awaitingSwitchover: true, switchoverHoldMs: holdMs });
-      await hold;
-      this.throwIfAborted();
-      log.info({ migrationId, vmId: this.vmId, heldMs: Math.round(performance.now() - heldFrom) }, 'switch-over continued by the controller');
+      if (this.opts.gateSwitchover) {
+        // The switch-over is the controller's to allow: the hold is in place before it hears of it.
+        const holdMs = this.opts.switchoverHoldMs;
+        const hold = this.holdForController(holdMs);
+        const heldFrom = performance.now();
+        // QEMU giving up while it holds (its target gone) ends the hold at once, not after it.
+        void out.settled().then((state) => {
+          if (state === 'failed' || state === 'cancelled') this.held?.reject(new ConnectionLostError(migrationId, `QEMU's migration ${state} while it held at the switch-over`));
+        });
+        this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY', awaitingSwitchover: true, switchoverHoldMs: holdMs });
+        await hold;
+        this.throwIfAborted();
+        log.info({ migrationId, vmId: this.vmId, heldMs: Math.round(performance.now() - heldFrom) }, 'switch-over continued by the controller');
+      } else {
+        // A controller that does not answer a hold (it predates ContinueSwitchover): go on at once.
+        this.continued = true;
+        this.opts.onProgress({ ...gate, phase: 'STOP_AND_COPY' });
+      }
       const done = await out.continueSwitchover();
+      // Aborted while QEMU finished: roll back now rather than keep the guest down through the digests.
+      this.throwIfAborted();
       const pausedAtMs = gate.pausedAtMs ?? Date.now();
       const digestTimeoutMs = CHANNEL_TIMEOUT_MS + Math.ceil((this.vm.memoryMib / 1024) * DIGEST_TIMEOUT_MS_PER_GIB);
       channel.send({ type: 'digest' });
@@ -218,11 +230,11 @@ export class QemuSourceRunner implements OutgoingRunner {
   }
 
   /**
-   * ContinueSwitchover: the held source sends its last pages. Idempotent once continued.
+   * ContinueSwitchover: the held source sends its last pages. Idempotent once continued (until a rollback).
    * @throws MigrationStepError before the hold, or once the migration rolled back
    */
   continueSwitchover(): void {
-    if (this.continued) return;
+    if (this.continued && this.current !== 'rolled-back') return;
     if (this.current !== 'sending' || !this.held) {
       throw new MigrationStepError(this.migrationId, `cannot continue the switch-over: outgoing qemu migration is ${this.current === 'sending' ? `in ${this.currentPhase}, not holding` : this.current}`);
     }

@@ -1,5 +1,6 @@
 import { ConnectionLostError, HELLO_TIMEOUT_MARGIN_MS, resolvePolicy } from '@vmm/migration';
 import type { IncomingMigration, QemuDriver } from '@vmm/qemu';
+import { MAX_SWITCHOVER_HOLD_MS } from '../../config.js';
 import { MigrationStepError } from '../../errors.js';
 import { ACCEPT_TIMEOUT_MS, type IncomingRunner, type IncomingState, type TargetRunnerOptions } from '../../migration/target.runner.js';
 import type { QemuVm } from './qemu-vm.js';
@@ -93,7 +94,8 @@ export class QemuTargetRunner implements IncomingRunner {
       channel.send({ type: 'welcome', qemuPort: incoming.port });
       log.info({ migrationId, vmId: this.vmId, qemuPort: incoming.port }, 'incoming qemu migration connected');
       // The source asks for the digest once its QEMU completed; until then it may only go away.
-      const timeoutMs = resolvePolicy(undefined, this.vm.memoryMib * 1024 * 1024).completionTimeoutMs + HELLO_TIMEOUT_MARGIN_MS;
+      // The migration's own deadline (the policy the controller sent), plus the source's longest hold.
+      const timeoutMs = resolvePolicy(this.opts.policy, this.vm.memoryMib * 1024 * 1024).completionTimeoutMs + HELLO_TIMEOUT_MARGIN_MS + MAX_SWITCHOVER_HOLD_MS;
       const ask = await channel.next(timeoutMs);
       if (ask.type !== 'digest') throw new ConnectionLostError(migrationId, `unexpected ${ask.type} on the verify channel`);
       try {
