@@ -75,7 +75,11 @@ it('a restarted controller serves the same VMs and nodes, and agents reconnect',
       );
     }, 15_000, 'agents reconnected');
     await waitFor(() => reportsAgree(api), 10_000, 'reports reach the new controller');
-    expect(await snapshot(api)).toEqual(before);
+    // Readiness is computed from the last report's age: on a loaded machine one late report can show a
+    // node NOT_READY for a moment, so the cluster is compared once it settled (or the wait fails, showing both).
+    let after: Awaited<ReturnType<typeof snapshot>> | undefined;
+    await waitFor(async () => JSON.stringify((after = await snapshot(api))) === JSON.stringify(before), 10_000, 'the same VMs and nodes').catch(() => undefined);
+    expect(after).toEqual(before);
 
     // Reports flow to the new controller: last_report_ms advances on every node.
     const seen = new Map((await api.listNodes({})).nodes.map((n) => [n.nodeId, n.lastReportMs]));
