@@ -82,11 +82,16 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var
 : >"$rootfs/etc/resolv.conf"
 
 log "podman import → $IMAGE"
+old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 tar -C "$rootfs" -c . | podman import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
   --change 'CMD ["node"]' - "$IMAGE" >/dev/null
 podman run --rm --network host "$IMAGE" sh -c 'node --version && redis-server --version' >&2 \
   || fail "$IMAGE was made but does not run node and redis-server"
+# A rebuild leaves the previous image untagged: remove it (fails harmlessly while a container uses it).
+if [ -n "$old_id" ] && [ "$old_id" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi "$old_id" >/dev/null 2>&1 || log "the previous $IMAGE ($old_id) is still in use: left in place"
+fi
 log "$IMAGE built in $((SECONDS - started)) s"
 echo "$IMAGE"
