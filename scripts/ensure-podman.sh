@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes podman run containers on a machine like the ones here (no systemd, no registry access): installs
-# Debian's podman, runc, podman-compose and debootstrap when they are missing (as root), and adds the two
+# Debian's podman, runc, docker-compose (run against podman's API socket: Debian's podman-compose 1.0.3
+# cannot run a service with network_mode: host) and debootstrap when they are missing (as root), adds the
 # settings podman needs here in a drop-in file of its own, /etc/containers/containers.conf.d/50-vmm.conf
 # (no other file is edited; deleting it undoes this):
 #   [containers] default_ulimits = []     podman's default raises RLIMIT_NPROC/NOFILE, which this kernel
@@ -14,7 +15,7 @@ set -euo pipefail
 log() { printf '\033[2m[podman-setup]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[31m[podman-setup]\033[0m %s\n' "$*" >&2; exit 1; }
 
-declare -A needs=([podman]=podman [runc]=runc [podman-compose]=podman-compose [debootstrap]=debootstrap)
+declare -A needs=([podman]=podman [runc]=runc [docker-compose]=docker-compose [debootstrap]=debootstrap)
 missing=()
 for cmd in "${!needs[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}"); done
 root=0; [ "$(id -u)" = "0" ] && root=1
@@ -26,7 +27,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
       || fail "apt-get install ${missing[*]} failed (see above)"
   else
-    fail "missing: ${missing[*]}. Install them as root (apt-get install ${missing[*]}); the podman compose test skips without them."
+    fail "missing: ${missing[*]}. Install them as root (apt-get install ${missing[*]}); test/compose-podman.test.ts skips without them."
   fi
 fi
 
