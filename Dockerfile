@@ -33,8 +33,9 @@ RUN npm ci --no-audit --no-fund || npm install --no-save --no-audit --no-fund
 COPY . .
 # buf generate (proto/src/gen is not committed) + tsc -b of every workspace + the console's bundle.
 RUN npm run build
-# Then the dev dependencies go (every workspace declares what it imports at run time: test/compose.test.ts
-# and the podman compose test run each entry point of the pruned tree).
+# Then the dev dependencies go (every workspace declares what it imports at run time:
+# test/compose-podman.test.ts runs the controller, the agents, certs-cli, the health probe and vmctl
+# from the pruned tree).
 RUN npm prune --omit=dev --no-audit --no-fund
 
 FROM ${BASE_IMAGE} AS runtime
