@@ -8,8 +8,10 @@
 #     into the base and nodejs is installed from it;
 #   - Debian's redis-server and redis-tools, so that the podman override (docker-compose.podman.yml) runs
 #     Redis from this same image (the compose file's default is redis:7-alpine, which cannot be pulled);
-#   - a `node` user with uid 1000, as in the official node images (the Dockerfile runs as it).
-# Then `tar | podman import`. Idempotent: does nothing when the image exists (VMM_BASE_REBUILD=1 rebuilds).
+#   - a `node` user with uid 1000, as in the official node images (the Dockerfile runs as it), and /data
+#     owned by redis, as in the official redis image.
+# Then `tar | podman import`. Idempotent: does nothing when the image exists with this script's VERSION
+# (label vmm.base.version; VMM_BASE_REBUILD=1 rebuilds anyway).
 # Runs scripts/ensure-podman.sh first (installs podman, debootstrap…, as root). Needs root (debootstrap).
 #   VMM_BASE_IMAGE   the image's name (default localhost/vmm-base:bookworm-node20)
 #   DEBIAN_MIRROR    default http://deb.debian.org/debian
@@ -18,13 +20,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 IMAGE="${VMM_BASE_IMAGE:-localhost/vmm-base:bookworm-node20}"
+# Bumped whenever what this script puts in the image changes: an image with another version is rebuilt.
+VERSION=2
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 log() { printf '\033[2m[base-image]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[31m[base-image]\033[0m %s\n' "$*" >&2; exit 1; }
 
 bash scripts/ensure-podman.sh
-if [ "${VMM_BASE_REBUILD:-0}" != 1 ] && podman image exists "$IMAGE"; then
-  log "$IMAGE exists (VMM_BASE_REBUILD=1 builds it again)"
+have="$(podman image inspect --format '{{index .Labels "vmm.base.version"}}' "$IMAGE" 2>/dev/null || true)"
+if [ "${VMM_BASE_REBUILD:-0}" != 1 ] && [ "$have" = "$VERSION" ]; then
+  log "$IMAGE exists, version $VERSION (VMM_BASE_REBUILD=1 builds it again)"
   echo "$IMAGE"
   exit 0
 fi
@@ -76,6 +81,10 @@ fi
 log "user node (uid 1000), as in the official node images; cleaning apt's caches"
 chroot "$rootfs" groupadd --gid 1000 node
 chroot "$rootfs" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+# Redis' data directory, owned by the redis user of Debian's package, as in the official redis image (the
+# compose file runs Redis as that user; a named volume mounted there takes this owner).
+mkdir -p "$rootfs/data"
+chroot "$rootfs" chown redis:redis /data
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/*
 # The build's RUN steps resolve the registry with the host's resolver (the build runs on the host network).
@@ -86,6 +95,7 @@ old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 tar -C "$rootfs" -c . | podman import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
+  --change "LABEL vmm.base.version=$VERSION" \
   --change 'CMD ["node"]' - "$IMAGE" >/dev/null
 podman run --rm --network host "$IMAGE" sh -c 'node --version && redis-server --version' >&2 \
   || fail "$IMAGE was made but does not run node and redis-server"

@@ -23,6 +23,7 @@ interface Service {
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }> | string[];
   ports?: string[];
+  user?: string;
 }
 interface ComposeFile {
   services: Record<string, Service>;
@@ -160,6 +161,9 @@ describe('docker-compose.yml', () => {
     expect(dataMount, `a volume mounted on ${dir}`).toBeDefined();
     expect(Object.keys(compose.volumes ?? {}), 'a named volume, not a bind mount').toContain(dataMount!.source);
     expect(['always', 'unless-stopped', 'on-failure']).toContain(redis.restart);
+    // Not as root: the images' own redis user (the local base makes /data its own, as redis:7 images do).
+    expect(redis.user).toBe('redis');
+    expect(read('scripts/build-local-base-image.sh')).toMatch(/chown redis:redis \/data/);
     // On the compose network: port 6379 on every interface, as the controller's REDIS_URL expects.
     expect(command.slice(command.indexOf('--port'), command.indexOf('--port') + 2)).toEqual(['--port', '6379']);
     expect(command.slice(command.indexOf('--bind'), command.indexOf('--bind') + 2)).toEqual(['--bind', '0.0.0.0']);
