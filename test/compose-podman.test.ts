@@ -5,8 +5,8 @@
 // migrated there to COMPLETED; then everything the project made (containers, volumes, networks, pods)
 // removed, also when a step fails. The images stay, on purpose: vmm:local and its build stage
 // vmm-build:local (rebuilt by every run, so never stale: with the build stage's layers as cache a run
-// where only sources changed builds in ~70 s, one where nothing changed in ~15 s, one from nothing in
-// ~2.5 min, mostly npm ci), whose previous versions each run removes, and the base image
+// where only sources changed builds in ~55-90 s, one where nothing changed in ~15 s, one from nothing in
+// ~2-2.5 min, mostly npm ci and tsc), whose previous versions each run removes, and the base image
 // (scripts/build-local-base-image.sh).
 // Skipped, saying why, where podman, docker-compose, the base image or root are missing; CI
 // (.ci/run runs scripts/build-local-base-image.sh first) fails instead of skipping.
