@@ -67,8 +67,9 @@ if (skipReason) {
 
 describe.skipIf(skipReason !== undefined)('docker-compose.yml under podman (host networking)', () => {
   const project = `vmmtest${process.pid}${Math.floor(Math.random() * 1e6)}`;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmm-compose-'));
-  const socket = path.join(dir, 'podman.sock');
+  // Made in beforeAll (a skipped suite makes nothing): podman's API socket lives there.
+  let dir = '';
+  let socket = '';
   const env: Record<string, string> = {};
   let service: ChildProcess | undefined;
   let pumping = false;
@@ -99,6 +100,8 @@ describe.skipIf(skipReason !== undefined)('docker-compose.yml under podman (host
     (await run('podman', ['inspect', '--format', '{{.State.Health.Status}}', containerOf(svc)], { timeout: 30_000 })).stdout.trim();
 
   beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'vmm-compose-'));
+    socket = path.join(dir, 'podman.sock');
     let t = Date.now();
     // Host network for the build: npm ci reaches the registry as the host does. The build stage is
     // tagged too (BUILD_IMAGE), so that its layers (npm ci's above all) stay as the next run's cache;
@@ -156,7 +159,7 @@ describe.skipIf(skipReason !== undefined)('docker-compose.yml under podman (host
     for (const id of await projectIds('volume').catch(() => [])) await run('podman', ['volume', 'rm', '-f', id]).catch((e) => errors.push(e));
     for (const id of await projectIds('network').catch(() => [])) await run('podman', ['network', 'rm', '-f', id]).catch((e) => errors.push(e));
     if (service?.pid) service.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
     timings.down = Date.now() - t;
     console.log(`[compose-podman] ${project}: build ${timings.build} ms, up to healthy ${timings.up} ms, down ${timings.down} ms`);
     if (skipReason === undefined && service) {
