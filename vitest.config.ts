@@ -40,6 +40,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/compose-podman.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
@@ -60,6 +61,19 @@ export default defineConfig({
           hookTimeout: 240_000,
           fileParallelism: false,
           sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // The compose file under podman (test/compose-podman.test.ts): builds the image, runs five
+          // containers; minutes, not seconds, so alone and last. Its hooks set their own timeouts.
+          name: 'compose',
+          include: ['test/compose-podman.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 3 },
         },
       },
     ],
