@@ -7,4 +7,10 @@ import { execute } from './program.js';
 // grpc-js's DEP0123 (an IP as TLS server name, with --ca) is harmless; any other warning still shows.
 routeProcessWarnings((warning) => process.stderr.write(`warning: ${warning.message}\n`));
 
+// `vmctl vms | head`: the reader went away. That ends the output, not in a stack trace (as for cat).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(0);
+});
+
 process.exitCode = await execute(process.argv.slice(2), processIo());
