@@ -75,9 +75,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * than what its allocators have not handed back yet. A 10-minute run showed both, and no retained
  * object: the controller's old generation held 31.8 MB live at minute 3 and 31.5 MB at the end.
  * - V8's young generation grows under load from 1–4 MB to two 16 MB semi-spaces, and shrinks again only
- *   on a memory-reducing GC, which a process may not run for minutes (the reports every 500 ms keep it
- *   allocating): a baseline taken with a small one and an end with a large one differ by ~30 MiB, the
- *   controller's +20–32% of earlier runs. It is pinned at the size it grows to anyway (16 MB).
+ *   on a memory-reducing GC (the memory reducer's), which comes at random, after seconds or minutes: a
+ *   baseline taken with a small one and an end with a large one differ by ~30 MiB, the controller's
+ *   +20–32% of earlier runs (an agent's +25–33% in later ones). It is pinned at the size it grows to
+ *   anyway (16 MB semi-spaces) and the memory reducer is off, which would uncommit one of them.
  * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
  *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
  * - glibc raises its mmap and trim thresholds after freeing a large buffer (up to 32 and 64 MiB), and
@@ -88,6 +89,7 @@ export const MEASURED_EXEC_ARGV: readonly string[] = [
   '--expose-gc',
   '--min-semi-space-size=16',
   '--max-semi-space-size=16',
+  '--no-memory-reducer',
   `--import=${new URL('./gc-on-signal.js', import.meta.url).href}`,
 ];
 export const MEASURED_ENV: Record<string, string> = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
