@@ -78,7 +78,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  *   on a memory-reducing GC (the memory reducer's), which comes at random, after seconds or minutes: a
  *   baseline taken with a small one and an end with a large one differ by ~30 MiB, the controller's
  *   +20–32% of earlier runs (an agent's +25–33% in later ones). It is pinned at the size it grows to
- *   anyway (16 MB semi-spaces) and the memory reducer is off, which would uncommit one of them.
+ *   anyway (16 MB semi-spaces). (The memory reducer may still uncommit one of them: turning it off
+ *   made a 10-minute run worse, the controller +31%, as V8 then kept its old generation's pages too.)
  * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
  *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
  * - glibc raises its mmap and trim thresholds after freeing a large buffer (up to 32 and 64 MiB), and
@@ -89,7 +90,6 @@ export const MEASURED_EXEC_ARGV: readonly string[] = [
   '--expose-gc',
   '--min-semi-space-size=16',
   '--max-semi-space-size=16',
-  '--no-memory-reducer',
   `--import=${new URL('./gc-on-signal.js', import.meta.url).href}`,
 ];
 export const MEASURED_ENV: Record<string, string> = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
