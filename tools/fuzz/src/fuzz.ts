@@ -79,7 +79,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  *   baseline taken with a small one and an end with a large one differ by ~30 MiB, the controller's
  *   +20–32% of earlier runs (an agent's +25–33% in later ones). It is pinned at the size it grows to
  *   anyway (16 MB semi-spaces). (The memory reducer may still uncommit one of them: turning it off
- *   made a 10-minute run worse, the controller +31%, as V8 then kept its old generation's pages too.)
+ *   made a 10-minute run worse, the controller +31%, for reasons not looked into.)
  * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
  *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
  * - glibc raises its mmap and trim thresholds after freeing a large buffer (up to 32 and 64 MiB), and
