@@ -182,6 +182,10 @@ export class MigrationSender {
       return this.readyResult(paused, performance.now() - startMs, stats, wasRunning);
     } catch (err) {
       throw this.rollBack(stream, err, wasRunning);
+    } finally {
+      // The transfer is over: a settled sender (kept a while by its caller for retries) keeps neither
+      // the connection nor the XBZRLE cache, which may be a quarter of the VM.
+      this.stream = undefined;
     }
   }
 

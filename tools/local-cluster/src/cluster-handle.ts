@@ -54,6 +54,8 @@ export interface ClusterOptions {
   apiTls?: boolean;
   /** Added to the environment of every process (controller and agents). */
   extraEnv?: Record<string, string>;
+  /** Node options before the entry point of the controller and of every agent (e.g. V8 flags NODE_OPTIONS does not take). */
+  execArgv?: readonly string[];
   /** Added to the controller's environment only. */
   controllerEnv?: Record<string, string>;
   /** Added to agent i's environment only (0-based). */

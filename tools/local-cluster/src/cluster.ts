@@ -123,7 +123,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       address,
       process: new SupervisedProcess({
         name,
-        spawn: () => spawnProcess({ name, args: [main], env, cwd: REPO_ROOT, onLine: options.onLine }),
+        spawn: () => spawnProcess({ name, args: [...(options.execArgv ?? []), main], env, cwd: REPO_ROOT, onLine: options.onLine }),
         ready: (child) =>
           waitForServing(address, { timeoutMs: readyTimeoutMs, credentials: healthCredentials, abort: () => (child.running ? undefined : exitedError(child)) }),
         ...supervision,

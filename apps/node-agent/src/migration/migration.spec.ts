@@ -148,6 +148,23 @@ describe('live migration between two agents', () => {
     await src.call('deleteVm', { vmId: 'vm-abort' });
   });
 
+  it('a discarded incoming end, kept a while for retries, keeps neither its data connection nor the transfer (#9: RSS)', async () => {
+    const spec = busySpec('vm-kept');
+    await src.call('createVm', { spec });
+    const { dataAddress } = await dst.call<agent.PrepareIncomingResponse>('prepareIncoming', { migrationId: 'm-kept', spec, token: TOKEN });
+    const messages = await src.startOutgoing({ migrationId: 'm-kept', vmId: 'vm-kept', targetDataAddress: dataAddress, token: TOKEN, policy: undefined });
+    expect(messages.at(-1)!.phase).toBe(cluster.MigrationPhase.MIGRATION_PHASE_COMMITTING);
+    await src.call('abortMigration', { migrationId: 'm-kept', reason: 'test', fencingEpoch: 0 });
+    await dst.call('abortMigration', { migrationId: 'm-kept', reason: 'test', fencingEpoch: 0 });
+    // The runner stays (RETAIN_RUNNER_MS); its listener's accept promise held the accepted socket and
+    // its TLS context, and its result the receiver: every aborted migration kept them for 10 minutes.
+    const runner = (target.migrations as unknown as { incoming: Map<string, { state: string; listener?: unknown; result?: unknown }> }).incoming.get('m-kept');
+    expect(runner?.state).toBe('discarded');
+    expect(runner?.listener).toBeUndefined();
+    expect(runner?.result).toBeUndefined();
+    await src.call('deleteVm', { vmId: 'vm-kept' });
+  });
+
   it('carries out decisions with their epochs and refuses ones that contradict what it applied', async () => {
     const spec = busySpec('vm-decide');
     await src.call('createVm', { spec: { ...spec, fencingEpoch: 1 } });

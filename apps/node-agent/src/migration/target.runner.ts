@@ -126,6 +126,9 @@ export class TargetRunner implements IncomingRunner {
     const { migrationId, token, entry, log } = this.opts;
     try {
       const { connection, hello } = await listener.accept;
+      // The listener's accept promise holds the data connection (its socket, its TLS context): a
+      // settled runner is kept for a while (RETAIN_RUNNER_MS) and must not keep those with it.
+      this.listener = undefined;
       if (!this.transition('receiving')) {
         connection.destroy();
         return;
@@ -161,6 +164,7 @@ export class TargetRunner implements IncomingRunner {
     }
     this.transition('committed');
     this.resumedAtMs = this.result.commit().resumedAtMs;
+    this.result = undefined; // nothing more to do with the transfer
     return this.resumedAtMs;
   }
 
@@ -177,11 +181,13 @@ export class TargetRunner implements IncomingRunner {
     this.error = error;
     this.abortController.abort(error);
     this.listener?.close();
+    this.listener = undefined;
     try {
       this.result?.abort();
     } catch {
       // already settled by the receiver; the VM is stopped below either way
     }
+    this.result = undefined;
     this.opts.log.warn({ migrationId: this.migrationId, vmId: this.vmId, reason: error.message }, 'incoming migration discarded');
     this.opts.onDiscard(this);
     this.settle();
