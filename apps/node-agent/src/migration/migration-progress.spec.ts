@@ -19,7 +19,7 @@ describe('migration progress mapping', () => {
       xbzrle: true,
       completionTimeoutMs: 90_000,
       xbzrleCacheMib: 16,
-      multifdChannels: 4,
+      multifdChannels: 1,
     };
     expect(resolvePolicy(toEnginePolicy(policy), 1 << 30)).toEqual(policy);
     const defaults = resolvePolicy({}, 1 << 30);

@@ -116,7 +116,9 @@ export class MigrationService {
       onState: (state) => this.ledger.record({ migrationId, vmId: entry.vm.id, role: 'target', state: TARGET_LEDGER_STATE[state], fencingEpoch: 0 }),
       onDiscard: () => {
         if (this.vms.get(entry.vm.id) === entry) this.vms.delete(entry.vm.id);
-        this.retire(this.incoming, migrationId, runner);
+        // A discarded end answers every later call from the ledger alone (prepare again, commit:
+        // INCOMING_LOST): it is not kept, nor the VM it made (its page tables, its bitmaps).
+        if (this.incoming.get(migrationId) === runner) this.incoming.delete(migrationId);
       },
     });
     this.ledger.record({ migrationId, vmId: entry.vm.id, role: 'target', state: 'RECEIVING', fencingEpoch: 0 });
