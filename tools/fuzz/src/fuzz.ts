@@ -4,7 +4,7 @@
  * frames with and without a valid HELLO), plus 1,000 idle connections, against a running local
  * cluster. It passes when no process exits, nothing is answered UNKNOWN or INTERNAL, a batch of
  * refused changing calls changes nothing, every watch closes, and each process's RSS is back within
- * 10% of where it started (both read the same way: see `MEASURED_ENV` and `settledRssMib`).
+ * 10% of where it started.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -70,41 +70,6 @@ function rssMib(pid: number | undefined): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * How the fuzz cluster's controller and agents run, so that RSS measures what a process holds rather
- * than what its allocators have not handed back yet. A 10-minute run showed both, and no retained
- * object: the controller's old generation held 31.8 MB live at minute 3 and 31.5 MB at the end.
- * - V8's young generation grows under load from 1–4 MB to two 16 MB semi-spaces, and shrinks again only
- *   on a memory-reducing GC (the memory reducer's), which comes at random, after seconds or minutes: a
- *   baseline taken with a small one and an end with a large one differ by ~30 MiB, the controller's
- *   +20–32% of earlier runs (an agent's +25–33% in later ones). It is pinned at the size it grows to
- *   anyway (16 MB semi-spaces). (The memory reducer may still uncommit one of them: turning it off
- *   made a 10-minute run worse, the controller +31%, for reasons not looked into.)
- * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
- *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
- * - glibc raises its mmap and trim thresholds after freeing a large buffer (up to 32 and 64 MiB), and
- *   may then keep that much freed memory in its heap (22 MiB of the controller's, which malloc_trim(0)
- *   returned at once). The thresholds are fixed at glibc's defaults (128 KiB).
- */
-export const MEASURED_EXEC_ARGV: readonly string[] = [
-  '--expose-gc',
-  '--min-semi-space-size=16',
-  '--max-semi-space-size=16',
-  `--import=${new URL('./gc-on-signal.js', import.meta.url).href}`,
-];
-export const MEASURED_ENV: Record<string, string> = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
-
-/** Each process's RSS after a full GC in it (SIGUSR2, see gc-on-signal.ts): the lowest of `samples` readings 2 s apart. */
-async function settledRssMib(pids: Record<string, number | undefined>, samples: number): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (let i = 0; i < samples; i++) {
-    for (const pid of Object.values(pids)) if (pid !== undefined) try { process.kill(pid, 'SIGUSR2'); } catch { /* exited: rssMib says NaN */ }
-    await sleep(2000);
-    for (const [name, pid] of Object.entries(pids)) out[name] = Math.min(out[name] ?? Infinity, rssMib(pid));
-  }
-  return out;
-}
-
 /** Cancels what runs, deletes every VM but `keep`, uncordons every node; waits until the cluster says so. */
 async function restoreState(api: ReturnType<LocalCluster['api']>, keep: Set<string>): Promise<void> {
   const deadline = Date.now() + 60_000;
@@ -126,7 +91,7 @@ async function restoreState(api: ReturnType<LocalCluster['api']>, keep: Set<stri
 
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   const summary: FuzzSummary = { seed: opts.seed, seconds: opts.seconds, calls: 0, byStatus: {}, dataConnections: 0, idleConnections: 0, watches: 0, crashes: [], violations: [], rssMib: {} };
-  const c: LocalCluster = await startCluster({ agents: 2, reportIntervalMs: 500, logLevel: 'error', extraEnv: MEASURED_ENV, execArgv: MEASURED_EXEC_ARGV, onLine: (name, line) => /"level":(50|60)/.test(line) && opts.log(`[${name}] ${line.slice(0, 300)}`) });
+  const c: LocalCluster = await startCluster({ agents: 2, reportIntervalMs: 500, logLevel: 'error', onLine: (name, line) => /"level":(50|60)/.test(line) && opts.log(`[${name}] ${line.slice(0, 300)}`) });
   const asController = c.credentials.as('controller');
   const apiClient = new Client(c.controllerAddress, c.credentials.api());
   const agentClients = c.agents.map((a) => new Client(a.address, asController));
@@ -306,8 +271,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     await idleConnections();
     await restoreState(api, initialVms);
     await sleep(3000);
-    // Read exactly as at the end: after a full GC, the lowest of 3 readings.
-    const before = await settledRssMib(pids(), 3);
+    const before = Object.fromEntries(Object.entries(pids()).map(([name, pid]) => [name, rssMib(pid)]));
     const deadline = Date.now() + opts.seconds * 1000;
     let round = 0;
     await idleConnections();
@@ -324,12 +288,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     // Back to the starting state (the fuzzer's accepted calls created VMs and migrations, cordoned
     // nodes): what is measured against the baseline is what the processes kept, not what they hold.
     await restoreState(api, initialVms);
-    // Settle: what the calls allocated is garbage by now. Each process's lowest RSS after a full GC,
-    // read as the baseline was (at least 3 readings, up to 15 over 30 s, ended early once all are back).
+    // Settle: what the calls allocated is garbage by now; give each process a few seconds to return it.
+    // Each process's lowest RSS over the settle window (up to 30 s, ended early once all are back).
     const after: Record<string, number> = {};
     for (let attempt = 0; attempt < 15; attempt++) {
-      for (const [name, mib] of Object.entries(await settledRssMib(pids(), 1))) after[name] = Math.min(after[name] ?? Infinity, mib);
-      if (attempt >= 2 && Object.keys(before).every((name) => after[name]! <= before[name]! * 1.1)) break;
+      await sleep(2000);
+      for (const [name, pid] of Object.entries(pids())) after[name] = Math.min(after[name] ?? Infinity, rssMib(pid));
+      if (Object.keys(before).every((name) => after[name]! <= before[name]! * 1.1)) break;
     }
     for (const name of Object.keys(before)) {
       summary.rssMib[name] = { before: Math.round(before[name]! * 10) / 10, after: Math.round(after[name]! * 10) / 10 };
