@@ -19,8 +19,9 @@ describe('migration parameters', () => {
   it('always gates the switch-over, and maps the policy onto capabilities', () => {
     const plain = caps(migrationCapabilities(resolvePolicy({}, 256 * MIB)));
     expect(plain).toEqual({ 'pause-before-switchover': true, events: true, 'auto-converge': false, xbzrle: false, multifd: false });
-    const all = caps(migrationCapabilities(resolvePolicy({ autoConverge: true, xbzrle: true, multifdChannels: 2 }, 256 * MIB)));
-    expect(all).toMatchObject({ 'auto-converge': true, xbzrle: true, multifd: true });
+    const all = caps(migrationCapabilities(resolvePolicy({ autoConverge: true, xbzrle: true }, 256 * MIB)));
+    expect(all).toMatchObject({ 'auto-converge': true, xbzrle: true, multifd: false });
+    expect(caps(migrationCapabilities(resolvePolicy({ multifdChannels: 2 }, 256 * MIB)))).toMatchObject({ xbzrle: false, multifd: true });
   });
 
   it('UpdateMigration as migrate-set-parameters: only what is set; force_complete as the largest downtime-limit', () => {
@@ -40,8 +41,9 @@ describe('migration parameters', () => {
       'downtime-limit': 500,
       'max-bandwidth': 128 * MIB,
     });
-    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 32, multifdChannels: 4 }, 256 * MIB), 256 * MIB);
-    expect(p).toEqual({ 'downtime-limit': 300, 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC, 'xbzrle-cache-size': 32 * MIB, 'multifd-channels': 4 });
+    const p = sourceMigrationParameters(resolvePolicy({ xbzrle: true, xbzrleCacheMib: 32 }, 256 * MIB), 256 * MIB);
+    expect(p).toEqual({ 'downtime-limit': 300, 'max-bandwidth': UNLIMITED_BANDWIDTH_BYTES_PER_SEC, 'xbzrle-cache-size': 32 * MIB });
+    expect(sourceMigrationParameters(resolvePolicy({ multifdChannels: 4 }, 256 * MIB), 256 * MIB)).toMatchObject({ 'multifd-channels': 4 });
     expect(targetMigrationParameters(resolvePolicy({ multifdChannels: 4 }, 256 * MIB))).toEqual({ 'multifd-channels': 4 });
     expect(targetMigrationParameters(resolvePolicy({}, 256 * MIB))).toEqual({});
   });
