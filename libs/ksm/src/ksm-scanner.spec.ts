@@ -127,6 +127,63 @@ describe('KsmScanner merging', () => {
     expect(ksm.scanBatch()).toBe(0); // run=2 also stops ksmd
   });
 
+  it('run=2 through configureYielding unmerges in slices between which the event loop runs, and VMs come and go', async () => {
+    const pool = new FramePool();
+    const vms = imageVms(pool, 4);
+    const digests = vms.map((m) => m.digest());
+    const ksm = scannerFor(pool, vms);
+    ksm.scanFull(3);
+    const merged = ksm.stats().pages_sharing + ksm.stats().pages_shared;
+    expect(merged).toBeGreaterThan(4 * 256);
+
+    let turns = 0;
+    let removed = false;
+    const runSeen = new Set<number>();
+    let stopped = false;
+    // Another task of the event loop, one turn per loop iteration (as a gRPC call's callbacks would).
+    const other = (): void => {
+      if (stopped) return;
+      setImmediate(other);
+      turns++;
+      runSeen.add(ksm.knobs.run);
+      if (turns === 2) {
+        // A VM stops mid-unmerge: its memory goes, and the unmerge must not touch it again.
+        ksm.removeRegion('vm3');
+        vms[3].release();
+        removed = true;
+      }
+    };
+    setImmediate(other);
+    const done = ksm.configureYielding({ run: 2 }, 256);
+    expect(ksm.scanBatch()).toBe(0); // scanning stopped at once
+    const next = ksm.configureYielding({ run: 1 }); // waits for the unmerge: knobs apply in call order
+    await done;
+    stopped = true;
+    expect(removed).toBe(true);
+    expect(turns).toBeGreaterThanOrEqual(2);
+    expect([...runSeen]).toEqual([2]); // the second call did not apply while the unmerge ran
+    for (const m of vms.slice(0, 3)) for (let p = 0; p < m.pageCount; p++) if (!m.isZero(p)) expect(pool.refCount(m.frameOf(p))).toBe(1);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 0, pages_sharing: 0, pages_unshared: 0, rmap_items: 0 });
+    expect(vms.slice(0, 3).map((m) => m.digest())).toEqual(digests.slice(0, 3));
+    await next;
+    expect(ksm.knobs.run).toBe(1);
+  });
+
+  it('configure() during a yielding unmerge finishes it first, synchronously', async () => {
+    const pool = new FramePool();
+    const vms = imageVms(pool, 3);
+    const framesBefore = pool.framesInUse;
+    const ksm = scannerFor(pool, vms);
+    ksm.scanFull(3);
+    const done = ksm.configureYielding({ run: 2 }, 64);
+    ksm.configure({ run: 1, pages_to_scan: 50 });
+    expect(pool.framesInUse).toBe(framesBefore);
+    expect(ksm.stats()).toMatchObject({ pages_shared: 0, pages_sharing: 0, rmap_items: 0 });
+    await done;
+    expect(ksm.knobs).toMatchObject({ run: 1, pages_to_scan: 50 });
+    await expect(ksm.configureYielding({ pages_to_scan: 0 })).rejects.toThrow(InvalidKnobError);
+  });
+
   it('counts pages written between every scan as volatile and never merges them', () => {
     const pool = new FramePool();
     const vms = [new GuestMemory(pool, 64), new GuestMemory(pool, 64)];

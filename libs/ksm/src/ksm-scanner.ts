@@ -7,6 +7,9 @@ import { HAVE_SUM, RMAP, Region, RegionRegistry, STABLE, UNSTABLE, ZERO } from '
 import { StableTree } from './stable-tree.js';
 import { generalProfit, pagesVolatile, type KsmRegionStats, type KsmStats } from './stats.js';
 
+/** configureYielding's default slice: ~4 MiB of copies, a few milliseconds. */
+export const UNMERGE_SLICE_PAGES = 1024;
+
 export interface KsmScannerOptions {
   /** The host's frames; every registered region must live in it. */
   pool: KsmFramePool;
@@ -46,6 +49,7 @@ export class KsmScanner {
   private scanned = 0;
   private fullScans = 0;
   private fullTwin = -1; // set by stableSearch: a full KSM page with the scanned page's content
+  private unmerging: { steps: Generator<void, void>; done: Promise<void> } | undefined; // configureYielding's run=2
 
   constructor(opts: KsmScannerOptions) {
     this.pool = opts.pool;
@@ -59,16 +63,51 @@ export class KsmScanner {
   }
 
   /**
-   * Sets knobs (all checked before any applies). run=2 unmerges every page; max_page_sharing may only
-   * change while no KSM page exists (Linux: EBUSY), or together with run=2.
+   * Sets knobs (all checked before any applies). run=2 unmerges every page before it returns (an
+   * unmerge configureYielding() left running is finished first); max_page_sharing may only change while
+   * no KSM page exists (Linux: EBUSY), or together with run=2.
    */
   configure(patch: KsmKnobsPatch): void {
+    this.finishUnmerge();
+    const steps = this.apply(patch, Infinity);
+    while (!steps.next().done);
+  }
+
+  /**
+   * configure() for a host that must stay responsive: run=2 gives back the merged pages' private
+   * copies `slicePages` at a time and yields to the event loop between slices (Linux's run=2 also
+   * reschedules between pages). A gigabyte of merged pages is a quarter of a million 4 KiB copies:
+   * done in one go, that stalls the agent's gRPC server for seconds under load, past the controller's
+   * keepalive. Scanning stops at once; the counters drop to zero with the last slice. Calls made while
+   * an unmerge runs wait for it, so knobs apply in call order.
+   */
+  async configureYielding(patch: KsmKnobsPatch, slicePages = UNMERGE_SLICE_PAGES): Promise<void> {
+    while (this.unmerging) await this.unmerging.done;
+    const steps = this.apply(patch, slicePages);
+    let settle!: () => void;
+    this.unmerging = { steps, done: new Promise<void>((resolve) => (settle = resolve)) };
+    try {
+      while (!steps.next().done) await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      this.unmerging = undefined;
+      settle();
+    }
+  }
+
+  /** The steps of configure(): checks, then (run=2) the unmerge, pausing after every `slicePages` copies. */
+  private *apply(patch: KsmKnobsPatch, slicePages: number): Generator<void, void> {
     const next = mergeKnobs(this.current, patch);
     if (next.max_page_sharing !== this.current.max_page_sharing && next.run !== 2 && this.stable.pagesShared > 0) {
       throw new KnobBusyError('max_page_sharing', this.stable.pagesShared);
     }
-    if (next.run === 2) this.unmergeAll();
-    this.current = next;
+    this.current = next; // run=2 stops ksmd from here on: nothing merges while the unmerge runs
+    if (next.run === 2) yield* this.unmergeAll(slicePages);
+  }
+
+  /** Runs what is left of an unmerge configureYielding() started, synchronously (its promise then settles). */
+  private finishUnmerge(): void {
+    const u = this.unmerging;
+    if (u) while (!u.steps.next().done);
   }
 
   /** madvise(MADV_MERGEABLE): the region's pages are scanned from the next visit of the cursor on. */
@@ -347,10 +386,25 @@ export class KsmScanner {
     this.regions.releaseQuarantine();
   }
 
-  /** run=2: every merged page gets a private copy again; all rmap state is dropped (counters to zero). */
-  private unmergeAll(): void {
+  /**
+   * run=2: every merged page gets a private copy again; all rmap state is dropped (counters to zero).
+   * Pauses (yields) after every `slicePages` copies. Between pauses the guests run and VMs come and go:
+   * a region removed meanwhile is skipped (its memory may be gone), one added meanwhile holds no merged
+   * page (nothing merges with run=2), and a page a guest wrote meanwhile has its own frame already.
+   */
+  private *unmergeAll(slicePages: number): Generator<void, void> {
+    let budget = slicePages;
+    for (const r of [...this.regions.order]) {
+      for (let p = 0; p < r.pageCount; p++) {
+        if (budget <= 0) {
+          yield;
+          budget = slicePages;
+          if (this.regions.get(r.id) !== r) break;
+        }
+        if (this.unmergePage(r, p)) budget--;
+      }
+    }
     for (const r of this.regions.order) {
-      this.unmergeRegion(r);
       r.flags.fill(0);
       r.rmapItems = 0;
       r.mergingPages = 0;
@@ -368,15 +422,19 @@ export class KsmScanner {
 
   /** Breaks the share of every merged page of the region (break_ksm), without a guest-visible write. */
   private unmergeRegion(r: Region): void {
+    for (let p = 0; p < r.pageCount; p++) this.unmergePage(r, p);
+  }
+
+  /** break_ksm for one page: true if it was copied. */
+  private unmergePage(r: Region, p: number): boolean {
+    if (!(r.flags[p] & STABLE)) return false;
+    const frame = r.memory.frameOf(p);
     const pool = this.pool;
-    for (let p = 0; p < r.pageCount; p++) {
-      if (!(r.flags[p] & STABLE)) continue;
-      const frame = r.memory.frameOf(p);
-      if (frame === -1 || pool.refCount(frame) <= 1) continue;
-      const copy = pool.allocate(false);
-      pool.copyFrame(frame, copy);
-      r.memory.mapShared(p, copy);
-      pool.decRef(copy); // mapShared took its own reference
-    }
+    if (frame === -1 || pool.refCount(frame) <= 1) return false;
+    const copy = pool.allocate(false);
+    pool.copyFrame(frame, copy);
+    r.memory.mapShared(p, copy);
+    pool.decRef(copy); // mapShared took its own reference
+    return true;
   }
 }

@@ -40,7 +40,7 @@ export class AgentGrpcController implements AgentServiceController {
     return { vms: this.vms.list() };
   }
 
-  setKsm(request: agent.SetKsmRequest): agent.SetKsmResponse {
+  setKsm(request: agent.SetKsmRequest): Promise<agent.SetKsmResponse> {
     return this.ksm.configure(request.knobs);
   }
 

@@ -51,13 +51,13 @@ describe('KsmService', () => {
     expect(ksm.scanner.regionIds()).toEqual(['in']);
   });
 
-  it('applies set knobs only, in proto shape', () => {
+  it('applies set knobs only, in proto shape', async () => {
     setup(0);
     expect(ksm.knobs()).toEqual({ run: 0, pagesToScan: 100, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: false });
-    const answer = ksm.configure({ run: 1, pagesToScan: 500, useZeroPages: true });
+    const answer = await ksm.configure({ run: 1, pagesToScan: 500, useZeroPages: true });
     expect(answer.knobs).toEqual({ run: 1, pagesToScan: 500, sleepMillisecs: 20, maxPageSharing: 256, useZeroPages: true });
     expect(answer.stats.fullScans).toBe(0);
-    expect(() => ksm.configure({ pagesToScan: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_KNOB' }));
+    await expect(ksm.configure({ pagesToScan: 0 })).rejects.toThrow(expect.objectContaining({ code: 'INVALID_KNOB' }));
     expect(ksm.knobs().pagesToScan).toBe(500);
   });
 
@@ -69,7 +69,7 @@ describe('KsmService', () => {
     ksm.start();
     vms.create(vmSpec({ vmId: 'a', image: 'alpine-3.20' }));
     expect(ksm.scanner.regionIds()).toEqual([]);
-    expect(() => ksm.configure({ run: 1 })).toThrow(expect.objectContaining({ code: 'HOST_KSM_READ_ONLY' }));
+    await expect(ksm.configure({ run: 1 })).rejects.toThrow(expect.objectContaining({ code: 'HOST_KSM_READ_ONLY' }));
     const host = await readHostKsm();
     if (host.run === undefined) return; // no /sys/kernel/mm/ksm here: nothing more to compare
     await waitFor(() => ksm.hostKsm().sysfs.run !== undefined, 5_000, 'the first read of the host');

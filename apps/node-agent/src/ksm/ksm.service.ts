@@ -73,10 +73,11 @@ export class KsmService {
   }
 
   /**
-   * SetKsm: applies the fields that are set, all checked before any applies.
+   * SetKsm: applies the fields that are set, all checked before any applies; answers once they apply
+   * (run=2: once every page is unmerged, in slices between which the agent keeps serving).
    * @throws InvalidKnobError (INVALID_ARGUMENT), KnobBusyError (FAILED_PRECONDITION)
    */
-  configure(knobs: cluster.KsmKnobs | undefined | null): { knobs: cluster.KsmKnobs; stats: cluster.KsmStats } {
+  async configure(knobs: cluster.KsmKnobs | undefined | null): Promise<{ knobs: cluster.KsmKnobs; stats: cluster.KsmStats }> {
     // The host's ksmd is the host's (and every other tenant's): the agent reads it, never sets it.
     if (this.source === 'host') throw new HostKsmReadOnlyError();
     const patch: KsmKnobsPatch = {};
@@ -85,7 +86,7 @@ export class KsmService {
     if (knobs?.sleepMillisecs != null) patch.sleep_millisecs = knobs.sleepMillisecs;
     if (knobs?.maxPageSharing != null) patch.max_page_sharing = knobs.maxPageSharing;
     if (knobs?.useZeroPages != null) patch.use_zero_pages = knobs.useZeroPages;
-    this.scanner.configure(patch);
+    await this.scanner.configureYielding(patch);
     this.log.info({ knobs: this.scanner.knobs }, 'ksm knobs set');
     return { knobs: this.knobs(), stats: this.stats() };
   }
