@@ -14,6 +14,7 @@ set -euo pipefail
 
 log() { printf '\033[2m[podman-setup]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[31m[podman-setup]\033[0m %s\n' "$*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 declare -A needs=([podman]=podman [runc]=runc [docker-compose]=docker-compose [debootstrap]=debootstrap)
 missing=()
@@ -21,14 +22,7 @@ for cmd in "${!needs[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${
 root=0; [ "$(id -u)" = "0" ] && root=1
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$root" = 1 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]} from Debian's packages"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-      || fail "apt-get install ${missing[*]} failed (see above)"
-  else
-    fail "missing: ${missing[*]}. Install them as root (apt-get install ${missing[*]}); test/compose-podman.test.ts skips without them."
-  fi
+  apt_install "test/compose-podman.test.ts skips without them." "${missing[@]}"
 fi
 
 dropin=/etc/containers/containers.conf.d/50-vmm.conf

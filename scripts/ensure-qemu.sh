@@ -8,6 +8,7 @@ set -euo pipefail
 
 log() { printf '\033[2m[qemu-setup]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[31m[qemu-setup]\033[0m %s\n' "$*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 # command or file that proves the package is there → Debian package that brings it
 declare -A needs=(
@@ -25,12 +26,4 @@ for what in "${!needs[@]}"; do has "$what" || missing+=("${needs[$what]}"); done
 if has /bin/busybox && ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  log "installing ${missing[*]} from Debian's packages"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  # qemu-system-x86 recommends a GUI stack; the driver needs none of it (-nographic).
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-    || fail "apt-get install ${missing[*]} failed (see above)"
-else
-  fail "missing: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}); QEMU tests are skipped without them."
-fi
+apt_install "QEMU tests are skipped without them." "${missing[@]}"

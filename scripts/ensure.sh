@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '\033[2m[setup]\033[0m %s\n' "$*" >&2; }
 fail() { printf '\033[31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
+source scripts/lib/apt.sh
 
 command -v node >/dev/null 2>&1 || fail "node is missing: install Node.js 20.19 or newer (https://nodejs.org)."
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
@@ -25,14 +26,8 @@ find_redis() {
   command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]
 }
 if [ -z "${REDIS_URL:-}" ] && ! find_redis; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing redis-server from Debian's packages"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
-    # The package may start a system service on 6379; the project starts its own on free ports.
-  else
-    fail "redis-server is missing. Install it (sudo apt-get install redis-server), set REDIS_SERVER_BIN to its path, or set REDIS_URL to a Redis server."
-  fi
+  # The package may start a system service on 6379; the project starts its own on free ports.
+  apt_install "or set REDIS_SERVER_BIN to a redis-server, or REDIS_URL to a Redis server." redis-server
 fi
 
 if [ "${SKIP_BUILD:-}" != "1" ]; then
