@@ -83,6 +83,7 @@ if (!CHROMIUM) {
       await page.fill('#migrate-form input[name=maxBandwidthMibPerSec]', '48');
       await page.fill('#migrate-form input[name=downtimeLimitMs]', '300');
       await page.check('#migrate-form input[name=autoConverge]');
+      await page.fill('#migrate-form input[name=completionTimeoutMs]', '600000');
       await page.click('#migrate-form [data-action=start-migration]');
       await page.waitForURL(/#\/migrations\/.+/);
       const migrationId = decodeURIComponent(new URL(page.url()).hash.replace('#/migrations/', ''));
@@ -111,6 +112,7 @@ if (!CHROMIUM) {
 
       const done = await t.api.getMigration({ migrationId });
       expect(short(done.phase)).toBe('COMPLETED');
+      expect(done.policy).toMatchObject({ maxBandwidthMibPerSec: 48, autoConverge: true, completionTimeoutMs: 600_000 });
       expect(await page.locator('[data-digest]').getAttribute('data-digest')).toBe('match');
       expect(await page.locator('.summary').textContent()).toContain(`${done.round}`);
       if (SCREENSHOTS_DIR) {

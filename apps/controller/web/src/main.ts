@@ -77,6 +77,9 @@ function openMigrate(vm: Vm, nodes: Node[]): void {
   const rounds = num('maxRounds', 'default 30');
   const autoConverge = h('input', { type: 'checkbox', name: 'autoConverge' });
   const xbzrle = h('input', { type: 'checkbox', name: 'xbzrle' });
+  const xbzrleCache = num('xbzrleCacheMib', 'default 64, ≤ ¼ of the VM');
+  const channels = num('multifdChannels', 'default 1 (QEMU nodes: 1–16)');
+  const completion = num('completionTimeoutMs', 'default by VM size');
   const field = (label: string, input: HTMLElement) => h('label', {}, h('span', {}, label), input);
   const numberOf = (i: HTMLInputElement) => (i.value === '' ? undefined : Number(i.value));
   dialog.replaceChildren(h('form', {
@@ -86,6 +89,7 @@ function openMigrate(vm: Vm, nodes: Node[]): void {
       const policy = {
         downtimeLimitMs: numberOf(downtime), maxBandwidthMibPerSec: numberOf(bandwidth), maxRounds: numberOf(rounds),
         autoConverge: autoConverge.checked || undefined, xbzrle: xbzrle.checked || undefined,
+        xbzrleCacheMib: numberOf(xbzrleCache), multifdChannels: numberOf(channels), completionTimeoutMs: numberOf(completion),
       };
       const m = (await act(() => call<Migration>('POST', `/api/vms/${encodeURIComponent(vm.vmId)}/migrate`, { targetNodeId: target.value, policy }))) as Migration | undefined;
       dialog.close();
@@ -96,6 +100,7 @@ function openMigrate(vm: Vm, nodes: Node[]): void {
   h('p', { class: 'muted' }, `from ${vm.nodeId}`),
   field('target', target), field('downtime limit (ms)', downtime), field('max bandwidth (MiB/s)', bandwidth),
   field('max rounds', rounds), field('auto-converge', autoConverge), field('XBZRLE', xbzrle),
+  field('XBZRLE cache (MiB)', xbzrleCache), field('multifd channels', channels), field('completion timeout (ms)', completion),
   h('div', { class: 'actions' },
     h('button', { type: 'button', onclick: () => dialog.close() }, 'Close'),
     h('button', { type: 'submit', class: 'primary', 'data-action': 'start-migration' }, 'Start migration'))));
