@@ -30,6 +30,14 @@ if [ -z "${REDIS_URL:-}" ] && ! find_redis; then
   apt_install "or set REDIS_SERVER_BIN to a redis-server, or REDIS_URL to a Redis server." redis-server
 fi
 
+# The controller's malloc (tools/local-cluster/src/allocator.ts): jemalloc gives freed memory back where
+# glibc's keeps it. redis-server brings it; without it (REDIS_URL set, no root) the controller runs on glibc.
+if ! ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then apt_install "" libjemalloc2
+  else log "libjemalloc2 is missing: the controller runs with glibc's malloc (apt-get install libjemalloc2 as root to change that)"
+  fi
+fi
+
 if [ "${SKIP_BUILD:-}" != "1" ]; then
   log "building (proto generation + tsc -b)"
   npm run --silent build >&2 || fail "the build failed (see above)"

@@ -2,7 +2,8 @@
 // dies (Redis, the controller, an agent) comes back as a service manager would bring it back: the same
 // port, node id, environment and Redis data; SIGSTOP is not a death. A private, durable Redis (the only
 // kind the cluster can restart) under the cluster's temporary directory.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { jemallocLibrary } from '@vmm/local-cluster/allocator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
@@ -77,6 +78,9 @@ async function killAndAwaitRestart(name: string): Promise<{ oldPid: number; pid:
   return { oldPid, pid: restarted.pid };
 }
 
+/** Whether the process has libjemalloc mapped (the allocator local-cluster asked for). */
+const runsJemalloc = (pid: number): boolean => readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc');
+
 describe('under supervise', () => {
   it('lists every process with its pid and address', () => {
     const procs = c!.processes();
@@ -91,6 +95,12 @@ describe('under supervise', () => {
     expect(c!.redisDataDir).toBe(`${c!.tempDir}/redis`);
   });
 
+  it('runs the controller with jemalloc where it is installed and the agents with glibc (allocator.ts)', () => {
+    const pid = (name: string) => c!.processes().find((p) => p.name === name)!.pid!;
+    expect(runsJemalloc(pid('controller'))).toBe(jemallocLibrary() !== undefined);
+    expect(runsJemalloc(pid('node-1'))).toBe(false);
+  });
+
   it('a killed agent comes back on the same port as the same node', async () => {
     await killAndAwaitRestart('node-2');
     expect(c!.agents[1]!.pid).toBe(c!.pidOf('node-2'));
@@ -98,9 +108,10 @@ describe('under supervise', () => {
   });
 
   it('a killed controller comes back on the same port, with the same Redis prefix: nothing lost', async () => {
-    await killAndAwaitRestart('controller');
+    const { pid } = await killAndAwaitRestart('controller');
     await nodesReadyAgain();
     expect((await api!.getVm({ vmId })).name).toBe('survivor');
+    expect(runsJemalloc(pid!), 'the same environment, its allocator too').toBe(jemallocLibrary() !== undefined);
   });
 
   it('a killed Redis comes back on the same port with the same data', async () => {

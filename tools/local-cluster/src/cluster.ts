@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from '@vmm/proto';
+import { allocatorEnv } from './allocator.js';
 import { makeClusterDirs, type ClusterDirs } from './cluster-dirs.js';
 import { agentEnvironment, controllerEnvironment, HYPERVISORS, type SecuritySettings } from './cluster-env.js';
 import {
@@ -217,9 +218,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       httpPort: options.httpPort,
       security,
       common,
-      overrides: options.controllerEnv,
+      overrides: { ...allocatorEnv(options.controllerAllocator ?? 'auto'), ...options.controllerEnv },
     });
     await serviceUnit('controller', 'controller', controllerAddress, controllerMain, controllerEnv, creds.api()).start();
+    const agentAllocator = allocatorEnv(options.agentAllocator ?? 'glibc');
     for (let index = 0; index < agentCount; index++) {
       const nodeId = nodeIds[index]!;
       const port = await freePort();
@@ -234,7 +236,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
         stateDir,
         security,
         common,
-        overrides: options.agentEnv?.(index),
+        overrides: { ...agentAllocator, ...options.agentEnv?.(index) },
       });
       const unit = serviceUnit(nodeId, 'agent', `127.0.0.1:${port}`, agentMain, env, creds.as('operator'));
       agents.push({

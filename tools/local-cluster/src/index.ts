@@ -8,6 +8,7 @@ export * from './redis-client.js';
 export * from './redis.js';
 export * from './health.js';
 export * from './grpc-client.js';
+export * from './allocator.js';
 export * from './cluster-env.js';
 export * from './cluster-dirs.js';
 export * from './cluster.js';
