@@ -7,7 +7,7 @@ apt_install() {
   shift
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     log "installing $* from Debian's packages"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || fail "apt-get update failed (see above)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 \
       || fail "apt-get install $* failed (see above)"
   else

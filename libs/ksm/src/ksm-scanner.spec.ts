@@ -140,6 +140,7 @@ describe('KsmScanner merging', () => {
     let removed = false;
     const runSeen = new Set<number>();
     let stopped = false;
+    let vm3Frames: number[] = [];
     // Another task of the event loop, one turn per loop iteration (as a gRPC call's callbacks would).
     const other = (): void => {
       if (stopped) return;
@@ -147,24 +148,31 @@ describe('KsmScanner merging', () => {
       turns++;
       runSeen.add(ksm.knobs.run);
       if (turns === 2) {
-        // A VM stops mid-unmerge: its memory goes, and the unmerge must not touch it again.
+        // A VM leaves KSM mid-unmerge (the agent detaches it before it stops): the unmerge must not
+        // touch it any more, not even to give its merged pages private copies.
         ksm.removeRegion('vm3');
-        vms[3].release();
+        vm3Frames = Array.from({ length: vms[3]!.pageCount }, (_, p) => vms[3]!.frameOf(p));
         removed = true;
       }
     };
     setImmediate(other);
-    const done = ksm.configureYielding({ run: 2 }, 256);
-    expect(ksm.scanBatch()).toBe(0); // scanning stopped at once
-    const next = ksm.configureYielding({ run: 1 }); // waits for the unmerge: knobs apply in call order
-    await done;
-    stopped = true;
+    let next: Promise<void>;
+    try {
+      const done = ksm.configureYielding({ run: 2 }, 256);
+      expect(ksm.scanBatch()).toBe(0); // scanning stopped at once
+      next = ksm.configureYielding({ run: 1 }); // waits for the unmerge: knobs apply in call order
+      await done;
+    } finally {
+      stopped = true;
+    }
     expect(removed).toBe(true);
     expect(turns).toBeGreaterThanOrEqual(2);
     expect([...runSeen]).toEqual([2]); // the second call did not apply while the unmerge ran
     for (const m of vms.slice(0, 3)) for (let p = 0; p < m.pageCount; p++) if (!m.isZero(p)) expect(pool.refCount(m.frameOf(p))).toBe(1);
     expect(ksm.stats()).toMatchObject({ pages_shared: 0, pages_sharing: 0, pages_unshared: 0, rmap_items: 0 });
     expect(vms.slice(0, 3).map((m) => m.digest())).toEqual(digests.slice(0, 3));
+    expect(Array.from({ length: vms[3]!.pageCount }, (_, p) => vms[3]!.frameOf(p))).toEqual(vm3Frames);
+    expect(vms[3]!.digest()).toBe(digests[3]);
     await next;
     expect(ksm.knobs.run).toBe(1);
   });

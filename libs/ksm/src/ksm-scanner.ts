@@ -10,6 +10,13 @@ import { generalProfit, pagesVolatile, type KsmRegionStats, type KsmStats } from
 /** configureYielding's default slice: ~4 MiB of copies, a few milliseconds. */
 export const UNMERGE_SLICE_PAGES = 1024;
 
+/** An unmerge configureYielding() runs: its remaining steps, settled when it ends, how it failed if it did. */
+interface Unmerging {
+  steps: Generator<void, void>;
+  done: Promise<void>;
+  failure: { error: unknown } | undefined;
+}
+
 export interface KsmScannerOptions {
   /** The host's frames; every registered region must live in it. */
   pool: KsmFramePool;
@@ -49,7 +56,7 @@ export class KsmScanner {
   private scanned = 0;
   private fullScans = 0;
   private fullTwin = -1; // set by stableSearch: a full KSM page with the scanned page's content
-  private unmerging: { steps: Generator<void, void>; done: Promise<void> } | undefined; // configureYielding's run=2
+  private unmerging: Unmerging | undefined; // configureYielding's run=2
 
   constructor(opts: KsmScannerOptions) {
     this.pool = opts.pool;
@@ -83,11 +90,13 @@ export class KsmScanner {
    */
   async configureYielding(patch: KsmKnobsPatch, slicePages = UNMERGE_SLICE_PAGES): Promise<void> {
     while (this.unmerging) await this.unmerging.done;
-    const steps = this.apply(patch, slicePages);
     let settle!: () => void;
-    this.unmerging = { steps, done: new Promise<void>((resolve) => (settle = resolve)) };
+    const u: Unmerging = { steps: this.apply(patch, slicePages), done: new Promise<void>((resolve) => (settle = resolve)), failure: undefined };
+    this.unmerging = u;
     try {
-      while (!steps.next().done) await new Promise<void>((resolve) => setImmediate(resolve));
+      while (!u.steps.next().done) await new Promise<void>((resolve) => setImmediate(resolve));
+      // configure() may have run the rest (finishUnmerge): a slice that failed there failed this call too.
+      if (u.failure) throw u.failure.error;
     } finally {
       this.unmerging = undefined;
       settle();
@@ -107,7 +116,13 @@ export class KsmScanner {
   /** Runs what is left of an unmerge configureYielding() started, synchronously (its promise then settles). */
   private finishUnmerge(): void {
     const u = this.unmerging;
-    if (u) while (!u.steps.next().done);
+    if (!u) return;
+    try {
+      while (!u.steps.next().done);
+    } catch (error) {
+      u.failure = { error };
+      throw error;
+    }
   }
 
   /** madvise(MADV_MERGEABLE): the region's pages are scanned from the next visit of the cursor on. */
@@ -395,6 +410,7 @@ export class KsmScanner {
   private *unmergeAll(slicePages: number): Generator<void, void> {
     let budget = slicePages;
     for (const r of [...this.regions.order]) {
+      if (this.regions.get(r.id) !== r) continue; // removed during an earlier region's pause
       for (let p = 0; p < r.pageCount; p++) {
         if (budget <= 0) {
           yield;

@@ -12,6 +12,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Client, Metadata, status, type ChannelCredentials, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import fc from 'fast-check';
+import type { Allocator } from '@vmm/local-cluster/allocator';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
 import { certFiles } from '@vmm/local-cluster/cluster-env';
 import { fromProtoPhase, isFinal } from '@vmm/migration/phase';
@@ -36,6 +37,8 @@ export interface FuzzSummary {
   crashes: string[];
   violations: string[];
   rssMib: Record<string, { before: number; after: number }>;
+  /** Each process's malloc, as its memory map shows it. */
+  allocators: Record<string, 'jemalloc' | 'glibc'>;
 }
 
 const STATUS_NAME = Object.fromEntries(Object.entries(status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
@@ -56,6 +59,14 @@ function methodsOf(service: ServiceDefinition): Method[] {
       serialize: d.requestSerialize as (v: unknown) => Buffer,
       template: d.requestDeserialize(Buffer.alloc(0)) as Record<string, unknown>,
     }));
+}
+
+function allocatorOf(pid: number | undefined): 'jemalloc' | 'glibc' {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc') ? 'jemalloc' : 'glibc';
+  } catch {
+    return 'glibc';
+  }
 }
 
 function rssMib(pid: number | undefined): number {
@@ -85,11 +96,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
  *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
  * - malloc: the controller runs with jemalloc as it always does where it is installed; the agents are
- *   asked for it too (`agentAllocator`), since glibc's main heap keeps what a burst made it grow by
+ *   asked for it too where it is (`agentAllocator`; the summary's `allocators` says what ran), since glibc's main heap keeps what a burst made it grow by
  *   whenever one long-lived allocation lands above it (an agent's brk heap from 10 to 30 MiB over
  *   10 minutes, with nothing retained: JS heap, external memory and handles unchanged), and that is the
  *   allocator's, not the product's (local-cluster's allocator.ts has the measurements).
  */
+export const FUZZ_AGENT_ALLOCATOR: Allocator = 'auto';
 export const MEASURED_EXEC_ARGV: readonly string[] = [
   '--expose-gc',
   '--min-semi-space-size=2',
@@ -128,8 +140,8 @@ async function restoreState(api: ReturnType<LocalCluster['api']>, keep: Set<stri
 }
 
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
-  const summary: FuzzSummary = { seed: opts.seed, seconds: opts.seconds, calls: 0, byStatus: {}, dataConnections: 0, idleConnections: 0, watches: 0, crashes: [], violations: [], rssMib: {} };
-  const c: LocalCluster = await startCluster({ agents: 2, reportIntervalMs: 500, logLevel: 'error', agentAllocator: 'jemalloc', execArgv: MEASURED_EXEC_ARGV, onLine: (name, line) => /"level":(50|60)/.test(line) && opts.log(`[${name}] ${line.slice(0, 300)}`) });
+  const summary: FuzzSummary = { seed: opts.seed, seconds: opts.seconds, calls: 0, byStatus: {}, dataConnections: 0, idleConnections: 0, watches: 0, crashes: [], violations: [], rssMib: {}, allocators: {} };
+  const c: LocalCluster = await startCluster({ agents: 2, reportIntervalMs: 500, logLevel: 'error', agentAllocator: FUZZ_AGENT_ALLOCATOR, execArgv: MEASURED_EXEC_ARGV, onLine: (name, line) => /"level":(50|60)/.test(line) && opts.log(`[${name}] ${line.slice(0, 300)}`) });
   const asController = c.credentials.as('controller');
   const apiClient = new Client(c.controllerAddress, c.credentials.api());
   const agentClients = c.agents.map((a) => new Client(a.address, asController));
@@ -311,6 +323,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     await sleep(3000);
     // Read exactly as at the end: after a full GC, the lowest of 3 readings.
     const before = await settledRssMib(pids(), 3);
+    for (const [name, pid] of Object.entries(pids())) summary.allocators[name] = allocatorOf(pid);
     const deadline = Date.now() + opts.seconds * 1000;
     let round = 0;
     await idleConnections();

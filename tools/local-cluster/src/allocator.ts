@@ -4,13 +4,13 @@ import { existsSync } from 'node:fs';
  * The malloc a cluster process runs with. glibc's hands freed memory back only from the top of its main
  * heap: under bursts (a thousand TLS connections at once, a stream of large frames) that heap grows by
  * 20–30 MiB and one later, long-lived allocation above the freed part keeps all of it resident. Seen in
- * 10-minute fuzz runs (`npm run fuzz`): an agent's brk heap went from 10 to 30 MiB and stayed, with its
- * JS heap, external memory and handles unchanged; the controller's RSS came back 15–20% above its start.
- * jemalloc (Debian's libjemalloc2, a dependency of redis-server) returns freed pages within seconds
- * (`background_thread`): the same runs came back within 8%. It costs the data plane, though:
- * `npm run bench:stream` over mutual TLS ran at 0.49–0.54 GB/s with it against 0.58–0.60 GB/s with glibc
- * (same machine, same run). So the controller, which carries no guest memory, runs with jemalloc where
- * the library is installed; the agents run with glibc unless asked.
+ * 10-minute fuzz runs (`npm run fuzz`): an agent's brk heap went from 10 to 38 MiB within 30 s and
+ * stayed at 30, with its JS heap, external memory and handles unchanged; the controller's RSS came back
+ * 15–20% above its start. jemalloc (Debian's libjemalloc2, a dependency of redis-server) returns freed
+ * pages within seconds (`background_thread`): the same runs came back within 8%. It costs the data
+ * plane, though: `npm run bench:stream` over mutual TLS ran at 0.49–0.54 GB/s with it against
+ * 0.58–0.60 GB/s with glibc (same machine, same run). So the controller, which carries no guest memory,
+ * runs with jemalloc where the library is installed; the agents run with glibc unless asked.
  */
 export const ALLOCATORS = ['auto', 'glibc', 'jemalloc'] as const;
 /** `auto`: jemalloc when installed, else glibc. */

@@ -57,7 +57,7 @@ export interface ClusterOptions {
   extraEnv?: Record<string, string>;
   /** The controller's malloc (allocator.ts says why); default `auto`, jemalloc where it is installed. */
   controllerAllocator?: Allocator;
-  /** The agents' malloc; default `glibc` (jemalloc costs the TLS data plane ~15% of its throughput). */
+  /** The agents' malloc; default `glibc` (jemalloc cost the TLS data plane 7–18% of its throughput). */
   agentAllocator?: Allocator;
   /** Node options before the entry point of the controller and of every agent (e.g. V8 flags NODE_OPTIONS does not take). */
   execArgv?: readonly string[];

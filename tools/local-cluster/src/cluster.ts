@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from '@vmm/proto';
-import { allocatorEnv } from './allocator.js';
+import { ALLOCATORS, allocatorEnv, jemallocLibrary } from './allocator.js';
 import { makeClusterDirs, type ClusterDirs } from './cluster-dirs.js';
 import { agentEnvironment, controllerEnvironment, HYPERVISORS, type SecuritySettings } from './cluster-env.js';
 import {
@@ -53,6 +53,15 @@ function validate(options: ClusterOptions): void {
   if (!Number.isInteger(agents) || agents < 1) throw new InvalidClusterOptionError('agents', `expected a whole number ≥ 1, got ${agents}`);
   if (options.hypervisor !== undefined && !HYPERVISORS.includes(options.hypervisor)) {
     throw new InvalidClusterOptionError('hypervisor', `expected ${HYPERVISORS.join(' or ')}, got ${JSON.stringify(options.hypervisor)}`);
+  }
+  for (const name of ['controllerAllocator', 'agentAllocator'] as const) {
+    const allocator = options[name];
+    if (allocator !== undefined && !ALLOCATORS.includes(allocator)) {
+      throw new InvalidClusterOptionError(name, `expected ${ALLOCATORS.join(', ')}, got ${JSON.stringify(allocator)}`);
+    }
+    if (allocator === 'jemalloc' && !jemallocLibrary()) {
+      throw new InvalidClusterOptionError(name, 'jemalloc: libjemalloc.so.2 is not installed (apt-get install libjemalloc2)');
+    }
   }
   for (const [name, port] of [['port', options.port], ['httpPort', options.httpPort]] as const) {
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
@@ -208,6 +217,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
     controllerAddress = `127.0.0.1:${controllerPort}`;
     const agentPlanePort = security.insecure ? controllerPort : options.agentPlanePort || (await freePort());
     agentPlaneAddress = `127.0.0.1:${agentPlanePort}`;
+    const preloaded = options.extraEnv?.LD_PRELOAD ?? process.env.LD_PRELOAD;
     const controllerEnv = controllerEnvironment({
       port: controllerPort,
       agentPlanePort,
@@ -218,10 +228,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       httpPort: options.httpPort,
       security,
       common,
-      overrides: { ...allocatorEnv(options.controllerAllocator ?? 'auto'), ...options.controllerEnv },
+      overrides: { ...allocatorEnv(options.controllerAllocator ?? 'auto', { inherited: preloaded }), ...options.controllerEnv },
     });
     await serviceUnit('controller', 'controller', controllerAddress, controllerMain, controllerEnv, creds.api()).start();
-    const agentAllocator = allocatorEnv(options.agentAllocator ?? 'glibc');
+    const agentAllocator = allocatorEnv(options.agentAllocator ?? 'glibc', { inherited: preloaded });
     for (let index = 0; index < agentCount; index++) {
       const nodeId = nodeIds[index]!;
       const port = await freePort();

@@ -61,6 +61,18 @@ describe('KsmService', () => {
     expect(ksm.knobs().pagesToScan).toBe(500);
   });
 
+  it('answers each SetKsm with the knobs it left, one after another, though run=2 unmerges in slices', async () => {
+    setup();
+    vms.create(vmSpec({ vmId: 'a', image: 'alpine-3.20' }));
+    vms.create(vmSpec({ vmId: 'b', image: 'alpine-3.20' }));
+    ksm.scanner.scanFull(3);
+    expect(ksm.stats().pagesSharing).toBeGreaterThan(0);
+    const [unmerged, resumed] = await Promise.all([ksm.configure({ run: 2 }), ksm.configure({ run: 1 })]);
+    expect(unmerged.knobs.run).toBe(2);
+    expect(unmerged.stats).toMatchObject({ pagesShared: 0, pagesSharing: 0 });
+    expect(resumed.knobs.run).toBe(1);
+  });
+
   it("host mode (a QEMU node) reports the kernel's counters and knobs, never sets them, and registers no regions", async () => {
     setup();
     ksm.stop();

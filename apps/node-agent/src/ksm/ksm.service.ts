@@ -25,6 +25,7 @@ export class KsmService {
   private readonly ksmd: Ksmd;
   private host: agent.HostKsm = { sysfs: {}, process: {} };
   private hostTimer: NodeJS.Timeout | undefined;
+  private configuring: Promise<void> = Promise.resolve(); // the SetKsm calls before this one
 
   /** @throws InvalidKnobError for bad KSM_* configuration (checked by loadAgentConfig first) */
   constructor(
@@ -77,7 +78,17 @@ export class KsmService {
    * (run=2: once every page is unmerged, in slices between which the agent keeps serving).
    * @throws InvalidKnobError (INVALID_ARGUMENT), KnobBusyError (FAILED_PRECONDITION)
    */
-  async configure(knobs: cluster.KsmKnobs | undefined | null): Promise<{ knobs: cluster.KsmKnobs; stats: cluster.KsmStats }> {
+  configure(knobs: cluster.KsmKnobs | undefined | null): Promise<{ knobs: cluster.KsmKnobs; stats: cluster.KsmStats }> {
+    // One call at a time, each answered with the state it left (not a later call's).
+    const answer = this.configuring.then(() => this.apply(knobs));
+    this.configuring = answer.then(
+      () => undefined,
+      () => undefined,
+    );
+    return answer;
+  }
+
+  private async apply(knobs: cluster.KsmKnobs | undefined | null): Promise<{ knobs: cluster.KsmKnobs; stats: cluster.KsmStats }> {
     // The host's ksmd is the host's (and every other tenant's): the agent reads it, never sets it.
     if (this.source === 'host') throw new HostKsmReadOnlyError();
     const patch: KsmKnobsPatch = {};
