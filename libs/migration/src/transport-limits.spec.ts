@@ -66,13 +66,17 @@ describe('connections before HELLO', () => {
   it('holds at most maxPendingConnections; more are closed at once; the slots free up after the HELLO deadline', async () => {
     const listener = await listen({ maxPendingConnections: 4, helloTimeoutMs: 300 });
     const silent = await Promise.all([1, 2, 3, 4].map(() => client(listener.port)));
-    await waitFor(() => silent.every((c) => !c.closed()), 1000);
+    // Connected on the client's side is not yet taken on the listener's: wait until all four hold a slot.
+    await waitFor(() => listener.pendingConnections === 4, 5000);
+    expect(silent.every((c) => !c.closed())).toBe(true);
     const fifth = await client(listener.port);
     await waitFor(() => fifth.closed(), 5000);
     expect(fifth.errors).toEqual([]); // closed at once, no work spent on it
     // The silent ones miss their HELLO deadline: an ERROR each, then closed.
     await waitFor(() => silent.every((c) => c.closed()), 5000);
     expect(silent.every((c) => c.errors[0]?.code === 'PROTOCOL_ERROR' && /no HELLO within 300 ms/.test(c.errors[0].message))).toBe(true);
+    // A client sees its socket close before the listener's side has: the slots free up after that.
+    await waitFor(() => listener.pendingConnections === 0, 5000);
     const good = await client(listener.port);
     good.socket.write(encodeHello(hello()));
     const accepted = await listener.accept;

@@ -75,6 +75,8 @@ export interface IncomingListener {
   /** host:port for the sender. */
   address: string;
   accept: Promise<AcceptedConnection>;
+  /** Connections holding one of this listener's slots before their HELLO (a slot is given back when the connection has closed). */
+  readonly pendingConnections: number;
   /** Stops listening (idempotent); a pending accept rejects. */
   close(): void;
 }
@@ -157,6 +159,9 @@ export async function listenForIncoming(opts: ListenOptions): Promise<IncomingLi
     port,
     address: `${host.includes(':') ? `[${host}]` : host}:${port}`,
     accept,
+    get pendingConnections() {
+      return own.inUse;
+    },
     close: () => finish(new ConnectionLostError(opts.migrationId, 'listener closed')),
   };
 }
