@@ -2,8 +2,8 @@
 // dies (Redis, the controller, an agent) comes back as a service manager would bring it back: the same
 // port, node id, environment and Redis data; SIGSTOP is not a death. A private, durable Redis (the only
 // kind the cluster can restart) under the cluster's temporary directory.
-import { existsSync, readFileSync } from 'node:fs';
-import { jemallocLibrary } from '@vmm/local-cluster/allocator';
+import { existsSync } from 'node:fs';
+import { jemallocLibrary, processAllocator } from '@vmm/local-cluster/allocator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cluster } from '@vmm/proto';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
@@ -79,7 +79,7 @@ async function killAndAwaitRestart(name: string): Promise<{ oldPid: number; pid:
 }
 
 /** Whether the process has libjemalloc mapped (the allocator local-cluster asked for). */
-const runsJemalloc = (pid: number): boolean => readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc');
+const runsJemalloc = (pid: number): boolean => processAllocator(pid) === 'jemalloc';
 
 describe('under supervise', () => {
   it('lists every process with its pid and address', () => {

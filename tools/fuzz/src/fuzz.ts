@@ -12,7 +12,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Client, Metadata, status, type ChannelCredentials, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import fc from 'fast-check';
-import type { Allocator } from '@vmm/local-cluster/allocator';
+import { processAllocator, type Allocator } from '@vmm/local-cluster/allocator';
 import { startCluster, type LocalCluster } from '@vmm/local-cluster/cluster';
 import { certFiles } from '@vmm/local-cluster/cluster-env';
 import { fromProtoPhase, isFinal } from '@vmm/migration/phase';
@@ -61,14 +61,6 @@ function methodsOf(service: ServiceDefinition): Method[] {
     }));
 }
 
-function allocatorOf(pid: number | undefined): 'jemalloc' | 'glibc' {
-  try {
-    return readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc') ? 'jemalloc' : 'glibc';
-  } catch {
-    return 'glibc';
-  }
-}
-
 function rssMib(pid: number | undefined): number {
   if (pid === undefined) return NaN;
   try {
@@ -96,10 +88,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * - `--expose-gc` and gc-on-signal.js: SIGUSR2 runs a full GC before each reading, at the start as at
  *   the end (between two full GCs the old generation also holds up to ~10 MB of garbage).
  * - malloc: the controller runs with jemalloc as it always does where it is installed; the agents are
- *   asked for it too where it is (`agentAllocator`; the summary's `allocators` says what ran), since glibc's main heap keeps what a burst made it grow by
- *   whenever one long-lived allocation lands above it (an agent's brk heap from 10 to 30 MiB over
- *   10 minutes, with nothing retained: JS heap, external memory and handles unchanged), and that is the
- *   allocator's, not the product's (local-cluster's allocator.ts has the measurements).
+ *   asked for it too where it is (`agentAllocator`; the summary's `allocators` says what ran), since
+ *   glibc's main heap keeps what a burst made it grow by whenever one long-lived allocation lands above
+ *   it (an agent's brk heap from 10 to 38 MiB, then 30 for the rest of a 10-minute run, with nothing
+ *   retained: JS heap, external memory and handles unchanged), and that is the allocator's, not the
+ *   product's (local-cluster's allocator.ts has the measurements).
  */
 export const FUZZ_AGENT_ALLOCATOR: Allocator = 'auto';
 export const MEASURED_EXEC_ARGV: readonly string[] = [
@@ -323,7 +316,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     await sleep(3000);
     // Read exactly as at the end: after a full GC, the lowest of 3 readings.
     const before = await settledRssMib(pids(), 3);
-    for (const [name, pid] of Object.entries(pids())) summary.allocators[name] = allocatorOf(pid);
+    for (const [name, pid] of Object.entries(pids())) if (pid !== undefined) summary.allocators[name] = processAllocator(pid);
     const deadline = Date.now() + opts.seconds * 1000;
     let round = 0;
     await idleConnections();

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /**
  * The malloc a cluster process runs with. glibc's hands freed memory back only from the top of its main
@@ -39,4 +39,13 @@ export function allocatorEnv(
     throw new Error('allocator jemalloc: libjemalloc.so.2 is not installed (apt-get install libjemalloc2)');
   }
   return { LD_PRELOAD: [library, inherited].filter(Boolean).join(':'), MALLOC_CONF: 'background_thread:true' };
+}
+
+/** The malloc a running process has mapped (glibc when it has no jemalloc, or when it is gone). */
+export function processAllocator(pid: number): 'jemalloc' | 'glibc' {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libjemalloc') ? 'jemalloc' : 'glibc';
+  } catch {
+    return 'glibc';
+  }
 }

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cluster } from '@vmm/proto';
-import { ALLOCATORS, allocatorEnv, jemallocLibrary } from './allocator.js';
+import { ALLOCATORS, allocatorEnv } from './allocator.js';
 import { makeClusterDirs, type ClusterDirs } from './cluster-dirs.js';
 import { agentEnvironment, controllerEnvironment, HYPERVISORS, type SecuritySettings } from './cluster-env.js';
 import {
@@ -59,8 +59,10 @@ function validate(options: ClusterOptions): void {
     if (allocator !== undefined && !ALLOCATORS.includes(allocator)) {
       throw new InvalidClusterOptionError(name, `expected ${ALLOCATORS.join(', ')}, got ${JSON.stringify(allocator)}`);
     }
-    if (allocator === 'jemalloc' && !jemallocLibrary()) {
-      throw new InvalidClusterOptionError(name, 'jemalloc: libjemalloc.so.2 is not installed (apt-get install libjemalloc2)');
+    try {
+      allocatorEnv(allocator ?? 'glibc'); // throws for jemalloc when it is not installed
+    } catch (err) {
+      throw new InvalidClusterOptionError(name, (err as Error).message);
     }
   }
   for (const [name, port] of [['port', options.port], ['httpPort', options.httpPort]] as const) {
